@@ -1,0 +1,37 @@
+# The two commands: `make demo` runs the whole cloud here with a demo VM; `make test` runs every test.
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: demo test setup test-setup lint unit integration system bench clean
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: test-setup lint
+	$(PY) -m pytest
+
+setup:
+	bash scripts/bootstrap.sh
+
+test-setup:
+	WITH_TEST_DEPS=1 bash scripts/bootstrap.sh
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
+
+unit: test-setup
+	$(PY) -m pytest -m unit
+
+integration: test-setup
+	$(PY) -m pytest -m integration
+
+system: test-setup
+	$(PY) -m pytest -m system
+
+bench: test-setup
+	@for script in bench/*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf var/compute var/cloud.sqlite3 var/static var/celerybeat-schedule tests/artifacts

@@ -1,0 +1,228 @@
+"""Configuration of one compute host, read once from the environment at start-up.
+
+Every value has a default that works on a single machine. An invalid value stops the worker before it
+consumes anything, with a message naming the variable, so a mistyped setting never becomes a host that
+half works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import os
+import re
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DRIVERS = ("libvirt", "fake")
+VIRT_TYPES = ("qemu", "kvm")
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "memory")
+
+# The host name becomes part of a queue name (compute.<host>) and of a directory name.
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+class ConfigError(ValueError):
+    """A setting in the environment is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    host: str
+    broker_url: str
+    driver: str
+    libvirt_uri: str
+    virt_type: str
+    state_dir: Path
+    heartbeat_interval: float
+    vnc_listen: str
+    vnc_address: str
+    http_timeout: float
+    shutdown_timeout: float
+    # Volumes: the address Cinder's targets see this host as, where NFS shares are mounted, and how long
+    # a guest may take to release a disk being detached.
+    my_ip: str = "127.0.0.1"
+    nfs_mount_point_base: Path | None = None
+    volume_detach_timeout: float = 30.0
+    # Simulated hosts served by this one process (COMPUTE_HOSTS); empty for an ordinary host. Each has
+    # its own queue, heartbeat and state directory under ``state_dir``; see ``for_host``.
+    hosts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HostConfig:
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        hosts = parse_host_list(get("COMPUTE_HOSTS", ""))
+        host = get("COMPUTE_HOST", hosts[0] if hosts else socket.gethostname())
+        if not _HOST_RE.match(host):
+            raise ConfigError(f"COMPUTE_HOST={host!r} is not a valid host name: use letters, digits, '.', '_' and '-'")
+        if hosts and host not in hosts:
+            raise ConfigError(f"COMPUTE_HOST={host!r} is not one of the hosts COMPUTE_HOSTS names")
+
+        broker_url = get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+        scheme = urlsplit(broker_url).scheme
+        if scheme not in BROKER_SCHEMES:
+            raise ConfigError(f"CELERY_BROKER_URL has scheme {scheme!r}; expected one of {', '.join(BROKER_SCHEMES)}")
+
+        driver = get("COMPUTE_DRIVER", "libvirt").lower()
+        if driver not in DRIVERS:
+            raise ConfigError(f"COMPUTE_DRIVER={driver!r} is not one of {', '.join(DRIVERS)}")
+
+        virt_type = get("COMPUTE_VIRT_TYPE", "qemu").lower()
+        if virt_type not in VIRT_TYPES:
+            raise ConfigError(f"COMPUTE_VIRT_TYPE={virt_type!r} is not one of {', '.join(VIRT_TYPES)}")
+
+        libvirt_uri = get("COMPUTE_LIBVIRT_URI", "qemu:///system")
+        if "://" not in libvirt_uri:
+            raise ConfigError(f"COMPUTE_LIBVIRT_URI={libvirt_uri!r} is not a libvirt URI (e.g. qemu:///system)")
+
+        # Many simulated hosts keep their directories side by side under one state directory.
+        default_state_dir = REPO_ROOT / "var" / "compute" / ("" if hosts else host)
+        state_dir = Path(get("COMPUTE_STATE_DIR", str(default_state_dir))).expanduser()
+        if not state_dir.is_absolute():
+            state_dir = state_dir.resolve()
+
+        vnc_listen = get("COMPUTE_VNC_LISTEN", "127.0.0.1")
+        listen_ip = _parse_ip("COMPUTE_VNC_LISTEN", vnc_listen)
+        # The address the console proxy connects to. A wildcard listen address is not reachable as
+        # such, so the host name stands in for it unless the operator names one.
+        default_vnc_address = host if listen_ip.is_unspecified else vnc_listen
+        vnc_address = get("COMPUTE_VNC_ADDRESS", default_vnc_address)
+
+        return cls(
+            host=host,
+            broker_url=broker_url,
+            driver=driver,
+            libvirt_uri=libvirt_uri,
+            virt_type=virt_type,
+            state_dir=state_dir,
+            heartbeat_interval=_positive_seconds(env, "COMPUTE_HEARTBEAT_INTERVAL", 5.0),
+            vnc_listen=vnc_listen,
+            vnc_address=vnc_address,
+            http_timeout=_positive_seconds(env, "COMPUTE_HTTP_TIMEOUT", 30.0),
+            shutdown_timeout=_positive_seconds(env, "COMPUTE_SHUTDOWN_TIMEOUT", 60.0, allow_zero=True),
+            my_ip=str(_parse_ip("COMPUTE_MY_IP", get("COMPUTE_MY_IP", _route_address(broker_url)))),
+            nfs_mount_point_base=Path(get("COMPUTE_NFS_MOUNT_POINT_BASE", str(state_dir / "mnt"))).expanduser(),
+            volume_detach_timeout=_positive_seconds(env, "COMPUTE_VOLUME_DETACH_TIMEOUT", 30.0),
+            hosts=hosts,
+        )
+
+    @property
+    def all_hosts(self) -> tuple[str, ...]:
+        """Every host this process serves: the simulated ones, or just ``host``."""
+        return self.hosts or (self.host,)
+
+    def for_host(self, name: str) -> HostConfig:
+        """The configuration of one simulated host: its own name and state directory, nothing shared."""
+        if not self.hosts:
+            return self
+        if name not in self.hosts:
+            raise ValueError(f"{name!r} is not one of this process's hosts")
+        return dataclasses.replace(
+            self,
+            host=name,
+            hosts=(),
+            state_dir=self.state_dir / name,
+            nfs_mount_point_base=self.state_dir / name / "mnt",
+        )
+
+    @property
+    def images_dir(self) -> Path:
+        return self.state_dir / "images"
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.state_dir / "instances"
+
+    def instance_dir(self, instance_uuid: str) -> Path:
+        return instances_dir_entry(self.instances_dir, instance_uuid)
+
+    @property
+    def nfs_mount_base(self) -> Path:
+        return self.nfs_mount_point_base or self.state_dir / "mnt"
+
+
+MAX_HOSTS = 10_000
+_RANGE_RE = re.compile(
+    r"^(?P<prefix>[A-Za-z0-9._-]*)\[(?P<first>[0-9]+)-(?P<last>[0-9]+)\](?P<suffix>[A-Za-z0-9._-]*)$"
+)
+
+
+def parse_host_list(value: str) -> tuple[str, ...]:
+    """``COMPUTE_HOSTS``: host names separated by commas; ``sim-[001-100]`` stands for sim-001 ... sim-100
+    (the width of the first number is kept)."""
+    names: list[str] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        match = _RANGE_RE.match(item)
+        if match:
+            first, last = match.group("first"), match.group("last")
+            if int(last) < int(first) or int(last) - int(first) >= MAX_HOSTS:
+                raise ConfigError(f"COMPUTE_HOSTS: the range in {item!r} is empty or too large")
+            names.extend(
+                f"{match.group('prefix')}{number:0{len(first)}d}{match.group('suffix')}"
+                for number in range(int(first), int(last) + 1)
+            )
+        elif _HOST_RE.match(item):
+            names.append(item)
+        else:
+            raise ConfigError(f"COMPUTE_HOSTS: {item!r} is not a host name or a range like sim-[1-100]")
+    unique = tuple(dict.fromkeys(names))
+    if len(unique) > MAX_HOSTS:
+        raise ConfigError(f"COMPUTE_HOSTS names {len(unique)} hosts; at most {MAX_HOSTS}")
+    return unique
+
+
+def instances_dir_entry(instances_dir: Path, instance_uuid: str) -> Path:
+    """The directory of one instance; the uuid is canonicalised so that it can never escape the parent."""
+    return instances_dir / canonical_uuid(instance_uuid)
+
+
+def canonical_uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid instance uuid") from None
+
+
+def _parse_ip(name: str, value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not an IP address") from None
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name}={raw!r} must be a {'non-negative' if allow_zero else 'positive'} number")
+    return value
+
+
+def _route_address(broker_url: str) -> str:
+    """This host's address on the way to the broker (no packet is sent), or loopback when there is none."""
+    target = urlsplit(broker_url).hostname or "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((target, 9))
+            return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"

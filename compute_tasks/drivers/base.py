@@ -1,0 +1,224 @@
+"""The interface between the compute manager and a hypervisor.
+
+A driver sees only dataclasses: the rpc messages (``BuildRequest``, ``InstanceRef``) and the small
+result types below. It never reports anything itself; the manager turns its results and exceptions into
+messages for the conductor.
+
+Rules every driver keeps:
+
+- An instance is found by its uuid, never by its name. Domains the cloud creates carry the instance
+  uuid as their hypervisor uuid *and* a metadata element in ``INSTANCE_METADATA_NS``; anything without
+  that element is foreign and is never touched, only reported.
+- Every method may be called again with the same arguments (tasks are delivered at least once):
+  ``power_on`` of a running domain, ``power_off`` of a stopped one and ``destroy`` of an absent one
+  succeed without doing anything.
+- Methods that act on one instance raise ``DomainNotFound`` when it does not exist (except ``destroy``),
+  and ``DriverError`` for everything else, with a message an operator can read.
+"""
+
+from __future__ import annotations
+
+import abc
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compute_tasks.rpc import BuildRequest, InstanceRef, NicSpec, VolumeConnection
+
+INSTANCE_METADATA_NS = "http://cloud.invalid/xmlns/compute/instance/1.0"
+INSTANCE_METADATA_PREFIX = "cloud"
+
+# The address QEMU's user-mode network hands to the first guest interface on it.
+USER_NETWORK_GUEST_ADDRESS = "10.0.2.15"
+
+
+class DriverError(Exception):
+    """The hypervisor could not do what was asked.
+
+    ``reschedulable`` says whether another host might succeed where this one failed: a libvirt error
+    might not recur elsewhere, a request the hypervisor can never satisfy (flavor disk smaller than the
+    image, an invalid name) would.
+    """
+
+    def __init__(self, message: str, *, reschedulable: bool = True) -> None:
+        super().__init__(message)
+        self.reschedulable = reschedulable
+
+
+class InvalidRequest(DriverError):
+    """The request can never be satisfied, on this host or any other."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reschedulable=False)
+
+
+class DomainNotFound(DriverError):
+    def __init__(self, instance_uuid: str) -> None:
+        super().__init__(f"instance {instance_uuid} has no domain on this host", reschedulable=False)
+        self.instance_uuid = instance_uuid
+
+
+@dataclass(frozen=True)
+class SpawnResult:
+    power_state: int
+    vnc_host: str | None
+    vnc_port: int | None
+    addresses: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HostResources:
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    hypervisor_type: str
+    hypervisor_version: int
+    cpu_arch: str
+
+
+@dataclass(frozen=True)
+class DomainInventory:
+    """Every domain on the host: the cloud's by instance uuid, and the names of the others."""
+
+    instances: dict[str, int] = field(default_factory=dict)  # instance uuid -> power state
+    foreign: list[str] = field(default_factory=list)
+
+
+class ComputeDriver(abc.ABC):
+    @abc.abstractmethod
+    def spawn(
+        self,
+        request: BuildRequest,
+        base_image_path: Path | None,
+        *,
+        power_on: bool = True,
+        volume_images: Mapping[str, Path] | None = None,
+    ) -> SpawnResult:
+        """Create the instance's disk on top of the cached base image, define the domain and start it
+        (or only define it, when ``power_on`` is False: a rebuilt server that was stopped).
+
+        On failure the driver raises and may leave a partly made instance behind; the caller removes it
+        with ``destroy``. A leftover instance directory without a domain (a build that died half way) is
+        replaced.
+        """
+
+    # --- volumes ---------------------------------------------------------------------------------------
+    #
+    # ``request.block_devices`` of a build are Cinder volumes to plug in before the first start; the one
+    # with ``boot_index`` 0 is the root disk instead of an overlay (``base_image_path`` is then None),
+    # and one with an ``image`` gets that image written onto it first, from ``volume_images[volume_id]``.
+
+    def attach_volume(self, ref: InstanceRef, volume: VolumeConnection) -> None:
+        """Plug ``volume`` in as ``volume.device``: hot-plugged into a running guest, and in the domain's
+        definition so that it stays across stops. A volume already attached is left as it is."""
+        raise DriverError("this hypervisor driver cannot attach volumes", reschedulable=False)
+
+    def detach_volume(self, ref: InstanceRef, volume: VolumeConnection) -> None:
+        """Unplug ``volume`` (a running guest must release it, within the driver's timeout) and remove it
+        from the definition. A volume that is not attached, or an instance without a domain, is done."""
+        raise DriverError("this hypervisor driver cannot detach volumes", reschedulable=False)
+
+    @abc.abstractmethod
+    def power_on(self, ref: InstanceRef) -> int:
+        """Start a stopped domain (resume a paused one); return the new power state."""
+
+    @abc.abstractmethod
+    def power_off(self, ref: InstanceRef) -> int:
+        """Ask the guest to shut down (ACPI) and wait up to the driver's shutdown timeout for it; then
+        pull the plug. Return the new power state."""
+
+    @abc.abstractmethod
+    def reboot(self, ref: InstanceRef, *, hard: bool) -> int:
+        """Restart the guest and return the new power state.
+
+        Soft: an ACPI shutdown, waiting up to the shutdown timeout for the guest to power off, then a
+        fresh start. A guest that ignores the request within the timeout gets a hard reboot instead,
+        so a reboot always ends with the domain running. Hard: power off at once, then start.
+        A stopped domain is simply started.
+        """
+
+    @abc.abstractmethod
+    def pause(self, ref: InstanceRef) -> int:
+        """Halt the guest's vCPUs, keeping it in memory; PAUSED. Pausing a paused domain does nothing;
+        a domain that is not running cannot be paused (``DriverError``)."""
+
+    @abc.abstractmethod
+    def unpause(self, ref: InstanceRef) -> int:
+        """Let a paused guest run again; RUNNING. A running domain is left as it is."""
+
+    @abc.abstractmethod
+    def suspend(self, ref: InstanceRef) -> int:
+        """Save the guest's memory to disk and end its process (libvirt's managed save); SUSPENDED.
+        A suspended domain is left as it is; one that is shut off cannot be suspended."""
+
+    @abc.abstractmethod
+    def resume(self, ref: InstanceRef) -> int:
+        """Restore a suspended guest from its saved memory; RUNNING. A running domain is left as is."""
+
+    @abc.abstractmethod
+    def snapshot(self, ref: InstanceRef, target: Path, *, disk_format: str = "qcow2") -> int:
+        """Write the instance's whole disk (its overlay and the base image beneath) to ``target`` as one
+        standalone image, consistent as of one instant: a running guest is paused for the copy and
+        resumed afterwards. Returns the power state the domain is left in (the one it had)."""
+
+    @abc.abstractmethod
+    def console_log(self, ref: InstanceRef, max_bytes: int) -> bytes:
+        """The last ``max_bytes`` of what the guest wrote to its serial port (empty when it wrote
+        nothing yet). ``DomainNotFound`` when the instance has no domain here."""
+
+    @abc.abstractmethod
+    def destroy(self, ref: InstanceRef) -> None:
+        """Stop the domain, undefine it and remove the instance directory. An absent domain or directory
+        is not an error. A foreign domain with the instance's uuid is never touched: that is an error."""
+
+    @abc.abstractmethod
+    def power_state(self, ref: InstanceRef) -> int:
+        """The rpc power state of the instance's domain; ``DomainNotFound`` if it has none."""
+
+    @abc.abstractmethod
+    def vnc_address(self, ref: InstanceRef) -> tuple[str | None, int | None]:
+        """Where the console proxy can reach the domain's VNC server, or (None, None) when it has none
+        (a stopped domain, a hypervisor without graphics)."""
+
+    @abc.abstractmethod
+    def list_domains(self) -> DomainInventory:
+        """Power states of the cloud's domains, and the names of the domains it did not make."""
+
+    @abc.abstractmethod
+    def host_resources(self) -> HostResources:
+        """Capacity of the host, reported in every heartbeat."""
+
+
+def nic_addresses(nics: list[NicSpec]) -> list[dict[str, Any]]:
+    """The addresses the guest will have, as far as the host can know them at boot.
+
+    A fixed ``ip`` chosen by the control plane is reported as is. On QEMU's user-mode network the guest
+    always gets the same private address. Addresses handed out later by a libvirt network's DHCP are
+    not known at this point and are left out.
+    """
+    addresses: list[dict[str, Any]] = []
+    for nic in nics:
+        if nic.ip:
+            addr = nic.ip
+        elif nic.network == "user":
+            addr = USER_NETWORK_GUEST_ADDRESS
+        else:
+            continue
+        version = ipaddress.ip_address(addr).version
+        addresses.append({"addr": addr, "version": version, "mac": nic.mac, "network": nic.network})
+    return addresses
+
+
+def read_tail(path: Path, max_bytes: int) -> bytes:
+    """The last ``max_bytes`` of a file that something else may still be appending to; b"" if absent."""
+    try:
+        with open(path, "rb") as log:
+            size = log.seek(0, 2)
+            log.seek(max(size - max_bytes, 0))
+            return log.read(max_bytes)
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise DriverError(f"cannot read {path}: {exc}") from exc

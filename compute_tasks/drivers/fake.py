@@ -1,0 +1,292 @@
+"""An in-memory hypervisor that keeps the driver contract, for tests and for simulating many hosts.
+
+What it models, and how a real driver is expected to behave:
+
+- ``spawn`` makes ``<instances_dir>/<uuid>/disk`` (an empty file standing in for the overlay; only
+  when an ``instances_dir`` is given), defines the domain and starts it. The VNC port is the next free
+  one from 5900. With ``fail_spawn`` set, the domain is defined and its directory made *before* the
+  error is raised, as a real failure half way would leave them: the caller must clean up.
+- ``power_off`` is graceful unless the guest ignores ACPI (``ignore_acpi``); then, as after a real
+  timeout, the domain is powered off hard. Either way it ends SHUTDOWN and loses its VNC port.
+- ``reboot`` soft works the same way and always ends RUNNING; a stopped domain is simply started.
+- ``destroy`` of an absent domain does nothing; foreign domains (``add_foreign_domain``) are listed
+  but never touched.
+- ``pause``/``unpause`` and ``suspend``/``resume`` keep the libvirt driver's rules: only a running guest
+  pauses or suspends, a suspended one loses its VNC port and gets a new one when resumed, and asking
+  twice does nothing the second time. ``snapshot`` copies the instance's disk file (or writes a few
+  bytes when there is no instances directory) and records whether the guest was paused for it.
+- ``console_log`` reads ``<instances_dir>/<uuid>/console.log`` as a QEMU's serial log would be, or what
+  ``write_console`` put there.
+- ``attach_volume``/``detach_volume`` keep ``volumes[instance_uuid]`` (volume id -> device); attaching
+  twice or detaching what is not there does nothing. ``fail_attach``/``fail_detach`` make the next calls
+  fail as a hypervisor would (a guest that does not release a disk, say). A build's ``block_devices`` are
+  attached at spawn; one with ``boot_index`` 0 is the root disk, and no base image is needed then.
+- Every call is recorded in ``calls`` as ``(method, instance_uuid)``; ``events`` notes the fallbacks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from compute_tasks import rpc
+from compute_tasks.config import canonical_uuid, instances_dir_entry
+from compute_tasks.drivers.base import (
+    ComputeDriver,
+    DomainInventory,
+    DomainNotFound,
+    DriverError,
+    HostResources,
+    SpawnResult,
+    nic_addresses,
+)
+from compute_tasks.rpc import BuildRequest, InstanceRef, VolumeConnection
+
+
+@dataclass
+class FakeDomain:
+    name: str
+    power_state: int
+    vnc_port: int | None = None
+    boots: int = 0
+
+
+class FakeDriver(ComputeDriver):
+    def __init__(
+        self,
+        *,
+        instances_dir: Path | None = None,
+        vnc_host: str = "127.0.0.1",
+        resources: HostResources | None = None,
+    ) -> None:
+        self.instances_dir = instances_dir
+        self.vnc_host = vnc_host
+        self.resources = resources or HostResources(
+            vcpus=8,
+            memory_mb=16384,
+            disk_gb=200,
+            hypervisor_type="FAKE",
+            hypervisor_version=1000000,
+            cpu_arch="x86_64",
+        )
+        self.domains: dict[str, FakeDomain] = {}
+        self.foreign: dict[str, int] = {}
+        self.fail_spawn: Exception | None = None
+        self.ignore_acpi = False
+        self.calls: list[tuple[str, str]] = []
+        self.console_logs: dict[str, bytes] = {}
+        self.events: list[tuple[str, str]] = []
+        self.volumes: dict[str, dict[str, str]] = {}  # instance uuid -> {volume id: device}
+        self.fail_attach: Exception | None = None
+        self.fail_detach: Exception | None = None
+        self._ports = itertools.count(5900)
+        self._lock = threading.RLock()
+
+    # --- test controls ---------------------------------------------------------------------------------
+
+    def add_foreign_domain(self, name: str, power_state: int = rpc.RUNNING) -> None:
+        with self._lock:
+            self.foreign[name] = power_state
+
+    def crash(self, instance_uuid: str) -> None:
+        """The guest died on its own, as a heartbeat would then see it."""
+        with self._lock:
+            domain = self._get(instance_uuid)
+            domain.power_state, domain.vnc_port = rpc.CRASHED, None
+
+    # --- the interface ---------------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        request: BuildRequest,
+        base_image_path: Path | None,
+        *,
+        power_on: bool = True,
+        volume_images: Mapping[str, Path] | None = None,
+    ) -> SpawnResult:
+        instance_uuid = canonical_uuid(request.instance_uuid)
+        with self._lock:
+            self.calls.append(("spawn", instance_uuid))
+            if instance_uuid in self.domains:
+                raise DriverError(f"instance {instance_uuid} already has a domain on this host")
+            root_volume = any(device.boot_index == 0 for device in request.block_devices)
+            if not root_volume and (base_image_path is None or not Path(base_image_path).is_file()):
+                raise DriverError(f"base image {base_image_path} does not exist")
+            for device in request.block_devices:
+                if device.image is not None and not Path((volume_images or {}).get(device.volume_id, "")).is_file():
+                    raise DriverError(f"no image was fetched for volume {device.volume_id}")
+            if self.instances_dir is not None:
+                instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+                shutil.rmtree(instance_dir, ignore_errors=True)
+                instance_dir.mkdir(parents=True)
+                (instance_dir / "disk").touch()
+            domain = FakeDomain(name=request.domain_name, power_state=rpc.SHUTDOWN)
+            self.domains[instance_uuid] = domain
+            self.volumes[instance_uuid] = {device.volume_id: device.device for device in request.block_devices}
+            if self.fail_spawn is not None:
+                raise self.fail_spawn
+            if power_on:
+                self._boot(domain)
+            return SpawnResult(
+                power_state=domain.power_state,
+                vnc_host=self.vnc_host,
+                vnc_port=domain.vnc_port,
+                addresses=nic_addresses(request.nics),
+            )
+
+    def power_on(self, ref: InstanceRef) -> int:
+        with self._lock:
+            domain = self._record_and_get("power_on", ref)
+            if domain.power_state != rpc.RUNNING:
+                self._boot(domain)
+            return domain.power_state
+
+    def power_off(self, ref: InstanceRef) -> int:
+        with self._lock:
+            domain = self._record_and_get("power_off", ref)
+            if domain.power_state == rpc.RUNNING and self.ignore_acpi:
+                self.events.append(("power_off_forced", ref.instance_uuid))
+            domain.power_state, domain.vnc_port = rpc.SHUTDOWN, None
+            return domain.power_state
+
+    def reboot(self, ref: InstanceRef, *, hard: bool) -> int:
+        with self._lock:
+            domain = self._record_and_get("reboot_hard" if hard else "reboot_soft", ref)
+            if domain.power_state == rpc.RUNNING and not hard and self.ignore_acpi:
+                self.events.append(("reboot_forced", ref.instance_uuid))
+            self._boot(domain)
+            return domain.power_state
+
+    def pause(self, ref: InstanceRef) -> int:
+        with self._lock:
+            domain = self._record_and_get("pause", ref)
+            if domain.power_state not in (rpc.RUNNING, rpc.PAUSED):
+                raise DriverError(f"instance {ref.instance_uuid} is not running, so it cannot be paused")
+            domain.power_state = rpc.PAUSED
+            return domain.power_state
+
+    def unpause(self, ref: InstanceRef) -> int:
+        with self._lock:
+            domain = self._record_and_get("unpause", ref)
+            if domain.power_state not in (rpc.RUNNING, rpc.PAUSED):
+                raise DriverError(f"instance {ref.instance_uuid} is not paused, so it cannot be unpaused")
+            domain.power_state = rpc.RUNNING
+            return domain.power_state
+
+    def suspend(self, ref: InstanceRef) -> int:
+        with self._lock:
+            domain = self._record_and_get("suspend", ref)
+            if domain.power_state not in (rpc.RUNNING, rpc.PAUSED, rpc.SUSPENDED):
+                raise DriverError(f"instance {ref.instance_uuid} is shut off, so it cannot be suspended")
+            domain.power_state, domain.vnc_port = rpc.SUSPENDED, None
+            return domain.power_state
+
+    def resume(self, ref: InstanceRef) -> int:
+        with self._lock:
+            domain = self._record_and_get("resume", ref)
+            if domain.power_state == rpc.SUSPENDED:
+                domain.power_state, domain.vnc_port = rpc.RUNNING, next(self._ports)
+            elif domain.power_state == rpc.PAUSED:
+                domain.power_state = rpc.RUNNING
+            elif domain.power_state != rpc.RUNNING:
+                raise DriverError(f"instance {ref.instance_uuid} has no saved memory to resume from")
+            return domain.power_state
+
+    def snapshot(self, ref: InstanceRef, target: Path, *, disk_format: str = "qcow2") -> int:
+        with self._lock:
+            domain = self._record_and_get("snapshot", ref)
+            if domain.power_state == rpc.RUNNING:
+                self.events.append(("paused_for_snapshot", canonical_uuid(ref.instance_uuid)))
+            disk = self._instance_file(ref, "disk")
+            data = disk.read_bytes() if disk is not None and disk.is_file() else b"fake snapshot"
+            Path(target).write_bytes(data or b"fake snapshot")
+            return domain.power_state
+
+    def console_log(self, ref: InstanceRef, max_bytes: int) -> bytes:
+        with self._lock:
+            self._record_and_get("console_log", ref)
+            log = self._instance_file(ref, "console.log")
+            data = self.console_logs.get(canonical_uuid(ref.instance_uuid), b"")
+            if log is not None and log.is_file():
+                data = log.read_bytes()
+            return data[-max_bytes:] if max_bytes else b""
+
+    def write_console(self, instance_uuid: str, data: bytes) -> None:
+        """What the guest printed on its serial port, for ``console_log``."""
+        with self._lock:
+            key = canonical_uuid(instance_uuid)
+            self.console_logs[key] = self.console_logs.get(key, b"") + data
+
+    def attach_volume(self, ref: InstanceRef, volume: VolumeConnection) -> None:
+        with self._lock:
+            self._record_and_get("attach_volume", ref)
+            if self.fail_attach is not None:
+                raise self.fail_attach
+            self.volumes.setdefault(canonical_uuid(ref.instance_uuid), {})[volume.volume_id] = volume.device
+
+    def detach_volume(self, ref: InstanceRef, volume: VolumeConnection) -> None:
+        with self._lock:
+            instance_uuid = canonical_uuid(ref.instance_uuid)
+            self.calls.append(("detach_volume", instance_uuid))
+            if instance_uuid not in self.domains:
+                return
+            if self.fail_detach is not None:
+                raise self.fail_detach
+            self.volumes.get(instance_uuid, {}).pop(volume.volume_id, None)
+
+    def destroy(self, ref: InstanceRef) -> None:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        with self._lock:
+            self.calls.append(("destroy", instance_uuid))
+            self.domains.pop(instance_uuid, None)
+            self.volumes.pop(instance_uuid, None)
+            if self.instances_dir is not None:
+                shutil.rmtree(instances_dir_entry(self.instances_dir, instance_uuid), ignore_errors=True)
+
+    def power_state(self, ref: InstanceRef) -> int:
+        with self._lock:
+            return self._get(ref.instance_uuid).power_state
+
+    def vnc_address(self, ref: InstanceRef) -> tuple[str | None, int | None]:
+        with self._lock:
+            domain = self._get(ref.instance_uuid)
+            if domain.vnc_port is None:
+                return None, None
+            return self.vnc_host, domain.vnc_port
+
+    def list_domains(self) -> DomainInventory:
+        with self._lock:
+            return DomainInventory(
+                instances={uuid: domain.power_state for uuid, domain in self.domains.items()},
+                foreign=sorted(self.foreign),
+            )
+
+    def host_resources(self) -> HostResources:
+        return self.resources
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _boot(self, domain: FakeDomain) -> None:
+        domain.power_state = rpc.RUNNING
+        domain.vnc_port = next(self._ports)
+        domain.boots += 1
+
+    def _instance_file(self, ref: InstanceRef, name: str) -> Path | None:
+        if self.instances_dir is None:
+            return None
+        return instances_dir_entry(self.instances_dir, ref.instance_uuid) / name
+
+    def _get(self, instance_uuid: str) -> FakeDomain:
+        instance_uuid = canonical_uuid(instance_uuid)
+        try:
+            return self.domains[instance_uuid]
+        except KeyError:
+            raise DomainNotFound(instance_uuid) from None
+
+    def _record_and_get(self, method: str, ref: InstanceRef) -> FakeDomain:
+        self.calls.append((method, canonical_uuid(ref.instance_uuid)))
+        return self._get(ref.instance_uuid)

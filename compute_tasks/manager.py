@@ -1,0 +1,470 @@
+"""What a compute host does for each task: drive the hypervisor, then report the outcome.
+
+Every task is delivered at least once, so every method first looks at what already exists: a build
+whose domain is running is reported as built again, a terminate of an absent domain as done. Each
+method reports exactly once and never raises for a failure of the work itself: the report carries it.
+Only a failure to send the report escapes; the control plane's task lease repairs a report that never
+arrived.
+
+Work on one instance is serialised by a per-instance lock: a terminate that arrives while the build
+is still running waits for it instead of racing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from compute_tasks import host_uptime, rpc
+from compute_tasks.config import HostConfig, canonical_uuid
+from compute_tasks.drivers.base import (
+    ComputeDriver,
+    DomainNotFound,
+    DriverError,
+    InvalidRequest,
+    nic_addresses,
+)
+from compute_tasks.images import ImageCache, ImageError, ImageUploader
+from compute_tasks.rpc import (
+    ActionResult,
+    BuildFailed,
+    BuildRequest,
+    ConsoleOutput,
+    ConsoleOutputRequest,
+    DomainState,
+    Heartbeat,
+    ImageSpec,
+    InstanceBuilt,
+    InstanceRef,
+    RebuildRequest,
+    SnapshotRequest,
+    VolumeRequest,
+    VolumeResult,
+)
+from compute_tasks.volume_connector import host_connector
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    """Where results go. The ``compute_tasks.rpc`` module itself is one: it sends them to the conductor."""
+
+    def instance_built(self, result: InstanceBuilt) -> None: ...
+
+    def build_failed(self, result: BuildFailed) -> None: ...
+
+    def action_done(self, result: ActionResult) -> None: ...
+
+    def heartbeat(self, beat: Heartbeat) -> None: ...
+
+    def reply_console_output(self, reply_to: str, result: ConsoleOutput) -> None: ...
+
+    def volume_done(self, result: VolumeResult) -> None: ...
+
+
+class ImageSource(Protocol):
+    def fetch(self, image: ImageSpec) -> Path: ...
+
+
+class ImageSink(Protocol):
+    def upload(self, path: Path, url: str) -> None: ...
+
+
+# How much of the serial log a host reads for os-getConsoleOutput; older output is not returned.
+MAX_CONSOLE_BYTES = 100 * 1024
+
+
+class ComputeManager:
+    def __init__(
+        self,
+        config: HostConfig,
+        driver: ComputeDriver,
+        reporter: Reporter | None = None,
+        images: ImageSource | None = None,
+        uploads: ImageSink | None = None,
+    ) -> None:
+        self.config = config
+        self.driver = driver
+        self.reporter: Reporter = reporter if reporter is not None else rpc  # type: ignore[assignment]
+        self.images: ImageSource = images or ImageCache(config.images_dir, timeout=config.http_timeout)
+        self.uploads: ImageSink = uploads or ImageUploader(timeout=config.http_timeout)
+        self._locks: dict[str, _RefCountedLock] = {}
+        self._locks_guard = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    # --- build -----------------------------------------------------------------------------------------
+
+    def build_and_run_instance(self, request: BuildRequest) -> None:
+        ref = InstanceRef(
+            instance_uuid=request.instance_uuid,
+            domain_name=request.domain_name,
+            request_id=request.request_id,
+        )
+        try:
+            canonical_uuid(request.instance_uuid)
+        except ValueError as exc:
+            # Nothing can have been made for it, so there is nothing to clean up.
+            self._report_build_failure(request, ref, InvalidRequest(str(exc)), cleanup=False)
+            return
+        with self._instance_lock(request.instance_uuid):
+            try:
+                result = self._build(request, ref)
+            except Exception as exc:
+                self._report_build_failure(request, ref, exc)
+                return
+        self.reporter.instance_built(result)
+
+    def _build(self, request: BuildRequest, ref: InstanceRef) -> InstanceBuilt:
+        try:
+            state = self.driver.power_state(ref)
+        except DomainNotFound:
+            state = None
+        if state is not None:
+            # A redelivered build whose domain already exists: finish it rather than make a second one.
+            log.info(
+                "instance %s already has a domain (power state %s); not building again",
+                ref.instance_uuid,
+                state,
+            )
+            if state != rpc.RUNNING:
+                state = self.driver.power_on(ref)
+            vnc_host, vnc_port = self.driver.vnc_address(ref)
+            return self._built(request, state, vnc_host, vnc_port, nic_addresses(request.nics))
+
+        started = time.monotonic()
+        base_image = self.images.fetch(request.image) if request.image is not None else None
+        if request.block_devices:
+            # Images to write onto new boot volumes come through the same verified cache.
+            volume_images = {d.volume_id: self.images.fetch(d.image) for d in request.block_devices if d.image}
+            spawned = self.driver.spawn(request, base_image, volume_images=volume_images)
+        else:
+            spawned = self.driver.spawn(request, base_image)
+        log.info(
+            "instance %s built as domain %r in %.1fs",
+            ref.instance_uuid,
+            request.domain_name,
+            time.monotonic() - started,
+        )
+        return self._built(request, spawned.power_state, spawned.vnc_host, spawned.vnc_port, spawned.addresses)
+
+    def _built(
+        self,
+        request: BuildRequest,
+        power_state: int,
+        vnc_host: str | None,
+        vnc_port: int | None,
+        addresses: list[dict[str, Any]],
+    ) -> InstanceBuilt:
+        return InstanceBuilt(
+            instance_uuid=request.instance_uuid,
+            host=self.host,
+            request_id=request.request_id,
+            power_state=power_state,
+            vnc_host=vnc_host,
+            vnc_port=vnc_port,
+            addresses=addresses,
+        )
+
+    def _report_build_failure(
+        self, request: BuildRequest, ref: InstanceRef, exc: Exception, *, cleanup: bool = True
+    ) -> None:
+        log.warning("build of instance %s failed: %s", request.instance_uuid, exc)
+        details = "".join(traceback.format_exception(exc))
+        if cleanup:
+            try:
+                self.driver.destroy(ref)
+            except Exception as cleanup_exc:
+                log.exception("cleaning up after the failed build of instance %s failed", request.instance_uuid)
+                details += f"\nCleanup failed as well: {_readable(cleanup_exc)}"
+        self.reporter.build_failed(
+            BuildFailed(
+                instance_uuid=request.instance_uuid,
+                host=self.host,
+                request_id=request.request_id,
+                message=_readable(exc),
+                details=details,
+                reschedulable=getattr(exc, "reschedulable", True),
+            )
+        )
+
+    # --- actions ---------------------------------------------------------------------------------------
+
+    def start_instance(self, ref: InstanceRef) -> None:
+        self._act("start", ref, lambda: self.driver.power_on(ref))
+
+    def stop_instance(self, ref: InstanceRef) -> None:
+        self._act("stop", ref, lambda: self.driver.power_off(ref))
+
+    def reboot_instance(self, ref: InstanceRef) -> None:
+        hard = ref.reboot_type.upper() == "HARD"
+        self._act("reboot", ref, lambda: self.driver.reboot(ref, hard=hard))
+
+    def terminate_instance(self, ref: InstanceRef) -> None:
+        def terminate() -> int:
+            self.driver.destroy(ref)
+            return rpc.NOSTATE
+
+        self._act("terminate", ref, terminate, with_console=False)
+
+    def pause_instance(self, ref: InstanceRef) -> None:
+        self._act("pause", ref, lambda: self.driver.pause(ref))
+
+    def unpause_instance(self, ref: InstanceRef) -> None:
+        self._act("unpause", ref, lambda: self.driver.unpause(ref))
+
+    def suspend_instance(self, ref: InstanceRef) -> None:
+        self._act("suspend", ref, lambda: self.driver.suspend(ref))
+
+    def resume_instance(self, ref: InstanceRef) -> None:
+        self._act("resume", ref, lambda: self.driver.resume(ref))
+
+    # --- rebuild ---------------------------------------------------------------------------------------
+
+    def rebuild_instance(self, request: RebuildRequest) -> None:
+        """A fresh disk from the (possibly new) image under the same domain uuid, name, MAC and host.
+
+        The image is fetched before anything is removed, so a download that fails leaves the server as
+        it was. A rebuild that fails after that removes what it made; the server ends in ERROR and can
+        be rebuilt again or deleted.
+        """
+        build = request.build
+        ref = InstanceRef(instance_uuid=build.instance_uuid, domain_name=build.domain_name, request_id=build.request_id)
+        with self._instance_lock(build.instance_uuid):
+            try:
+                base_image = self.images.fetch(build.image)
+            except Exception as exc:
+                result = self._failed("rebuild", ref, exc)
+            else:
+                try:
+                    self.driver.destroy(ref)
+                    spawned = self.driver.spawn(build, base_image, power_on=request.power_on)
+                except Exception as exc:
+                    result = self._failed("rebuild", ref, exc)
+                    try:
+                        self.driver.destroy(ref)
+                    except Exception:
+                        log.exception("cleaning up after the failed rebuild of instance %s failed", ref.instance_uuid)
+                else:
+                    log.info("instance %s rebuilt from image %s", ref.instance_uuid, build.image.id)
+                    result = ActionResult(
+                        instance_uuid=ref.instance_uuid,
+                        host=self.host,
+                        request_id=ref.request_id,
+                        action="rebuild",
+                        power_state=spawned.power_state,
+                        vnc_host=spawned.vnc_host,
+                        vnc_port=spawned.vnc_port,
+                        addresses=spawned.addresses,
+                    )
+        self.reporter.action_done(result)
+
+    # --- snapshot --------------------------------------------------------------------------------------
+
+    def snapshot_instance(self, request: SnapshotRequest) -> None:
+        """Copy the disk while holding the instance (a running guest is paused only for the copy), then
+        upload the copy without holding it, so a delete need not wait for the upload."""
+        ref = InstanceRef(
+            instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
+        )
+        snapshots = self.config.state_dir / "snapshots"
+        target = snapshots / f"{canonical_uuid(request.instance_uuid)}-{uuid.uuid4().hex}.{request.disk_format}"
+        try:
+            snapshots.mkdir(parents=True, exist_ok=True)
+            with self._instance_lock(request.instance_uuid):
+                started = time.monotonic()
+                power_state = self.driver.snapshot(ref, target, disk_format=request.disk_format)
+                log.info(
+                    "instance %s: disk copied for image %s in %.1fs (%d bytes)",
+                    ref.instance_uuid,
+                    request.image_id,
+                    time.monotonic() - started,
+                    target.stat().st_size,
+                )
+            self.uploads.upload(target, request.upload_url)
+        except Exception as exc:
+            result = self._failed("snapshot", ref, exc, image_id=request.image_id)
+        else:
+            result = ActionResult(
+                instance_uuid=ref.instance_uuid,
+                host=self.host,
+                request_id=ref.request_id,
+                action="snapshot",
+                power_state=power_state,
+                image_id=request.image_id,
+            )
+        finally:
+            target.unlink(missing_ok=True)
+        self.reporter.action_done(result)
+
+    # --- console output --------------------------------------------------------------------------------
+
+    def get_console_output(self, request: ConsoleOutputRequest) -> None:
+        """Answer with the tail of the serial log. It only reads, so it takes no instance lock: a
+        build or snapshot in progress does not hold it up."""
+        ref = InstanceRef(
+            instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
+        )
+        try:
+            text = self.driver.console_log(ref, MAX_CONSOLE_BYTES).decode("utf-8", errors="replace")
+            if request.length is not None and request.length >= 0:
+                text = "".join(text.splitlines(keepends=True)[-request.length :]) if request.length else ""
+            result = ConsoleOutput(instance_uuid=request.instance_uuid, host=self.host, output=text)
+        except Exception as exc:
+            log.warning("reading the console of instance %s failed: %s", request.instance_uuid, exc)
+            result = ConsoleOutput(instance_uuid=request.instance_uuid, host=self.host, error=_readable(exc))
+        self.reporter.reply_console_output(request.reply_to, result)
+
+    def _failed(self, action: str, ref: InstanceRef, exc: Exception, *, image_id: str = "") -> ActionResult:
+        log.warning("%s of instance %s failed: %s", action, ref.instance_uuid, exc)
+        return ActionResult(
+            instance_uuid=ref.instance_uuid,
+            host=self.host,
+            request_id=ref.request_id,
+            action=action,
+            power_state=self._power_state_or_nostate(ref),
+            error=_readable(exc),
+            details="".join(traceback.format_exception(exc)),
+            image_id=image_id,
+        )
+
+    def _act(self, action: str, ref: InstanceRef, work: Callable[[], int], *, with_console: bool = True) -> None:
+        vnc_host: str | None = None
+        vnc_port: int | None = None
+        with self._instance_lock(ref.instance_uuid):
+            try:
+                power_state = work()
+                if with_console:
+                    vnc_host, vnc_port = self.driver.vnc_address(ref)
+            except Exception as exc:
+                result = self._failed(action, ref, exc)
+            else:
+                result = ActionResult(
+                    instance_uuid=ref.instance_uuid,
+                    host=self.host,
+                    request_id=ref.request_id,
+                    action=action,
+                    power_state=power_state,
+                    vnc_host=vnc_host,
+                    vnc_port=vnc_port,
+                )
+        self.reporter.action_done(result)
+
+    def _power_state_or_nostate(self, ref: InstanceRef) -> int:
+        try:
+            return self.driver.power_state(ref)
+        except Exception:
+            return rpc.NOSTATE
+
+    # --- volumes ---------------------------------------------------------------------------------------
+
+    def attach_volume(self, request: VolumeRequest) -> None:
+        self._volume_action("attach", request, self.driver.attach_volume)
+
+    def detach_volume(self, request: VolumeRequest) -> None:
+        self._volume_action("detach", request, self.driver.detach_volume)
+
+    def _volume_action(self, action: str, request: VolumeRequest, work: Callable[..., None]) -> None:
+        """Plug a volume in or out under the instance's lock, then report; the conductor talks to Cinder."""
+        ref = InstanceRef(
+            instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
+        )
+        error = details = ""
+        with self._instance_lock(request.instance_uuid):
+            try:
+                work(ref, request.volume)
+            except Exception as exc:
+                log.warning(
+                    "%s of volume %s (instance %s) failed: %s", action, request.volume.volume_id, ref.instance_uuid, exc
+                )
+                error, details = _readable(exc), "".join(traceback.format_exception(exc))
+            else:
+                log.info("volume %s %sed on instance %s", request.volume.volume_id, action, ref.instance_uuid)
+        self.reporter.volume_done(
+            VolumeResult(
+                instance_uuid=request.instance_uuid,
+                host=self.host,
+                request_id=request.request_id,
+                action=action,
+                volume_id=request.volume.volume_id,
+                attachment_id=request.volume.attachment_id,
+                error=error,
+                details=details,
+                rollback=request.rollback,
+            )
+        )
+
+    # --- heartbeat -------------------------------------------------------------------------------------
+
+    def heartbeat(self) -> Heartbeat | None:
+        """Send the host's resources and the power state of every domain; None if the hypervisor could
+        not be read (a host that cannot see its hypervisor should look down, so nothing is sent)."""
+        try:
+            resources = self.driver.host_resources()
+            inventory = self.driver.list_domains()
+        except DriverError as exc:
+            log.warning("cannot read the hypervisor; no heartbeat sent: %s", exc)
+            return None
+        except Exception:
+            log.exception("cannot read the hypervisor; no heartbeat sent")
+            return None
+        beat = Heartbeat(
+            host=self.host,
+            sent_at=time.time(),
+            vcpus=resources.vcpus,
+            memory_mb=resources.memory_mb,
+            disk_gb=resources.disk_gb,
+            hypervisor_type=resources.hypervisor_type,
+            hypervisor_version=resources.hypervisor_version,
+            cpu_arch=resources.cpu_arch,
+            domains=[
+                DomainState(instance_uuid=uuid, power_state=state)
+                for uuid, state in sorted(inventory.instances.items())
+            ],
+            unknown_domains=list(inventory.foreign),
+            uptime=host_uptime.uptime_line(),
+            volume_connector=host_connector(host=self.host, ip=self.config.my_ip),
+        )
+        self.reporter.heartbeat(beat)
+        return beat
+
+    # --- per-instance locks ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _instance_lock(self, instance_uuid: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(instance_uuid, _RefCountedLock())
+            lock.users += 1
+        try:
+            with lock.lock:
+                yield
+        finally:
+            with self._locks_guard:
+                lock.users -= 1
+                if lock.users == 0:
+                    del self._locks[instance_uuid]
+
+
+class _RefCountedLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+
+
+def _readable(exc: BaseException) -> str:
+    """One line for the instance's fault: the message of our own errors, the type as well for others."""
+    if isinstance(exc, DriverError | ImageError):
+        return str(exc)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,480 @@
+"""The one contract between the control plane and the compute hosts.
+
+Task names, the versioned message dataclasses, and the only functions that enqueue work. Both sides
+send by task *name* through ``celery.current_app`` (the portal's app in control-plane processes, the
+host's app in a compute worker), so neither side imports the other's task functions.
+
+Messages are plain JSON: every dataclass here round-trips through ``to_dict``/``from_dict``, and
+``from_dict`` ignores keys it does not know so that a newer sender can talk to an older receiver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+from celery import current_app
+from kombu import Exchange, Queue
+
+MESSAGE_VERSION = "1.0"
+
+CONDUCTOR_QUEUE = "conductor"
+
+# Control plane -> compute host (queue compute.<host>)
+BUILD_AND_RUN_INSTANCE = "compute.build_and_run_instance"
+START_INSTANCE = "compute.start_instance"
+STOP_INSTANCE = "compute.stop_instance"
+REBOOT_INSTANCE = "compute.reboot_instance"
+TERMINATE_INSTANCE = "compute.terminate_instance"
+PAUSE_INSTANCE = "compute.pause_instance"
+UNPAUSE_INSTANCE = "compute.unpause_instance"
+SUSPEND_INSTANCE = "compute.suspend_instance"
+RESUME_INSTANCE = "compute.resume_instance"
+REBUILD_INSTANCE = "compute.rebuild_instance"
+SNAPSHOT_INSTANCE = "compute.snapshot_instance"
+GET_CONSOLE_OUTPUT = "compute.get_console_output"
+ATTACH_VOLUME = "compute.attach_volume"
+DETACH_VOLUME = "compute.detach_volume"
+
+# Compute host / API -> conductor (queue conductor)
+SCHEDULE_AND_BUILD = "conductor.schedule_and_build"
+INSTANCE_BUILT = "conductor.instance_built"
+BUILD_FAILED = "conductor.build_failed"
+ACTION_DONE = "conductor.action_done"
+ACTION_FAILED = "conductor.action_failed"
+HEARTBEAT = "conductor.heartbeat"
+VOLUME_ATTACHED = "conductor.volume_attached"
+VOLUME_DETACHED = "conductor.volume_detached"
+RELEASE_VOLUMES = "conductor.release_volumes"
+
+# Power states, numbered as Nova numbers them (nova/compute/power_state.py).
+NOSTATE = 0
+RUNNING = 1
+PAUSED = 3
+SHUTDOWN = 4
+CRASHED = 6
+SUSPENDED = 7
+
+
+HEARTBEAT_TTL_SECONDS = 30.0
+
+
+def compute_queue(host: str) -> str:
+    return f"compute.{host}"
+
+
+class Message:
+    """Mixin for the message dataclasses: JSON-safe dicts in and out, tolerant of unknown keys."""
+
+    version: ClassVar[str] = MESSAGE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        data["_version"] = self.version
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        kwargs = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            nested = _NESTED.get((cls.__name__, f.name))
+            if nested is not None and value is not None:
+                value = [nested.from_dict(v) for v in value] if isinstance(value, list) else nested.from_dict(value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class FlavorSpec(Message):
+    name: str
+    vcpus: int
+    memory_mb: int
+    root_gb: int
+    extra_specs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageSpec(Message):
+    id: str
+    url: str  # time-limited signed download URL
+    sha256: str  # hex digest the host verifies before using the file
+    size: int
+    disk_format: str = "qcow2"
+
+
+@dataclass(frozen=True)
+class NicSpec(Message):
+    mac: str
+    network: str  # "user" is QEMU user-mode networking; any other name is a libvirt network
+    ip: str | None = None
+
+
+@dataclass(frozen=True)
+class VolumeConnection(Message):
+    """A Cinder volume as a host plugs it in: ``connection_info`` is Cinder's answer for this host's
+    connector, re-nested as ``{"driver_volume_type": ..., "data": {...}}``. ``device`` is the guest disk
+    name (``vdb``). ``image``, when set, is copied onto the volume before the guest first boots from it."""
+
+    volume_id: str
+    attachment_id: str
+    device: str
+    connection_info: dict[str, Any] = field(default_factory=dict)
+    boot_index: int | None = None
+    image: ImageSpec | None = None
+
+
+@dataclass(frozen=True)
+class VolumeRequest(Message):
+    """Attach or detach one volume of a domain; ``rollback`` marks a detach that undoes a failed attach."""
+
+    instance_uuid: str
+    domain_name: str
+    volume: VolumeConnection
+    request_id: str = ""
+    rollback: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeResult(Message):
+    """What a host did with a VolumeRequest; ``error`` is empty when it worked."""
+
+    instance_uuid: str
+    host: str
+    request_id: str
+    action: str  # "attach" | "detach"
+    volume_id: str
+    attachment_id: str
+    error: str = ""
+    details: str = ""
+    rollback: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeRelease(Message):
+    """The instance is gone: its volumes' attachments go, and the volumes that die with it."""
+
+    instance_uuid: str
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class BuildRequest(Message):
+    instance_uuid: str
+    domain_name: str
+    flavor: FlavorSpec
+    image: ImageSpec | None  # None when the root disk is a volume
+    nics: list[NicSpec] = field(default_factory=list)
+    user_data: str | None = None  # base64, as the API received it
+    request_id: str = ""
+    attempt: int = 1
+    alternates: list[str] = field(default_factory=list)
+    block_devices: list[VolumeConnection] = field(default_factory=list)  # boot_index 0: the root disk
+
+
+@dataclass(frozen=True)
+class InstanceRef(Message):
+    """Enough for a host to find and act on one of its domains."""
+
+    instance_uuid: str
+    domain_name: str
+    request_id: str = ""
+    reboot_type: str = "SOFT"  # only for reboots: SOFT or HARD
+
+
+@dataclass(frozen=True)
+class InstanceBuilt(Message):
+    instance_uuid: str
+    host: str
+    request_id: str
+    power_state: int
+    vnc_host: str | None
+    vnc_port: int | None
+    addresses: list[dict[str, Any]] = field(default_factory=list)  # [{"addr", "version", "mac"}]
+
+
+@dataclass(frozen=True)
+class BuildFailed(Message):
+    instance_uuid: str
+    host: str
+    request_id: str
+    message: str
+    details: str = ""
+    reschedulable: bool = True
+
+
+@dataclass(frozen=True)
+class ActionResult(Message):
+    """Outcome of an action on a host; ``error`` is empty when it worked."""
+
+    instance_uuid: str
+    host: str
+    request_id: str
+    # "start" | "stop" | "reboot" | "terminate" | "pause" | "unpause" | "suspend" | "resume" | "rebuild"
+    # | "snapshot"
+    action: str
+    power_state: int
+    vnc_host: str | None = None
+    vnc_port: int | None = None
+    error: str = ""
+    details: str = ""
+    addresses: list[dict[str, Any]] | None = None  # rebuild: the addresses the new guest has
+    image_id: str = ""  # snapshot: the image the disk was uploaded to
+
+
+@dataclass(frozen=True)
+class RebuildRequest(Message):
+    """Re-create the instance's disk from ``build.image`` and boot it again, on the same host.
+
+    ``power_on`` is False for a server that was stopped: its new domain is defined but not started.
+    """
+
+    build: BuildRequest
+    power_on: bool = True
+
+
+@dataclass(frozen=True)
+class SnapshotRequest(Message):
+    """Copy the instance's disk into one standalone image and upload it to ``upload_url``.
+
+    The URL is signed for this image and expires; it is the host's only credential for the upload.
+    """
+
+    instance_uuid: str
+    domain_name: str
+    image_id: str
+    upload_url: str
+    request_id: str = ""
+    disk_format: str = "qcow2"
+
+
+@dataclass(frozen=True)
+class ConsoleOutputRequest(Message):
+    """Send back the last ``length`` lines of the serial log (all of the kept tail when None)."""
+
+    instance_uuid: str
+    domain_name: str
+    reply_to: str
+    request_id: str = ""
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class ConsoleOutput(Message):
+    instance_uuid: str
+    host: str
+    output: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class DomainState(Message):
+    instance_uuid: str
+    power_state: int
+
+
+@dataclass(frozen=True)
+class Heartbeat(Message):
+    host: str
+    sent_at: float  # unix time on the host
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    hypervisor_type: str
+    hypervisor_version: int
+    cpu_arch: str
+    domains: list[DomainState] = field(default_factory=list)
+    unknown_domains: list[str] = field(default_factory=list)  # domains on the host the cloud did not make
+    uptime: str = ""  # the host's ``uptime`` line when the beat was composed
+    volume_connector: dict[str, Any] = field(default_factory=dict)  # what Cinder needs to reach the host
+
+
+_NESTED: dict[tuple[str, str], type[Message]] = {
+    ("BuildRequest", "flavor"): FlavorSpec,
+    ("BuildRequest", "image"): ImageSpec,
+    ("BuildRequest", "nics"): NicSpec,
+    ("RebuildRequest", "build"): BuildRequest,
+    ("Heartbeat", "domains"): DomainState,
+    ("BuildRequest", "block_devices"): VolumeConnection,
+    ("VolumeConnection", "image"): ImageSpec,
+    ("VolumeRequest", "volume"): VolumeConnection,
+}
+
+
+def _send(name: str, queue: str, message: Message, expires: float | None = None) -> None:
+    current_app.send_task(name, args=[message.to_dict()], queue=queue, expires=expires)
+
+
+# --- control plane -> hosts -------------------------------------------------------------------------
+
+
+def build_and_run_instance(host: str, request: BuildRequest) -> None:
+    _send(BUILD_AND_RUN_INSTANCE, compute_queue(host), request)
+
+
+def start_instance(host: str, ref: InstanceRef) -> None:
+    _send(START_INSTANCE, compute_queue(host), ref)
+
+
+def stop_instance(host: str, ref: InstanceRef) -> None:
+    _send(STOP_INSTANCE, compute_queue(host), ref)
+
+
+def reboot_instance(host: str, ref: InstanceRef) -> None:
+    _send(REBOOT_INSTANCE, compute_queue(host), ref)
+
+
+def terminate_instance(host: str, ref: InstanceRef) -> None:
+    _send(TERMINATE_INSTANCE, compute_queue(host), ref)
+
+
+def pause_instance(host: str, ref: InstanceRef) -> None:
+    _send(PAUSE_INSTANCE, compute_queue(host), ref)
+
+
+def unpause_instance(host: str, ref: InstanceRef) -> None:
+    _send(UNPAUSE_INSTANCE, compute_queue(host), ref)
+
+
+def suspend_instance(host: str, ref: InstanceRef) -> None:
+    _send(SUSPEND_INSTANCE, compute_queue(host), ref)
+
+
+def resume_instance(host: str, ref: InstanceRef) -> None:
+    _send(RESUME_INSTANCE, compute_queue(host), ref)
+
+
+def rebuild_instance(host: str, request: RebuildRequest) -> None:
+    _send(REBUILD_INSTANCE, compute_queue(host), request)
+
+
+def snapshot_instance(host: str, request: SnapshotRequest) -> None:
+    _send(SNAPSHOT_INSTANCE, compute_queue(host), request)
+
+
+def attach_volume(host: str, request: VolumeRequest) -> None:
+    _send(ATTACH_VOLUME, compute_queue(host), request)
+
+
+def detach_volume(host: str, request: VolumeRequest) -> None:
+    _send(DETACH_VOLUME, compute_queue(host), request)
+
+
+# --- request and reply: the console log ---------------------------------------------------------------
+#
+# The one call that waits for an answer. The caller declares a private reply queue on the broker, sends
+# the request naming it, and waits a bounded time for one message there; the host publishes its answer
+# to that queue through the default exchange. The queue expires by itself when unused (Redis and
+# RabbitMQ both honour x-expires), so an answer that comes after the caller gave up is dropped with it,
+# and a request that waited too long in the host's queue expires unread.
+
+REPLY_QUEUE_EXPIRES_SECONDS = 120
+
+
+def reply_queue(name: str) -> Queue:
+    # Both sides declare it with exactly these arguments (RabbitMQ refuses a redeclaration that differs).
+    return Queue(
+        name,
+        exchange=Exchange(""),
+        routing_key=name,
+        durable=False,
+        auto_delete=False,
+        expires=REPLY_QUEUE_EXPIRES_SECONDS,
+    )
+
+
+class NoReply(Exception):
+    """The host did not answer in time (it is down, busy, or the message was lost)."""
+
+
+def get_console_output(host: str, request: ConsoleOutputRequest, *, timeout: float) -> ConsoleOutput:
+    """Ask ``host`` for the tail of an instance's serial log and wait up to ``timeout`` seconds."""
+    name = f"reply.{uuid.uuid4().hex}"
+    request = dataclasses.replace(request, reply_to=name)
+    answers: list[dict[str, Any]] = []
+
+    def receive(body: Any, message: Any) -> None:
+        answers.append(body)
+        message.ack()
+
+    with current_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+        channel = conn.channel()
+        queue = reply_queue(name)(channel)
+        queue.declare()
+        try:
+            with conn.Consumer(queue, callbacks=[receive], accept=["json"]):
+                _send(GET_CONSOLE_OUTPUT, compute_queue(host), request, expires=timeout)
+                deadline = time.monotonic() + timeout
+                while not answers:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise NoReply(f"host {host} did not send the console output within {timeout:g}s")
+                    try:
+                        conn.drain_events(timeout=min(left, 1.0))
+                    except TimeoutError:
+                        continue
+        finally:
+            with contextlib.suppress(Exception):
+                queue.delete()
+            channel.close()
+    return ConsoleOutput.from_dict(answers[0])
+
+
+def reply_console_output(reply_to: str, result: ConsoleOutput) -> None:
+    """The host's answer to ``get_console_output``."""
+    with current_app.producer_or_acquire() as producer:
+        producer.publish(
+            result.to_dict(),
+            exchange="",
+            routing_key=reply_to,
+            serializer="json",
+            declare=[reply_queue(reply_to)],
+            expiration=REPLY_QUEUE_EXPIRES_SECONDS,
+            retry=True,
+            retry_policy={"max_retries": 2},
+        )
+
+
+# --- anything -> conductor --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleRequest(Message):
+    instance_uuid: str
+    request_id: str = ""
+
+
+def schedule_and_build(request: ScheduleRequest) -> None:
+    _send(SCHEDULE_AND_BUILD, CONDUCTOR_QUEUE, request)
+
+
+def instance_built(result: InstanceBuilt) -> None:
+    _send(INSTANCE_BUILT, CONDUCTOR_QUEUE, result)
+
+
+def build_failed(result: BuildFailed) -> None:
+    _send(BUILD_FAILED, CONDUCTOR_QUEUE, result)
+
+
+def action_done(result: ActionResult) -> None:
+    _send(ACTION_DONE if not result.error else ACTION_FAILED, CONDUCTOR_QUEUE, result)
+
+
+def heartbeat(beat: Heartbeat) -> None:
+    # A heartbeat is only worth its freshness: one that waited longer than this is dropped unread.
+    _send(HEARTBEAT, CONDUCTOR_QUEUE, beat, expires=HEARTBEAT_TTL_SECONDS)
+
+
+def volume_done(result: VolumeResult) -> None:
+    _send(VOLUME_ATTACHED if result.action == "attach" else VOLUME_DETACHED, CONDUCTOR_QUEUE, result)
+
+
+def release_volumes(request: VolumeRelease) -> None:
+    _send(RELEASE_VOLUMES, CONDUCTOR_QUEUE, request)

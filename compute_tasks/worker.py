@@ -1,0 +1,380 @@
+"""The compute host's Celery worker: one per hypervisor host, consuming queue ``compute.<host>``.
+
+Start it with::
+
+    celery -A compute_tasks.worker worker -Q compute.$COMPUTE_HOST -n compute@$COMPUTE_HOST \\
+        --concurrency 2 --pool threads
+
+One process can also stand in for many hosts (for scale tests and benchmarks on libvirt's test
+driver): with ``COMPUTE_HOSTS=sim-[0001-1000]`` it consumes every host's queue (start it without
+``-Q``), heartbeats for each host, and runs each task as the host whose queue it came from::
+
+    COMPUTE_HOSTS=sim-[0001-1000] COMPUTE_LIBVIRT_URI=test:///default \
+        celery -A compute_tasks.worker worker -n compute@sims --concurrency 16 --pool threads
+
+The threads pool is the one to use (and the default here): libvirt calls block in C with the GIL
+released, and a single libvirt connection is shared by all threads. A forking pool would copy that
+connection into children, which libvirt does not support.
+
+The tasks are thin: decode the message, hand it to the ComputeManager, which reports back to the
+conductor through ``compute_tasks.rpc``. This app is made Celery's default and current app, so the
+senders in rpc.py use it from every thread. A heartbeat thread starts when the worker is ready: one
+beat at once, then one every COMPUTE_HEARTBEAT_INTERVAL seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from celery import Celery, current_task, signals
+from kombu import Exchange, Queue
+
+import compute_tasks.kombu_redis  # noqa: F401 - keeps the worker alive through a Redis restart
+from compute_tasks import rpc
+from compute_tasks.config import ConfigError, HostConfig
+from compute_tasks.drivers import load_driver
+from compute_tasks.fleet import HostScopedDriver
+from compute_tasks.images import ImageCache
+from compute_tasks.manager import ComputeManager
+from compute_tasks.rpc import (
+    ActionResult,
+    BuildFailed,
+    BuildRequest,
+    ConsoleOutputRequest,
+    InstanceRef,
+    Message,
+    RebuildRequest,
+    SnapshotRequest,
+    VolumeRequest,
+)
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+try:
+    config = HostConfig.from_env()
+except ConfigError as exc:
+    # Stop before Celery starts, with one line that names the setting instead of a traceback.
+    raise SystemExit(f"compute worker: invalid configuration: {exc}") from None
+
+app = Celery("compute", set_as_current=True)
+app.conf.update(
+    broker_url=config.broker_url,
+    broker_connection_retry_on_startup=True,
+    result_backend=None,
+    task_ignore_result=True,
+    task_serializer="json",
+    accept_content=["json"],
+    event_serializer="json",
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # Reports wait out a broker restart (about 40 s) rather than be lost with the outcome they carry: the
+    # publish is retried, and so is getting a connection to publish on (kombu gives up after 4 s otherwise).
+    task_publish_retry_policy={"max_retries": 45, "interval_start": 0, "interval_step": 0.5, "interval_max": 1.0},
+    broker_transport_options={"connect_retries_timeout": 40},
+    # After a reconnection Celery lowers the prefetch count while old tasks finish and raises it again
+    # as their acknowledgements go out; those go to the dead connection, and the worker was seen to
+    # stop consuming for good after a RabbitMQ restart (tests/faults/test_broker_restart.py).
+    worker_enable_prefetch_count_reduction=False,
+    worker_prefetch_multiplier=1,
+    worker_pool="threads",
+    worker_concurrency=2,
+    task_default_queue=rpc.compute_queue(config.host),
+    enable_utc=True,
+    timezone="UTC",
+)
+if config.hosts:
+    # Many simulated hosts: consume every host's queue (start the worker without -Q).
+    app.conf.task_queues = [
+        Queue(rpc.compute_queue(name), Exchange(rpc.compute_queue(name), type="direct"), rpc.compute_queue(name))
+        for name in config.hosts
+    ]
+app.set_default()
+app.set_current()
+
+_managers: dict[str, ComputeManager] = {}
+_manager_lock = threading.Lock()
+_shared: dict[str, Any] = {}
+
+
+def get_manager(host: str | None = None) -> ComputeManager:
+    """The manager of ``host`` (by default the host whose queue the running task came from), made on
+    first use so that importing this module touches no hypervisor.
+
+    An ordinary host has one. With COMPUTE_HOSTS, each simulated host has its own manager and driver
+    (its name, its state directory, its instance disks, only its own domains; see ``compute_tasks.fleet``)
+    and they share one image cache.
+    """
+    name = host or current_host()
+    with _manager_lock:
+        manager = _managers.get(name)
+        if manager is None:
+            if not config.hosts:
+                config.state_dir.mkdir(parents=True, exist_ok=True)
+                manager = ComputeManager(config, load_driver(config))
+            else:
+                if not _shared:
+                    config.state_dir.mkdir(parents=True, exist_ok=True)
+                    _shared["images"] = ImageCache(config.images_dir, timeout=config.http_timeout)
+                host_config = config.for_host(name)
+                host_config.state_dir.mkdir(parents=True, exist_ok=True)
+                driver = HostScopedDriver(
+                    load_driver(host_config), host_config.instances_dir, reports_foreign=name == config.hosts[0]
+                )
+                manager = ComputeManager(host_config, driver, images=_shared["images"])  # type: ignore[arg-type]
+            _managers[name] = manager
+        return manager
+
+
+def current_host() -> str:
+    """The host the running task is for: its queue is ``compute.<host>``. The configured host otherwise."""
+    if config.hosts:
+        task = current_task
+        delivery = (getattr(task.request, "delivery_info", None) or {}) if task else {}
+        queue = str(delivery.get("routing_key") or "")
+        prefix = rpc.compute_queue("")
+        if queue.startswith(prefix) and queue[len(prefix) :] in _host_set:
+            return queue[len(prefix) :]
+    return config.host
+
+
+_host_set = frozenset(config.all_hosts)
+
+
+# --- tasks -------------------------------------------------------------------------------------------
+
+
+@app.task(name=rpc.BUILD_AND_RUN_INSTANCE)
+def build_and_run_instance(message: dict[str, Any]) -> None:
+    request = _decode(BuildRequest, message, on_error=_build_undecodable)
+    if request is not None:
+        get_manager().build_and_run_instance(request)
+
+
+@app.task(name=rpc.START_INSTANCE)
+def start_instance(message: dict[str, Any]) -> None:
+    ref = _decode(InstanceRef, message, on_error=_action_undecodable("start"))
+    if ref is not None:
+        get_manager().start_instance(ref)
+
+
+@app.task(name=rpc.STOP_INSTANCE)
+def stop_instance(message: dict[str, Any]) -> None:
+    ref = _decode(InstanceRef, message, on_error=_action_undecodable("stop"))
+    if ref is not None:
+        get_manager().stop_instance(ref)
+
+
+@app.task(name=rpc.REBOOT_INSTANCE)
+def reboot_instance(message: dict[str, Any]) -> None:
+    ref = _decode(InstanceRef, message, on_error=_action_undecodable("reboot"))
+    if ref is not None:
+        get_manager().reboot_instance(ref)
+
+
+@app.task(name=rpc.TERMINATE_INSTANCE)
+def terminate_instance(message: dict[str, Any]) -> None:
+    ref = _decode(InstanceRef, message, on_error=_action_undecodable("terminate"))
+    if ref is not None:
+        get_manager().terminate_instance(ref)
+
+
+@app.task(name=rpc.PAUSE_INSTANCE)
+def pause_instance(message: dict[str, Any]) -> None:
+    ref = _decode(InstanceRef, message, on_error=_action_undecodable("pause"))
+    if ref is not None:
+        get_manager().pause_instance(ref)
+
+
+@app.task(name=rpc.UNPAUSE_INSTANCE)
+def unpause_instance(message: dict[str, Any]) -> None:
+    ref = _decode(InstanceRef, message, on_error=_action_undecodable("unpause"))
+    if ref is not None:
+        get_manager().unpause_instance(ref)
+
+
+@app.task(name=rpc.SUSPEND_INSTANCE)
+def suspend_instance(message: dict[str, Any]) -> None:
+    ref = _decode(InstanceRef, message, on_error=_action_undecodable("suspend"))
+    if ref is not None:
+        get_manager().suspend_instance(ref)
+
+
+@app.task(name=rpc.RESUME_INSTANCE)
+def resume_instance(message: dict[str, Any]) -> None:
+    ref = _decode(InstanceRef, message, on_error=_action_undecodable("resume"))
+    if ref is not None:
+        get_manager().resume_instance(ref)
+
+
+@app.task(name=rpc.REBUILD_INSTANCE)
+def rebuild_instance(message: dict[str, Any]) -> None:
+    # A malformed rebuild names its instance only inside ``build``: it is dropped, and the rebuild's
+    # lease ends it.
+    request = _decode(RebuildRequest, message, on_error=_action_undecodable("rebuild"))
+    if request is not None:
+        get_manager().rebuild_instance(request)
+
+
+@app.task(name=rpc.SNAPSHOT_INSTANCE)
+def snapshot_instance(message: dict[str, Any]) -> None:
+    request = _decode(SnapshotRequest, message, on_error=_action_undecodable("snapshot"))
+    if request is not None:
+        get_manager().snapshot_instance(request)
+
+
+@app.task(name=rpc.ATTACH_VOLUME)
+def attach_volume(message: dict[str, Any]) -> None:
+    # An undecodable request cannot say which volume it meant: the conductor's volume sweep finds the
+    # attachment still waiting and asks again.
+    request = _decode(VolumeRequest, message, on_error=lambda _message, _problem: None)
+    if request is not None:
+        get_manager().attach_volume(request)
+
+
+@app.task(name=rpc.DETACH_VOLUME)
+def detach_volume(message: dict[str, Any]) -> None:
+    request = _decode(VolumeRequest, message, on_error=lambda _message, _problem: None)
+    if request is not None:
+        get_manager().detach_volume(request)
+
+
+@app.task(name=rpc.GET_CONSOLE_OUTPUT)
+def get_console_output(message: dict[str, Any]) -> None:
+    # The caller waits a few seconds at most; an undecodable request simply gets no answer.
+    request = _decode(ConsoleOutputRequest, message, on_error=lambda _message, _problem: None)
+    if request is not None:
+        get_manager().get_console_output(request)
+
+
+def _decode(cls: type[M], message: dict[str, Any], *, on_error: Callable[[dict[str, Any], str], None]) -> M | None:
+    """The message as a dataclass; a message that cannot be one is reported (when it names an instance)
+    and dropped, since delivering it again would not make it readable."""
+    version = str(message.get("_version", "")) if isinstance(message, dict) else ""
+    if version.split(".")[0] != rpc.MESSAGE_VERSION.split(".")[0]:
+        log.warning("message version %r differs from ours (%s); reading it anyway", version, rpc.MESSAGE_VERSION)
+    try:
+        if not isinstance(message, dict):
+            raise TypeError(f"expected a JSON object, got {type(message).__name__}")
+        return cls.from_dict(message)
+    except (TypeError, ValueError, AttributeError) as exc:
+        problem = f"malformed {cls.__name__} message: {exc}"
+        log.error("%s", problem)
+        if isinstance(message, dict) and message.get("instance_uuid"):
+            on_error(message, problem)
+        return None
+
+
+def _build_undecodable(message: dict[str, Any], problem: str) -> None:
+    rpc.build_failed(
+        BuildFailed(
+            instance_uuid=str(message["instance_uuid"]),
+            host=current_host(),
+            request_id=str(message.get("request_id", "")),
+            message=problem,
+            reschedulable=False,
+        )
+    )
+
+
+def _action_undecodable(action: str) -> Callable[[dict[str, Any], str], None]:
+    def report(message: dict[str, Any], problem: str) -> None:
+        rpc.action_done(
+            ActionResult(
+                instance_uuid=str(message["instance_uuid"]),
+                host=current_host(),
+                request_id=str(message.get("request_id", "")),
+                action=action,
+                power_state=rpc.NOSTATE,
+                error=problem,
+            )
+        )
+
+    return report
+
+
+# --- heartbeats --------------------------------------------------------------------------------------
+
+
+class HeartbeatThread(threading.Thread):
+    def __init__(self, beat: Callable[[], object], interval: float) -> None:
+        super().__init__(name="compute-heartbeat", daemon=True)
+        self._beat = beat
+        self._interval = interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                self._beat()
+            except Exception:
+                log.exception("heartbeat failed")
+            if self._stopped.wait(self._interval):
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class FleetHeartbeatThread(HeartbeatThread):
+    """Heartbeats of many simulated hosts from one thread, spread evenly over the interval so that the
+    conductor gets a steady trickle rather than a burst."""
+
+    def __init__(self, hosts: tuple[str, ...], beat: Callable[[str], object], interval: float) -> None:
+        super().__init__(lambda: None, interval)
+        self._hosts = hosts
+        self._beat_host = beat
+
+    def run(self) -> None:
+        gap = self._interval / len(self._hosts)
+        while True:
+            for host in self._hosts:
+                try:
+                    self._beat_host(host)
+                except Exception:
+                    log.exception("heartbeat of %s failed", host)
+                if self._stopped.wait(gap):
+                    return
+
+
+_heartbeats: HeartbeatThread | None = None
+
+
+@signals.worker_ready.connect
+def _start_heartbeats(sender: Any = None, **_: Any) -> None:
+    global _heartbeats
+    if getattr(sender, "app", app) is not app or _heartbeats is not None:
+        return
+    if config.hosts:
+        _heartbeats = FleetHeartbeatThread(
+            config.hosts, lambda host: get_manager(host).heartbeat(), config.heartbeat_interval
+        )
+        _heartbeats.start()
+        log.info(
+            "%d simulated compute hosts ready on queues %s ... %s (driver %s); each beats every %gs",
+            len(config.hosts),
+            rpc.compute_queue(config.hosts[0]),
+            rpc.compute_queue(config.hosts[-1]),
+            config.driver,
+            config.heartbeat_interval,
+        )
+        return
+    _heartbeats = HeartbeatThread(lambda: get_manager(config.host).heartbeat(), config.heartbeat_interval)
+    _heartbeats.start()
+    log.info(
+        "compute host %s ready on queue %s (driver %s); heartbeat every %gs",
+        config.host,
+        rpc.compute_queue(config.host),
+        config.driver,
+        config.heartbeat_interval,
+    )
+
+
+@signals.worker_shutting_down.connect
+def _stop_heartbeats(**_: Any) -> None:
+    if _heartbeats is not None:
+        _heartbeats.stop()

@@ -1,0 +1,127 @@
+"""Compute hosts (their compute services): up or down, enabled or disabled with a reason, resources."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+
+from portal.models import ComputeHost
+from portal.selectors.availability_zones import host_zone_names
+from portal.selectors.hosts import claimed_usage, host_is_up
+from portal.services.compute_hosts import compute_host_update
+
+from .base import ServiceAdmin
+
+_RESOURCES = ["vcpus", "memory_mb", "disk_gb", "hypervisor_type", "hypervisor_version", "cpu_arch", "host_ip"]
+
+
+class ComputeHostForm(forms.ModelForm):
+    class Meta:
+        model = ComputeHost
+        fields = ["enabled", "disabled_reason", "forced_down"]
+        labels = {"disabled_reason": "Reason it is disabled", "forced_down": "Forced down"}
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("enabled") and not (cleaned.get("disabled_reason") or "").strip():
+            self.add_error("disabled_reason", "Say why the host is disabled.")
+        return cleaned
+
+
+class DisableForm(forms.Form):
+    reason = forms.CharField(max_length=255)
+
+
+@admin.register(ComputeHost)
+class ComputeHostAdmin(ServiceAdmin):
+    form = ComputeHostForm
+    list_display = [
+        "name", "state", "enabled", "disabled_reason", "last_heartbeat", "zone", "instances", "vcpu_use",
+        "memory_use", "disk_use",
+    ]  # fmt: skip
+    list_filter = ["enabled", "forced_down"]
+    search_fields = ["name"]
+    actions = ["enable_hosts", "disable_hosts"]
+    readonly_fields = ["name", "state", "last_heartbeat", "zone", *_RESOURCES, "failed_builds", "orphan_domains"]
+    fieldsets = [
+        (None, {"fields": ["name", "state", "last_heartbeat", "zone"]}),
+        ("Service", {"fields": ["enabled", "disabled_reason", "forced_down"]}),
+        ("Resources", {"fields": [*_RESOURCES, "failed_builds", "orphan_domains"]}),
+    ]
+
+    def has_add_permission(self, request):
+        return False  # a host appears with its first heartbeat
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        # One query each for usage and zones, whatever the number of hosts on the page.
+        self._usage = claimed_usage()
+        self._zones = host_zone_names()
+        return super().changelist_view(request, extra_context)
+
+    def _used(self, host: ComputeHost) -> dict:
+        usage = getattr(self, "_usage", None)
+        if usage is None:
+            usage = claimed_usage([host.pk])
+        return usage.get(host.pk) or {}
+
+    @admin.display(description="State")
+    def state(self, host: ComputeHost) -> str:
+        return "up" if host_is_up(host) else "down"
+
+    @admin.display(description="Zone")
+    def zone(self, host: ComputeHost) -> str:
+        zones = getattr(self, "_zones", None) or host_zone_names([host.pk])
+        return zones.get(host.pk, "")
+
+    @admin.display(description="Instances")
+    def instances(self, host: ComputeHost) -> int:
+        return self._used(host).get("count") or 0
+
+    @admin.display(description="vCPUs used")
+    def vcpu_use(self, host: ComputeHost) -> str:
+        return f"{self._used(host).get('vcpus') or 0} of {host.vcpus}"
+
+    @admin.display(description="RAM used (MB)")
+    def memory_use(self, host: ComputeHost) -> str:
+        return f"{self._used(host).get('memory_mb') or 0} of {host.memory_mb}"
+
+    @admin.display(description="Disk used (GB)")
+    def disk_use(self, host: ComputeHost) -> str:
+        return f"{self._used(host).get('disk_gb') or 0} of {host.disk_gb}"
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        updated = compute_host_update(
+            host=obj,
+            enabled=data["enabled"],
+            disabled_reason=data.get("disabled_reason", "") if not data["enabled"] else "",
+            forced_down=data["forced_down"],
+        )
+        obj.refresh_from_db()
+        return updated
+
+    @admin.action(description="Enable the selected hosts")
+    def enable_hosts(self, request, queryset):
+        for host in queryset:
+            compute_host_update(host=host, enabled=True)
+        self.message_user(request, f"Enabled {queryset.count()} host(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable the selected hosts (give a reason)")
+    def disable_hosts(self, request, queryset):
+        form = DisableForm(request.POST if "reason" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            for host in queryset:
+                compute_host_update(host=host, enabled=False, disabled_reason=form.cleaned_data["reason"])
+            self.message_user(request, f"Disabled {queryset.count()} host(s).", messages.SUCCESS)
+            return None
+        from django.template.response import TemplateResponse
+
+        return TemplateResponse(
+            request,
+            "admin/portal/disable_hosts.html",
+            {**self.admin_site.each_context(request), "hosts": queryset, "form": form, "opts": self.model._meta,
+             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME, "title": "Disable hosts"},
+        )  # fmt: skip

@@ -1,0 +1,226 @@
+"""``POST /servers/{id}/action`` and ``POST /servers/{id}/remote-consoles``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.response import Response
+
+from portal.api.base import ComputeAPIView
+from portal.api.errors import APIError, BadRequest, Conflict, Forbidden, NotFound
+from portal.selectors.images import image_get
+from portal.selectors.keypairs import keypair_get
+from portal.services import actions as action_services
+from portal.services import console_output
+from portal.services import consoles as console_services
+from portal.services import instances as instance_services
+from portal.services.images import ImageError, ImageForbidden, ImageTooLarge
+from portal.services.lifecycle import StateConflict
+from portal.services.quotas import QuotaExceeded
+
+from .links import links
+from .serializers import (
+    ConsoleOutputSerializer,
+    CreateImageSerializer,
+    LockSerializer,
+    RebootSerializer,
+    RebuildSerializer,
+    RemoteConsoleSerializer,
+    ResetStateSerializer,
+)
+from .server_views import server_brief
+from .servers import get_instance_or_404
+
+
+class ServiceUnavailable(APIError):
+    status_code = 503
+    default_detail = "The service is unavailable; try again later."
+
+
+def _args(serializer_class, args, request, *, required: bool = True):
+    """The action's argument object, validated; ``null`` counts as an empty object where allowed."""
+    if args is None and not required:
+        args = {}
+    if not isinstance(args, dict):
+        raise BadRequest("The action's argument must be an object.")
+    serializer = serializer_class(data=args, context={"api_version": request.api_version})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _single_action(body) -> tuple[str, object]:
+    if not isinstance(body, dict) or len(body) != 1:
+        raise BadRequest("The request body must be an object with exactly one action.")
+    return next(iter(body.items()))
+
+
+class ServerActionView(ComputeAPIView):
+    def post(self, request, server_id):
+        name, args = _single_action(request.data)
+        handler = getattr(self, "action_" + name.replace("-", "_"), None)
+        if handler is None or name not in _ACTIONS:
+            raise BadRequest(f"There is no such action: {name[:64]}")
+        self.require_write()
+        instance = get_instance_or_404(self, server_id)
+        try:
+            return handler(request, instance, args)
+        except StateConflict as exc:
+            raise Conflict(str(exc)) from None
+        except instance_services.InvalidRequest as exc:
+            raise BadRequest(str(exc)) from None
+        except (action_services.NotAllowed, QuotaExceeded) as exc:
+            raise Forbidden(str(exc)) from None
+
+    def _power(self, instance, action: str):
+        instance_services.instance_power_action(ctx=self.ctx, instance=instance, action=action)
+        return Response(status=202)
+
+    def action_os_start(self, request, instance, args):
+        return self._power(instance, "start")
+
+    def action_os_stop(self, request, instance, args):
+        return self._power(instance, "stop")
+
+    def action_reboot(self, request, instance, args):
+        serializer = RebootSerializer(data=args if isinstance(args, dict) else {})
+        serializer.is_valid(raise_exception=True)
+        hard = serializer.validated_data["type"].upper() == "HARD"
+        return self._power(instance, "reboot_hard" if hard else "reboot")
+
+    def action_os_getVNCConsole(self, request, instance, args):  # noqa: N802
+        if request.api_version >= "2.6":
+            raise BadRequest("There is no such action: os-getVNCConsole (use remote-consoles since 2.6)")
+        if not isinstance(args, dict) or args.get("type") != "novnc":
+            raise BadRequest("Invalid console type: only 'novnc' is available.")
+        url = console_services.console_create(ctx=self.ctx, instance=instance, console_type="novnc")
+        return Response({"console": {"type": "novnc", "url": url}})
+
+    # --- pause, suspend, lock, reset -------------------------------------------------------------------
+
+    def action_pause(self, request, instance, args):
+        action_services.instance_pause(ctx=self.ctx, instance=instance)
+        return Response(status=202)
+
+    def action_unpause(self, request, instance, args):
+        action_services.instance_unpause(ctx=self.ctx, instance=instance)
+        return Response(status=202)
+
+    def action_suspend(self, request, instance, args):
+        action_services.instance_suspend(ctx=self.ctx, instance=instance)
+        return Response(status=202)
+
+    def action_resume(self, request, instance, args):
+        action_services.instance_resume(ctx=self.ctx, instance=instance)
+        return Response(status=202)
+
+    def action_lock(self, request, instance, args):
+        reason = None
+        if request.api_version >= "2.73":
+            reason = _args(LockSerializer, args, request, required=False).get("locked_reason")
+        action_services.instance_lock(ctx=self.ctx, instance=instance, reason=reason)
+        return Response(status=202)
+
+    def action_unlock(self, request, instance, args):
+        action_services.instance_unlock(ctx=self.ctx, instance=instance)
+        return Response(status=202)
+
+    def action_os_resetState(self, request, instance, args):  # noqa: N802
+        state = _args(ResetStateSerializer, args, request)["state"]
+        action_services.instance_reset_state(ctx=self.ctx, instance=instance, state=state)
+        return Response(status=202)
+
+    # --- rebuild and snapshot ---------------------------------------------------------------------------
+
+    def action_rebuild(self, request, instance, args):
+        data = _args(RebuildSerializer, args, request)
+        image = image_get(ctx=self.ctx, image_id=data["imageRef"])
+        if image is None:
+            raise BadRequest(f"Cannot find image {data['imageRef'][:64]} for rebuild")
+        changes = {}
+        if "description" in data:
+            changes["description"] = data["description"]
+        if "user_data" in data:
+            changes["user_data"] = data["user_data"]
+        if "key_name" in data:
+            keypair = None
+            if data["key_name"] is not None:
+                keypair = keypair_get(self.ctx.user, data["key_name"])
+                if keypair is None:
+                    raise BadRequest("Invalid key_name provided.")
+            changes["keypair"] = keypair
+        metadata = data.get("metadata")
+        action_services.instance_rebuild(
+            ctx=self.ctx, instance=instance, image=image, name=data.get("name"), metadata=metadata, **changes
+        )
+        fresh = get_instance_or_404(self, instance.uuid)
+        response = Response({"server": server_brief(fresh, request, self.ctx, rebuild=True)}, status=202)
+        response["Location"] = links("servers", fresh.uuid)[0]["href"]
+        return response
+
+    def action_createImage(self, request, instance, args):  # noqa: N802
+        data = _args(CreateImageSerializer, args, request)
+        try:
+            image = action_services.instance_snapshot(
+                ctx=self.ctx, instance=instance, name=data["name"], metadata=data.get("metadata")
+            )
+        except ImageForbidden as exc:
+            raise Forbidden(str(exc)) from None
+        except ImageTooLarge as exc:
+            raise BadRequest(str(exc)) from None
+        except ImageError as exc:
+            raise BadRequest(str(exc)) from None
+        if request.api_version >= "2.45":
+            return Response({"image_id": str(image.id)}, status=202)
+        response = Response(status=202)
+        response["Location"] = f"{settings.CLOUD['PUBLIC_URL']}/image/v2/images/{image.id}"
+        return response
+
+    # --- console log ------------------------------------------------------------------------------------
+
+    def action_os_getConsoleOutput(self, request, instance, args):  # noqa: N802
+        length = _args(ConsoleOutputSerializer, args, request, required=False).get("length")
+        try:
+            output = console_output.instance_console_output(ctx=self.ctx, instance=instance, length=length)
+        except console_output.ConsoleUnavailable as exc:
+            raise ServiceUnavailable(str(exc)) from None
+        except console_output.NoConsole as exc:
+            raise NotFound(str(exc)) from None
+        return Response({"output": output})
+
+
+_ACTIONS = {
+    "os-start",
+    "os-stop",
+    "reboot",
+    "os-getVNCConsole",
+    "pause",
+    "unpause",
+    "suspend",
+    "resume",
+    "lock",
+    "unlock",
+    "os-resetState",
+    "rebuild",
+    "createImage",
+    "os-getConsoleOutput",
+}
+
+
+class RemoteConsoleView(ComputeAPIView):
+    def post(self, request, server_id):
+        if request.api_version < "2.6":
+            raise NotFound()
+        self.require_write()  # a console is the server's keyboard: readers may not open one
+        body = request.data
+        if not isinstance(body, dict) or not isinstance(body.get("remote_console"), dict):
+            raise BadRequest("The request body must be an object with a 'remote_console' object.")
+        serializer = RemoteConsoleSerializer(data=body["remote_console"])
+        serializer.is_valid(raise_exception=True)
+        protocol, kind = serializer.validated_data["protocol"], serializer.validated_data["type"]
+        if (protocol, kind) != ("vnc", "novnc"):
+            raise BadRequest(f"Unavailable console type {kind} for protocol {protocol}: only vnc/novnc is available.")
+        instance = get_instance_or_404(self, server_id)
+        try:
+            url = console_services.console_create(ctx=self.ctx, instance=instance, console_type=kind)
+        except StateConflict as exc:
+            raise Conflict(str(exc)) from None
+        return Response({"remote_console": {"protocol": protocol, "type": kind, "url": url}})

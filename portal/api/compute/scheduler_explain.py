@@ -1,0 +1,84 @@
+"""``POST /os-scheduler-explain`` (admins): where a boot would be placed now, and why hosts would not do.
+
+An extension of this cloud, not part of Nova's API. The body is the one ``POST /servers`` takes
+(``server.flavorRef``, ``server.imageRef``, ``server.availability_zone``, ``server.max_count`` and
+``os:scheduler_hints``), plus an optional top-level ``project_id`` to ask on another project's behalf.
+Nothing is created or claimed.
+"""
+
+from __future__ import annotations
+
+from rest_framework.response import Response
+
+from portal.api.base import ComputeAPIView
+from portal.api.errors import BadRequest
+from portal.selectors.flavors import flavor_get
+from portal.selectors.hosts import explain_placement
+from portal.selectors.images import image_get
+from portal.selectors.server_groups import server_group_get
+
+MAX_COUNT = 100
+_HINT_KEYS = ("os:scheduler_hints", "OS-SCH-HNT:scheduler_hints")
+
+
+def _text(value, name: str, *, required: bool = False) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"'{name}' is a required property.")
+        return None
+    if not isinstance(value, str) or len(value) > 255:
+        raise BadRequest(f"Invalid input for field/attribute {name}: must be a string of at most 255 characters.")
+    return value
+
+
+class SchedulerExplainView(ComputeAPIView):
+    def post(self, request):
+        self.require_admin()
+        body = request.data
+        if not isinstance(body, dict) or not isinstance(body.get("server"), dict):
+            raise BadRequest("The request body must be an object with a 'server' object.")
+        server = body["server"]
+
+        flavor_ref = _text(server.get("flavorRef"), "flavorRef", required=True)
+        flavor = flavor_get(self.ctx, flavor_ref)
+        if flavor is None:
+            raise BadRequest(f"Flavor {flavor_ref[:64]} could not be found.")
+        image = None
+        image_ref = _text(server.get("imageRef"), "imageRef")
+        if image_ref is not None:
+            image = image_get(ctx=self.ctx, image_id=image_ref.rstrip("/").rsplit("/", 1)[-1])
+            if image is None:
+                raise BadRequest(f"Image {image_ref[:64]} could not be found.")
+        zone = _text(server.get("availability_zone"), "availability_zone")
+        count = server.get("max_count", server.get("min_count", 1))
+        if isinstance(count, str) and count.isdigit():
+            count = int(count)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
+            raise BadRequest(f"Invalid input for field/attribute max_count: must be an integer from 1 to {MAX_COUNT}.")
+
+        hints: dict = {}
+        for key in _HINT_KEYS:
+            value = body.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise BadRequest(f"Invalid input for field/attribute {key}: must be an object.")
+            hints.update(value)
+        group = None
+        if hints.get("group"):
+            group_ref = hints["group"][0] if isinstance(hints["group"], list) and hints["group"] else hints["group"]
+            group = server_group_get(self.ctx, str(group_ref))
+            if group is None:
+                raise BadRequest(f"Invalid server group {str(group_ref)[:64]}: it could not be found.")
+        project_id = _text(body.get("project_id"), "project_id") or self.ctx.project.pk
+
+        placement = explain_placement(
+            flavor=flavor,
+            image=image,
+            project_id=project_id,
+            availability_zone=zone.partition(":")[0] if zone else None,
+            scheduler_hints=hints,
+            group=group,
+            count=count,
+        )
+        return Response({"placement": placement})

@@ -1,0 +1,222 @@
+"""``/servers``: create, list (filters, sorting, keyset pages), show, update, delete.
+
+The representation of a server per microversion is in ``server_views``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.db import transaction
+from rest_framework.response import Response
+
+from portal.api.base import ComputeAPIView
+from portal.api.errors import BadRequest, Conflict, Forbidden, NotFound
+from portal.selectors.availability_zones import available_zone_names, default_zone
+from portal.selectors.flavors import flavor_get
+from portal.selectors.images import image_get
+from portal.selectors.instances import instance_get
+from portal.selectors.keypairs import keypair_get
+from portal.selectors.server_groups import server_group_get
+from portal.selectors.server_list import ForbiddenQuery, InvalidQuery, server_page
+from portal.services import instance_properties
+from portal.services import instances as instance_services
+from portal.services.lifecycle import StateConflict
+from portal.services.quotas import QuotaExceeded
+
+from .boot_volumes import resolve_boot_volumes
+from .links import collection_next
+from .serializers import ServerCreateSerializer, ServerUpdateSerializer
+from .server_filters import server_query
+from .server_views import server_brief, server_detail, server_summary
+
+_SCHEDULER_HINT_KEYS = ("os:scheduler_hints", "OS-SCH-HNT:scheduler_hints")
+_MAX_HINTS_BYTES = 16384
+
+
+def _scheduler_hints(body: dict) -> dict:
+    hints: dict = {}
+    for key in _SCHEDULER_HINT_KEYS:
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise BadRequest(f"Invalid input for field/attribute {key}: must be an object.")
+        hints.update(value)
+    if len(json.dumps(hints)) > _MAX_HINTS_BYTES:
+        raise BadRequest("The scheduler hints are too large.")
+    for name in ("same_host", "different_host"):
+        if name in hints:
+            values = hints[name] if isinstance(hints[name], list) else [hints[name]]
+            try:
+                hints[name] = [str(uuid.UUID(str(v))) for v in values]
+            except ValueError:
+                raise BadRequest(f"Invalid input for field/attribute {name}: expected server UUIDs.") from None
+    if "group" in hints:
+        group = hints["group"][0] if isinstance(hints["group"], list) and len(hints["group"]) == 1 else hints["group"]
+        try:
+            hints["group"] = str(uuid.UUID(str(group)))
+        except ValueError:
+            raise BadRequest("Invalid input for field/attribute group: expected a server group UUID.") from None
+    return hints
+
+
+class ServerListView(ComputeAPIView):
+    detail = False
+
+    def get(self, request):
+        query = server_query(request, self.ctx)
+        try:
+            page, more = server_page(self.ctx, query)
+        except InvalidQuery as exc:
+            raise BadRequest(str(exc)) from None
+        except ForbiddenQuery as exc:
+            raise Forbidden(str(exc)) from None
+        if self.detail:
+            request.server_list = True
+            servers = [server_detail(i, request, self.ctx) for i in page]
+        else:
+            servers = [server_summary(i) for i in page]
+        body = {"servers": servers}
+        if more and page:
+            body["servers_links"] = collection_next(
+                "servers/detail" if self.detail else "servers", page[-1].uuid, query.limit, request
+            )
+        return Response(body)
+
+    def post(self, request):
+        self.require_write()
+        body = request.data
+        if not isinstance(body, dict) or not isinstance(body.get("server"), dict):
+            raise BadRequest("The request body must be an object with a 'server' object.")
+        serializer = ServerCreateSerializer(data=body["server"], context={"api_version": request.api_version})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        hints = _scheduler_hints(body)
+        flavor = flavor_get(self.ctx, data["flavorRef"])
+        if flavor is None:
+            raise BadRequest(f"Flavor {data['flavorRef'][:64]} could not be found.")
+        image = None
+        if data["imageRef"]:  # empty when the root disk is a volume
+            image = image_get(ctx=self.ctx, image_id=data["imageRef"])
+            if image is None:
+                raise BadRequest(f"Image {data['imageRef'][:64]} could not be found.")
+        keypair = None
+        if data.get("key_name"):
+            keypair = keypair_get(self.ctx.user, data["key_name"])
+            if keypair is None:
+                raise BadRequest(f"Invalid key_name provided: key pair {data['key_name'][:64]} could not be found.")
+        group = None
+        if "group" in hints:
+            group = server_group_get(self.ctx, hints["group"])
+            if group is None:
+                raise BadRequest(f"Invalid server group {hints['group']}: it could not be found.")
+        zone = self._zone(data.get("availability_zone"))
+        if data.get("host") or data.get("hypervisor_hostname"):
+            if not self.ctx.is_admin:
+                raise Forbidden("Policy doesn't allow a host to be requested: admin only.")
+            raise BadRequest("Requesting a host or hypervisor for a server is not supported.")
+        try:
+            tags = instance_properties.validate_tags(data.get("tags", []))
+        except instance_services.InvalidRequest as exc:
+            raise BadRequest(str(exc)) from None
+        count = data.get("max_count", data.get("min_count", 1))
+        boot_volumes = resolve_boot_volumes(self, data["boot_volumes"], flavor=flavor, count=count)
+        reservation_id = instance_services.new_reservation_id()
+        try:
+            with transaction.atomic():
+                created = [
+                    instance_services.instance_create(
+                        ctx=self.ctx,
+                        name=data["name"] if count == 1 else f"{data['name']}-{index + 1}",
+                        flavor=flavor,
+                        image=image,
+                        networks=data.get("networks", "auto"),
+                        user_data=data.get("user_data"),
+                        keypair=keypair,
+                        metadata=data.get("metadata"),
+                        description=data.get("description"),
+                        availability_zone=zone,
+                        reservation_id=reservation_id,
+                        launch_index=index,
+                        tags=tags,
+                        scheduler_hints=hints,
+                        server_group=group,
+                        config_drive=data.get("config_drive", False),
+                        block_devices=boot_volumes,
+                    )
+                    for index in range(count)
+                ]
+        except instance_services.InvalidRequest as exc:
+            raise BadRequest(str(exc)) from None
+        except QuotaExceeded as exc:
+            raise Forbidden(str(exc)) from None
+        if data.get("return_reservation_id"):
+            return Response({"reservation_id": created[0].reservation_id}, status=202)
+        first = created[0]
+        server = {**server_summary(first), "OS-DCF:diskConfig": "MANUAL"}
+        del server["name"]
+        if first.networks == "auto":
+            server["security_groups"] = [{"name": "default"}]
+        return Response({"server": server}, status=202)
+
+    def _zone(self, requested: str | None) -> str | None:
+        """The zone asked for (``zone``, or an admin's ``zone:host``, which this cloud cannot honour)."""
+        if not requested:
+            return None
+        zone, _, host = requested.partition(":")
+        if host:
+            if not self.ctx.is_admin:
+                raise Forbidden("Policy doesn't allow a host to be requested: admin only.")
+            raise BadRequest("Requesting a host in availability_zone ('zone:host') is not supported.")
+        if zone != default_zone() and zone not in available_zone_names():
+            raise BadRequest(f"The requested availability zone is not available: {zone[:64]}")
+        return zone
+
+
+class ServerDetailListView(ServerListView):
+    detail = True
+
+    def post(self, request):
+        raise NotFound()
+
+
+def get_instance_or_404(view, server_id):
+    instance = instance_get(view.ctx, server_id)
+    if instance is None:
+        raise NotFound(f"Instance {str(server_id)[:64]} could not be found.")
+    return instance
+
+
+class ServerView(ComputeAPIView):
+    def get(self, request, server_id):
+        instance = get_instance_or_404(self, server_id)
+        return Response({"server": server_detail(instance, request, self.ctx)})
+
+    def put(self, request, server_id):
+        self.require_write()
+        body = request.data
+        if not isinstance(body, dict) or not isinstance(body.get("server"), dict):
+            raise BadRequest("The request body must be an object with a 'server' object.")
+        serializer = ServerUpdateSerializer(data=body["server"], context={"api_version": request.api_version})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        instance = get_instance_or_404(self, server_id)
+        changes = {}
+        if "description" in data:
+            changes["description"] = data["description"]
+        instance = instance_properties.instance_update(
+            ctx=self.ctx, instance=instance, name=data.get("name"), **changes
+        )
+        instance = get_instance_or_404(self, server_id)
+        return Response({"server": server_brief(instance, request, self.ctx)})
+
+    def delete(self, request, server_id):
+        self.require_write()
+        instance = get_instance_or_404(self, server_id)
+        try:
+            instance_services.instance_delete(ctx=self.ctx, instance=instance)
+        except StateConflict as exc:
+            raise Conflict(str(exc)) from None
+        return Response(status=204)

@@ -1,0 +1,77 @@
+"""API authentication: HTTP Basic and the portal's session cookie, for local Django users."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+
+from django.contrib.auth import get_user_model
+from rest_framework import authentication
+
+
+class VerifiedCredentials:
+    """Remembers, for a while, which Basic credentials were already checked.
+
+    A password hash check (PBKDF2) costs about half a second of CPU by design; paying it on every API call
+    would make each request that slow. Entries are keyed by a digest of user and password (the password
+    itself is never kept) and hold the user's password *hash* at the time of the check: a changed password,
+    or a deactivated user, misses the cache. Bounded in size and age, safe across threads.
+    """
+
+    def __init__(self, max_entries: int = 1024, ttl: float = 300.0):
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self._entries: OrderedDict[str, tuple[int, str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(userid: str, password: str) -> str:
+        return hashlib.sha256(f"{userid}\0{password}".encode()).hexdigest()
+
+    def user_for(self, key: str):
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            user_pk, password_hash, expires = entry
+            if expires < time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+        user = get_user_model().objects.filter(pk=user_pk, is_active=True).first()
+        if user is None or user.password != password_hash:
+            return None
+        return user
+
+    def remember(self, key: str, user) -> None:
+        with self._lock:
+            self._entries[key] = (user.pk, user.password, time.monotonic() + self.ttl)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+verified_credentials = VerifiedCredentials()
+
+
+class ProjectBasicAuthentication(authentication.BasicAuthentication):
+    www_authenticate_realm = "compute"
+
+    def authenticate_credentials(self, userid, password, request=None):
+        key = VerifiedCredentials.key(userid, password)
+        user = verified_credentials.user_for(key)
+        if user is not None:
+            return (user, None)
+        user, auth = super().authenticate_credentials(userid, password, request)
+        verified_credentials.remember(key, user)
+        return (user, auth)
+
+
+class ProjectSessionAuthentication(authentication.SessionAuthentication):
+    """The portal's session cookie; DRF enforces CSRF on unsafe methods for it."""

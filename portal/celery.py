@@ -1,0 +1,61 @@
+"""The control plane's Celery app: the conductor worker, beat, and every sender in the API process."""
+
+import logging
+import os
+
+from celery import Celery, signals
+
+import compute_tasks.kombu_redis  # noqa: F401 - keeps workers alive through a Redis restart
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.base")
+
+# Seconds between two runs of the reaper (leases, lost scheduling requests).
+REAPER_INTERVAL = float(os.environ.get("REAPER_INTERVAL") or 15)
+
+app = Celery("portal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.beat_schedule = {
+    "reap-expired-tasks": {
+        "task": "conductor.reap_expired_tasks",
+        "schedule": REAPER_INTERVAL,
+        "options": {"expires": REAPER_INTERVAL},
+    },
+    "sweep-volumes": {
+        "task": "conductor.sweep_volumes",
+        "schedule": REAPER_INTERVAL,
+        "options": {"expires": REAPER_INTERVAL},
+    },
+    "purge-console-tokens": {
+        "task": "conductor.purge_console_tokens",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+}
+app.autodiscover_tasks(["portal.conductor"])
+app.set_default()
+
+
+# A worker waits out a broker restart (about 40 s) before it gives up on a message it sends: a report
+# or a build that never leaves costs an instance its lease. It retries the publish, and getting a
+# connection to publish on (kombu gives up on that after 4 s otherwise). The API keeps Celery's short
+# defaults and answers at once; the reaper sends a lost scheduling request again.
+WORKER_PUBLISH_RETRY_POLICY = {"max_retries": 45, "interval_start": 0, "interval_step": 0.5, "interval_max": 1.0}
+
+
+@signals.worker_init.connect
+def _patient_publishing(**_):
+    app.conf.task_publish_retry_policy = WORKER_PUBLISH_RETRY_POLICY
+    app.conf.broker_transport_options = {**(app.conf.broker_transport_options or {}), "connect_retries_timeout": 40}
+
+
+class _QuietHeartbeats(logging.Filter):
+    """Hosts beat every few seconds; one line per beat would drown everything else in the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "conductor.heartbeat" not in record.getMessage()
+
+
+@signals.after_setup_logger.connect
+def _quiet_heartbeats(**_):
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).addFilter(_QuietHeartbeats())

@@ -1,0 +1,88 @@
+"""Create what the single-machine demo needs; running it again changes nothing that exists."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from portal.auth.context import RequestContext
+from portal.models import Flavor, Image, Membership, Project, Role
+from portal.services.images import image_create, image_upload
+
+DEFAULT_FLAVORS = [
+    # flavorid, name, vcpus, memory_mb, root_gb
+    ("1", "m1.tiny", 1, 512, 1),
+    ("2", "m1.small", 1, 2048, 20),
+    ("3", "m1.medium", 2, 4096, 40),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the admin user and project, the default flavors and the demo image."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--image", default=str(settings.BASE_DIR / "var" / "images" / "demo.qcow2"))
+        parser.add_argument(
+            "--password",
+            default=os.environ.get("PORTAL_ADMIN_PASSWORD") or None,
+            help="admin password (default: PORTAL_ADMIN_PASSWORD, else keep the current one, else generate)",
+        )
+        parser.add_argument("--password-file", default=str(settings.STATE_DIR / "secrets" / "admin_password"))
+
+    def handle(self, *args, image: str, password: str | None, password_file: str, **options):
+        user, project = self._admin(password, Path(password_file))
+        self._flavors()
+        self._image(Path(image), RequestContext(user=user, project=project, role=Role.ADMIN))
+
+    @transaction.atomic
+    def _admin(self, password: str | None, password_file: Path):
+        User = get_user_model()  # noqa: N806
+        user, created = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+        if password is None and (created or not password_file.exists()):
+            password = secrets.token_urlsafe(12)
+        if password is not None:  # otherwise keep the one already set
+            user.set_password(password)
+            user.is_staff = user.is_superuser = True
+            user.save()
+            password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            password_file.write_text(password)
+            password_file.chmod(0o600)
+        project, _ = Project.objects.get_or_create(name="admin", defaults={"description": "The cloud's operators"})
+        Membership.objects.get_or_create(user=user, project=project, defaults={"role": Role.ADMIN})
+        self.stdout.write(f"admin user ready in project {project.name} ({project.id})")
+        return user, project
+
+    def _flavors(self):
+        for flavorid, name, vcpus, memory_mb, root_gb in DEFAULT_FLAVORS:
+            Flavor.objects.get_or_create(
+                name=name,
+                defaults={"flavorid": flavorid, "vcpus": vcpus, "memory_mb": memory_mb, "root_gb": root_gb},
+            )
+        self.stdout.write("flavors: " + ", ".join(Flavor.objects.values_list("name", flat=True)))
+
+    def _image(self, path: Path, ctx: RequestContext):
+        if not path.exists():
+            raise CommandError(f"{path} does not exist: build it with scripts/build_demo_image.sh")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        existing = Image.objects.filter(name="demo", status=Image.Status.ACTIVE, os_hash_value=digest).first()
+        if existing is not None:
+            self.stdout.write(f"image demo: {existing.id} (unchanged)")
+            return
+        image = image_create(
+            ctx=ctx,
+            name="demo",
+            disk_format="qcow2",
+            container_format="bare",
+            visibility="public",
+            min_disk=1,
+        )
+        with path.open("rb") as stream:
+            image_upload(image=image, stream=stream)
+        self.stdout.write(f"image demo: {image.id} (uploaded {path.stat().st_size} bytes)")

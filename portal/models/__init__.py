@@ -1,0 +1,35 @@
+from .aggregate import AVAILABILITY_ZONE_KEY, Aggregate
+from .console import ConsoleSession, ConsoleToken
+from .flavor import Flavor, FlavorAccess
+from .host import ComputeHost
+from .identity import Membership, Project, Role
+from .image import Image
+from .instance import Instance, InstanceAction, InstanceActionEvent, InstanceFault, InstanceTag
+from .keypair import Keypair
+from .quota import QuotaClassLimit, QuotaLimit
+from .server_group import ServerGroup
+from .volume import BlockDeviceMapping
+
+__all__ = [
+    "AVAILABILITY_ZONE_KEY",
+    "Aggregate",
+    "BlockDeviceMapping",
+    "ComputeHost",
+    "ConsoleSession",
+    "ConsoleToken",
+    "Flavor",
+    "FlavorAccess",
+    "Image",
+    "Instance",
+    "InstanceAction",
+    "InstanceActionEvent",
+    "InstanceFault",
+    "InstanceTag",
+    "Keypair",
+    "Membership",
+    "Project",
+    "QuotaClassLimit",
+    "QuotaLimit",
+    "Role",
+    "ServerGroup",
+]

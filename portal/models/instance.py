@@ -1,0 +1,158 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from portal.states import PowerState, VmState
+
+from .flavor import Flavor
+from .host import ComputeHost
+from .identity import Project
+from .image import Image
+
+
+class Instance(models.Model):
+    """A virtual machine. Rows stay after deletion (``vm_state='deleted'``) so the history is kept.
+
+    The flavor's sizes are copied at creation: a flavor changed or deleted later does not change what
+    the instance is. ``host`` is the host whose resources the instance holds (its claim).
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True, null=True)
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="instances")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="instances")
+
+    flavor = models.ForeignKey(Flavor, null=True, on_delete=models.SET_NULL, related_name="instances")
+    flavor_name = models.CharField(max_length=255)
+    vcpus = models.PositiveIntegerField()
+    memory_mb = models.PositiveIntegerField()
+    root_gb = models.PositiveIntegerField()
+    ephemeral_gb = models.PositiveIntegerField(default=0)
+    swap = models.PositiveIntegerField(default=0)
+    flavor_extra_specs = models.JSONField(default=dict, blank=True)
+
+    image = models.ForeignKey(Image, null=True, on_delete=models.SET_NULL, related_name="instances")
+    image_ref = models.UUIDField(null=True, blank=True)  # None for a server booted from a volume
+
+    # Values come from portal.states, which grows with the actions; no ``choices`` here so that a new
+    # state never needs a migration.
+    vm_state = models.CharField(max_length=16, default=VmState.BUILDING)
+    task_state = models.CharField(max_length=32, null=True, blank=True)
+    power_state = models.PositiveSmallIntegerField(choices=PowerState.CHOICES, default=PowerState.NOSTATE)
+    task_deadline = models.DateTimeField(null=True, blank=True)
+
+    host = models.ForeignKey(ComputeHost, null=True, blank=True, on_delete=models.PROTECT, related_name="instances")
+    availability_zone = models.CharField(max_length=255, blank=True, default="")
+    vnc_host = models.CharField(max_length=255, blank=True, default="")
+    vnc_port = models.PositiveIntegerField(null=True, blank=True)
+    networks = models.CharField(max_length=16, default="auto")  # "auto" or "none", as requested
+    addresses = models.JSONField(default=list, blank=True)  # [{"addr", "version", "mac"}]
+    mac_address = models.CharField(max_length=17, blank=True, default="")
+    user_data = models.TextField(blank=True, null=True)
+    key_name = models.CharField(max_length=255, blank=True, null=True)
+    key_data = models.TextField(blank=True, null=True)  # the public key as it was at boot
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    config_drive = models.BooleanField(default=False)
+    scheduler_hints = models.JSONField(default=dict, blank=True)
+    server_group = models.ForeignKey(
+        "portal.ServerGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="members"
+    )
+    attempted_hosts = models.JSONField(default=list, blank=True)  # hosts a build failed on, for rescheduling
+    locked = models.BooleanField(default=False)
+    locked_by = models.CharField(max_length=16, blank=True, default="")  # "owner" | "admin"
+    locked_reason = models.CharField(max_length=255, blank=True, null=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    reservation_id = models.CharField(max_length=32, blank=True, default="")
+    launch_index = models.PositiveIntegerField(default=0)
+    build_attempts = models.PositiveSmallIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "vm_state"]),
+            models.Index(fields=["host", "vm_state"]),
+            models.Index(fields=["task_deadline"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.uuid})"
+
+    @property
+    def domain_name(self) -> str:
+        return f"instance-{self.uuid}"
+
+
+class InstanceFault(models.Model):
+    """Why an instance went wrong, shown as the server's ``fault`` while it is in ERROR."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="faults")
+    code = models.PositiveSmallIntegerField(default=500)
+    message = models.CharField(max_length=255)
+    details = models.TextField(blank=True, default="")
+    host = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class InstanceAction(models.Model):
+    """One user request against an instance (create, stop, reboot, …), with its events."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="actions")
+    action = models.CharField(max_length=32)
+    request_id = models.CharField(max_length=64, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL)
+    message = models.CharField(max_length=255, blank=True, null=True)
+    start_time = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-start_time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.request_id}"
+
+
+class InstanceActionEvent(models.Model):
+    """A step of an action, written by the one writer of instance state."""
+
+    action = models.ForeignKey(InstanceAction, on_delete=models.CASCADE, related_name="events")
+    event = models.CharField(max_length=64)
+    start_time = models.DateTimeField(auto_now_add=True)
+    finish_time = models.DateTimeField(null=True, blank=True)
+    result = models.CharField(max_length=16, blank=True, null=True)  # "Success" | "Error"
+    host = models.CharField(max_length=255, blank=True, default="")
+    details = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["start_time", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.event}: {self.result}"
+
+
+class InstanceTag(models.Model):
+    """A tag on an instance (the servers API's ``tags``)."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="tags")
+    tag = models.CharField(max_length=60)
+
+    class Meta:
+        ordering = ["tag"]
+        constraints = [models.UniqueConstraint(fields=["instance", "tag"], name="one_tag_per_instance")]
+        indexes = [models.Index(fields=["tag"])]
+
+    def __str__(self) -> str:
+        return self.tag

@@ -1,0 +1,308 @@
+"""Reads about compute hosts: the scheduler's snapshots and request specs, and whether a host is up.
+
+Snapshots cost a constant number of queries whatever the number of hosts: the hosts, the resources
+their instances claim, aggregate membership and metadata, and (only when a request names instances
+in its hints) where those instances are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db.models import Count, F, Sum
+from django.utils import timezone
+
+from portal.models import Aggregate, ComputeHost, Flavor, Image, Instance, ServerGroup
+from portal.states import VmState
+from scheduler import GroupSpec, HostState, RequestSpec, SchedulerConfig, select_hosts_for_batch
+from scheduler import aggregates as aggregate_rules
+from scheduler.filters.same_host import DIFFERENT_HOST, SAME_HOST
+
+GROUP_HINT = "group"
+_HOST_FIELDS = (
+    "pk",
+    "name",
+    "enabled",
+    "disabled_reason",
+    "forced_down",
+    "last_heartbeat",
+    "vcpus",
+    "memory_mb",
+    "disk_gb",
+    "hypervisor_type",
+    "hypervisor_version",
+    "cpu_arch",
+    "cpu_allocation_ratio",
+    "ram_allocation_ratio",
+    "disk_allocation_ratio",
+    "failed_builds",
+)
+
+
+def scheduler_config() -> SchedulerConfig:
+    conf = settings.SCHEDULER
+    return SchedulerConfig(
+        enabled_filters=tuple(conf["FILTERS"]),
+        weighers=dict(conf["WEIGHERS"]),
+        service_down_time=conf["SERVICE_DOWN_TIME"],
+        host_subset_size=conf.get("HOST_SUBSET_SIZE", 1),
+        max_instances_per_host=conf.get("MAX_INSTANCES_PER_HOST", 50),
+    )
+
+
+def host_is_up(host: ComputeHost, now: datetime | None = None) -> bool:
+    if host.forced_down or host.last_heartbeat is None:
+        return False
+    age = ((now or timezone.now()) - host.last_heartbeat).total_seconds()
+    return age <= settings.SCHEDULER["SERVICE_DOWN_TIME"]
+
+
+def claimed_usage(host_ids=None) -> dict[int, dict[str, int]]:
+    """Resources held on each host by the instances claimed there (everything not deleted).
+
+    Disk counts root, ephemeral and swap rounded up to whole GB, as ``RequestSpec.disk_gb`` does.
+    """
+    rows = Instance.objects.filter(host__isnull=False).exclude(vm_state=VmState.DELETED)
+    if host_ids is not None:
+        rows = rows.filter(host_id__in=host_ids)
+    rows = rows.values("host_id").annotate(
+        vcpus=Sum("vcpus"),
+        memory_mb=Sum("memory_mb"),
+        disk_gb=Sum(F("root_gb") + F("ephemeral_gb") + (F("swap") + 1023) / 1024),
+        count=Count("id"),
+    )
+    return {row["host_id"]: row for row in rows}
+
+
+def _aggregates_by_host(host_ids=None) -> dict[int, list[tuple[str, dict[str, Any]]]]:
+    """Each host's aggregates as (name, metadata) pairs: two queries."""
+    membership = Aggregate.hosts.through.objects.values_list("computehost_id", "aggregate_id")
+    if host_ids is not None:
+        membership = membership.filter(computehost_id__in=host_ids)
+    membership = list(membership)
+    if not membership:
+        return {}
+    aggregates = {
+        pk: (name, metadata or {})
+        for pk, name, metadata in Aggregate.objects.filter(pk__in={agg for _, agg in membership}).values_list(
+            "pk", "name", "metadata"
+        )
+    }
+    by_host: dict[int, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for host_id, aggregate_id in membership:
+        by_host[host_id].append(aggregates[aggregate_id])
+    return by_host
+
+
+def _named_instances(instance_uuids: Iterable[str], host_ids=None) -> dict[int, frozenset[str]]:
+    """Where the given instances are: host id -> the uuids among them it holds (one query, or none)."""
+    wanted = {str(uuid) for uuid in instance_uuids}
+    if not wanted:
+        return {}
+    rows = Instance.objects.filter(uuid__in=_valid_uuids(wanted), host__isnull=False).exclude(vm_state=VmState.DELETED)
+    if host_ids is not None:
+        rows = rows.filter(host_id__in=host_ids)
+    found: dict[int, set[str]] = defaultdict(set)
+    for host_id, uuid in rows.values_list("host_id", "uuid"):
+        found[host_id].add(str(uuid))
+    return {host_id: frozenset(uuids) for host_id, uuids in found.items()}
+
+
+def _valid_uuids(values: Iterable[str]) -> list[str]:
+    valid = []
+    for value in values:
+        try:
+            valid.append(str(UUID(value)))
+        except ValueError:
+            continue  # a hint naming no instance matches no host
+    return valid
+
+
+def host_state_snapshots(
+    *, instance_uuids: Iterable[str] = (), host_ids: Sequence[int] | None = None
+) -> list[HostState]:
+    """Every host (or the given ones) as the scheduler sees it, in name order.
+
+    ``instance_uuids`` are the instances the request names in its hints; each snapshot's
+    ``instance_uuids`` holds those of them on the host.
+    """
+    conf = settings.SCHEDULER
+    default_zone = settings.CLOUD["DEFAULT_AVAILABILITY_ZONE"]
+    hosts = ComputeHost.objects.order_by("name")
+    if host_ids is not None:
+        hosts = hosts.filter(pk__in=host_ids)
+    rows = list(hosts.values_list(*_HOST_FIELDS))
+    usage = claimed_usage(host_ids)
+    aggregates = _aggregates_by_host(host_ids)
+    named = _named_instances(instance_uuids, host_ids)
+    snapshots = []
+    no_aggregates: list[tuple[str, dict[str, Any]]] = []
+    for row in rows:
+        fields = dict(zip(_HOST_FIELDS, row, strict=True))
+        pk = fields["pk"]
+        used = usage.get(pk) or {}
+        host_aggregates = aggregates.get(pk, no_aggregates)
+        metadata = aggregate_rules.merge_metadata(meta for _, meta in host_aggregates)
+        heartbeat = fields["last_heartbeat"]
+        snapshots.append(
+            HostState(
+                host=fields["name"],
+                enabled=fields["enabled"],
+                disabled_reason=fields["disabled_reason"],
+                last_heartbeat=None if fields["forced_down"] or heartbeat is None else heartbeat.timestamp(),
+                vcpus_total=fields["vcpus"],
+                vcpus_used=used.get("vcpus") or 0,
+                memory_mb_total=fields["memory_mb"],
+                memory_mb_used=used.get("memory_mb") or 0,
+                disk_gb_total=fields["disk_gb"],
+                disk_gb_used=used.get("disk_gb") or 0,
+                cpu_allocation_ratio=aggregate_rules.allocation_ratio(
+                    fields["cpu_allocation_ratio"], metadata, "cpu_allocation_ratio", conf["CPU_ALLOCATION_RATIO"]
+                ),
+                ram_allocation_ratio=aggregate_rules.allocation_ratio(
+                    fields["ram_allocation_ratio"], metadata, "ram_allocation_ratio", conf["RAM_ALLOCATION_RATIO"]
+                ),
+                disk_allocation_ratio=aggregate_rules.allocation_ratio(
+                    fields["disk_allocation_ratio"], metadata, "disk_allocation_ratio", conf["DISK_ALLOCATION_RATIO"]
+                ),
+                reserved_host_memory_mb=conf["RESERVED_HOST_MEMORY_MB"],
+                num_instances=used.get("count") or 0,
+                availability_zone=aggregate_rules.availability_zone(metadata, default_zone),
+                aggregates=tuple(sorted(name for name, _ in host_aggregates)),
+                aggregate_metadata=metadata,
+                hypervisor_type=fields["hypervisor_type"],
+                hypervisor_version=fields["hypervisor_version"],
+                cpu_arch=fields["cpu_arch"],
+                instance_uuids=named.get(pk, frozenset()),
+                failed_builds=fields["failed_builds"],
+                max_instances=aggregate_rules.max_instances(metadata),
+            )
+        )
+    return snapshots
+
+
+def hinted_instances(hints: Mapping[str, Any]) -> set[str]:
+    """The instance uuids a request's ``same_host``/``different_host`` hints name."""
+    spec = RequestSpec(instance_uuid="", vcpus=0, memory_mb=0, root_gb=0, scheduler_hints=hints)
+    return {*spec.hint_values(SAME_HOST), *spec.hint_values(DIFFERENT_HOST)}
+
+
+def group_spec(group: ServerGroup | None, *, excluding: Iterable[int] = ()) -> GroupSpec | None:
+    """The group's policy and where its members hold resources now (one query).
+
+    ``excluding`` leaves out instances being placed right now (a reschedule's own old claim, a batch's
+    members), so they do not count against themselves.
+    """
+    if group is None:
+        return None
+    members = (
+        Instance.objects.filter(server_group=group, host__isnull=False)
+        .exclude(vm_state=VmState.DELETED)
+        .exclude(pk__in=list(excluding))
+        .values_list("host__name")
+        .annotate(count=Count("id"))
+    )
+    rules = group.rules or {}
+    max_per_host = 1
+    if group.policy == ServerGroup.Policy.ANTI_AFFINITY:
+        try:
+            max_per_host = max(1, int(rules.get("max_server_per_host", 1)))
+        except (TypeError, ValueError):
+            max_per_host = 1
+    return GroupSpec(uuid=str(group.uuid), policy=group.policy, max_server_per_host=max_per_host, members=dict(members))
+
+
+def instance_request_spec(
+    instance: Instance, *, group: GroupSpec | None = None, image: Image | None = None, num_instances: int = 1
+) -> RequestSpec:
+    """What the scheduler needs to place ``instance``; hosts a build already failed on are left out."""
+    image = image if image is not None else instance.image
+    return RequestSpec(
+        instance_uuid=str(instance.uuid),
+        vcpus=instance.vcpus,
+        memory_mb=instance.memory_mb,
+        root_gb=instance.root_gb,
+        ephemeral_gb=instance.ephemeral_gb,
+        swap_mb=instance.swap,
+        num_instances=num_instances,
+        ignore_hosts=frozenset(instance.attempted_hosts or ()),
+        ignore_reason="a build failed there",
+        scheduler_hints=dict(instance.scheduler_hints or {}),
+        project_id=str(instance.project_id),
+        availability_zone=instance.availability_zone or None,
+        flavor_extra_specs=dict(instance.flavor_extra_specs or {}),
+        image_properties=dict(image.properties or {}) if image is not None else {},
+        group=group,
+    )
+
+
+def explain_placement(
+    *,
+    flavor: Flavor,
+    image: Image | None = None,
+    project_id: str = "",
+    availability_zone: str | None = None,
+    scheduler_hints: Mapping[str, Any] | None = None,
+    group: ServerGroup | None = None,
+    count: int = 1,
+    show: int = 5,
+) -> dict[str, Any]:
+    """Where a hypothetical request would go now, and why other hosts would not do, as plain data.
+
+    Nothing is claimed or written. ``count`` places a multi-create batch; ``show`` caps the ranked hosts
+    listed for each instance.
+    """
+    hints = dict(scheduler_hints or {})
+    group_info = group_spec(group)
+    specs = [
+        RequestSpec(
+            instance_uuid=f"hypothetical-{index + 1}",
+            vcpus=flavor.vcpus,
+            memory_mb=flavor.memory_mb,
+            root_gb=flavor.root_gb,
+            ephemeral_gb=flavor.ephemeral_gb,
+            swap_mb=flavor.swap,
+            num_instances=count,
+            scheduler_hints=hints,
+            project_id=project_id,
+            availability_zone=availability_zone or None,
+            flavor_extra_specs=dict(flavor.extra_specs or {}),
+            image_properties=dict(image.properties or {}) if image is not None else {},
+            group=group_info,
+        )
+        for index in range(count)
+    ]
+    snapshots = host_state_snapshots(instance_uuids=hinted_instances(hints))
+    batch = select_hosts_for_batch(snapshots, specs, now=time.time(), config=scheduler_config(), limit=show)
+    placements = [
+        {
+            "instance": index + 1,
+            "host": selection.hosts[0].host,
+            "ranked": [
+                {"host": host.host, "weight": round(weight, 6)}
+                for host, weight in zip(selection.hosts, selection.weights, strict=True)
+            ],
+        }
+        for index, selection in enumerate(batch.selections)
+    ]
+    explanation = (batch.failed or batch.selections[0]).explanation
+    return {
+        "request": {
+            "flavor": flavor.name,
+            "image": str(image.id) if image is not None else None,
+            "project_id": project_id or None,
+            "availability_zone": availability_zone or None,
+            "scheduler_hints": hints,
+            "server_group": str(group.uuid) if group is not None else None,
+            "count": count,
+        },
+        "valid": batch.failed is None,
+        "explanation": explanation.as_dict(),
+        "placements": placements,
+    }

@@ -1,0 +1,136 @@
+"""Quota reads: which limit is in force for a project (or a user in it), and how much is in use.
+
+A limit resolves from the most specific place that sets it: the user's own limit in the project, the
+project's, the ``default`` quota class, and last the built-in defaults (Nova's). ``-1`` is unlimited.
+Usage is counted from the rows themselves (instances not deleted, key pairs, server groups), never kept
+in a counter that could drift from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.db.models import Count, Sum
+
+from portal.models import Instance, Keypair, Project, QuotaClassLimit, QuotaLimit, ServerGroup
+from portal.states import VmState
+
+UNLIMITED = -1
+DEFAULT_CLASS = "default"
+
+# Resources this cloud counts and enforces, with Nova's built-in defaults.
+ENFORCED_DEFAULTS: dict[str, int] = {
+    "instances": 10,
+    "cores": 20,
+    "ram": 51200,
+    "key_pairs": 100,
+    "metadata_items": 128,
+    "server_groups": 10,
+    "server_group_members": 10,
+}
+# Resources older microversions still show: personality files (until 2.57) and the nova-network ones
+# (until 2.36). Their limits can be stored and shown; nothing consumes them here.
+LEGACY_DEFAULTS: dict[str, int] = {
+    "injected_files": 5,
+    "injected_file_content_bytes": 10240,
+    "injected_file_path_bytes": 255,
+    "fixed_ips": UNLIMITED,
+    "floating_ips": UNLIMITED,
+    "security_groups": UNLIMITED,
+    "security_group_rules": UNLIMITED,
+}
+BUILTIN_DEFAULTS: dict[str, int] = {**ENFORCED_DEFAULTS, **LEGACY_DEFAULTS}
+RESOURCES: tuple[str, ...] = tuple(sorted(BUILTIN_DEFAULTS))
+
+# Per-project only in Nova: a user cannot get a limit of their own for these.
+PROJECT_ONLY = frozenset({"fixed_ips", "floating_ips"})
+
+
+def class_limits(class_name: str = DEFAULT_CLASS) -> dict[str, int]:
+    """The limits of a quota class: what it stores, over the built-in defaults."""
+    limits = dict(BUILTIN_DEFAULTS)
+    for resource, hard_limit in QuotaClassLimit.objects.filter(class_name=class_name).values_list(
+        "resource", "hard_limit"
+    ):
+        if resource in limits:
+            limits[resource] = hard_limit
+    return limits
+
+
+def default_limits() -> dict[str, int]:
+    """What a project without limits of its own gets: the ``default`` class (the only one honoured)."""
+    return class_limits(DEFAULT_CLASS)
+
+
+def project_limits(project: Project) -> dict[str, int]:
+    limits = default_limits()
+    _overlay(limits, QuotaLimit.objects.filter(project=project, user__isnull=True))
+    return limits
+
+
+def user_limits(project: Project, user) -> dict[str, int]:
+    """A user's limits in a project: their own where set, the project's elsewhere."""
+    limits = project_limits(project)
+    _overlay(limits, QuotaLimit.objects.filter(project=project, user=user))
+    return limits
+
+
+def user_own_limits(project: Project, user) -> dict[str, int]:
+    """Only the limits set for this user themselves (the ones enforced on top of the project's)."""
+    rows = QuotaLimit.objects.filter(project=project, user=user).values_list("resource", "hard_limit")
+    return {resource: hard_limit for resource, hard_limit in rows if resource in BUILTIN_DEFAULTS}
+
+
+def _overlay(limits: dict[str, int], rows) -> None:
+    for resource, hard_limit in rows.values_list("resource", "hard_limit"):
+        if resource in limits:
+            limits[resource] = hard_limit
+
+
+def instance_usage(project: Project, user=None) -> dict[str, int]:
+    """Instances, cores and RAM held by the project's (or the user's) instances that are not deleted."""
+    rows = Instance.objects.filter(project=project).exclude(vm_state=VmState.DELETED)
+    if user is not None:
+        rows = rows.filter(user=user)
+    totals = rows.aggregate(instances=Count("id"), cores=Sum("vcpus"), ram=Sum("memory_mb"))
+    return {key: int(totals[key] or 0) for key in ("instances", "cores", "ram")}
+
+
+def keypair_count(user) -> int:
+    return Keypair.objects.filter(user=user).count() if user is not None else 0
+
+
+def server_group_count(project: Project, user=None) -> int:
+    rows = ServerGroup.objects.filter(project=project)
+    if user is not None:
+        rows = rows.filter(user=user)
+    return rows.count()
+
+
+def server_group_member_count(group, user=None) -> int:
+    rows = Instance.objects.filter(server_group=group).exclude(vm_state=VmState.DELETED)
+    if user is not None:
+        rows = rows.filter(user=user)
+    return rows.count()
+
+
+def usage(project: Project, user=None, *, keypair_owner=None) -> dict[str, int]:
+    """What is in use of every resource: the project's, or one user's within it when ``user`` is given.
+
+    Key pairs belong to users, not projects: they are counted for ``user``, else for ``keypair_owner``
+    (the caller, as Nova does). Per-instance and per-group resources are 0 here: they are checked
+    against one instance or one group when it grows.
+    """
+    used = dict.fromkeys(RESOURCES, 0)
+    used.update(instance_usage(project, user))
+    used["key_pairs"] = keypair_count(user if user is not None else keypair_owner)
+    used["server_groups"] = server_group_count(project, user)
+    return used
+
+
+def quota_detail(limits: Mapping[str, int], used: Mapping[str, int]) -> dict[str, dict[str, int]]:
+    return {r: {"limit": limits[r], "in_use": used.get(r, 0), "reserved": 0} for r in RESOURCES}
+
+
+def is_member(project: Project, user) -> bool:
+    return project.memberships.filter(user=user).exists()

@@ -1,0 +1,270 @@
+"""The server list: filters, sorting and keyset pagination, all done by the database.
+
+A page is one query whatever the page number: rows after the marker are found by comparing the sort
+keys with the marker row's values (keyset pagination), never by reading and skipping the rows before.
+NULLs sort as the smallest value in every direction of every key, so the comparison stays exact on
+nullable columns.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError, transaction
+from django.db.models import Exists, F, Func, OuterRef, Prefetch, Q, QuerySet, TextField
+
+from portal.auth.context import RequestContext
+from portal.models import Instance, InstanceTag
+from portal.selectors.volumes import shown_mappings
+from portal.states import VmState, states_for_status
+
+from .instances import instances_visible
+
+
+class InvalidQuery(Exception):
+    """A filter, sort key or marker the list cannot use (the API answers 400)."""
+
+
+class ForbiddenQuery(Exception):
+    """A sort key only admins may use (the API answers 403)."""
+
+
+@dataclass(frozen=True)
+class SortKey:
+    field: str | None  # None: the same value for every server here, so it orders nothing
+    nullable: bool = False
+    admin_only: bool = False
+    since: tuple[int, int] = (2, 1)  # the first microversion that knows the key
+
+
+# The compute API's sort keys and the columns behind them.
+SORT_KEYS: dict[str, SortKey] = {
+    "created_at": SortKey("created_at"),
+    "updated_at": SortKey("updated_at"),
+    "launched_at": SortKey("launched_at", nullable=True),
+    "terminated_at": SortKey("terminated_at", nullable=True),
+    "display_name": SortKey("name"),
+    "display_description": SortKey("description", nullable=True),
+    "uuid": SortKey("uuid"),
+    "vm_state": SortKey("vm_state"),
+    "task_state": SortKey("task_state", nullable=True),
+    "power_state": SortKey("power_state"),
+    "availability_zone": SortKey("availability_zone"),
+    "key_name": SortKey("key_name", nullable=True),
+    "launch_index": SortKey("launch_index"),
+    "project_id": SortKey("project_id"),
+    "user_id": SortKey("user_id"),
+    "image_ref": SortKey("image_ref"),
+    "instance_type_id": SortKey("flavor_id", nullable=True),
+    "hostname": SortKey("hostname"),
+    "config_drive": SortKey("config_drive"),
+    "locked_by": SortKey("locked_by"),
+    "locked": SortKey("locked", since=(2, 73)),
+    "host": SortKey("host__name", nullable=True, admin_only=True),
+    "node": SortKey("host__name", nullable=True, admin_only=True),
+    "access_ip_v4": SortKey(None),
+    "access_ip_v6": SortKey(None),
+    "auto_disk_config": SortKey(None),
+    "kernel_id": SortKey(None),
+    "ramdisk_id": SortKey(None),
+    "root_device_name": SortKey(None),
+    "progress": SortKey(None),
+}
+
+
+@dataclass
+class ServerQuery:
+    """What ``GET /servers`` asked for, already parsed; empty means no filter."""
+
+    all_tenants: bool = False
+    project_id: str | None = None
+    deleted: bool | None = None  # True: only deleted (admins); None: not asked
+    name: str | None = None
+    statuses: list[str] = field(default_factory=list)
+    flavor_id: str | None = None
+    image_id: str | None = None
+    changes_since: datetime | None = None
+    changes_before: datetime | None = None
+    tags: list[str] = field(default_factory=list)
+    tags_any: list[str] = field(default_factory=list)
+    not_tags: list[str] = field(default_factory=list)
+    not_tags_any: list[str] = field(default_factory=list)
+    ip: str | None = None
+    ip6: str | None = None
+    locked: bool | None = None
+    exact: dict[str, Any] = field(default_factory=dict)  # column -> value (reservation_id, host, …)
+    sort: list[tuple[str, str]] = field(default_factory=list)  # (API sort key, "asc" | "desc")
+    limit: int = 1000
+    marker: str | None = None
+    api_version: tuple[int, int] = (2, 1)
+
+
+class _AddressesText(Func):
+    """The server's addresses of one IP version, space-separated, for a regex filter on ``ip``/``ip6``."""
+
+    output_field = TextField()
+    # SQLite's JSON1; PostgreSQL's jsonb below. ``version`` is an int the code chooses, never input.
+    template = (
+        "(SELECT coalesce(group_concat(json_extract(value, '$.addr'), ' '), '') FROM json_each(%(expressions)s)"
+        " WHERE coalesce(json_extract(value, '$.version'), 4) = %(version)d)"
+    )
+    postgresql_template = (
+        "(SELECT coalesce(string_agg(a->>'addr', ' '), '') FROM jsonb_array_elements(%(expressions)s) AS a"
+        " WHERE coalesce(a->>'version', '4') = '%(version)d')"
+    )
+
+    def __init__(self, version: int) -> None:
+        super().__init__(F("addresses"), version=int(version))
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template=self.postgresql_template, **extra)
+
+
+def _regex(value: str, name: str) -> str:
+    try:
+        re.compile(value)
+    except re.error:
+        raise InvalidQuery(f"Invalid regular expression in the {name} filter.") from None
+    return value
+
+
+def _has_tag(tag: str) -> Exists:
+    return Exists(InstanceTag.objects.filter(instance=OuterRef("pk"), tag=tag))
+
+
+def _filtered(ctx: RequestContext, q: ServerQuery) -> QuerySet:
+    # A changes-since query is about what changed, deletions included (as in the compute API).
+    include_deleted = bool(q.deleted) or q.changes_since is not None or q.changes_before is not None
+    rows = instances_visible(ctx, all_tenants=q.all_tenants, include_deleted=include_deleted)
+    if q.deleted:
+        rows = rows.filter(vm_state=VmState.DELETED)
+    if q.all_tenants and q.project_id:
+        rows = rows.filter(project_id=q.project_id)
+    if q.name:
+        rows = rows.filter(name__regex=_regex(q.name, "name"))
+    if q.statuses:
+        wanted = Q(pk__in=[])
+        for status in q.statuses:
+            matches = states_for_status(status)
+            if matches is None:
+                raise InvalidQuery(f"Invalid status value: {status[:40]}")
+            for match in matches:
+                tasks = Q(task_state__in=match.task_states)
+                if match.other_tasks:
+                    tasks = ~Q(task_state__in=match.excluded_tasks) | Q(task_state__isnull=True)
+                wanted |= Q(vm_state=match.vm_state) & tasks
+        rows = rows.filter(wanted)
+    if q.flavor_id is not None:
+        rows = rows.filter(flavor__flavorid=q.flavor_id)
+    if q.image_id is not None:
+        try:
+            rows = rows.filter(image_ref=uuid.UUID(q.image_id.rstrip("/").rsplit("/", 1)[-1]))
+        except ValueError:
+            rows = rows.none()
+    if q.changes_since is not None:
+        rows = rows.filter(updated_at__gte=q.changes_since)
+    if q.changes_before is not None:
+        rows = rows.filter(updated_at__lte=q.changes_before)
+    for tag in q.tags:
+        rows = rows.filter(_has_tag(tag))
+    if q.tags_any:
+        rows = rows.filter(Exists(InstanceTag.objects.filter(instance=OuterRef("pk"), tag__in=q.tags_any)))
+    if q.not_tags:
+        has_all = Q()
+        for tag in q.not_tags:
+            has_all &= _has_tag(tag)
+        rows = rows.exclude(has_all)
+    if q.not_tags_any:
+        rows = rows.exclude(Exists(InstanceTag.objects.filter(instance=OuterRef("pk"), tag__in=q.not_tags_any)))
+    if q.ip:
+        rows = rows.alias(ipv4_text=_AddressesText(4)).filter(ipv4_text__regex=_regex(q.ip, "ip"))
+    if q.ip6:
+        rows = rows.alias(ipv6_text=_AddressesText(6)).filter(ipv6_text__regex=_regex(q.ip6, "ip6"))
+    if q.locked is not None:
+        rows = rows.filter(locked=q.locked)
+    for column, value in q.exact.items():
+        rows = rows.filter(**{f"{column}__in" if isinstance(value, list) else column: value})
+    return rows
+
+
+def _sort_columns(ctx: RequestContext, q: ServerQuery) -> list[tuple[str, bool, bool]]:
+    """(column, descending, nullable) for each sort key, ending with the primary key as tie-breaker."""
+    columns: list[tuple[str, bool, bool]] = []
+    for key, direction in q.sort or [("created_at", "desc")]:
+        spec = SORT_KEYS.get(key)
+        if spec is None or q.api_version < spec.since:
+            raise InvalidQuery(f"Invalid sort_key: {key[:40]}")
+        if direction not in ("asc", "desc"):
+            raise InvalidQuery(f"Invalid sort_dir: {direction[:40]}")
+        if spec.admin_only and not ctx.is_admin:
+            raise ForbiddenQuery(f"Only administrators can sort servers by {key}")
+        if spec.field is not None and spec.field not in {c for c, _, _ in columns}:
+            columns.append((spec.field, direction == "desc", spec.nullable))
+    last_desc = columns[-1][1] if columns else True
+    columns.append(("id", last_desc, False))
+    return columns
+
+
+def _order(columns: list[tuple[str, bool, bool]]) -> list:
+    # NULL is the smallest value whichever the direction, as _after assumes.
+    return [F(c).desc(nulls_last=True) if desc else F(c).asc(nulls_first=True) for c, desc, _ in columns]
+
+
+def _value(row: Instance, column: str) -> Any:
+    value: Any = row
+    for part in column.split("__"):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
+
+
+def _after(columns: list[tuple[str, bool, bool]], marker: Instance) -> Q:
+    """Rows that come after ``marker`` in the order of ``columns``."""
+    after = Q(pk__in=[])
+    equal_so_far = Q()
+    for column, desc, nullable in columns:
+        value = _value(marker, column)
+        if value is None:
+            beyond = Q(pk__in=[]) if desc else Q(**{f"{column}__isnull": False})
+            same = Q(**{f"{column}__isnull": True})
+        else:
+            beyond = Q(**{f"{column}__lt" if desc else f"{column}__gt": value})
+            if desc and nullable:
+                beyond |= Q(**{f"{column}__isnull": True})
+            same = Q(**{column: value})
+        after |= equal_so_far & beyond
+        equal_so_far &= same
+    return after
+
+
+def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bool]:
+    """One page of servers and whether more follow it."""
+    rows = _filtered(ctx, q)
+    columns = _sort_columns(ctx, q)
+    if q.marker is not None:
+        try:
+            marker_uuid = uuid.UUID(q.marker)
+        except ValueError:
+            raise InvalidQuery(f"marker [{q.marker[:64]}] not found") from None
+        # Any server the caller can see marks a place in the order, even one the filters leave out.
+        visible = instances_visible(ctx, all_tenants=q.all_tenants, include_deleted=True).prefetch_related(None)
+        marker = visible.filter(uuid=marker_uuid).first()
+        if marker is None:
+            raise InvalidQuery(f"marker [{q.marker[:64]}] not found")
+        rows = rows.filter(_after(columns, marker))
+    rows = rows.order_by(*_order(columns)).prefetch_related(
+        Prefetch("tags", queryset=InstanceTag.objects.order_by("tag"), to_attr="tag_list"),
+        Prefetch("block_devices", queryset=shown_mappings(), to_attr="volume_list"),
+    )
+    try:
+        with transaction.atomic():
+            page = list(rows[: q.limit + 1])
+    except DatabaseError:
+        # A pattern the database's regular expressions do not accept (they differ from Python's).
+        raise InvalidQuery("Invalid regular expression in a filter.") from None
+    return page[: q.limit], len(page) > q.limit

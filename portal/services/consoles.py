@@ -1,0 +1,50 @@
+"""Console tokens: random, stored only as their SHA-256, short-lived, bound to instance and user."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+from django.conf import settings
+from django.utils import timezone
+
+from portal.auth.context import RequestContext
+from portal.models import ConsoleToken, Instance
+from portal.states import VmState
+
+from .lifecycle import StateConflict
+
+
+def console_url(token: str) -> str:
+    # noVNC reads the websocket path from ``path``; the proxy reads the token from that path's query.
+    return f"{settings.CONSOLE['PROXY_BASE_URL']}?path={quote('?token=' + token, safe='')}"
+
+
+def console_create(*, ctx: RequestContext, instance: Instance, console_type: str = "novnc") -> str:
+    """A new console token for the instance's screen; returns the URL, the only place it appears."""
+    token, _expires_at = console_token_create(ctx=ctx, instance=instance, console_type=console_type)
+    return console_url(token)
+
+
+def console_token_create(
+    *, ctx: RequestContext, instance: Instance, console_type: str = "novnc"
+) -> tuple[str, datetime]:
+    """A new console token and its expiry, for a page that builds the proxy URL itself (the portal's)."""
+    if instance.vm_state != VmState.ACTIVE or not instance.vnc_port or instance.task_state is not None:
+        raise StateConflict(
+            f"Instance {instance.uuid} is not ready for a console (vm_state {instance.vm_state}, "
+            f"task_state {instance.task_state})"
+        )
+    token = secrets.token_urlsafe(32)
+    expires_at = timezone.now() + timedelta(seconds=settings.CONSOLE["TOKEN_TTL"])
+    ConsoleToken.objects.create(
+        token_hash=ConsoleToken.hash(token),
+        instance=instance,
+        user=ctx.user,
+        console_type=console_type,
+        host=instance.vnc_host or "127.0.0.1",
+        port=instance.vnc_port,
+        expires_at=expires_at,
+    )
+    return token, expires_at

@@ -1,0 +1,106 @@
+"""What heartbeats say about hosts, and what they say about the power of their instances."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from compute_tasks import rpc
+from portal.models import ComputeHost, Instance
+from portal.states import PowerState, VmState
+
+from . import lifecycle
+
+log = logging.getLogger(__name__)
+
+_OFF = {PowerState.SHUTDOWN, PowerState.CRASHED, PowerState.NOSTATE}
+
+
+def host_heartbeat(*, beat: rpc.Heartbeat) -> ComputeHost:
+    """Record a host's heartbeat (creating the host on its first), then sync its instances' power."""
+    now = timezone.now()
+    host, _created = ComputeHost.objects.update_or_create(
+        name=beat.host,
+        defaults={
+            "last_heartbeat": now,
+            "vcpus": beat.vcpus,
+            "memory_mb": beat.memory_mb,
+            "disk_gb": beat.disk_gb,
+            "hypervisor_type": beat.hypervisor_type,
+            "hypervisor_version": beat.hypervisor_version,
+            "cpu_arch": beat.cpu_arch,
+            "orphan_domains": list(beat.unknown_domains) + _stray_domains(beat),
+            "uptime": beat.uptime[:255],
+            "volume_connector": dict(beat.volume_connector or {}),
+        },
+    )
+    _sync_power_states(host, beat)
+    return host
+
+
+def _stray_domains(beat: rpc.Heartbeat) -> list[str]:
+    """Domains of ours the host should not have: of instances the cloud does not know (listed, never
+    touched: they may belong to another cloud sharing the hypervisor), of deleted instances, and of
+    instances that live elsewhere (a build whose lease ended, a rescheduled attempt). The last two are
+    removed, as Nova's ``running_deleted_instance_action = reap`` does; they stay listed until gone.
+    """
+    sent_at = datetime.fromtimestamp(beat.sent_at, tz=UTC)
+    reported = {d.instance_uuid for d in beat.domains}
+    if not reported:
+        return []
+    known = {
+        str(row["uuid"]): row
+        for row in Instance.objects.filter(uuid__in=list(reported)).values(
+            "uuid", "vm_state", "updated_at", "host__name"
+        )
+    }
+    strays = []
+    for instance_uuid in sorted(reported):
+        row = known.get(instance_uuid)
+        if row is None:
+            strays.append(f"instance-{instance_uuid}")
+            continue
+        elsewhere = row["vm_state"] == VmState.DELETED or row["host__name"] != beat.host
+        if elsewhere and row["updated_at"] < sent_at:
+            strays.append(f"instance-{instance_uuid}")
+            ref = rpc.InstanceRef(instance_uuid=instance_uuid, domain_name=f"instance-{instance_uuid}")
+            transaction.on_commit(lambda r=ref: rpc.terminate_instance(beat.host, r), robust=True)
+            log.warning(
+                "Host %s still has a domain for instance %s, which is not there: removing it", beat.host, instance_uuid
+            )
+    return strays
+
+
+def _sync_power_states(host: ComputeHost, beat: rpc.Heartbeat) -> None:
+    """Idle instances follow what the hypervisor says: a VM that stopped behind our back is SHUTOFF.
+
+    Only instances unchanged since the heartbeat was composed are touched, so a report about a task
+    that finished after it cannot be overwritten by the stale picture.
+    """
+    sent_at = datetime.fromtimestamp(beat.sent_at, tz=UTC)
+    reported = {d.instance_uuid: d.power_state for d in beat.domains}
+    idle = Instance.objects.filter(
+        host=host,
+        task_state__isnull=True,
+        vm_state__in=[VmState.ACTIVE, VmState.STOPPED],
+        updated_at__lt=sent_at,
+    )
+    for instance in idle:
+        power = reported.get(str(instance.uuid), PowerState.NOSTATE)
+        if power == instance.power_state:
+            continue
+        fields = {"power_state": power}
+        if instance.vm_state == VmState.ACTIVE and power in _OFF:
+            fields["vm_state"] = VmState.STOPPED
+        with transaction.atomic():
+            if lifecycle.compare_and_swap(instance, expected_task_states=[None], **fields) and "vm_state" in fields:
+                lifecycle.record_event(
+                    lifecycle.current_action(instance),
+                    "sync_power_state",
+                    host=host.name,
+                    details=f"power state {power} reported by the host",
+                )
+                log.info("Instance %s found powered off on %s", instance.uuid, host.name)

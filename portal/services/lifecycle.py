@@ -1,0 +1,253 @@
+"""The one writer of ``vm_state`` and ``task_state``.
+
+Every change is a compare-and-swap on the task state the writer expects, so two writers can never both
+win, and every change writes an ``InstanceActionEvent`` in the same transaction. Each task state gets a
+deadline (its lease) from ``CLOUD['TASK_LEASES']``; the reaper ends the ones that pass it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from compute_tasks import rpc
+from portal.auth.context import RequestContext
+from portal.models import (
+    BlockDeviceMapping,
+    ConsoleToken,
+    Instance,
+    InstanceAction,
+    InstanceActionEvent,
+    InstanceFault,
+)
+from portal.states import ALLOWED, LOCKED_ACTIONS, VmState, allowed_task_states
+
+_UNSET: Any = object()
+
+
+class StateConflict(Exception):
+    """The instance is not in a state that allows what was asked; the API answers 409."""
+
+
+class InstanceLocked(StateConflict):
+    """The instance is locked and the caller is not an admin; the API answers 409."""
+
+
+def lease_deadline(task_state: str | None, now: datetime | None = None) -> datetime | None:
+    if task_state is None:
+        return None
+    seconds = settings.CLOUD["TASK_LEASES"].get(task_state, 600)
+    return (now or timezone.now()) + timedelta(seconds=seconds)
+
+
+def _task_state_q(expected: Iterable[str | None]) -> Q:
+    expected = set(expected)
+    q = Q(task_state__in=[s for s in expected if s is not None])
+    if None in expected:
+        q |= Q(task_state__isnull=True)
+    return q
+
+
+def compare_and_swap(
+    instance: Instance,
+    *,
+    expected_task_states: Iterable[str | None],
+    expected_vm_states: Iterable[str] | None = None,
+    task_state: str | None = _UNSET,
+    **fields: Any,
+) -> bool:
+    """Write ``fields`` (and ``task_state`` with its lease) only if the instance is still as expected.
+
+    Returns whether the write happened; ``instance`` is refreshed from the database either way.
+    """
+    now = timezone.now()
+    values = dict(fields, updated_at=now)
+    if task_state is not _UNSET:
+        values["task_state"] = task_state
+        values["task_deadline"] = lease_deadline(task_state, now)
+    query = Instance.objects.filter(_task_state_q(expected_task_states), pk=instance.pk)
+    if expected_vm_states is not None:
+        query = query.filter(vm_state__in=list(expected_vm_states))
+    changed = query.update(**values) == 1
+    instance.refresh_from_db()
+    if changed and values.get("vm_state") in (VmState.STOPPED, VmState.SUSPENDED, VmState.DELETED, VmState.ERROR):
+        # A screen that is gone, or may come back on another port, must not stay reachable.
+        ConsoleToken.objects.filter(instance=instance).delete()
+    return changed
+
+
+def record_event(
+    action: InstanceAction | None,
+    event: str,
+    *,
+    result: str | None = "Success",
+    host: str = "",
+    details: str = "",
+) -> None:
+    if action is None:
+        return
+    now = timezone.now()
+    InstanceActionEvent.objects.create(
+        action=action,
+        event=event,
+        finish_time=now if result else None,
+        result=result,
+        host=host,
+        details=details,
+    )
+    InstanceAction.objects.filter(pk=action.pk).update(updated_at=now)
+
+
+def current_action(instance: Instance, request_id: str = "") -> InstanceAction | None:
+    actions = InstanceAction.objects.filter(instance=instance)
+    if request_id:
+        found = actions.filter(request_id=request_id).first()
+        if found is not None:
+            return found
+    return actions.order_by("-start_time", "-id").first()
+
+
+def action_begin(
+    *, instance: Instance, action: str, ctx: RequestContext, record_as: str | None = None, **fields: Any
+) -> InstanceAction:
+    """Accept a user's action: check the state table, claim the task state, open the action log.
+
+    ``fields`` are written in the same compare-and-swap (a rebuild's new image, say), so they change
+    only if the action is accepted. ``record_as`` names the action in the log when the API's name
+    differs from the table's (``createImage`` for ``snapshot``).
+
+    Raises StateConflict when the table forbids it or another task got there first.
+    """
+    rule = ALLOWED[action]
+    if instance.locked and action in LOCKED_ACTIONS and not ctx.is_admin:
+        raise InstanceLocked(f"Instance {instance.uuid} is locked")
+    with transaction.atomic():
+        swapped = compare_and_swap(
+            instance,
+            expected_task_states=allowed_task_states(action),
+            expected_vm_states=rule.vm_states,
+            task_state=rule.task_state,
+            **fields,
+        )
+        if not swapped:
+            verb = action.replace("_hard", "")
+            if instance.task_state is not None:
+                raise StateConflict(
+                    f"Cannot '{verb}' instance {instance.uuid} while it is in task_state {instance.task_state}"
+                )
+            raise StateConflict(f"Cannot '{verb}' instance {instance.uuid} while it is in vm_state {instance.vm_state}")
+        record = InstanceAction.objects.create(
+            instance=instance,
+            action=record_as or action.replace("_hard", ""),
+            request_id=ctx.request_id,
+            user=ctx.user,
+            project=ctx.project,
+        )
+        record_event(record, f"api_{action}")
+    return record
+
+
+def action_record(*, instance: Instance, action: str, ctx: RequestContext) -> InstanceAction:
+    """Log an action that needs no host and no task state (lock, unlock, …) as one finished event."""
+    record = InstanceAction.objects.create(
+        instance=instance, action=action, request_id=ctx.request_id, user=ctx.user, project=ctx.project
+    )
+    record_event(record, f"api_{action}")
+    return record
+
+
+def reset_state(*, instance: Instance, vm_state: str, ctx: RequestContext) -> None:
+    """An admin's ``os-resetState``: force ``vm_state`` and idle the instance, whatever it was doing.
+
+    The compare-and-swap is on the task state just read, so a host report arriving meanwhile is not
+    silently overwritten: the reset is tried again on what that report left.
+    """
+    if vm_state not in (VmState.ACTIVE, VmState.ERROR):
+        raise ValueError(f"cannot reset to {vm_state!r}")
+    for _attempt in range(3):
+        with transaction.atomic():
+            if instance.vm_state == VmState.DELETED:
+                raise StateConflict(f"Instance {instance.uuid} is deleted")
+            if compare_and_swap(
+                instance, expected_task_states=[instance.task_state], task_state=None, vm_state=vm_state
+            ):
+                action_record(instance=instance, action="resetState", ctx=ctx)
+                return
+    raise StateConflict(f"Instance {instance.uuid} changed while its state was being reset; try again")
+
+
+def task_finish(
+    *,
+    instance: Instance,
+    expected_task_state: str,
+    event: str,
+    request_id: str = "",
+    host: str = "",
+    vm_state: str = _UNSET,
+    **fields: Any,
+) -> bool:
+    """A host finished the task the instance was waiting for; idle it and set its new state."""
+    if vm_state is not _UNSET:
+        fields["vm_state"] = vm_state
+    with transaction.atomic():
+        changed = compare_and_swap(instance, expected_task_states=[expected_task_state], task_state=None, **fields)
+        if changed:
+            record_event(current_action(instance, request_id), event, host=host)
+    return changed
+
+
+def task_fail(
+    *,
+    instance: Instance,
+    expected_task_states: Iterable[str | None],
+    event: str,
+    message: str,
+    details: str = "",
+    request_id: str = "",
+    host: str = "",
+    code: int = 500,
+    vm_state: str = _UNSET,
+    **fields: Any,
+) -> bool:
+    """A task failed: idle the instance (in ERROR when ``vm_state`` says so) and record the fault."""
+    if vm_state is not _UNSET:
+        fields["vm_state"] = vm_state
+    with transaction.atomic():
+        changed = compare_and_swap(instance, expected_task_states=expected_task_states, task_state=None, **fields)
+        if changed:
+            InstanceFault.objects.create(
+                instance=instance, code=code, message=message[:255], details=details, host=host
+            )
+            action = current_action(instance, request_id)
+            record_event(action, event, result="Error", host=host, details=message)
+            if action is not None and not action.message:
+                InstanceAction.objects.filter(pk=action.pk).update(message="Error")
+    return changed
+
+
+def mark_deleted(*, instance: Instance, expected_task_states: Iterable[str | None], event: str, host: str = "") -> bool:
+    """The instance is gone: keep the row for history, release its claim on the host."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = compare_and_swap(
+            instance,
+            expected_task_states=expected_task_states,
+            task_state=None,
+            vm_state=VmState.DELETED,
+            power_state=0,
+            terminated_at=now,
+            vnc_port=None,
+        )
+        if changed:
+            record_event(current_action(instance), event, host=host)
+            if BlockDeviceMapping.objects.filter(instance=instance).exists():
+                # Its volumes let go of it (and those that die with it are deleted) once this commits.
+                release = rpc.VolumeRelease(instance_uuid=str(instance.uuid))
+                transaction.on_commit(lambda: rpc.release_volumes(release), robust=True)
+    return changed

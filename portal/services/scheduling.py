@@ -1,0 +1,389 @@
+"""The conductor's writes: place instances, claim their hosts atomically, reschedule failed builds, and
+record what hosts report back.
+
+A claim never over-commits a host and never breaks a hard server-group policy, however many conductors
+place instances at once:
+
+1. The instances of one request (a multi-create batch) are locked, then their server group's row, so
+   every placement into one group happens one after another and sees the members placed before it.
+2. The scheduler decides on fresh snapshots, consuming each instance of the batch before the next.
+3. Every chosen host's row is locked (in name order, so two batches never wait on each other in a
+   cycle), the chosen hosts' usage is read again under the locks, and the scheduler's filters check
+   the whole batch again on it. A claim on a host takes its row lock, so nothing can change under it.
+4. If a chosen host filled up between 2 and 3, everything is rolled back and the decision is taken
+   again, up to ``SCHEDULER['CLAIM_RETRIES']`` times. Otherwise every instance moves to ``spawning`` on
+   its host by compare-and-swap, and its build is sent once the transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from compute_tasks import rpc
+from portal.models import ComputeHost, Image, Instance, Project, ServerGroup
+from portal.selectors.hosts import (
+    group_spec,
+    hinted_instances,
+    host_state_snapshots,
+    instance_request_spec,
+    scheduler_config,
+)
+from portal.states import TaskState, VmState
+from scheduler import Explanation, recheck_placements, select_hosts_for_batch
+
+from . import lifecycle, volumes
+from .images import image_build_spec
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_EVENT = "conductor_schedule_and_build"
+BUILD_EVENT = "compute_build_and_run_instance"
+
+
+class _LostRace(Exception):
+    """A chosen host filled up between the decision and its lock; the decision is taken again."""
+
+
+def _build_request(instance: Instance, request_id: str, alternates: list[str]) -> rpc.BuildRequest:
+    # A server booted from a volume has no image of its own: its root disk comes with its volumes.
+    spec = image_build_spec(image=Image.objects.get(pk=instance.image_ref)) if instance.image_ref else None
+    nics = []
+    if instance.networks == "auto":
+        nics.append(rpc.NicSpec(mac=instance.mac_address, network=settings.CLOUD["NETWORK"]["mode"]))
+    return rpc.BuildRequest(
+        instance_uuid=str(instance.uuid),
+        domain_name=instance.domain_name,
+        flavor=rpc.FlavorSpec(
+            name=instance.flavor_name,
+            vcpus=instance.vcpus,
+            memory_mb=instance.memory_mb,
+            root_gb=instance.root_gb,
+            extra_specs=dict(instance.flavor_extra_specs),
+        ),
+        image=rpc.ImageSpec(**spec) if spec is not None else None,
+        nics=nics,
+        user_data=instance.user_data,
+        request_id=request_id,
+        attempt=instance.build_attempts,
+        alternates=alternates,
+        block_devices=volumes.attached_connections(instance),
+    )
+
+
+def _pending_batch(instance: Instance) -> list[Instance]:
+    """The instances of ``instance``'s request still waiting for a host, locked, in launch order."""
+    rows = Instance.objects.select_for_update(of=("self",)).select_related("image", "server_group")
+    rows = rows.filter(task_state=TaskState.SCHEDULING, vm_state=VmState.BUILDING, host__isnull=True)
+    if instance.reservation_id:
+        rows = rows.filter(reservation_id=instance.reservation_id)
+    else:
+        rows = rows.filter(pk=instance.pk)
+    return list(rows.order_by("launch_index", "id"))
+
+
+def _share_lock_projects(project_ids: list[str]) -> None:
+    """Take the projects' rows in KEY SHARE mode before any server group's row.
+
+    A boot into a group locks its project, then the group (for the group's member quota). A claim
+    locks the group, and its commit checks the deferred foreign keys of the rows it wrote, which needs
+    the project row in KEY SHARE mode: without this, a claim and a boot can wait on each other. Taking
+    the share lock first puts both in the same order (project, then group). KEY SHARE does not block
+    other claims, only a boot of the same project for the moment a claim commits.
+    """
+    if connection.vendor != "postgresql" or not project_ids:
+        return  # SQLite has one writer at a time and nothing to order
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {Project._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",  # noqa: S608
+            [project_ids],
+        )
+
+
+def _fault_details(explanation: Explanation) -> str:
+    return f"{explanation.render()}\n\n{json.dumps(explanation.as_dict(), indent=2)}"
+
+
+def _fail_batch(batch: list[Instance], message: str, details: str, request_id: str) -> None:
+    for member in batch:
+        lifecycle.task_fail(
+            instance=member,
+            expected_task_states=[TaskState.SCHEDULING],
+            event=SCHEDULE_EVENT,
+            message=message,
+            details=details,
+            request_id=request_id,
+            code=500,
+            vm_state=VmState.ERROR,
+        )
+
+
+def _no_valid_host_message(explanation: Explanation, previous_failure: str) -> str:
+    if previous_failure:
+        # A reschedule that found nowhere to go: the build failure is what the user needs to read first.
+        return f"{previous_failure} No other host could take it: {explanation.render()}"
+    return explanation.render()
+
+
+def _place_batch(instance: Instance, request_id: str, previous_failure: str) -> str | None:
+    """One attempt, inside the caller's transaction: decide, lock, re-check, claim. Returns the host
+    chosen for ``instance`` (None if it was not placed); raises ``_LostRace`` to be run again."""
+    conf = settings.SCHEDULER
+    batch = _pending_batch(instance)
+    if not any(member.pk == instance.pk for member in batch):
+        return None  # placed, deleted or reaped meanwhile
+    group_ids = sorted({member.server_group_id for member in batch if member.server_group_id})
+    if group_ids:
+        _share_lock_projects(sorted({member.project_id for member in batch}))
+    groups = {
+        group.pk: group for group in ServerGroup.objects.select_for_update().filter(pk__in=group_ids).order_by("pk")
+    }
+    # Members of one request share one group; the batch's own members never count against themselves.
+    group_row = groups.get(batch[0].server_group_id) if batch[0].server_group_id else None
+    group = group_spec(group_row, excluding=[member.pk for member in batch])
+    specs = [instance_request_spec(member, group=group, num_instances=len(batch)) for member in batch]
+    named = set().union(*(hinted_instances(spec.scheduler_hints) for spec in specs))
+    config = scheduler_config()
+
+    decision = select_hosts_for_batch(
+        host_state_snapshots(instance_uuids=named),
+        specs,
+        now=time.time(),
+        config=config,
+        limit=1 + conf["MAX_ALTERNATES"],
+    )
+    if decision.failed is not None:
+        explanation = decision.failed.explanation
+        for member in batch:
+            previous = previous_failure if member.pk == instance.pk else ""
+            message = _no_valid_host_message(explanation, previous)
+            _fail_batch([member], message, _fault_details(explanation), request_id)
+        log.info("No valid host for request %s: %s", instance.reservation_id, explanation.render())
+        return None
+
+    chosen = [selection.hosts[0].host for selection in decision.selections]
+    locked = dict(
+        ComputeHost.objects.select_for_update().filter(name__in=set(chosen)).order_by("name").values_list("name", "pk")
+    )
+    fresh = host_state_snapshots(instance_uuids=named, host_ids=list(locked.values()))
+    if recheck_placements(fresh, specs, chosen, now=time.time(), config=config) is not None:
+        raise _LostRace
+
+    placed_for_instance = None
+    for member, selection in zip(batch, decision.selections, strict=True):
+        host = selection.hosts[0]
+        swapped = lifecycle.compare_and_swap(
+            member,
+            expected_task_states=[TaskState.SCHEDULING],
+            expected_vm_states=[VmState.BUILDING],
+            task_state=TaskState.SPAWNING,
+            host_id=locked[host.host],
+            availability_zone=member.availability_zone or host.availability_zone,
+            build_attempts=member.build_attempts + 1,
+        )
+        if not swapped:
+            raise _LostRace  # cannot happen while the row is locked; start again rather than half-claim
+        action = lifecycle.current_action(member, request_id)
+        lifecycle.record_event(action, SCHEDULE_EVENT, host=host.host)
+        alternates = [alternate.host for alternate in selection.alternates(conf["MAX_ALTERNATES"])]
+        build = _build_request(member, action.request_id if action else request_id, alternates)
+        # Sent once committed, with the server's volumes made and connected for the host first, if any.
+        transaction.on_commit(lambda h=host.host, b=build: volumes.build_with_volumes(host=h, build=b))
+        if member.pk == instance.pk:
+            placed_for_instance = host.host
+        log.debug("instance %s claimed %s", member.uuid, host.host)
+    return placed_for_instance
+
+
+def schedule_and_build(*, instance_uuid: str, request_id: str = "", previous_failure: str = "") -> str | None:
+    """Place a scheduling instance (and the rest of its multi-create request), claim, and send the builds.
+
+    Returns the host chosen for ``instance_uuid``. When no host fits, every instance of the request
+    ends in ERROR with the scheduler's explanation as its fault (a request is placed whole or not at
+    all). Redelivered or stale requests (the instance is no longer scheduling) do nothing.
+    ``previous_failure`` is the build failure that caused a reschedule, kept in front of the fault.
+    """
+    instance = Instance.objects.filter(uuid=instance_uuid).first()
+    if instance is None or instance.task_state != TaskState.SCHEDULING:
+        return None
+    retries = settings.SCHEDULER["CLAIM_RETRIES"]
+    for _attempt in range(retries + 1):
+        try:
+            with transaction.atomic():
+                return _place_batch(instance, request_id, previous_failure)
+        except _LostRace:
+            continue
+    with transaction.atomic():
+        batch = _pending_batch(instance)
+        message = (
+            f"No valid host was found. The hosts that fitted were claimed by concurrent requests "
+            f"{retries + 1} times in a row."
+        )
+        _fail_batch(batch, message, message, request_id)
+    log.warning("Gave up placing request %s after %d lost races", instance.reservation_id, retries + 1)
+    return None
+
+
+def _terminate_on_host(instance: Instance, host: str, request_id: str) -> None:
+    ref = rpc.InstanceRef(instance_uuid=str(instance.uuid), domain_name=instance.domain_name, request_id=request_id)
+    transaction.on_commit(lambda: rpc.terminate_instance(host, ref))
+
+
+def instance_built(*, report: rpc.InstanceBuilt) -> None:
+    instance = Instance.objects.filter(uuid=report.instance_uuid).first()
+    if instance is None:
+        return
+    with transaction.atomic():
+        done = lifecycle.task_finish(
+            instance=instance,
+            expected_task_state=TaskState.SPAWNING,
+            event=BUILD_EVENT,
+            request_id=report.request_id,
+            host=report.host,
+            vm_state=VmState.ACTIVE,
+            power_state=report.power_state,
+            vnc_host=report.vnc_host or "",
+            vnc_port=report.vnc_port,
+            addresses=report.addresses,
+            launched_at=timezone.now(),
+        )
+        if done:
+            # A success clears the host's record of failures (the row is only written when there were any).
+            ComputeHost.objects.filter(name=report.host, failed_builds__gt=0).update(failed_builds=0)
+            transaction.on_commit(lambda: volumes.boot_volumes_complete(instance_uuid=report.instance_uuid))
+        elif instance.vm_state == VmState.DELETED or instance.task_state == TaskState.DELETING:
+            # Deleted while it was being built: the host may have finished after it saw the delete.
+            _terminate_on_host(instance, report.host, report.request_id)
+        elif instance.host_id is None or instance.host.name != report.host:
+            # A build the instance no longer waits for on that host (its lease ended it, or it was
+            # rescheduled elsewhere, and a redelivered message built it anyway): nothing of it may stay.
+            _terminate_on_host(instance, report.host, report.request_id)
+
+
+def build_failed(*, report: rpc.BuildFailed) -> None:
+    """A host could not build an instance: count the failure against the host, release the claim, and
+    try the next best host (never one already tried) until ``SCHEDULER['MAX_ATTEMPTS']`` builds were made;
+    then, or when the failure would happen anywhere, the instance ends in ERROR with the host's fault."""
+    max_attempts = settings.SCHEDULER["MAX_ATTEMPTS"]
+    reschedule = False
+    with transaction.atomic():
+        instance = (
+            Instance.objects.select_for_update(of=("self",))
+            .select_related("host")
+            .filter(uuid=report.instance_uuid)
+            .first()
+        )
+        if instance is None or instance.task_state != TaskState.SPAWNING:
+            return  # a duplicate report, or the instance moved on (deleted, reaped)
+        if instance.host is not None and instance.host.name != report.host:
+            return  # a late report from a host the build already left
+        ComputeHost.objects.filter(name=report.host).update(failed_builds=F("failed_builds") + 1)
+        attempted = list(dict.fromkeys([*(instance.attempted_hosts or []), report.host]))
+        message = f"Build of instance {instance.uuid} failed on host {report.host}: {report.message}"
+        if report.reschedulable and instance.build_attempts < max_attempts:
+            reschedule = lifecycle.compare_and_swap(
+                instance,
+                expected_task_states=[TaskState.SPAWNING],
+                expected_vm_states=[VmState.BUILDING],
+                task_state=TaskState.SCHEDULING,
+                host_id=None,
+                attempted_hosts=attempted,
+                vnc_host="",
+                vnc_port=None,
+            )
+            if reschedule:
+                lifecycle.record_event(
+                    lifecycle.current_action(instance, report.request_id),
+                    BUILD_EVENT,
+                    result="Error",
+                    host=report.host,
+                    details=f"{message}\nRescheduling (build {instance.build_attempts} of at most {max_attempts}).",
+                )
+        else:
+            if report.reschedulable:
+                message += f" Gave up after {instance.build_attempts} builds on {', '.join(attempted)}."
+            lifecycle.task_fail(
+                instance=instance,
+                expected_task_states=[TaskState.SPAWNING],
+                event=BUILD_EVENT,
+                message=message,
+                details=report.details,
+                request_id=report.request_id,
+                host=report.host,
+                vm_state=VmState.ERROR,
+                host_id=None,  # the claim is released; nothing of it is left on the host
+                attempted_hosts=attempted,
+            )
+    if reschedule:
+        log.info("Rescheduling instance %s after a failed build on %s", report.instance_uuid, report.host)
+        schedule_and_build(instance_uuid=report.instance_uuid, request_id=report.request_id, previous_failure=message)
+
+
+_FINISHED = {
+    # action reported by the host -> (task state it ends, vm_state it sets)
+    "start": (TaskState.POWERING_ON, VmState.ACTIVE),
+    "stop": (TaskState.POWERING_OFF, VmState.STOPPED),
+}
+
+
+def action_result(*, report: rpc.ActionResult) -> None:
+    instance = Instance.objects.filter(uuid=report.instance_uuid).first()
+    if instance is None:
+        return
+    if report.action == "terminate":
+        if report.error:
+            lifecycle.record_event(
+                lifecycle.current_action(instance, report.request_id),
+                "compute_terminate_instance",
+                result="Error",
+                host=report.host,
+                details=report.error,
+            )
+            return  # stays deleting; the reaper ends it when the lease runs out
+        lifecycle.mark_deleted(
+            instance=instance,
+            expected_task_states=[TaskState.DELETING],
+            event="compute_terminate_instance",
+            host=report.host,
+        )
+        return
+
+    if report.action == "reboot":
+        expected = [TaskState.REBOOTING, TaskState.REBOOTING_HARD]
+        vm_state = VmState.ACTIVE
+    else:
+        expected_one, vm_state = _FINISHED[report.action]
+        expected = [expected_one]
+    event = f"compute_{report.action}_instance"
+    if report.error:
+        lifecycle.task_fail(
+            instance=instance,
+            expected_task_states=expected,
+            event=event,
+            message=report.error,
+            details=report.details,
+            request_id=report.request_id,
+            host=report.host,
+            power_state=report.power_state,
+        )
+        return
+    with transaction.atomic():
+        for task_state in expected:
+            if lifecycle.task_finish(
+                instance=instance,
+                expected_task_state=task_state,
+                event=event,
+                request_id=report.request_id,
+                host=report.host,
+                vm_state=vm_state,
+                power_state=report.power_state,
+                vnc_host=report.vnc_host or "",
+                vnc_port=report.vnc_port,
+            ):
+                break

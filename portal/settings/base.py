@@ -1,0 +1,307 @@
+"""Settings for every control-plane process, read from the environment.
+
+Defaults run the whole cloud on one machine. Secrets come only from the environment; in production
+(``CLOUD_DEBUG`` unset) a missing secret stops the process at start-up with a message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+STATE_DIR = Path(os.environ.get("CLOUD_STATE_DIR", BASE_DIR / "var"))
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+def required_secret(name: str) -> str:
+    value = os.environ.get(name)
+    if value:
+        return value
+    if DEBUG:
+        # Single-machine development: a stable secret derived from the state dir keeps sessions and
+        # signed URLs valid across restarts without anyone having to invent one.
+        return _local_secret(name)
+    raise ImproperlyConfigured(f"{name} must be set in the environment")
+
+
+def _local_secret(name: str) -> str:
+    import secrets
+
+    path = STATE_DIR / "secrets" / name.lower()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+DEBUG = env_bool("CLOUD_DEBUG", True)
+SECRET_KEY = required_secret("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "portal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{STATE_DIR / 'cloud.sqlite3'}"),
+        conn_max_age=60,
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite serialises writers; waiting beats failing with "database is locked" under a demo's load.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = STATE_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+APPEND_SLASH = False
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:instances"
+LOGOUT_REDIRECT_URL = "portal:login"
+# Local users first; with KEYSTONE_AUTH_URL set, a name and password Django does not know go to Keystone.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "portal.auth.keystone_backend.KeystoneBackend",
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.auth.authentication.ProjectBasicAuthentication",
+        "portal.auth.keystone_authentication.KeystoneTokenAuthentication",
+        "portal.auth.authentication.ProjectSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "portal.api.errors.openstack_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Celery: the broker carries every message; no result backend (results come back as tasks) ---------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "conductor"
+# See compute_tasks/worker.py: the reduction after a reconnection can leave a worker consuming nothing.
+CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
+
+# --- Our own settings, one namespace each ------------------------------------------------------------
+CLOUD = {
+    # Where clients reach the API; used in links, image download URLs and the version documents.
+    "PUBLIC_URL": env("CLOUD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+    "DEFAULT_AVAILABILITY_ZONE": env("DEFAULT_AVAILABILITY_ZONE", "nova"),
+    "IMAGE_DIR": Path(env("IMAGE_DIR", str(STATE_DIR / "images"))),
+    "IMAGE_URL_TTL": env_int("IMAGE_URL_TTL", 900),
+    "MAX_IMAGE_SIZE": env_int("MAX_IMAGE_SIZE", 10 * 1024**3),
+    # How long an instance may stay in each task state before the reaper ends it with a fault.
+    "TASK_LEASES": {
+        "scheduling": env_int("LEASE_SCHEDULING", 120),
+        "spawning": env_int("LEASE_SPAWNING", 600),
+        "powering-on": env_int("LEASE_POWER", 180),
+        "powering-off": env_int("LEASE_POWER", 180),
+        "rebooting": env_int("LEASE_POWER", 180),
+        "rebooting_hard": env_int("LEASE_POWER", 180),
+        "pausing": env_int("LEASE_POWER", 180),
+        "unpausing": env_int("LEASE_POWER", 180),
+        "suspending": env_int("LEASE_POWER", 180),
+        "resuming": env_int("LEASE_POWER", 180),
+        "rebuilding": env_int("LEASE_SPAWNING", 600),
+        "image_snapshot": env_int("LEASE_SNAPSHOT", 1800),
+        "deleting": env_int("LEASE_DELETING", 300),
+    },
+    "NETWORK": {"label": env("NETWORK_LABEL", "private"), "mode": "user"},
+    # A request still waiting for a host this long after it was sent is sent again (its message was
+    # lost), at most this many times; the scheduling lease ends it in ERROR after that.
+    "SCHEDULING_RESEND_AFTER": env_int("SCHEDULING_RESEND_AFTER", 30),
+    "SCHEDULING_MAX_RESENDS": env_int("SCHEDULING_MAX_RESENDS", 3),
+    # Seconds os-getConsoleOutput waits for the server's host to send the tail of its serial log.
+    "CONSOLE_OUTPUT_TIMEOUT": env_int("CONSOLE_OUTPUT_TIMEOUT", 10),
+}
+
+SCHEDULER = {
+    # Run in this order; see docs/scheduler.md for what each does.
+    "FILTERS": [
+        "ComputeFilter",
+        "AvailabilityZoneFilter",
+        "RamFilter",
+        "CoreFilter",
+        "DiskFilter",
+        "NumInstancesFilter",
+        "ComputeCapabilitiesFilter",
+        "ImagePropertiesFilter",
+        "AggregateInstanceExtraSpecsFilter",
+        "AggregateMultiTenancyIsolation",
+        "SameHostFilter",
+        "DifferentHostFilter",
+        "ServerGroupAntiAffinityFilter",
+        "ServerGroupAffinityFilter",
+    ],
+    # Weigher -> multiplier; every weigher's scores are scaled to 0..1 before the multiplier applies.
+    "WEIGHERS": {
+        "RAMWeigher": float(env("SCHEDULER_RAM_WEIGHT_MULTIPLIER", "1.0")),
+        "CPUWeigher": float(env("SCHEDULER_CPU_WEIGHT_MULTIPLIER", "1.0")),
+        "DiskWeigher": float(env("SCHEDULER_DISK_WEIGHT_MULTIPLIER", "1.0")),
+        "NumInstancesWeigher": float(env("SCHEDULER_NUM_INSTANCES_WEIGHT_MULTIPLIER", "0.0")),
+        "ServerGroupSoftAffinityWeigher": float(env("SCHEDULER_SOFT_AFFINITY_WEIGHT_MULTIPLIER", "1.0")),
+        "ServerGroupSoftAntiAffinityWeigher": float(env("SCHEDULER_SOFT_ANTI_AFFINITY_WEIGHT_MULTIPLIER", "1.0")),
+        "BuildFailureWeigher": float(env("SCHEDULER_BUILD_FAILURE_WEIGHT_MULTIPLIER", "1000000.0")),
+    },
+    "HOST_SUBSET_SIZE": env_int("SCHEDULER_HOST_SUBSET_SIZE", 1),
+    "MAX_INSTANCES_PER_HOST": env_int("SCHEDULER_MAX_INSTANCES_PER_HOST", 50),
+    "MAX_ATTEMPTS": env_int("SCHEDULER_MAX_ATTEMPTS", 3),  # builds of one instance, the first included
+    "CLAIM_RETRIES": env_int("SCHEDULER_CLAIM_RETRIES", 20),  # fresh decisions after a lost race for a host
+    "SERVICE_DOWN_TIME": env_int("SERVICE_DOWN_TIME", 60),
+    "CPU_ALLOCATION_RATIO": float(env("CPU_ALLOCATION_RATIO", "4.0")),
+    "RAM_ALLOCATION_RATIO": float(env("RAM_ALLOCATION_RATIO", "1.0")),
+    "DISK_ALLOCATION_RATIO": float(env("DISK_ALLOCATION_RATIO", "1.0")),
+    "RESERVED_HOST_MEMORY_MB": env_int("RESERVED_HOST_MEMORY_MB", 0),
+    "MAX_ALTERNATES": env_int("SCHEDULER_MAX_ALTERNATES", 2),
+}
+
+CONSOLE = {
+    "TOKEN_TTL": env_int("CONSOLE_TOKEN_TTL", 600),
+    "PROXY_BASE_URL": env("CONSOLE_PROXY_BASE_URL", "http://127.0.0.1:6080/vnc_lite.html"),
+    "AUTH_SECRET": required_secret("CONSOLEAUTH_SECRET"),
+    # A console session whose proxy has not checked in for this long is taken as lost (proxy gone).
+    "SESSION_STALE_AFTER": env_int("CONSOLE_SESSION_STALE_AFTER", 30),
+}
+
+# Keystone identity (docs/identity.md): off unless KEYSTONE_AUTH_URL is set; then the service credentials
+# below validate users' tokens and register the catalog.
+KEYSTONE = {
+    "AUTH_URL": (env("KEYSTONE_AUTH_URL", "") or "").rstrip("/"),
+    "USERNAME": env("KEYSTONE_USERNAME", ""),
+    "PASSWORD": env("KEYSTONE_PASSWORD", ""),
+    "PROJECT_NAME": env("KEYSTONE_PROJECT_NAME", ""),
+    "USER_DOMAIN_NAME": env("KEYSTONE_USER_DOMAIN_NAME", "Default"),
+    "PROJECT_DOMAIN_NAME": env("KEYSTONE_PROJECT_DOMAIN_NAME", "Default"),
+    # The domain of the users who sign in to the portal.
+    "LOGIN_DOMAIN_NAME": env("KEYSTONE_LOGIN_DOMAIN_NAME", "Default"),
+    # The catalog region register_catalog puts the endpoints in.
+    "REGION_NAME": env("KEYSTONE_REGION_NAME", "RegionOne"),
+    "TIMEOUT": env_int("KEYSTONE_TIMEOUT", 10),
+    # Validated tokens are cached until they expire, but no longer than this (bounds how long a revoked
+    # token keeps working), in at most this many entries.
+    "TOKEN_CACHE_TTL": env_int("KEYSTONE_TOKEN_CACHE_TTL", 300),
+    "TOKEN_CACHE_SIZE": env_int("KEYSTONE_TOKEN_CACHE_SIZE", 10000),
+}
+if KEYSTONE["AUTH_URL"]:
+    _missing = [f"KEYSTONE_{k}" for k in ("USERNAME", "PASSWORD", "PROJECT_NAME") if not KEYSTONE[k]]
+    if _missing:
+        raise ImproperlyConfigured(f"KEYSTONE_AUTH_URL is set, so {', '.join(_missing)} must be set too")
+
+# Block storage (docs/volumes.md): volumes come from a Cinder. With Keystone configured its endpoint is taken
+# from the catalog (service type block-storage, or volumev3) and service tokens go with every request; without
+# Keystone, CINDER_ENDPOINT names a Cinder in noauth mode (``auth_strategy = noauth_include_project_id``).
+CINDER = {
+    "ENDPOINT": (env("CINDER_ENDPOINT", "") or "").rstrip("/"),  # e.g. http://127.0.0.1:8776/v3
+    "SERVICE_TYPE": env("CINDER_SERVICE_TYPE", "block-storage"),
+    "INTERFACE": env("CINDER_INTERFACE", "public"),
+    "TIMEOUT": env_int("CINDER_TIMEOUT", 30),
+    # Seconds a new volume (boot from an image, or blank) may take to become available.
+    "VOLUME_CREATE_TIMEOUT": env_int("CINDER_VOLUME_CREATE_TIMEOUT", 300),
+    # Seconds an attach or detach may wait for its host before the volume sweep asks again.
+    "VOLUME_LEASE": env_int("LEASE_VOLUME", 120),
+}
+
+# The portal's live pages: server-sent events, one polling loop per open page.
+PORTAL = {
+    "LIVE_POLL_INTERVAL": float(env("PORTAL_LIVE_POLL_INTERVAL", "1.0")),
+    # A stream ends after this many seconds and the browser reconnects, so no page holds a worker thread
+    # for long and a restarted worker is picked up.
+    "LIVE_STREAM_SECONDS": env_int("PORTAL_LIVE_STREAM_SECONDS", 30),
+    # Streams one API process serves at once (keep it under gunicorn's --threads, 8 in the Procfile, so
+    # threads stay free for the API); past it a page gets what changed and comes back in a few seconds.
+    "LIVE_MAX_STREAMS": env_int("PORTAL_LIVE_MAX_STREAMS", 4),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_tokens": {"()": "portal.internal.logging.RedactConsoleTokens"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]},
+    },
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}

@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from portal.api.image.views import VersionsView as ImageVersionsView
+
+urlpatterns = [
+    path("compute/", include("portal.api.compute.urls")),
+    # The catalog's image endpoint is <public URL>/image, without a slash; clients discover versions there.
+    path("image", ImageVersionsView.as_view(), name="image-versions-root"),
+    path("image/", include("portal.api.image.urls")),
+    path("internal/", include("portal.internal.urls")),
+    path("admin/", admin.site.urls),
+    path("", include("portal.web.urls")),
+]
+
+handler404 = "portal.api.fallback.not_found"
+handler500 = "portal.api.fallback.server_error"

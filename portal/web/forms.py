@@ -1,0 +1,145 @@
+"""The portal's forms. They check what a person typed; the services check everything else."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from django import forms
+from django.conf import settings
+
+from portal.auth.context import RequestContext
+from portal.models import Image, Keypair
+from portal.selectors.availability_zones import available_zone_names
+from portal.selectors.flavors import flavors_visible
+from portal.selectors.images import images_visible_to
+from portal.selectors.keypairs import keypairs_of
+from portal.selectors.server_groups import server_groups_visible
+from portal.services.images import CONTAINER_FORMATS, DISK_FORMATS
+
+_NAME = re.compile(r"^\S(.*\S)?$", re.DOTALL)
+MAX_USER_DATA = 65535  # base64-encoded, as the compute API takes it
+MAX_COUNT = 100
+
+
+class PortalForm(forms.Form):
+    """Django names each field's error list ``<id>_error`` in the input's aria-describedby; _field.html
+    gives the errors that id, so screen readers read them with the field."""
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value) or any(ord(ch) < 32 for ch in value):
+        raise forms.ValidationError("A name must not be empty, start or end with spaces, or hold control characters.")
+    return value
+
+
+def _flavor_label(flavor) -> str:
+    disk = f"{flavor.root_gb} GB disk" if flavor.root_gb else "disk of the image's size"
+    return f"{flavor.name} ({flavor.vcpus} vCPU, {flavor.memory_mb} MB RAM, {disk})"
+
+
+class LaunchForm(PortalForm):
+    name = forms.CharField(max_length=255, strip=False)
+    flavor = forms.ChoiceField()
+    image = forms.ChoiceField()
+    keypair = forms.ChoiceField(label="Key pair", required=False)
+    availability_zone = forms.ChoiceField(label="Availability zone", required=False)
+    server_group = forms.ChoiceField(label="Server group", required=False)
+    network = forms.ChoiceField(
+        choices=[("auto", "Default network"), ("none", "No network")], initial="auto", label="Network"
+    )
+    count = forms.IntegerField(min_value=1, max_value=MAX_COUNT, initial=1, label="Count")
+    user_data = forms.CharField(
+        label="User data", required=False, strip=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60})
+    )
+
+    def __init__(self, *args, ctx: RequestContext, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ctx = ctx
+        self.flavors = {f.flavorid: f for f in flavors_visible(ctx).filter(disabled=False)}
+        self.images = {
+            str(i.pk): i for i in images_visible_to(ctx=ctx).filter(status=Image.Status.ACTIVE).order_by("name")
+        }
+        self.keypairs = {k.name: k for k in keypairs_of(ctx.user)}
+        self.groups = {str(g.uuid): g for g in server_groups_visible(ctx).order_by("name", "id")}
+        self.fields["flavor"].choices = [("", "Choose a flavor")] + [
+            (k, _flavor_label(f)) for k, f in self.flavors.items()
+        ]
+        self.fields["image"].choices = [("", "Choose an image")] + [(k, i.name or k) for k, i in self.images.items()]
+        self.fields["keypair"].choices = [("", "No key pair")] + [(name, name) for name in self.keypairs]
+        self.fields["availability_zone"].choices = [("", "Any zone")] + [(z, z) for z in sorted(available_zone_names())]
+        self.fields["server_group"].choices = [("", "No server group")] + [
+            (k, f"{g.name} ({g.policy})") for k, g in self.groups.items()
+        ]
+
+    def clean_name(self) -> str:
+        return _check_name(self.cleaned_data["name"])
+
+    def clean_user_data(self) -> str | None:
+        text = self.cleaned_data["user_data"]
+        if not text:
+            return None
+        encoded = base64.b64encode(text.encode()).decode()
+        if len(encoded) > MAX_USER_DATA:
+            raise forms.ValidationError(f"User data must be at most {MAX_USER_DATA * 3 // 4} bytes.")
+        return encoded
+
+    def launch_arguments(self) -> dict:
+        """The create service's arguments for what was chosen."""
+        data = self.cleaned_data
+        group = self.groups.get(data["server_group"]) if data["server_group"] else None
+        return {
+            "name": data["name"],
+            "flavor": self.flavors[data["flavor"]],
+            "image": self.images[data["image"]],
+            "networks": data["network"],
+            "user_data": data["user_data"],
+            "keypair": self.keypairs.get(data["keypair"]) if data["keypair"] else None,
+            "availability_zone": data["availability_zone"] or None,
+            # As the API passes a group: the hint for the scheduler, and the membership.
+            "scheduler_hints": {"group": str(group.uuid)} if group else {},
+            "server_group": group,
+        }
+
+
+class KeypairImportForm(PortalForm):
+    name = forms.CharField(max_length=255, strip=False)
+    key_type = forms.ChoiceField(label="Type", choices=[(t.value, t.label) for t in Keypair.Type], initial="ssh")
+    public_key = forms.CharField(label="Public key", widget=forms.Textarea(attrs={"rows": 4, "cols": 70}))
+
+    def clean_name(self) -> str:
+        name = _check_name(self.cleaned_data["name"])
+        if not re.fullmatch(r"[A-Za-z0-9 _.@-]+", name):
+            raise forms.ValidationError(
+                "A key pair name may hold letters, digits, spaces and the characters _ . @ - only."
+            )
+        return name
+
+
+class ImageUploadForm(PortalForm):
+    name = forms.CharField(max_length=255, strip=False)
+    disk_format = forms.ChoiceField(label="Disk format", choices=[(f, f) for f in DISK_FORMATS], initial="qcow2")
+    container_format = forms.ChoiceField(
+        label="Container format", choices=[(f, f) for f in CONTAINER_FORMATS], initial="bare"
+    )
+    visibility = forms.ChoiceField(
+        choices=[("private", "Private (this project)"), ("shared", "Shared"), ("community", "Community")],
+        initial="private",
+    )
+    min_disk = forms.IntegerField(label="Minimum disk (GB)", min_value=0, initial=0)
+    min_ram = forms.IntegerField(label="Minimum RAM (MB)", min_value=0, initial=0)
+    file = forms.FileField(label="Image file")
+
+    def __init__(self, *args, ctx: RequestContext, **kwargs):
+        super().__init__(*args, **kwargs)
+        if ctx.is_admin:
+            self.fields["visibility"].choices = [("public", "Public (everyone)"), *self.fields["visibility"].choices]
+
+    def clean_name(self) -> str:
+        return _check_name(self.cleaned_data["name"])
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.CLOUD["MAX_IMAGE_SIZE"]:
+            raise forms.ValidationError(f"The file is larger than {settings.CLOUD['MAX_IMAGE_SIZE']} bytes.")
+        return upload

@@ -1,0 +1,63 @@
+"""Images: the ones the project may use, and uploading a new one through the image service."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+
+from portal.models import Image
+from portal.selectors.images import images_visible_to
+from portal.services.images import ImageError, image_create, image_delete, image_upload
+
+from .context import page, portal_view
+from .forms import ImageUploadForm
+
+
+@require_GET
+@portal_view
+def image_list(request: HttpRequest) -> HttpResponse:
+    ctx = request.ctx
+    images = (
+        images_visible_to(ctx=ctx)
+        .filter(Q(visibility=Image.Visibility.PUBLIC) | Q(owner_id=ctx.project.pk))
+        .order_by("name", "created_at")
+    )
+    return page(request, "portal/images.html", {"section": "images", "images": images})
+
+
+@require_http_methods(["GET", "POST"])
+@portal_view
+def image_upload_page(request: HttpRequest) -> HttpResponse:
+    ctx = request.ctx
+    status = 200
+    if request.method == "POST":
+        form = ImageUploadForm(request.POST, request.FILES, ctx=ctx)
+        if form.is_valid():
+            data = form.cleaned_data
+            image = None
+            try:
+                image = image_create(
+                    ctx=ctx,
+                    name=data["name"],
+                    disk_format=data["disk_format"],
+                    container_format=data["container_format"],
+                    visibility=data["visibility"],
+                    min_disk=data["min_disk"],
+                    min_ram=data["min_ram"],
+                )
+                with data["file"].open("rb") as stream:
+                    image_upload(image=image, stream=stream, ctx=ctx, expected_size=data["file"].size)
+            except ImageError as exc:
+                if image is not None:
+                    image_delete(ctx=ctx, image=image)  # no queued image without data is left behind
+                form.add_error("file" if image is not None else None, str(exc))
+            else:
+                messages.success(request, f"Image {image.name} uploaded ({image.size} bytes).")
+                return HttpResponseRedirect(reverse("portal:images"))
+        status = 400
+    else:
+        form = ImageUploadForm(ctx=ctx)
+    return page(request, "portal/image_upload.html", {"section": "images", "form": form}, status=status)

@@ -1,0 +1,59 @@
+"""The portal's instance buttons and the service each one calls (the same services as the API)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from portal.auth.context import RequestContext
+from portal.models import Instance
+from portal.services import actions as action_services
+from portal.services import instances as instance_services
+
+
+@dataclass(frozen=True)
+class ButtonSpec:
+    label: str
+    danger: bool = False
+    confirm: str = ""
+
+
+def _power(action: str) -> Callable[..., None]:
+    def call(*, ctx: RequestContext, instance: Instance) -> None:
+        instance_services.instance_power_action(ctx=ctx, instance=instance, action=action)
+
+    return call
+
+
+# Every action of the state table that needs no further input: what its button says, what it calls.
+BUTTONS: dict[str, ButtonSpec] = {
+    "start": ButtonSpec("Start"),
+    "stop": ButtonSpec("Stop"),
+    "reboot": ButtonSpec("Reboot"),
+    "reboot_hard": ButtonSpec("Hard reboot", danger=True),
+    "pause": ButtonSpec("Pause"),
+    "unpause": ButtonSpec("Unpause"),
+    "suspend": ButtonSpec("Suspend"),
+    "resume": ButtonSpec("Resume"),
+    "delete": ButtonSpec("Delete", danger=True, confirm="Delete this instance? Its disk is removed."),
+}
+
+_SERVICES: dict[str, Callable[..., None]] = {
+    "start": _power("start"),
+    "stop": _power("stop"),
+    "reboot": _power("reboot"),
+    "reboot_hard": _power("reboot_hard"),
+    "pause": action_services.instance_pause,
+    "unpause": action_services.instance_unpause,
+    "suspend": action_services.instance_suspend,
+    "resume": action_services.instance_resume,
+    "delete": instance_services.instance_delete,
+}
+
+
+def perform(*, ctx: RequestContext, instance: Instance, action: str) -> None:
+    """Run a button's action; raises StateConflict (or the service's own refusal) as the API sees them."""
+    service = _SERVICES.get(action)
+    if service is None:
+        raise ValueError(f"There is no such action: {action[:40]}")
+    service(ctx=ctx, instance=instance)

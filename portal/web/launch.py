@@ -1,0 +1,83 @@
+"""Launching from the portal: the API's create service, its refusals shown next to the fields they concern."""
+
+from __future__ import annotations
+
+import re
+
+from django.db import transaction
+
+from portal.auth.context import RequestContext
+from portal.models import Instance
+from portal.services import instances as instance_services
+from portal.services.quotas import QuotaExceeded, instance_quota_check
+
+from .forms import LaunchForm
+
+_QUOTA_RESOURCES = re.compile(r"Quota exceeded for ([a-z_, ]+):")
+# Which field a quota resource, or a word of a refusal, is about.
+_QUOTA_FIELDS = {"instances": "count", "cores": "flavor", "ram": "flavor", "server_group_members": "server_group"}
+_WORD_FIELDS = (
+    ("flavor", "flavor"),
+    ("image", "image"),
+    ("key", "keypair"),
+    ("availability zone", "availability_zone"),
+    ("zone", "availability_zone"),
+    ("group", "server_group"),
+    ("user data", "user_data"),
+    ("user_data", "user_data"),
+    ("network", "network"),
+    ("name", "name"),
+)
+
+
+def launch(*, ctx: RequestContext, form: LaunchForm) -> list[Instance] | None:
+    """Create ``count`` instances like ``POST /servers`` does (all or none); None with form errors."""
+    arguments = form.launch_arguments()
+    count = form.cleaned_data["count"]
+    name = arguments.pop("name")
+    reservation_id = instance_services.new_reservation_id()
+    try:
+        with transaction.atomic():
+            if count > 1:
+                # The batch as a whole first, so the refusal names what was asked for (as Nova's does).
+                flavor = arguments["flavor"]
+                instance_quota_check(
+                    project=ctx.project,
+                    user=ctx.user,
+                    instances=count,
+                    cores=count * flavor.vcpus,
+                    ram=count * flavor.memory_mb,
+                )
+            created = [
+                instance_services.instance_create(
+                    ctx=ctx,
+                    name=name if count == 1 else f"{name}-{index + 1}",
+                    reservation_id=reservation_id,
+                    launch_index=index,
+                    **arguments,
+                )
+                for index in range(count)
+            ]
+    except QuotaExceeded as exc:
+        _quota_error(form, str(exc))
+        return None
+    except instance_services.InvalidRequest as exc:
+        form.add_error(_field_for(str(exc)), str(exc))
+        return None
+    return created
+
+
+def _quota_error(form: LaunchForm, message: str) -> None:
+    match = _QUOTA_RESOURCES.search(message)
+    resources = [r.strip() for r in match.group(1).split(",")] if match else []
+    fields = sorted({_QUOTA_FIELDS.get(resource, "count") for resource in resources} or {"count"})
+    for field in fields:
+        form.add_error(field, message)
+
+
+def _field_for(message: str) -> str | None:
+    lowered = message.lower()
+    for word, field in _WORD_FIELDS:
+        if word in lowered:
+            return field
+    return None

@@ -1,0 +1,67 @@
+"""How an instance is shown on the portal's pages: its status, addresses and the buttons it has now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portal.auth.context import RequestContext
+from portal.models import Instance
+from portal.selectors.instances import latest_fault
+from portal.states import PowerState, VmState, api_status, available_actions
+
+from .instance_actions import BUTTONS
+
+_POWER_LABELS = dict(PowerState.CHOICES)
+
+
+@dataclass(frozen=True)
+class Button:
+    action: str
+    label: str
+    danger: bool
+    confirm: str
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """One instance as a page shows it."""
+
+    instance: Instance
+    status: str
+    task_state: str
+    power: str
+    addresses: list[str]
+    buttons: list[Button]
+    can_console: bool
+    host: str | None  # None when the viewer may not see hosts
+    fault: object | None
+
+    @property
+    def uuid(self) -> str:
+        return str(self.instance.uuid)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.task_state)
+
+
+def present(instance: Instance, ctx: RequestContext) -> InstanceView:
+    actions = available_actions(instance.vm_state, instance.task_state) if ctx.can_write else []
+    buttons = []
+    for action in actions:
+        spec = BUTTONS.get(action)
+        if spec is not None:
+            buttons.append(Button(action=action, label=spec.label, danger=spec.danger, confirm=spec.confirm))
+    status = api_status(instance.vm_state, instance.task_state)
+    show_fault = instance.vm_state in (VmState.ERROR, VmState.DELETED)
+    return InstanceView(
+        instance=instance,
+        status=status,
+        task_state=instance.task_state or "",
+        power=_POWER_LABELS.get(instance.power_state, str(instance.power_state)),
+        addresses=[a["addr"] for a in instance.addresses or [] if isinstance(a, dict) and a.get("addr")],
+        buttons=buttons,
+        can_console=instance.vm_state == VmState.ACTIVE and bool(instance.vnc_port) and not instance.task_state,
+        host=(instance.host.name if instance.host_id else "") if ctx.is_admin else None,
+        fault=latest_fault(instance) if show_fault else None,
+    )

@@ -1,0 +1,294 @@
+"""Run the whole cloud on this machine with a demo VM, in the foreground; Ctrl-C stops everything.
+
+Called by ``make demo`` after scripts/bootstrap.sh. Starts every process of the Procfile with honcho,
+boots (or restarts) ``demo-1`` through the compute API, prints where everything is, and on Ctrl-C stops
+the VMs it finds running, then every process.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = Path(os.environ.get("CLOUD_STATE_DIR", ROOT / "var"))
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+API = os.environ.get("CLOUD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+COMPUTE = f"{API}/compute/v2.1"
+HEADERS = {"OpenStack-API-Version": "compute 2.47"}
+
+
+def say(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
+def secret(name: str) -> str:
+    if os.environ.get(name):
+        return os.environ[name]
+    path = STATE / "secrets" / name.lower()
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("COMPUTE_HOST", socket.gethostname())
+    env["DJANGO_SECRET_KEY"] = secret("DJANGO_SECRET_KEY")
+    env["CONSOLEAUTH_SECRET"] = secret("CONSOLEAUTH_SECRET")
+    env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.base")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_local_cinder(env: dict[str, str]):
+    """DEMO_CINDER=1: a Cinder on this machine (NFS on var/cinder, RabbitMQ) for volumes, on port 8776."""
+    from local_cinder import CinderService  # scripts/ is this script's directory
+
+    work = STATE / "cinder"
+    work.mkdir(parents=True, exist_ok=True)
+    say("starting a local Cinder for volumes (DEMO_CINDER=1)")
+    service = CinderService(work, port=int(env.get("DEMO_CINDER_PORT", "8776"))).start()
+    env["CINDER_ENDPOINT"] = service.endpoint
+    env["COMPUTE_NFS_MOUNT_POINT_BASE"] = str(service.mount_point_base)
+    say(f"Cinder at {service.endpoint} (noauth; volumes are files in {service.export_dir})")
+    return service
+
+
+def manage(env, *args: str) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def wait_for(what: str, check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def server_by_name(session, name: str) -> dict | None:
+    servers = session.get(f"{COMPUTE}/servers/detail", params={"name": f"^{name}$"}, timeout=10).json()["servers"]
+    return servers[0] if servers else None
+
+
+def boot_demo(session) -> dict:
+    server = server_by_name(session, "demo-1")
+    if server is None:
+        image = session.get(f"{API}/image/v2/images", params={"name": "demo"}, timeout=10).json()["images"][0]
+        say("booting demo-1")
+        body = {"server": {"name": "demo-1", "imageRef": image["id"], "flavorRef": "1", "networks": "auto"}}
+        response = session.post(f"{COMPUTE}/servers", json=body, timeout=30)
+        response.raise_for_status()
+        server_id = response.json()["server"]["id"]
+    else:
+        server_id = server["id"]
+        if server["status"] == "SHUTOFF":
+            say("starting demo-1 again")
+            session.post(
+                f"{COMPUTE}/servers/{server_id}/action", json={"os-start": None}, timeout=30
+            ).raise_for_status()
+        elif server["status"] == "ERROR":
+            say("demo-1 is in ERROR; deleting it and booting a new one")
+            session.delete(f"{COMPUTE}/servers/{server_id}", timeout=30)
+            wait_for("demo-1 to be deleted", lambda: server_by_name(session, "demo-1") is None, 120)
+            return boot_demo(session)
+
+    def active():
+        body = session.get(f"{COMPUTE}/servers/{server_id}", timeout=10).json()["server"]
+        if body["status"] == "ERROR":
+            raise SystemExit(f"demo-1 failed: {body.get('fault', {}).get('message')}")
+        return body["status"] == "ACTIVE"
+
+    wait_for("demo-1 to become ACTIVE", active, 300)
+    return session.get(f"{COMPUTE}/servers/{server_id}", timeout=10).json()["server"]
+
+
+def stop_running_servers(session) -> None:
+    servers = session.get(f"{COMPUTE}/servers/detail", timeout=10).json()["servers"]
+    running = [s for s in servers if s["status"] in ("ACTIVE", "REBOOT", "HARD_REBOOT")]
+    for server in running:
+        say(f"stopping {server['name']}")
+        session.post(f"{COMPUTE}/servers/{server['id']}/action", json={"os-stop": None}, timeout=30)
+    for server in running:
+        wait_for(
+            f"{server['name']} to stop",
+            lambda s=server: (
+                session.get(f"{COMPUTE}/servers/{s['id']}", timeout=10).json()["server"]["status"]
+                in ("SHUTOFF", "ERROR")
+            ),
+            120,
+        )
+
+
+def destroy_leftover_domains() -> None:
+    """Safety net: no domain of ours keeps running once the cloud that manages it is gone."""
+    try:
+        import libvirt
+    except ImportError:
+        return
+    uri = os.environ.get("COMPUTE_LIBVIRT_URI", "qemu:///system")
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError:
+        return
+    for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        if domain.name().startswith("instance-"):
+            say(f"destroying leftover domain {domain.name()}")
+            domain.destroy()
+    conn.close()
+
+
+def main() -> int:
+    env = environment()
+    os.chdir(ROOT)
+    say("migrating the database")
+    manage(env, "migrate", "--noinput", "-v0")
+    manage(env, "collectstatic", "--noinput", "-v0")
+    manage(env, "demo_setup")
+    password = (STATE / "secrets" / "admin_password").read_text().strip()
+    keystone = ""
+    if env.get("KEYSTONE_AUTH_URL"):
+        say(f"registering compute and image in the Keystone catalog at {env['KEYSTONE_AUTH_URL']}")
+        manage(env, "register_catalog")
+        keystone = keystone_summary(env)
+
+    cinder = start_local_cinder(env) if env.get("DEMO_CINDER") == "1" else None
+
+    say("starting api, conductor, beat, compute and consoleproxy")
+    procs = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "honcho"), "start", "-f", "Procfile"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,  # Ctrl-C reaches us first; we stop the VMs before the processes
+    )
+    session = requests.Session()
+    session.auth = ("admin", password)
+    session.headers.update(HEADERS)
+    stopping = False
+
+    def shutdown(*_):
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        say("stopping")
+        try:
+            stop_running_servers(session)
+        except (requests.RequestException, SystemExit) as exc:
+            say(f"could not stop servers through the API: {exc}")
+        os.killpg(procs.pid, signal.SIGTERM)
+        try:
+            procs.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(procs.pid, signal.SIGKILL)
+        destroy_leftover_domains()
+        if cinder is not None:
+            cinder.stop()
+        say("stopped")
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGTERM, shutdown)
+
+    wait_for("the API", lambda: requests.get(f"{API}/compute/", timeout=2).ok, 60)
+    wait_for("the compute host's first heartbeat", lambda: _host_up(env), 60)
+    server = boot_demo(session)
+    console = session.post(
+        f"{COMPUTE}/servers/{server['id']}/action",
+        json={"os-getVNCConsole": {"type": "novnc"}},
+        headers={"OpenStack-API-Version": "compute 2.1"},
+        timeout=10,
+    ).json()["console"]["url"]
+    print(
+        f"""
+  The cloud is running. Ctrl-C stops it (and the VMs).
+
+  Portal        {API}/            (admin: {API}/admin/)
+  Compute API   {COMPUTE}
+  Image API     {API}/image/v2
+  Credentials   admin / {password}   (HTTP Basic for the APIs)
+  demo-1        {server["id"]} ({server["status"]})
+  Console       {console}
+                (valid for 10 minutes; the portal's Console button makes a new one)
+{keystone}""",
+        flush=True,
+    )
+    # Poll rather than wait(): a blocking wait() holds the lock the Ctrl-C handler needs to reap honcho.
+    while procs.poll() is None:
+        time.sleep(0.5)
+    return procs.returncode or 0
+
+
+def openrc_variables(env) -> dict[str, str]:
+    """The `openstack` CLI's environment for the Keystone credentials the cloud was given."""
+    return {
+        "OS_AUTH_URL": env["KEYSTONE_AUTH_URL"],
+        "OS_IDENTITY_API_VERSION": "3",
+        "OS_USERNAME": env.get("KEYSTONE_USERNAME", ""),
+        "OS_PASSWORD": env.get("KEYSTONE_PASSWORD", ""),
+        "OS_PROJECT_NAME": env.get("KEYSTONE_PROJECT_NAME", ""),
+        "OS_USER_DOMAIN_NAME": env.get("KEYSTONE_USER_DOMAIN_NAME", "Default"),
+        "OS_PROJECT_DOMAIN_NAME": env.get("KEYSTONE_PROJECT_DOMAIN_NAME", "Default"),
+        "OS_REGION_NAME": env.get("KEYSTONE_REGION_NAME", "RegionOne"),
+        "OS_INTERFACE": "public",
+    }
+
+
+def keystone_summary(env) -> str:
+    """Writes <state>/openrc (mode 0600, it holds the password) and says how to use it."""
+    variables = openrc_variables(env)
+    path = STATE / "openrc"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("".join(f"export {name}={shlex.quote(value)}\n" for name, value in variables.items()))
+    shown = "\n".join(
+        f"                export {name}={'<KEYSTONE_PASSWORD>' if name == 'OS_PASSWORD' else shlex.quote(value)}"
+        for name, value in variables.items()
+    )
+    return f"""
+  Keystone      {variables["OS_AUTH_URL"]}  (compute and image are in its catalog)
+  openrc        source {path}
+{shown}
+                then: openstack server create --image demo --flavor m1.tiny --wait vm1
+                      openstack console url show vm1
+"""
+
+
+def _host_up(env) -> bool:
+    out = subprocess.run(
+        [
+            PYTHON,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from portal.models import ComputeHost; print(ComputeHost.objects.exclude(last_heartbeat=None).exists())",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() == "True"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

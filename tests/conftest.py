@@ -1,0 +1,67 @@
+import base64
+
+import pytest
+from rest_framework.test import APIClient
+
+from portal.models import Role
+
+from .cinder_service import cinder, cinder_settings  # noqa: F401 (fixtures: a real Cinder for the session)
+from .factories import FlavorFactory, MembershipFactory
+from .http import ApiUser
+from .keystone import keystone, keystone_settings  # noqa: F401 (fixtures: a real Keystone for the session)
+
+
+def basic_auth(username: str, password: str = "secret") -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+class Caller:
+    """A user with a role in a project, and an API client authenticated as them."""
+
+    def __init__(self, role: str = Role.MEMBER, project=None):
+        kwargs = {"role": role}
+        if project is not None:
+            kwargs["project"] = project
+        self.membership = MembershipFactory(**kwargs)
+        self.user = self.membership.user
+        self.project = self.membership.project
+        self.client = APIClient()
+        self.client.credentials(HTTP_AUTHORIZATION=basic_auth(self.user.username))
+
+
+@pytest.fixture
+def member(db):
+    return Caller(Role.MEMBER)
+
+
+@pytest.fixture
+def reader(db, member):
+    return Caller(Role.READER, project=member.project)
+
+
+@pytest.fixture
+def admin(db):
+    return Caller(Role.ADMIN)
+
+
+@pytest.fixture
+def stranger(db):
+    """A member of another project."""
+    return Caller(Role.MEMBER)
+
+
+@pytest.fixture
+def api_user(transactional_db, live_server):
+    return ApiUser(live_server.url)
+
+
+@pytest.fixture
+def tiny_flavor(transactional_db):
+    return FlavorFactory(flavorid="1", name="m1.tiny", vcpus=1, memory_mb=512, root_gb=1)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)

@@ -1,0 +1,40 @@
+import subprocess
+
+import pytest
+
+from portal.services.images import image_create, image_upload
+from tests.processes import Cluster, purge_broker
+
+
+@pytest.fixture(scope="module")
+def cluster(django_db_setup, django_db_blocker, live_server, tmp_path_factory, request):
+    """Conductor and one compute host on libvirt's test driver, around the live API server."""
+    purge_broker()
+    cluster = Cluster(live_server.url, tmp_path_factory.mktemp("cluster"))
+    cluster.start_conductor()
+    cluster.start_compute("testhost1")
+    yield cluster
+    with django_db_blocker.unblock():
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_logs(cluster, request):
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(cluster.logs())
+
+
+@pytest.fixture
+def small_image(api_user, tmp_path):
+    """A real (empty) qcow2 image in the image service."""
+    path = tmp_path / "small.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
+    image = image_create(
+        ctx=api_user.ctx, name="small", disk_format="qcow2", container_format="bare", visibility="public"
+    )
+    with path.open("rb") as stream:
+        image_upload(image=image, stream=stream)
+    image.refresh_from_db()
+    return image

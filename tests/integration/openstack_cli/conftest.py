@@ -1,0 +1,27 @@
+import subprocess
+
+import pytest
+
+from portal.services.images import image_create, image_upload
+from tests.openstack_cli import cli, cli_cloud  # noqa: F401 (fixtures)
+from tests.processes import wait_for_host
+
+HOST = "testhost1"
+
+
+@pytest.fixture
+def host_up(cluster, transactional_db):
+    wait_for_host(HOST)
+    return HOST
+
+
+@pytest.fixture
+def demo_image(transactional_db, tmp_path_factory):
+    """A public qcow2 image named ``demo``, as `make demo` uploads one (empty here: test:///default boots nothing)."""
+    path = tmp_path_factory.mktemp("images") / "demo.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
+    image = image_create(ctx=None, name="demo", disk_format="qcow2", container_format="bare", visibility="public")
+    with path.open("rb") as stream:
+        image_upload(image=image, stream=stream)
+    image.refresh_from_db()
+    return image

@@ -1,0 +1,181 @@
+"""Console tokens for the portal's page, and console sessions as the proxy reports them."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from portal.models import ConsoleSession, ConsoleToken, InstanceActionEvent
+from portal.services.console_sessions import console_sessions_close_stale
+from portal.services.lifecycle import compare_and_swap
+
+pytestmark = pytest.mark.integration
+
+SECRET_HEADER = "HTTP_X_CONSOLE_AUTH_SECRET"
+
+
+@pytest.fixture
+def running(portal_member, host):
+    return portal_member.instance(name="web-1", host=host, vnc_host="127.0.0.1", vnc_port=5901)
+
+
+def new_token(user, instance) -> str:
+    response = user.client.post(f"/instances/{instance.uuid}/console/token")
+    assert response.status_code == 200, response.content
+    url = response.json()["websocket_url"]
+    return re.fullmatch(r"ws://127\.0\.0\.1:6080/token/([A-Za-z0-9_-]+)", url).group(1)
+
+
+def proxy(settings) -> Client:
+    client = Client()
+    client.defaults[SECRET_HEADER] = settings.CONSOLE["AUTH_SECRET"]
+    return client
+
+
+def open_session(client, token, *, max_sessions=1, client_address="10.1.2.3"):
+    return client.post(
+        "/internal/consoleauth/sessions",
+        {"token": token, "client": client_address, "max_sessions": max_sessions},
+        content_type="application/json",
+    )
+
+
+def test_the_console_page_is_the_portals_and_holds_no_token(portal_member, running):
+    response = portal_member.client.get(f"/instances/{running.uuid}/console/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'import(novncBase + "core/rfb.js")' in html and 'const novncBase = "http://127.0.0.1:6080/"' in html
+    assert ">Send Ctrl-Alt-Del</button>" in html and ">Reconnect</button>" in html
+    assert "token=" not in html and "/token/" not in html
+    assert ConsoleToken.objects.count() == 0
+
+
+def test_a_token_is_made_per_connection_for_this_user_and_instance(portal_member, running, settings):
+    token = new_token(portal_member, running)
+    stored = ConsoleToken.objects.get()
+    assert stored.token_hash == ConsoleToken.hash(token) and token not in stored.token_hash
+    assert (stored.instance, stored.user, stored.port) == (running, portal_member.user, 5901)
+    ttl = (stored.expires_at - timezone.now()).total_seconds()
+    assert settings.CONSOLE["TOKEN_TTL"] - 5 < ttl <= settings.CONSOLE["TOKEN_TTL"]
+    assert new_token(portal_member, running) != token
+
+
+def test_no_token_for_an_instance_that_is_not_running(portal_member, host):
+    stopped = portal_member.instance(host=host, vm_state="stopped", power_state=4)
+    response = portal_member.client.post(f"/instances/{stopped.uuid}/console/token")
+    assert response.status_code == 409
+    assert "not ready for a console" in response.json()["error"]
+
+
+def test_tokens_need_a_post_from_the_page(portal_member, running, stranger_instance):
+    assert portal_member.client.get(f"/instances/{running.uuid}/console/token").status_code == 405
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(portal_member.user)
+    assert csrf_client.post(f"/instances/{running.uuid}/console/token").status_code == 403
+    assert portal_member.client.post(f"/instances/{stranger_instance.uuid}/console/token").status_code == 404
+
+
+@pytest.fixture
+def stranger_instance(db):
+    from tests.factories import InstanceFactory
+
+    return InstanceFactory(vnc_port=5999)
+
+
+def test_a_session_opens_checks_in_and_closes_with_the_action_log(portal_member, running, settings):
+    token = new_token(portal_member, running)
+    client = proxy(settings)
+    response = open_session(client, token)
+    assert response.status_code == 201
+    session = ConsoleSession.objects.get(pk=response.json()["session_id"])
+    assert (session.instance, session.user, session.client) == (running, portal_member.user, "10.1.2.3")
+    assert session.action.action == "console"
+    assert client.post(f"/internal/consoleauth/sessions/{session.pk}/check").json() == {"close": False}
+    closed = client.post(
+        f"/internal/consoleauth/sessions/{session.pk}/close", {"reason": "closed by the client"}, "application/json"
+    )
+    assert closed.status_code == 200
+    session.refresh_from_db()
+    assert session.closed_at is not None and session.closed_reason == "closed by the client"
+    events = list(InstanceActionEvent.objects.filter(action=session.action).values_list("event", "details"))
+    assert events == [("console_open", "novnc from 10.1.2.3"), ("console_close", "closed by the client")]
+    # The instance's page shows both, and the page learns why the session ended.
+    page = portal_member.client.get(f"/instances/{running.uuid}/").content.decode()
+    assert 'data-event="console_open"' in page and 'data-event="console_close"' in page
+    latest = portal_member.client.get(f"/instances/{running.uuid}/console/session").json()["session"]
+    assert latest["closed_reason"] == "closed by the client"
+
+
+def test_the_session_limit_per_token_is_held_under_the_tokens_lock(portal_member, running, settings):
+    token = new_token(portal_member, running)
+    client = proxy(settings)
+    assert open_session(client, token).status_code == 201
+    refused = open_session(client, token)
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "the token already has 1 open console session(s) (at most 1)"
+    assert open_session(client, token, max_sessions=2).status_code == 201
+
+
+def test_sessions_whose_proxy_went_silent_stop_counting(portal_member, running, settings):
+    token = new_token(portal_member, running)
+    client = proxy(settings)
+    first = ConsoleSession.objects.get(pk=open_session(client, token).json()["session_id"])
+    ConsoleSession.objects.filter(pk=first.pk).update(last_seen_at=timezone.now() - timedelta(minutes=5))
+    assert open_session(client, token).status_code == 201
+    first.refresh_from_db()
+    assert first.closed_reason == "the console proxy stopped reporting the session"
+    assert console_sessions_close_stale() == 0
+
+
+def test_unknown_expired_and_revoked_tokens_open_nothing(portal_member, running, settings):
+    client = proxy(settings)
+    assert open_session(client, "x" * 40).status_code == 404
+    token = new_token(portal_member, running)
+    ConsoleToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert open_session(client, token).status_code == 404
+    token = new_token(portal_member, running)
+    session_id = open_session(client, token).json()["session_id"]
+    # Stopping the instance revokes its tokens; the proxy's next check closes the session.
+    compare_and_swap(running, expected_task_states=[None], vm_state="stopped")
+    answer = client.post(f"/internal/consoleauth/sessions/{session_id}/check").json()
+    assert answer == {"close": True, "reason": "the console token was revoked"}
+
+
+def test_the_internal_endpoints_need_the_secret_and_sane_bodies(portal_member, running, settings):
+    token = new_token(portal_member, running)
+    anonymous = Client()
+    assert open_session(anonymous, token).status_code == 403
+    assert anonymous.post("/internal/consoleauth/sessions/1/check").status_code == 403
+    client = proxy(settings)
+    assert client.post("/internal/consoleauth/sessions", "not json", "application/json").status_code == 400
+    assert open_session(client, token, max_sessions=0).status_code == 400
+    assert open_session(client, token, max_sessions=True).status_code == 400
+    assert client.get("/internal/consoleauth/sessions").status_code == 405
+    assert (
+        client.post("/internal/consoleauth/sessions/999/close", {"reason": "x"}, "application/json").status_code == 404
+    )
+    assert client.post("/internal/consoleauth/sessions/999/check").json()["close"] is True
+    assert ConsoleSession.objects.count() == 0
+
+
+def test_an_admin_ends_a_session_and_the_next_check_closes_it(portal_member, running, settings, admin_client):
+    token = new_token(portal_member, running)
+    client = proxy(settings)
+    session_id = open_session(client, token).json()["session_id"]
+    changelist = admin_client.get("/admin/portal/consolesession/?state=open").content.decode()
+    assert "web-1" in changelist and portal_member.user.username in changelist and "10.1.2.3" in changelist
+    response = admin_client.post(
+        "/admin/portal/consolesession/", {"action": "end_sessions", "_selected_action": [session_id]}
+    )
+    assert response.status_code == 302
+    answer = client.post(f"/internal/consoleauth/sessions/{session_id}/check").json()
+    assert answer == {"close": True, "reason": "ended by admin"}
+    client.post(f"/internal/consoleauth/sessions/{session_id}/close", {"reason": "ended by admin"}, "application/json")
+    session = ConsoleSession.objects.get(pk=session_id)
+    assert session.closed_reason == "ended by admin"
+    events = [e for (e,) in InstanceActionEvent.objects.filter(action=session.action).values_list("event")]
+    assert events == ["console_open", "console_end_requested", "console_close"]

@@ -1,0 +1,295 @@
+"""Every endpoint of the compute and image APIs, classified by who may reach it.
+
+The tenancy walker (test_tenancy.py) enumerates the URL resolver and fails for any endpoint or method
+missing here, so a new endpoint cannot ship without saying who may use it. To add one: give its URL
+name (``view:<ViewClass>`` for an unnamed pattern) a path and a rule per method.
+
+Scopes, and what the walker expects of each caller (project A owns the resources in the paths; the
+stranger is a member of project B, the reader has the reader role in A, the admin is an admin of C):
+
+- ``owned``: a resource of project A. Stranger 404; reader reads, writes 403; admin allowed.
+- ``user``: a resource of A's member themselves (key pairs). Stranger and reader 404 (reader writes 403);
+  admin allowed with ``admin_query``.
+- ``collection``: lists and creates in the caller's own project. The stranger's list shows nothing of
+  A's; reader writes 403; admin allowed.
+- ``tenant``: a path naming project A (quotas, usage). Stranger 403; reader reads, writes 403; admin allowed.
+- ``global``: the cloud's catalogue (flavors, zones, limits). Everyone reads; writes admin only.
+- ``admin``: operators only. Everyone but the admin 403.
+- ``public``: no authentication (version documents, schemas).
+- ``unimplemented``: 501 for everyone, in the error envelope.
+- ``none``: a method the path does not have: 404 for everyone.
+- ``user-collection``: like ``collection``, but what it creates is the caller's own (key pairs), so any
+  role may (Nova's policy).
+
+"Allowed" means the request got past scoping and policy: a 2xx, or one of the rule's ``admin_codes``
+when a valid request still cannot succeed here (409 for a state, 400 for a missing volume service).
+``body`` takes the world (see conftest) and returns the request body; ``content_type`` overrides JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+V = "/compute/v2.1"
+I = "/image/v2"  # noqa: E741
+
+
+@dataclass(frozen=True)
+class Rule:
+    scope: str
+    body: Callable[[Any], Any] | None = None
+    content_type: str | None = None
+    admin_query: str = ""
+    admin_codes: frozenset[int] = frozenset()
+    version: str = "latest"
+    owner_codes: frozenset[int] = frozenset()  # what A's member gets when a valid request cannot succeed
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str  # formatted with the world: {server}, {image}, {project}, ...
+    methods: dict[str, Rule] = field(default_factory=dict)
+
+
+def r(scope: str, **kwargs) -> Rule:
+    return Rule(scope, **{k: frozenset(v) if k.endswith("_codes") else v for k, v in kwargs.items()})
+
+
+OWNED_GET = {"GET": r("owned")}
+
+ENDPOINTS: dict[str, Endpoint] = {
+    # --- compute: discovery and catalogue -------------------------------------------------------------
+    "compute-versions": Endpoint("/compute/", {"GET": r("public")}),
+    "compute-version": Endpoint(f"{V}/", {"GET": r("public")}),
+    "compute-openapi": Endpoint("/compute/openapi.json", {"GET": r("public")}),
+    "flavors": Endpoint(
+        f"{V}/flavors",
+        {
+            "GET": r("global"),
+            "POST": r("admin", body=lambda w: {"flavor": {"name": "new", "ram": 64, "vcpus": 1, "disk": 1}}),
+        },
+    ),
+    "flavors-detail": Endpoint(f"{V}/flavors/detail", {"GET": r("global"), "POST": r("none")}),
+    "flavor": Endpoint(
+        f"{V}/flavors/{{flavor}}",
+        {
+            "GET": r("global"),
+            "PUT": r("admin", body=lambda w: {"flavor": {"description": "d"}}, admin_codes={400}),
+            "DELETE": r("admin"),
+        },
+    ),
+    "flavor-action": Endpoint(
+        f"{V}/flavors/{{flavor}}/action",
+        {"POST": r("admin", body=lambda w: {"addTenantAccess": {"tenant": w.stranger.project.pk}}, admin_codes={409})},
+    ),
+    "flavor-access": Endpoint(f"{V}/flavors/{{flavor}}/os-flavor-access", {"GET": r("admin", admin_codes={404})}),
+    "flavor-specs": Endpoint(
+        f"{V}/flavors/{{flavor}}/os-extra_specs",
+        {"GET": r("global"), "POST": r("admin", body=lambda w: {"extra_specs": {"hw:cpu_policy": "shared"}})},
+    ),
+    "flavor-spec": Endpoint(
+        f"{V}/flavors/{{flavor}}/os-extra_specs/hw:mem_page_size",
+        {
+            "GET": r("global"),
+            "PUT": r("admin", body=lambda w: {"hw:mem_page_size": "small"}),
+            "DELETE": r("admin"),
+        },
+    ),
+    "availability-zones": Endpoint(f"{V}/os-availability-zone", {"GET": r("global")}),
+    "availability-zones-detail": Endpoint(f"{V}/os-availability-zone/detail", {"GET": r("admin")}),
+    "limits": Endpoint(f"{V}/limits", {"GET": r("global")}),
+    # --- compute: the caller's own things -------------------------------------------------------------
+    "keypairs": Endpoint(
+        f"{V}/os-keypairs",
+        {
+            "GET": r("collection"),
+            # Key pairs belong to users, not projects: any role keeps its own (Nova's policy).
+            "POST": r("user-collection", body=lambda w: {"keypair": {"name": "fresh", "public_key": w.public_key}}),
+        },
+    ),
+    "keypair": Endpoint(
+        f"{V}/os-keypairs/{{keypair}}",
+        {
+            "GET": r("user", admin_query="?user_id={owner_id}"),
+            "DELETE": r("user", admin_query="?user_id={owner_id}"),
+        },
+    ),
+    "server-groups": Endpoint(
+        f"{V}/os-server-groups",
+        {
+            "GET": r("collection"),
+            "POST": r("collection", body=lambda w: {"server_group": {"name": "g", "policy": "affinity"}}),
+        },
+    ),
+    "server-group": Endpoint(f"{V}/os-server-groups/{{group}}", {"GET": r("owned"), "DELETE": r("owned")}),
+    "servers": Endpoint(
+        f"{V}/servers",
+        {
+            "GET": r("collection"),
+            "POST": r(
+                "collection",
+                body=lambda w: {
+                    "server": {"name": "new", "imageRef": w.public_image, "flavorRef": "1", "networks": "none"}
+                },
+            ),
+        },
+    ),
+    "servers-detail": Endpoint(f"{V}/servers/detail", {"GET": r("collection"), "POST": r("none")}),
+    "server": Endpoint(
+        f"{V}/servers/{{server}}",
+        {
+            "GET": r("owned"),
+            "PUT": r("owned", body=lambda w: {"server": {"name": "renamed"}}),
+            "DELETE": r("owned"),
+        },
+    ),
+    "server-action": Endpoint(f"{V}/servers/{{server}}/action", {"POST": r("owned", body=lambda w: {"os-stop": None})}),
+    "server-remote-consoles": Endpoint(
+        f"{V}/servers/{{server}}/remote-consoles",
+        {
+            "POST": r(
+                "owned", body=lambda w: {"remote_console": {"protocol": "vnc", "type": "novnc"}}, admin_codes={409}
+            )
+        },
+    ),
+    "server-metadata": Endpoint(
+        f"{V}/servers/{{server}}/metadata",
+        {
+            "GET": r("owned"),
+            "POST": r("owned", body=lambda w: {"metadata": {"k2": "v"}}),
+            "PUT": r("owned", body=lambda w: {"metadata": {"k1": "v"}}),
+        },
+    ),
+    "server-metadata-item": Endpoint(
+        f"{V}/servers/{{server}}/metadata/k1",
+        {"GET": r("owned"), "PUT": r("owned", body=lambda w: {"meta": {"k1": "v2"}}), "DELETE": r("owned")},
+    ),
+    "server-tags": Endpoint(
+        f"{V}/servers/{{server}}/tags",
+        {"GET": r("owned"), "PUT": r("owned", body=lambda w: {"tags": ["a", "b"]}), "DELETE": r("owned")},
+    ),
+    "server-tag": Endpoint(
+        f"{V}/servers/{{server}}/tags/t1", {"GET": r("owned"), "PUT": r("owned"), "DELETE": r("owned")}
+    ),
+    "server-volume-attachments": Endpoint(
+        f"{V}/servers/{{server}}/os-volume_attachments",
+        {
+            "GET": r("owned"),
+            "POST": r(
+                "owned",
+                body=lambda w: {"volumeAttachment": {"volumeId": "9f3e2d5c-0000-4000-8000-000000000001"}},
+                admin_codes={400, 409},
+            ),
+        },
+    ),
+    "server-volume-attachment": Endpoint(
+        f"{V}/servers/{{server}}/os-volume_attachments/9f3e2d5c-0000-4000-8000-000000000001",
+        {
+            "GET": r("owned", admin_codes={404}, owner_codes={404}),
+            "PUT": r(
+                "owned",
+                body=lambda w: {"volumeAttachment": {"volumeId": "9f3e2d5c-0000-4000-8000-000000000001"}},
+                admin_codes={400, 404},
+                owner_codes={400, 403, 404},
+            ),
+            "DELETE": r("owned", admin_codes={404}, owner_codes={404}),
+        },
+    ),
+    "server-instance-actions": Endpoint(f"{V}/servers/{{server}}/os-instance-actions", OWNED_GET),
+    "server-instance-action": Endpoint(f"{V}/servers/{{server}}/os-instance-actions/{{request_id}}", OWNED_GET),
+    # --- compute: per project, addressed by its id ----------------------------------------------------
+    "quota-set": Endpoint(
+        f"{V}/os-quota-sets/{{project}}",
+        {
+            "GET": r("tenant"),
+            "PUT": r("admin", body=lambda w: {"quota_set": {"instances": 20}}),
+            "DELETE": r("admin"),
+        },
+    ),
+    "quota-set-defaults": Endpoint(f"{V}/os-quota-sets/{{project}}/defaults", {"GET": r("global")}),
+    "quota-set-detail": Endpoint(f"{V}/os-quota-sets/{{project}}/detail", {"GET": r("tenant")}),
+    "usage": Endpoint(f"{V}/os-simple-tenant-usage/{{project}}", {"GET": r("tenant")}),
+    # --- compute: operators ---------------------------------------------------------------------------
+    "quota-class-set": Endpoint(
+        f"{V}/os-quota-class-sets/default",
+        {"GET": r("admin"), "PUT": r("admin", body=lambda w: {"quota_class_set": {"instances": 20}})},
+    ),
+    "aggregates": Endpoint(
+        f"{V}/os-aggregates", {"GET": r("admin"), "POST": r("admin", body=lambda w: {"aggregate": {"name": "agg2"}})}
+    ),
+    "aggregate": Endpoint(
+        f"{V}/os-aggregates/{{aggregate}}",
+        {"GET": r("admin"), "PUT": r("admin", body=lambda w: {"aggregate": {"name": "agg3"}}), "DELETE": r("admin")},
+    ),
+    "aggregate-action": Endpoint(
+        f"{V}/os-aggregates/{{aggregate}}/action",
+        {"POST": r("admin", body=lambda w: {"set_metadata": {"metadata": {"k": "v"}}})},
+    ),
+    "scheduler-explain": Endpoint(
+        f"{V}/os-scheduler-explain",
+        {"POST": r("admin", body=lambda w: {"server": {"flavorRef": "1"}}, admin_codes={400})},
+    ),
+    "hypervisors": Endpoint(f"{V}/os-hypervisors", {"GET": r("admin")}),
+    "hypervisors-detail": Endpoint(f"{V}/os-hypervisors/detail", {"GET": r("admin")}),
+    "hypervisors-statistics": Endpoint(f"{V}/os-hypervisors/statistics", {"GET": r("admin")}),
+    "hypervisor": Endpoint(f"{V}/os-hypervisors/{{host_id}}", {"GET": r("admin")}),
+    "hypervisor-uptime": Endpoint(f"{V}/os-hypervisors/{{host_id}}/uptime", {"GET": r("admin")}),
+    # Removed by 2.53 (a 404 since): walked at the last microversion that has them.
+    "hypervisors-search": Endpoint(f"{V}/os-hypervisors/{{host_name}}/search", {"GET": r("admin", version="2.52")}),
+    "hypervisors-servers": Endpoint(f"{V}/os-hypervisors/{{host_name}}/servers", {"GET": r("admin", version="2.52")}),
+    "services": Endpoint(f"{V}/os-services", {"GET": r("admin")}),
+    "service": Endpoint(
+        f"{V}/os-services/{{host_uuid}}", {"PUT": r("admin", body=lambda w: {"status": "disabled"}, admin_codes={400})}
+    ),
+    "usages": Endpoint(f"{V}/os-simple-tenant-usage", {"GET": r("admin")}),
+    "console-auth-token": Endpoint(f"{V}/os-console-auth-tokens/nosuchtoken", {"GET": r("admin", admin_codes={404})}),
+    "orphan-domains": Endpoint(f"{V}/os-orphan-domains", {"GET": r("admin")}),
+    # --- image API ------------------------------------------------------------------------------------
+    "image-versions": Endpoint("/image/", {"GET": r("public")}),
+    "image-versions-explicit": Endpoint("/image/versions", {"GET": r("public")}),
+    "view:VersionsView": Endpoint(f"{I}/", {"GET": r("public")}),
+    "image-schema": Endpoint(f"{I}/schemas/image", {"GET": r("global")}),
+    "images-schema": Endpoint(f"{I}/schemas/images", {"GET": r("global")}),
+    "image-import-info": Endpoint(f"{I}/info/import", {"GET": r("global")}),
+    "image-list": Endpoint(
+        f"{I}/images",
+        {
+            "GET": r("collection"),
+            "POST": r(
+                "collection", body=lambda w: {"name": "mine", "disk_format": "qcow2", "container_format": "bare"}
+            ),
+        },
+    ),
+    "image-detail": Endpoint(
+        f"{I}/images/{{image}}",
+        {
+            "GET": r("owned"),
+            "PATCH": r(
+                "owned",
+                body=lambda w: [{"op": "replace", "path": "/name", "value": "renamed"}],
+                content_type="application/openstack-images-v2.1-json-patch",
+            ),
+            "DELETE": r("owned"),
+        },
+    ),
+    "image-file": Endpoint(
+        f"{I}/images/{{image}}/file",
+        {
+            "GET": r("owned", admin_codes={204}, owner_codes={204}),
+            "PUT": r(
+                "owned",
+                body=lambda w: b"QFI\xfb",
+                content_type="application/octet-stream",
+                admin_codes={400, 409},
+                owner_codes={400, 409},
+            ),
+        },
+    ),
+    "image-tag": Endpoint(f"{I}/images/{{image}}/tags/t1", {"PUT": r("owned"), "DELETE": r("owned")}),
+    "view:NotImplementedView": Endpoint(
+        f"{I}/images/{{image}}/members",
+        {method: r("unimplemented") for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
+    ),
+}

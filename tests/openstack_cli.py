@@ -1,0 +1,183 @@
+"""The real ``openstack`` CLI (python-openstackclient in .venv-openstack) against the live API and Keystone.
+
+``OpenStackCLI`` runs one command at a time as a subprocess with an openrc-like environment and nothing
+else from ours (no clouds.yaml, no OS_* leaking in); ``json()`` and ``value()`` parse what it prints.
+``cli_cloud`` makes a test module's live API use the session's Keystone and registers the live server in
+Keystone's catalog, as `manage.py register_catalog` does for a real cloud.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.test import override_settings
+
+from tests.keystone import ADMIN_PASSWORD, REGION, KeystoneServer
+from tests.processes import ROOT
+
+VENV_BIN = ROOT / ".venv-openstack" / "bin"
+MEMBER_PROJECT = "cli-project"
+OTHER_PROJECT = "cli-other-project"
+
+
+class CommandFailed(AssertionError):
+    pass
+
+
+class OpenStackCLI:
+    """One Keystone user's ``openstack`` command line, as a person with an openrc would type it."""
+
+    def __init__(self, keystone: KeystoneServer, *, username: str, password: str, project: str, home: Path):
+        if not (VENV_BIN / "openstack").exists():
+            raise CommandFailed("no .venv-openstack: run `WITH_TEST_DEPS=1 scripts/bootstrap.sh`")
+        home.mkdir(parents=True, exist_ok=True)
+        self.home = home
+        self.username = username
+        self.project = project
+        self.history: list[str] = []
+        self.env = {
+            "PATH": f"{VENV_BIN}:/usr/bin:/bin",
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "OS_AUTH_URL": keystone.auth_url,
+            "OS_IDENTITY_API_VERSION": "3",
+            "OS_USERNAME": username,
+            "OS_PASSWORD": password,
+            "OS_PROJECT_NAME": project,
+            "OS_USER_DOMAIN_NAME": "Default",
+            "OS_PROJECT_DOMAIN_NAME": "Default",
+            "OS_REGION_NAME": REGION,
+            "OS_INTERFACE": "public",
+        }
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Runs ``openstack ARGS``; whatever the outcome, remembers the command and what it printed."""
+        started = time.monotonic()
+        result = subprocess.run(
+            [str(VENV_BIN / "openstack"), *args],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        self.history.append(
+            f"$ openstack {' '.join(args)}   # {self.username}, rc={result.returncode}, "
+            f"{time.monotonic() - started:.1f}s\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
+        return result
+
+    def ok(self, *args: str, timeout: float = 300) -> str:
+        """The output of a command that must succeed."""
+        result = self.run(*args, timeout=timeout)
+        if result.returncode != 0:
+            raise CommandFailed(
+                f"`openstack {' '.join(args)}` failed (rc={result.returncode}):\n{result.stderr or result.stdout}"
+            )
+        return result.stdout
+
+    def json(self, *args: str, timeout: float = 300):
+        """The parsed ``-f json`` output of a command that must succeed."""
+        out = self.ok(*args, "-f", "json", timeout=timeout)
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise CommandFailed(f"`openstack {' '.join(args)} -f json` printed no JSON:\n{out[:2000]}") from None
+
+    def value(self, *args: str) -> str:
+        return self.ok(*args, "-f", "value").strip()
+
+    def fails(self, *args: str) -> str:
+        """The error output of a command that must fail."""
+        result = self.run(*args)
+        if result.returncode == 0:
+            raise CommandFailed(f"`openstack {' '.join(args)}` succeeded but should have failed:\n{result.stdout}")
+        return result.stderr
+
+    def wait_for_status(self, server: str, status: str, timeout: float = 120) -> dict:
+        """``server show`` until the server has ``status`` (ERROR ends the wait with the fault)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            shown = self.json("server", "show", server)
+            if shown["status"] == status:
+                return shown
+            if shown["status"] == "ERROR" and status != "ERROR":
+                raise CommandFailed(f"{server} went to ERROR: {shown.get('fault')}")
+            if time.monotonic() > deadline:
+                raise CommandFailed(f"{server} is {shown['status']} after {timeout}s, not {status}")
+            time.sleep(0.5)
+
+    def transcript(self) -> str:
+        return "\n".join(self.history[-40:])
+
+
+def rows_by(rows: list[dict], key: str) -> dict:
+    """``-f json`` list output keyed by one of its columns."""
+    return {row[key]: row for row in rows}
+
+
+@dataclass
+class CliCloud:
+    keystone: KeystoneServer
+    api_url: str
+    admin: OpenStackCLI
+    member: OpenStackCLI
+    other: OpenStackCLI  # a member of another project
+    member_project_id: str
+    admin_project_id: str
+
+
+@pytest.fixture(scope="module")
+def cli_cloud(keystone, live_server, tmp_path_factory):
+    """The live API with Keystone identity on, registered in Keystone's catalog; an admin and a member CLI."""
+    # The API in this process is the cloud: its public URL (links, signed image URLs, the catalog) is the
+    # live server's.
+    settings_override = override_settings(
+        KEYSTONE=keystone.settings(), CLOUD={**settings.CLOUD, "PUBLIC_URL": live_server.url}
+    )
+    settings_override.enable()
+    try:
+        out = io.StringIO()
+        call_command("register_catalog", stdout=out)
+        member = keystone.make_user("cli-member", "cli-member-pw", MEMBER_PROJECT, "member")
+        keystone.make_user("cli-other", "cli-other-pw", OTHER_PROJECT, "member")
+        home = tmp_path_factory.mktemp("openstack-cli")
+        yield CliCloud(
+            keystone=keystone,
+            api_url=live_server.url,
+            admin=OpenStackCLI(
+                keystone, username="admin", password=ADMIN_PASSWORD, project="admin", home=home / "admin"
+            ),
+            member=OpenStackCLI(
+                keystone, username="cli-member", password="cli-member-pw", project=MEMBER_PROJECT, home=home / "member"
+            ),
+            other=OpenStackCLI(
+                keystone, username="cli-other", password="cli-other-pw", project=OTHER_PROJECT, home=home / "other"
+            ),
+            member_project_id=member["project_id"],
+            admin_project_id=keystone.project("admin"),
+        )
+    finally:
+        settings_override.disable()
+
+
+@pytest.fixture
+def cli(cli_cloud, request):
+    """The module's CLIs for one test; on failure, the commands the test ran and what they printed."""
+    users = (cli_cloud.admin, cli_cloud.member, cli_cloud.other)
+    for user in users:
+        user.history.clear()
+    yield cli_cloud
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print("===== openstack CLI transcript =====")
+        for user in users:
+            print(user.transcript())

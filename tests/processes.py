@@ -1,0 +1,280 @@
+"""Real processes of the cloud for tests: conductor, compute hosts and the console proxy.
+
+Each runs as a subprocess with the same settings the test process uses (database, broker, secrets),
+logging to a file that is printed when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    user = db.get("USER") or "postgres"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgresql://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+def purge_broker() -> None:
+    """The test broker database starts empty, so no message of an earlier run is delivered now."""
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+class Process:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the process group (a Celery worker's pool children too)."""
+        os.killpg(self.popen.pid, sig)
+
+    def wait(self, timeout: float = 20) -> int:
+        return self.popen.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, sig)
+            if sig == signal.SIGKILL:
+                self.popen.wait(10)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        self.log.close()
+
+
+class Cluster:
+    """The control plane's workers around a live API server, for one test module."""
+
+    def __init__(self, api_url: str, work_dir: Path):
+        self.api_url = api_url.rstrip("/")
+        self.work_dir = work_dir
+        self.processes: dict[str, Process] = {}
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "portal.settings.base",
+            "DATABASE_URL": database_url(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "CLOUD_PUBLIC_URL": self.api_url,
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+            "CONSOLEAUTH_SECRET": settings.CONSOLE["AUTH_SECRET"],
+            "CLOUD_STATE_DIR": str(work_dir),
+            "IMAGE_DIR": str(settings.CLOUD["IMAGE_DIR"]),
+            "PYTHONUNBUFFERED": "1",
+            "LEASE_SCHEDULING": "60",
+        }
+
+    def _start(self, name: str, argv: list[str], **env: str) -> Process:
+        process = Process(name, argv, {**self.env, **env}, self.work_dir)
+        self.processes[name] = process
+        return process
+
+    def start_conductor(self, concurrency: int = 2) -> Process:
+        return self._start(
+            "conductor",
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "portal",
+                "worker",
+                "-Q",
+                "conductor",
+                "-n",
+                "conductor@test",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+        )
+
+    def start_compute(self, host: str, *, uri: str = "test:///default", heartbeat: float = 1.0) -> Process:
+        return self._start(
+            f"compute-{host}",
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "compute_tasks.worker",
+                "worker",
+                "-Q",
+                f"compute.{host}",
+                "-n",
+                f"compute@{host}",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "4",
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            COMPUTE_HOST=host,
+            COMPUTE_DRIVER="libvirt",
+            COMPUTE_LIBVIRT_URI=uri,
+            COMPUTE_STATE_DIR=str(self.work_dir / "compute" / host),
+            COMPUTE_HEARTBEAT_INTERVAL=str(heartbeat),
+        )
+
+    def restart(self, name: str) -> Process:
+        """Start a process again as it was started before (after it was killed or stopped)."""
+        old = self.processes[name]
+        old.stop()
+        process = Process(name, old.argv, old.env, self.work_dir)
+        self.processes[name] = process
+        return process
+
+    def start_api(self, port: int, *, workers: int = 2, threads: int = 4) -> Process:
+        """The API under gunicorn, as in production: real parallel requests, one process per worker."""
+        process = self._start(
+            "api",
+            [
+                str(VENV_BIN / "gunicorn"),
+                "portal.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+                "--timeout",
+                "120",
+                "--graceful-timeout",
+                "5",
+            ],
+            DJANGO_SETTINGS_MODULE="tests.cluster_settings",
+        )
+        wait_for_http(f"http://127.0.0.1:{port}/compute/", timeout=60, process=process)
+        return process
+
+    def start_beat(self) -> Process:
+        """Celery beat: the periodic jobs (the reaper every ``REAPER_INTERVAL`` seconds of ``self.env``)."""
+        return self._start(
+            "beat",
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "portal",
+                "beat",
+                "--schedule",
+                str(self.work_dir / "celerybeat-schedule"),
+                "--loglevel",
+                "INFO",
+            ],
+        )
+
+    def start_consoleproxy(self, port: int, allowed_origins: str) -> Process:
+        return self._start(
+            "consoleproxy",
+            [sys.executable, "-m", "consoleproxy"],
+            CONSOLEPROXY_LISTEN=f"127.0.0.1:{port}",
+            CONSOLEAUTH_URL=f"{self.api_url}/internal/consoleauth/",
+            CONSOLE_ALLOWED_ORIGINS=allowed_origins,
+        )
+
+    def instance_dir(self, host: str, instance_uuid: str) -> Path:
+        return self.work_dir / "compute" / host / "instances" / instance_uuid
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {name} =====\n{p.output()[-6000:]}" for name, p in self.processes.items())
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop()
+        close_other_sessions()
+
+
+def close_other_sessions() -> None:
+    """Workers' connections may outlive them by a moment; the test database must be droppable."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def wait_for_host(name: str, timeout: float = 60) -> None:
+    """Until the host's heartbeat has been recorded, so the scheduler can choose it."""
+    from portal.models import ComputeHost
+
+    wait_until(
+        lambda: ComputeHost.objects.filter(name=name, last_heartbeat__isnull=False).exists(),
+        timeout,
+        message=f"the heartbeat of {name}",
+    )
+
+
+def wait_for_http(url: str, timeout: float = 30, process: Process | None = None) -> None:
+    """Until ``url`` answers at all (any status), or fail early with the log of a process that died."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            pass
+        if process is not None and not process.alive():
+            raise AssertionError(f"{process.name} exited while starting:\n{process.output()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {url}")
+        time.sleep(0.2)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)

@@ -1,0 +1,35 @@
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.processes import Cluster, free_port, purge_broker
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_demo_image.sh"
+IMAGE_DIR = REPO_ROOT / "var" / "images"
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+SYSTEM_HOST = "systemhost"
+
+
+@pytest.fixture(scope="session")
+def demo_image() -> Path:
+    """The demo image, built by the project's script when missing or older than the script."""
+    subprocess.run([str(BUILD_SCRIPT), str(IMAGE_DIR)], check=True, timeout=600)
+    return IMAGE_DIR / "demo.qcow2"
+
+
+@pytest.fixture(scope="module")
+def qemu_cluster(django_db_setup, django_db_blocker, live_server, tmp_path_factory):
+    """Conductor, a compute host on qemu:///system and the console proxy, around the live API."""
+    purge_broker()
+    cluster = Cluster(live_server.url, tmp_path_factory.mktemp("qemu-cluster"))
+    cluster.proxy_port = free_port()
+    cluster.proxy_origin = f"http://127.0.0.1:{cluster.proxy_port}"
+    cluster.env["CONSOLE_PROXY_BASE_URL"] = f"{cluster.proxy_origin}/vnc_lite.html"
+    cluster.start_conductor()
+    cluster.start_compute(SYSTEM_HOST, uri="qemu:///system")
+    cluster.start_consoleproxy(cluster.proxy_port, allowed_origins=cluster.proxy_origin)
+    yield cluster
+    with django_db_blocker.unblock():
+        cluster.stop()

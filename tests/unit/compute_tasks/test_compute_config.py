@@ -1,0 +1,92 @@
+import socket
+from pathlib import Path
+
+import pytest
+
+from compute_tasks.config import REPO_ROOT, ConfigError, HostConfig
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_work_on_one_machine():
+    config = HostConfig.from_env({})
+
+    assert config.host == socket.gethostname()
+    assert config.broker_url == "redis://127.0.0.1:6379/0"
+    assert config.driver == "libvirt"
+    assert config.libvirt_uri == "qemu:///system"
+    assert config.virt_type == "qemu"
+    assert config.state_dir == REPO_ROOT / "var" / "compute" / config.host
+    assert config.images_dir == config.state_dir / "images"
+    assert config.heartbeat_interval == 5.0
+    assert config.vnc_listen == config.vnc_address == "127.0.0.1"
+    assert config.http_timeout == 30.0
+    assert config.shutdown_timeout == 60.0
+
+
+def test_values_come_from_the_environment(tmp_path):
+    config = HostConfig.from_env(
+        {
+            "COMPUTE_HOST": "hv-01",
+            "CELERY_BROKER_URL": "amqp://guest@rabbit//",
+            "COMPUTE_DRIVER": "fake",
+            "COMPUTE_LIBVIRT_URI": "test:///default",
+            "COMPUTE_VIRT_TYPE": "KVM",
+            "COMPUTE_STATE_DIR": str(tmp_path),
+            "COMPUTE_HEARTBEAT_INTERVAL": "0.5",
+            "COMPUTE_VNC_LISTEN": "0.0.0.0",  # noqa: S104 - only parsed
+            "COMPUTE_HTTP_TIMEOUT": "3",
+            "COMPUTE_SHUTDOWN_TIMEOUT": "0",
+        }
+    )
+
+    assert (config.host, config.driver, config.virt_type) == ("hv-01", "fake", "kvm")
+    assert config.libvirt_uri == "test:///default"
+    assert config.state_dir == tmp_path
+    assert config.heartbeat_interval == 0.5
+    assert config.http_timeout == 3.0
+    assert config.shutdown_timeout == 0.0
+    # A wildcard listen address is not something the console proxy can connect to.
+    assert config.vnc_address == "hv-01"
+
+
+def test_the_state_dir_defaults_per_host():
+    assert HostConfig.from_env({"COMPUTE_HOST": "a"}).state_dir.name == "a"
+    assert HostConfig.from_env({"COMPUTE_HOST": "b"}).state_dir.name == "b"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("COMPUTE_VIRT_TYPE", "xen"),
+        ("COMPUTE_DRIVER", "vmware"),
+        ("COMPUTE_HOST", "bad host/name"),
+        ("COMPUTE_HEARTBEAT_INTERVAL", "soon"),
+        ("COMPUTE_HEARTBEAT_INTERVAL", "0"),
+        ("COMPUTE_HTTP_TIMEOUT", "-1"),
+        ("COMPUTE_HTTP_TIMEOUT", "nan"),
+        ("COMPUTE_VNC_LISTEN", "localhost:5900"),
+        ("CELERY_BROKER_URL", "127.0.0.1:6379"),
+        ("COMPUTE_LIBVIRT_URI", "qemu"),
+    ],
+)
+def test_an_invalid_value_fails_naming_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        HostConfig.from_env({name: value})
+
+
+def test_instance_dirs_cannot_escape_the_state_dir(tmp_path):
+    config = HostConfig.from_env({"COMPUTE_STATE_DIR": str(tmp_path)})
+
+    assert config.instance_dir("6F2E1C9A-0B9E-4C1B-9C55-3C0C1E1F2A3B") == (
+        tmp_path / "instances" / "6f2e1c9a-0b9e-4c1b-9c55-3c0c1e1f2a3b"
+    )
+    with pytest.raises(ValueError, match="not a valid instance uuid"):
+        config.instance_dir("../../etc")
+
+
+def test_config_is_frozen():
+    config = HostConfig.from_env({})
+    with pytest.raises(AttributeError):
+        config.host = "other"  # type: ignore[misc]
+    assert isinstance(config.state_dir, Path)
