@@ -9,6 +9,14 @@ from .cinder_service import cinder, cinder_settings  # noqa: F401 (fixtures: a r
 from .factories import FlavorFactory, MembershipFactory
 from .http import ApiUser
 from .keystone import keystone, keystone_settings  # noqa: F401 (fixtures: a real Keystone for the session)
+from .processes import mark_test_run, reap_orphans
+
+
+def pytest_configure(config):
+    reaped = reap_orphans()
+    if reaped:
+        print(f"killed {len(reaped)} processes left behind by an earlier test run: {reaped}")
+    mark_test_run()
 
 
 def basic_auth(username: str, password: str = "secret") -> str:
@@ -65,3 +73,6 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, "rep_" + report.when, report)
+    cinder_service = getattr(item, "funcargs", {}).get("cinder")
+    if report.failed and cinder_service is not None:
+        report.sections.append(("Cinder's logs", cinder_service.logs()))

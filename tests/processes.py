@@ -6,6 +6,7 @@ logging to a file that is printed when a test fails.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -17,6 +18,8 @@ from pathlib import Path
 import redis
 from django.conf import settings
 from django.db import connection
+
+from compute_tasks.config import parse_host_list
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -37,6 +40,55 @@ def database_url() -> str:
     return f"postgresql://{user}{password}@{host}:{port}/{db['NAME']}"
 
 
+# Every process a test run starts carries this variable (set in the test process's own environment, so
+# subprocesses inherit it), naming the pytest process that owns it.
+OWNER_VARIABLE = "CLOUD_TEST_OWNER"
+_PR_SET_PDEATHSIG = 1
+
+
+def mark_test_run() -> None:
+    os.environ[OWNER_VARIABLE] = str(os.getpid())
+
+
+def reap_orphans() -> list[int]:
+    """Kill what an earlier test run started and left behind when it died (its pytest is gone): a stray
+    conductor or compute worker on the test broker would take messages meant for this run's workers."""
+    me = os.getpid()
+    marker = f"{OWNER_VARIABLE}=".encode()
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        owner = next((item[len(marker) :] for item in environ if item.startswith(marker)), b"")
+        if not owner.isdigit() or int(owner) == me or _alive(int(owner)):
+            continue
+        try:
+            os.kill(int(entry.name), signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        killed.append(int(entry.name))
+    return killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel kills it when the test process dies, however that happens."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def purge_broker() -> None:
     """The test broker database starts empty, so no message of an earlier run is delivered now."""
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
@@ -50,7 +102,13 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self.log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
         )
 
     @property
@@ -135,7 +193,9 @@ class Cluster:
             ],
         )
 
-    def start_compute(self, host: str, *, uri: str = "test:///default", heartbeat: float = 1.0) -> Process:
+    def start_compute(
+        self, host: str, *, uri: str = "test:///default", heartbeat: float = 1.0, driver: str = "libvirt"
+    ) -> Process:
         return self._start(
             f"compute-{host}",
             [
@@ -157,7 +217,7 @@ class Cluster:
                 "--without-gossip",
             ],
             COMPUTE_HOST=host,
-            COMPUTE_DRIVER="libvirt",
+            COMPUTE_DRIVER=driver,
             COMPUTE_LIBVIRT_URI=uri,
             COMPUTE_STATE_DIR=str(self.work_dir / "compute" / host),
             COMPUTE_HEARTBEAT_INTERVAL=str(heartbeat),
@@ -225,10 +285,33 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(f"===== {name} =====\n{p.output()[-6000:]}" for name, p in self.processes.items())
 
+    def host_names(self) -> set[str]:
+        """The compute hosts this cluster's workers run as."""
+        names = set()
+        for process in self.processes.values():
+            if process.env.get("COMPUTE_HOSTS"):
+                names.update(parse_host_list(process.env["COMPUTE_HOSTS"]))
+            elif process.env.get("COMPUTE_HOST"):
+                names.add(process.env["COMPUTE_HOST"])
+        return names
+
     def stop(self) -> None:
         for process in self.processes.values():
             process.stop()
         close_other_sessions()
+        forget_hosts(self.host_names())
+
+
+def forget_hosts(names: set[str]) -> None:
+    """Remove stopped hosts (and anything still placed on them) from the test database.
+
+    Their last heartbeats may land after a test's database flush; left there, the hosts would look up to
+    the next module's scheduler for a minute and take its first builds to queues nobody consumes."""
+    from portal.models import ComputeHost, Instance
+
+    if names:
+        Instance.objects.filter(host__name__in=names).delete()
+        ComputeHost.objects.filter(name__in=names).delete()
 
 
 def close_other_sessions() -> None:

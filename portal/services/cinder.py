@@ -86,6 +86,13 @@ class CinderAPI:
     def volume(self, volume_id: str) -> dict[str, Any]:
         return self._call(f"volume {volume_id}", lambda: self.client.volumes.get(volume_id).to_dict())
 
+    def volumes(self, *, status: str | None = None) -> list[dict[str, Any]]:
+        """The project's volumes (with ``status`` only, if given), as Cinder lists them in detail."""
+        search = {"status": status} if status else None
+        return self._call(
+            "the project's volumes", lambda: [v.to_dict() for v in self.client.volumes.list(search_opts=search)]
+        )
+
     def create_volume(self, *, size: int, name: str, description: str = "") -> dict[str, Any]:
         return self._call(
             "a new volume",

@@ -81,6 +81,11 @@ class BootVolume:
     delete_on_termination: bool = False
     tag: str | None = None
 
+    @property
+    def is_new(self) -> bool:
+        """A volume Cinder is to make for the server (from an image, or blank)."""
+        return self.source_type != BlockDeviceMapping.Source.VOLUME
+
 
 def _cinder(instance: Instance, user_token: str | None = None) -> CinderAPI:
     return cinder_api(project_id=instance.project_id, user_token=user_token)
@@ -172,6 +177,12 @@ def _check_instance(instance: Instance, ctx: RequestContext, verb: str, vm_state
 
 def _locked_instance(instance: Instance) -> Instance:
     return Instance.objects.select_for_update(of=("self",)).select_related("host").get(pk=instance.pk)
+
+
+def project_volumes(*, ctx: RequestContext, status: str | None = None) -> list[dict[str, Any]]:
+    """The caller's project's volumes in Cinder, by name; BlockStorageError when Cinder cannot say."""
+    volumes = cinder_api(project_id=ctx.project.pk).volumes(status=status)
+    return sorted(volumes, key=lambda v: ((v.get("name") or "").lower(), v.get("id") or ""))
 
 
 # --- attach -------------------------------------------------------------------------------------------
@@ -450,8 +461,11 @@ def block_devices_create(*, instance: Instance, volumes: Sequence[BootVolume]) -
     return BlockDeviceMapping.objects.bulk_create(rows)
 
 
-def build_with_volumes(*, host: str, build: rpc.BuildRequest) -> None:
+def build_with_volumes(*, host: str, build: rpc.BuildRequest, user_token: str = "") -> None:
     """Send the build, with its volumes made, reserved and connected for ``host`` first.
+
+    New volumes are made with ``user_token`` (the Keystone token of the user who asked for the server)
+    when there is one, so that they are in the user's project; else by the cloud's service user.
 
     Runs after the claim committed. A failure with Cinder ends the build as a failure on that host that
     no other host would change (the instance goes to ERROR with the reason as its fault), and lets go of
@@ -463,7 +477,7 @@ def build_with_volumes(*, host: str, build: rpc.BuildRequest) -> None:
         rpc.build_and_run_instance(host, build)
         return
     try:
-        devices = _prepare_boot_volumes(instance, host, mappings)
+        devices = _prepare_boot_volumes(instance, host, mappings, user_token)
     except (BlockStorageError, VolumeRequestError) as exc:
         for mapping in BlockDeviceMapping.objects.filter(instance=instance).exclude(attachment_id=""):
             _release(mapping)
@@ -480,11 +494,11 @@ def build_with_volumes(*, host: str, build: rpc.BuildRequest) -> None:
     rpc.build_and_run_instance(host, dataclasses.replace(build, block_devices=devices))
 
 
-def _prepare_boot_volumes(instance: Instance, host: str, mappings: list[BlockDeviceMapping]):
+def _prepare_boot_volumes(instance: Instance, host: str, mappings: list[BlockDeviceMapping], user_token: str = ""):
     connector = dict(ComputeHost.objects.get(name=host).volume_connector or {})
     if not connector:
         raise VolumeConflict(f"host {host} has not reported how volumes can reach it")
-    cinder = _cinder(instance)
+    cinder = _cinder(instance, user_token or None)
     devices = []
     for mapping in sorted(mappings, key=lambda m: m.boot_index != 0):
         if mapping.attachment_id:

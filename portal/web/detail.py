@@ -1,16 +1,89 @@
-"""What an instance's page shows besides the instance: its action log with events, and its image."""
+"""What an instance's page shows besides the instance: its volumes, its action log with events, and its image."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.db.models import Prefetch
 
 from portal.auth.context import RequestContext
-from portal.models import Instance, InstanceAction, InstanceActionEvent
+from portal.models import BlockDeviceMapping, Instance, InstanceAction, InstanceActionEvent
 from portal.selectors.images import image_get
+from portal.selectors.volumes import instance_volumes
+from portal.services import cinder
+from portal.services import volumes as volume_services
 
 from .presenters import present
 
 ACTION_LOG_LENGTH = 20
+
+
+@dataclass(frozen=True)
+class VolumeRow:
+    """One of the instance's volumes as its page lists it."""
+
+    volume_id: str
+    name: str
+    size_gb: int | None
+    device: str
+    status: str
+    root: bool
+    delete_on_termination: bool
+    can_detach: bool
+
+
+@dataclass(frozen=True)
+class VolumePanel:
+    """The instance's volumes, and what can be attached to it now (only when the viewer may)."""
+
+    enabled: bool  # this cloud has a block storage service
+    rows: list[VolumeRow]
+    attachable: list[dict]
+    can_attach: bool
+    error: str = ""
+
+
+def volume_panel(instance: Instance, ctx: RequestContext) -> VolumePanel:
+    """The instance's mappings from the database, their names and the project's free volumes from Cinder
+    (one list call; when Cinder cannot answer the page still shows what the cloud itself knows)."""
+    mappings = instance_volumes(instance)
+    if not cinder.configured():
+        return VolumePanel(enabled=False, rows=_rows(mappings, {}, False), attachable=[], can_attach=False)
+    error = ""
+    try:
+        known = {v["id"]: v for v in volume_services.project_volumes(ctx=ctx)}
+    except cinder.BlockStorageError as exc:
+        known, error = {}, str(exc)
+    writable = ctx.can_write and not (instance.locked and not ctx.is_admin) and not instance.task_state
+    can_attach = writable and instance.vm_state in volume_services.ATTACHABLE_VM_STATES and bool(instance.host_id)
+    can_detach = writable and instance.vm_state in volume_services.DETACHABLE_VM_STATES
+    attachable = [v for v in known.values() if v.get("status") == "available" and not v.get("multiattach")]
+    return VolumePanel(
+        enabled=True,
+        rows=_rows(mappings, known, can_detach),
+        attachable=sorted(attachable, key=lambda v: ((v.get("name") or "").lower(), v["id"])),
+        can_attach=can_attach and not error,
+        error=error,
+    )
+
+
+def _rows(mappings: list[BlockDeviceMapping], known: dict[str, dict], can_detach: bool) -> list[VolumeRow]:
+    rows = []
+    for mapping in mappings:
+        volume = known.get(mapping.volume_id, {})
+        rows.append(
+            VolumeRow(
+                volume_id=mapping.volume_id,
+                name=volume.get("name") or "",
+                size_gb=volume.get("size") or mapping.volume_size,
+                device=mapping.device,
+                status=mapping.status,
+                root=mapping.is_root,
+                delete_on_termination=mapping.delete_on_termination,
+                can_detach=can_detach and not mapping.is_root and mapping.status == BlockDeviceMapping.Status.ATTACHED,
+            )
+        )
+    return rows
 
 
 def detail_context(instance: Instance, ctx: RequestContext) -> dict:
@@ -20,9 +93,11 @@ def detail_context(instance: Instance, ctx: RequestContext) -> dict:
         .prefetch_related(Prefetch("events", queryset=InstanceActionEvent.objects.order_by("start_time", "id")))
         .order_by("-start_time", "-id")[:ACTION_LOG_LENGTH]
     )
-    image = image_get(ctx=ctx, image_id=instance.image_ref)  # a name the caller may see, else the id
-    return {
-        "view": present(instance, ctx),
-        "actions": actions,
-        "image_name": (image.name if image else None) or str(instance.image_ref),
-    }
+    panel = volume_panel(instance, ctx)
+    if instance.image_ref:
+        image = image_get(ctx=ctx, image_id=instance.image_ref)  # a name the caller may see, else the id
+        image_name = (image.name if image else None) or str(instance.image_ref)
+    else:
+        root = next((row for row in panel.rows if row.root), None)
+        image_name = f"booted from volume {root.name or root.volume_id}" if root else "none"
+    return {"view": present(instance, ctx), "actions": actions, "image_name": image_name, "volumes": panel}

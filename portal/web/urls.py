@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import account, console, dashboard, flavors, images, instances, keypairs, live
+from . import account, console, dashboard, flavors, images, instances, keypairs, live, volumes
 
 app_name = "portal"
 urlpatterns = [
@@ -15,6 +15,8 @@ urlpatterns = [
     path("instances/<uuid:server_id>/", instances.instance_detail, name="instance"),
     path("instances/<uuid:server_id>/events", live.instance_detail_events, name="instance-detail-events"),
     path("instances/<uuid:server_id>/action", instances.instance_action, name="instance-action"),
+    path("instances/<uuid:server_id>/volumes/attach", volumes.volume_attach, name="volume-attach"),
+    path("instances/<uuid:server_id>/volumes/<uuid:volume_id>/detach", volumes.volume_detach, name="volume-detach"),
     path("instances/<uuid:server_id>/console/", console.console_page, name="console"),
     path("instances/<uuid:server_id>/console/token", console.console_token, name="console-token"),
     path("instances/<uuid:server_id>/console/session", console.console_session, name="console-session"),

@@ -1,12 +1,15 @@
 import uuid
 
 import pytest
+from django.conf import settings
+from django.test import override_settings
 
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
-from portal.models import ComputeHost, Role
+from portal.models import ComputeHost, Instance, Role
 from portal.services import volumes
 from tests.factories import InstanceFactory, MembershipFactory
+from tests.processes import VENV_BIN, Cluster, purge_broker, wait_for_host, wait_until
 
 CONNECTOR = {
     "platform": "x86_64",
@@ -74,3 +77,70 @@ def report(instance, request: rpc.VolumeRequest, action: str, *, error: str = ""
         error=error,
         rollback=request.rollback,
     )
+
+
+# --- a live cloud around the API: conductor and one compute host with the fake driver ---------------
+
+HOST = "fakevolhost"
+
+
+@pytest.fixture(scope="module")
+def volume_cloud(cinder, django_db_setup, django_db_blocker, live_server, tmp_path_factory):
+    """Conductor and one compute host (fake driver) around the live API, all speaking to the session's Cinder."""
+    purge_broker()
+    override = override_settings(CINDER={**settings.CINDER, "ENDPOINT": cinder.endpoint, "VOLUME_LEASE": 5})
+    override.enable()
+    cluster = Cluster(live_server.url, tmp_path_factory.mktemp("volume-cloud"))
+    cluster.env["CINDER_ENDPOINT"] = cinder.endpoint
+    cluster.start_conductor()
+    argv = [str(VENV_BIN / "celery"), "-A", "compute_tasks.worker", "worker", "-Q", f"compute.{HOST}"]
+    argv += ["-n", f"compute@{HOST}", "--pool", "threads", "--concurrency", "4", "--without-mingle", "--without-gossip"]
+    cluster._start(
+        f"compute-{HOST}",
+        argv,
+        COMPUTE_HOST=HOST,
+        COMPUTE_DRIVER="fake",
+        COMPUTE_STATE_DIR=str(cluster.work_dir / "compute" / HOST),
+        COMPUTE_HEARTBEAT_INTERVAL="1",
+    )
+    yield cluster
+    with django_db_blocker.unblock():
+        cluster.stop()
+    override.disable()
+
+
+@pytest.fixture
+def host_up(volume_cloud, transactional_db, request):
+    wait_for_host(HOST)
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(volume_cloud.logs())
+
+
+def wait_status(user, server_id, status, timeout=60):
+    def current():
+        shown = user.server(server_id)
+        assert shown["status"] != "ERROR" or status == "ERROR", shown.get("fault")
+        return shown["status"] == status
+
+    try:
+        return wait_until(current, timeout, interval=0.3, message=f"{server_id} to be {status}")
+    except AssertionError as exc:
+        instance = Instance.objects.select_related("host").filter(uuid=server_id).first()
+        hosts = list(ComputeHost.objects.values_list("name", "last_heartbeat"))
+        where = f"on host {instance.host.name if instance.host_id else None}" if instance else "(no such row)"
+        raise AssertionError(f"{exc}; the instance is {where}; hosts known: {hosts}") from None
+
+
+def boot(user, image, **server):
+    body = {"server": {"name": "vm", "flavorRef": "1", "networks": "auto", **server}}
+    if image is not None:
+        body["server"]["imageRef"] = str(image.id)
+    response = user.post("/servers", body)
+    assert response.status_code == 202, response.text
+    return response.json()["server"]["id"]
+
+
+def project_of(user) -> str:
+    return user.membership.project.pk
