@@ -449,6 +449,9 @@ def reply_console_output(reply_to: str, result: ConsoleOutput) -> None:
 class ScheduleRequest(Message):
     instance_uuid: str
     request_id: str = ""
+    # The Keystone token of the user who asked for the server, only when new volumes are to be made for
+    # it: Cinder puts a volume in the project of the token that asks for it. Never logged.
+    user_token: str = field(default="", repr=False)
 
 
 def schedule_and_build(request: ScheduleRequest) -> None:

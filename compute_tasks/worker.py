@@ -374,6 +374,14 @@ def _start_heartbeats(sender: Any = None, **_: Any) -> None:
     )
 
 
+@signals.worker_shutdown.connect
+def _close_drivers(**_: Any) -> None:
+    """Close hypervisor connections while the interpreter can still do it cleanly."""
+    with _manager_lock:
+        for manager in _managers.values():
+            manager.driver.close()
+
+
 @signals.worker_shutting_down.connect
 def _stop_heartbeats(**_: Any) -> None:
     if _heartbeats is not None:

@@ -48,14 +48,20 @@ def _patient_publishing(**_):
     app.conf.broker_transport_options = {**(app.conf.broker_transport_options or {}), "connect_retries_timeout": 40}
 
 
-class _QuietHeartbeats(logging.Filter):
-    """Hosts beat every few seconds; one line per beat would drown everything else in the log."""
+# Hosts beat every few seconds and beat sends the periodic jobs every few more; a line for each would
+# drown everything else in the log. The jobs log what they do when they do something.
+_ROUTINE_TASKS = ("conductor.heartbeat", *(entry["task"] for entry in app.conf.beat_schedule.values()))
 
+
+class _QuietHeartbeats(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "conductor.heartbeat" not in record.getMessage()
+        if record.levelno > logging.INFO:  # a failure is never routine
+            return True
+        message = record.getMessage()
+        return not any(task in message for task in _ROUTINE_TASKS)
 
 
 @signals.after_setup_logger.connect
 def _quiet_heartbeats(**_):
-    for name in ("celery.app.trace", "celery.worker.strategy"):
+    for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat"):
         logging.getLogger(name).addFilter(_QuietHeartbeats())

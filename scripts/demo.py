@@ -216,6 +216,7 @@ def main() -> int:
         headers={"OpenStack-API-Version": "compute 2.1"},
         timeout=10,
     ).json()["console"]["url"]
+    volumes = f"  Volumes       {API}/volumes/ (Cinder at {cinder.endpoint}, noauth)\n" if cinder is not None else ""
     print(
         f"""
   The cloud is running. Ctrl-C stops it (and the VMs).
@@ -227,7 +228,7 @@ def main() -> int:
   demo-1        {server["id"]} ({server["status"]})
   Console       {console}
                 (valid for 10 minutes; the portal's Console button makes a new one)
-{keystone}""",
+{volumes}{keystone}""",
         flush=True,
     )
     # Poll rather than wait(): a blocking wait() holds the lock the Ctrl-C handler needs to reap honcho.

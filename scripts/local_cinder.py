@@ -41,6 +41,8 @@ transport_url = rabbit://guest:guest@{rabbit}/{vhost}
 state_path = {dir}/state
 api_paste_config = {venv}/etc/cinder/api-paste.ini
 rootwrap_config = {venv}/etc/cinder/rootwrap.conf
+# Without it Cinder allows no query filters (name, status, ...) to anyone but an admin.
+resource_query_filters_file = {venv}/etc/cinder/resource_filters.json
 my_ip = 127.0.0.1
 host = {host}
 osapi_volume_listen = 127.0.0.1
@@ -142,6 +144,7 @@ class CinderService:
         self.processes: dict[str, subprocess.Popen] = {}
         self._vhost_created = False
         self._mounted = False
+        self._token: tuple[str, str, float] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> CinderService:
@@ -283,11 +286,7 @@ class CinderService:
         project = uuid.uuid4().hex
         while True:
             try:
-                response = requests.get(
-                    f"{self.endpoint}/{project}/scheduler-stats/get_pools?detail=true",
-                    headers=self.headers(project),
-                    timeout=5,
-                )
+                response = self.request("GET", project, "/scheduler-stats/get_pools?detail=true", timeout=5)
                 pools = response.json().get("pools", []) if response.status_code == 200 else []
                 if any((p.get("capabilities") or {}).get("free_capacity_gb") for p in pools):
                     return
@@ -307,17 +306,48 @@ class CinderService:
         return "\n".join(out)
 
     # --- the tests' own view of Cinder (plain HTTP, as any client) -------------------------------
+    # Without Keystone the tests are an admin of ``project_id``. With Keystone they are Cinder's own
+    # service user, an admin whose token is scoped to its own project: Cinder wants that project in the
+    # URL, and an admin reaches every project's volumes by id (lists need ``all_tenants``).
     def headers(self, project_id: str) -> dict[str, str]:
+        token = self._keystone_token()[0] if self.keystone is not None else f"admin:{project_id}"
         return {
-            "X-Auth-Token": f"admin:{project_id}",
+            "X-Auth-Token": token,
             "OpenStack-API-Version": f"volume {API_VERSION}",
             "Content-Type": "application/json",
         }
 
-    def request(self, method: str, project_id: str, path: str, body: dict | None = None, **kw):
+    def request(self, method: str, project_id: str, path: str, body: dict | None = None, timeout: float = 30, **kw):
+        if self.keystone is not None:
+            project_id = self._keystone_token()[1]
+            if method == "GET" and path.split("?")[0] in ("/volumes", "/volumes/detail", "/attachments"):
+                path += "&all_tenants=1" if "?" in path else "?all_tenants=1"
         return requests.request(
-            method, f"{self.endpoint}/{project_id}{path}", json=body, headers=self.headers(project_id), timeout=30, **kw
+            method,
+            f"{self.endpoint}/{project_id}{path}",
+            json=body,
+            headers=self.headers(project_id),
+            timeout=timeout,
+            **kw,
         )
+
+    def _keystone_token(self) -> tuple[str, str]:
+        """A token of the service user Cinder runs as (kept for ten minutes), and its project's id."""
+        if self._token is None or self._token[2] < time.monotonic():
+            user = {"name": self.keystone["username"], "domain": {"name": "Default"}}
+            auth = {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {"user": {**user, "password": self.keystone["password"]}},
+                },
+                "scope": {"project": {"name": self.keystone["project"], "domain": {"name": "Default"}}},
+            }
+            response = requests.post(f"{self.keystone['auth_url']}/auth/tokens", json={"auth": auth}, timeout=10)
+            if response.status_code != 201:
+                raise CinderError(f"Keystone refused Cinder's service user: {response.status_code} {response.text}")
+            project_id = response.json()["token"]["project"]["id"]
+            self._token = (response.headers["X-Subject-Token"], project_id, time.monotonic() + 600)
+        return self._token[0], self._token[1]
 
     def create_volume(self, project_id: str, size: int = 1, name: str = "vol", wait: bool = True) -> dict:
         response = self.request("POST", project_id, "/volumes", {"volume": {"size": size, "name": name}})

@@ -223,6 +223,19 @@ class KeystoneServer:
         }
         return {**config, **overrides}
 
+    def register_service(self, service_type: str, name: str, url: str) -> str:
+        """A new catalog service with public, internal and admin endpoints at ``url``; its id."""
+        body = {"service": {"type": service_type, "name": name, "enabled": True}}
+        service_id = self.call("POST", "/services", body)["service"]["id"]
+        for interface in ("public", "internal", "admin"):
+            endpoint = {"service_id": service_id, "interface": interface, "region_id": REGION, "url": url}
+            self.call("POST", "/endpoints", {"endpoint": endpoint})
+        return service_id
+
+    def delete_service(self, service_id: str) -> None:
+        """The service and its endpoints leave the catalog."""
+        self.call("DELETE", f"/services/{service_id}", expect=(204, 404))
+
     def catalog_entries(self, service_type: str) -> list[dict]:
         """The services of ``service_type`` with their endpoints, as the catalog API shows them."""
         services = self.call("GET", f"/services?type={service_type}")["services"]

@@ -190,6 +190,9 @@ class ComputeDriver(abc.ABC):
     def host_resources(self) -> HostResources:
         """Capacity of the host, reported in every heartbeat."""
 
+    def close(self) -> None:  # noqa: B027 - most drivers hold nothing to let go of
+        """Let go of the hypervisor connection: the worker is stopping."""
+
 
 def nic_addresses(nics: list[NicSpec]) -> list[dict[str, Any]]:
     """The addresses the guest will have, as far as the host can know them at boot.

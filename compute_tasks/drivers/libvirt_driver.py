@@ -139,6 +139,12 @@ class LibvirtDriver(ComputeDriver):
                 raise DriverError(f"cannot connect to libvirt at {self.uri}: {_message(exc)}") from exc
             return self._conn
 
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                _close_quietly(self._conn)
+                self._conn = None
+
     def _forget_if_broken(self, conn: libvirt.virConnect, exc: libvirt.libvirtError) -> bool:
         if exc.get_error_code() not in _CONNECTION_ERRORS and exc.get_error_domain() not in (_CONNECTION_ERROR_DOMAINS):
             return False

@@ -15,7 +15,9 @@ from portal.services import actions, hosts, reaper, scheduling, volumes
 @shared_task(name=rpc.SCHEDULE_AND_BUILD)
 def schedule_and_build(message: dict) -> None:
     request = rpc.ScheduleRequest.from_dict(message)
-    scheduling.schedule_and_build(instance_uuid=request.instance_uuid, request_id=request.request_id)
+    scheduling.schedule_and_build(
+        instance_uuid=request.instance_uuid, request_id=request.request_id, user_token=request.user_token
+    )
 
 
 @shared_task(name=rpc.INSTANCE_BUILT)

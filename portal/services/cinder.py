@@ -1,12 +1,14 @@
 """The control plane's Cinder client: python-cinderclient, authenticated the way this cloud is configured.
 
 - With Keystone (``settings.KEYSTONE['AUTH_URL']``): the block-storage endpoint comes from the service
-  catalog (``block-storage``, or one of its aliases such as ``volumev3``), pointed at the project the call
-  is for. A call made for a user with their Keystone token carries that token; calls the cloud makes on
-  its own (the conductor's, or for users who signed in with a password) carry the cloud's service user's
-  token. Every call also carries the service user's token as ``X-Service-Token``, which is how Cinder
-  knows the cloud is a service (it then lets it delete attachments it made, and accepts a user token
-  that expired during a long task).
+  catalog (``block-storage``, or one of its aliases such as ``volumev3``). A call made for a user with
+  their Keystone token carries that token, against the user's project; calls the cloud makes on its own
+  (the conductor's, but for making a boot's new volumes, or for users who signed in with a password)
+  carry the cloud's service user's token, against the service user's own project (Cinder wants the
+  token's project in the URL), and reach other projects' volumes by id as an admin. Every call also
+  carries the service user's token as ``X-Service-Token``, which is how Cinder knows the cloud is a
+  service (it then lets it delete attachments it made, and accepts a user token that expired during a
+  long task); Cinder accepts it only from a user with the ``service`` role.
 - Without Keystone: ``settings.CINDER['ENDPOINT']`` names a Cinder in noauth mode
   (``noauth_include_project_id``); the project id goes into the URL, and ``X-Service-Roles: service``
   says what the service token says under Keystone.
@@ -37,6 +39,8 @@ T = TypeVar("T")
 
 # 3.27 brought attachments, 3.44 their completion (``os-complete``).
 API_VERSION = "3.44"
+# The project a volume belongs to, which Cinder shows to admins (and so to the cloud asking as one).
+OWNER_ATTRIBUTE = "os-vol-tenant-attr:tenant_id"
 NOAUTH_USER = "cloud"
 
 
@@ -78,19 +82,33 @@ def configured() -> bool:
 class CinderAPI:
     """The few calls the cloud makes, on one project's behalf, each turning failures into our errors."""
 
-    def __init__(self, client: Any, project_id: str):
+    def __init__(self, client: Any, project_id: str, *, elevated: bool = False):
         self.client = client
         self.project_id = project_id
+        # Asking as the cloud (noauth, or the service user) rather than as the project's own user: Cinder
+        # then answers as to an admin, for every project, so each answer is checked to be the project's.
+        self.elevated = elevated
 
     # --- volumes ---------------------------------------------------------------------------------
     def volume(self, volume_id: str) -> dict[str, Any]:
+        """The project's volume ``volume_id``; VolumeNotFound when it is another project's."""
+        volume = self._volume(volume_id)
+        owner = volume.get(OWNER_ATTRIBUTE)
+        if owner is not None and owner.replace("-", "") != self.project_id.replace("-", ""):
+            raise VolumeNotFound(f"Volume {volume_id} could not be found.")
+        return volume
+
+    def _volume(self, volume_id: str) -> dict[str, Any]:
         return self._call(f"volume {volume_id}", lambda: self.client.volumes.get(volume_id).to_dict())
 
     def volumes(self, *, status: str | None = None) -> list[dict[str, Any]]:
         """The project's volumes (with ``status`` only, if given), as Cinder lists them in detail."""
-        search = {"status": status} if status else None
+        search: dict[str, Any] = {"status": status} if status else {}
+        if self.elevated:
+            search.update(all_tenants=1, project_id=self.project_id)
         return self._call(
-            "the project's volumes", lambda: [v.to_dict() for v in self.client.volumes.list(search_opts=search)]
+            "the project's volumes",
+            lambda: [v.to_dict() for v in self.client.volumes.list(search_opts=search or None)],
         )
 
     def create_volume(self, *, size: int, name: str, description: str = "") -> dict[str, Any]:
@@ -104,11 +122,13 @@ class CinderAPI:
             self._call(f"volume {volume_id}", lambda: self.client.volumes.delete(volume_id))
 
     def wait_for_volume(self, volume_id: str, status: str, *, timeout: float) -> dict[str, Any]:
-        """The volume once it has ``status``; BlockStorageError if it errs or takes longer than ``timeout``."""
+        """The volume (one the cloud made: it is not checked to be the project's, since a volume made
+        without the user's token is the service user's) once it has ``status``; BlockStorageError if it
+        errs or takes longer than ``timeout``."""
         deadline = time.monotonic() + timeout
         delay = 0.2
         while True:
-            volume = self.volume(volume_id)
+            volume = self._volume(volume_id)
             if volume["status"] == status:
                 return volume
             if volume["status"].startswith("error"):
@@ -151,6 +171,15 @@ class CinderAPI:
             if isinstance(code, int) and code >= 500:
                 log.warning("Cinder failed on %s: HTTP %s %s", what, code, message)
                 raise BlockStorageUnavailable(f"The block storage service failed: {message}") from None
+            if code == 401:
+                # Both tokens came from Keystone moments ago (the user's was validated for this request),
+                # so the usual cause is a service token without the role Cinder's service_token_roles asks for.
+                log.error(
+                    "Cinder refused the cloud's credentials on %s (HTTP 401): does the service user "
+                    "(KEYSTONE_USERNAME) have the 'service' role in Keystone?",
+                    what,
+                )
+                raise BlockStorageUnavailable("The block storage service refused the cloud's credentials.") from None
             if code == 400:
                 raise VolumeRefused(f"Invalid volume: {message}") from None
             raise BlockStorageError(f"The block storage service refused: {message}") from None
@@ -178,7 +207,7 @@ def cinder_api(*, project_id: str, user_token: str | None = None) -> CinderAPI:
     else:
         raise BlockStorageNotConfigured("This cloud has no block storage service: volumes are not available.")
     client = cinder_client.Client(API_VERSION, session=sess, retries=0)
-    return CinderAPI(client, project_id)
+    return CinderAPI(client, project_id, elevated=user_token is None)
 
 
 def _keystone_auth(project_id: str, user_token: str | None):
@@ -199,10 +228,12 @@ def _keystone_auth(project_id: str, user_token: str | None):
         raise BlockStorageUnavailable("Keystone refused the cloud's service credentials.") from None
     if not url:
         raise BlockStorageUnavailable("There is no block storage service in the service catalog.")
-    endpoint = project_endpoint(url, project_id, service_project)
-    user_auth = (
-        token_endpoint.Token(endpoint, user_token) if user_token else _FixedEndpoint(service_session.auth, endpoint)
-    )
+    if user_token:
+        user_auth = token_endpoint.Token(project_endpoint(url, project_id, service_project), user_token)
+    else:
+        # Cinder refuses a URL naming another project than the token's ("Malformed request url"): the
+        # service user, scoped to its own project, reaches other projects' volumes by id, as an admin.
+        user_auth = _FixedEndpoint(service_session.auth, project_endpoint(url, service_project, service_project))
     return service_token.ServiceTokenAuthWrapper(user_auth=user_auth, service_auth=service_session.auth)
 
 

@@ -68,6 +68,7 @@ def instance_create(
     server_group: ServerGroup | None = None,
     config_drive: bool = False,
     block_devices: Sequence[volumes.BootVolume] = (),
+    user_token: str | None = None,
 ) -> Instance:
     """Record a new instance in BUILD/scheduling and hand it to the conductor once committed.
 
@@ -129,7 +130,13 @@ def instance_create(
             instance=instance, action="create", request_id=ctx.request_id, user=ctx.user, project=ctx.project
         )
         lifecycle.record_event(action, "api_create")
-        request = rpc.ScheduleRequest(instance_uuid=str(instance.uuid), request_id=ctx.request_id)
+        # New volumes are made by the conductor, in the project of the token it asks Cinder with.
+        makes_volumes = any(volume.is_new for volume in block_devices)
+        request = rpc.ScheduleRequest(
+            instance_uuid=str(instance.uuid),
+            request_id=ctx.request_id,
+            user_token=(user_token or "") if makes_volumes else "",
+        )
         # Robust: when the broker cannot take the message the boot is still accepted; the row is the
         # intention and the reaper sends the request again.
         transaction.on_commit(lambda: rpc.schedule_and_build(request), robust=True)

@@ -131,7 +131,7 @@ def _no_valid_host_message(explanation: Explanation, previous_failure: str) -> s
     return explanation.render()
 
 
-def _place_batch(instance: Instance, request_id: str, previous_failure: str) -> str | None:
+def _place_batch(instance: Instance, request_id: str, previous_failure: str, user_token: str = "") -> str | None:
     """One attempt, inside the caller's transaction: decide, lock, re-check, claim. Returns the host
     chosen for ``instance`` (None if it was not placed); raises ``_LostRace`` to be run again."""
     conf = settings.SCHEDULER
@@ -194,20 +194,25 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str) -> 
         alternates = [alternate.host for alternate in selection.alternates(conf["MAX_ALTERNATES"])]
         build = _build_request(member, action.request_id if action else request_id, alternates)
         # Sent once committed, with the server's volumes made and connected for the host first, if any.
-        transaction.on_commit(lambda h=host.host, b=build: volumes.build_with_volumes(host=h, build=b))
+        transaction.on_commit(
+            lambda h=host.host, b=build: volumes.build_with_volumes(host=h, build=b, user_token=user_token)
+        )
         if member.pk == instance.pk:
             placed_for_instance = host.host
         log.debug("instance %s claimed %s", member.uuid, host.host)
     return placed_for_instance
 
 
-def schedule_and_build(*, instance_uuid: str, request_id: str = "", previous_failure: str = "") -> str | None:
+def schedule_and_build(
+    *, instance_uuid: str, request_id: str = "", previous_failure: str = "", user_token: str = ""
+) -> str | None:
     """Place a scheduling instance (and the rest of its multi-create request), claim, and send the builds.
 
     Returns the host chosen for ``instance_uuid``. When no host fits, every instance of the request
     ends in ERROR with the scheduler's explanation as its fault (a request is placed whole or not at
     all). Redelivered or stale requests (the instance is no longer scheduling) do nothing.
     ``previous_failure`` is the build failure that caused a reschedule, kept in front of the fault.
+    ``user_token`` (the Keystone token of the user who asked, when there is one) makes the new volumes.
     """
     instance = Instance.objects.filter(uuid=instance_uuid).first()
     if instance is None or instance.task_state != TaskState.SCHEDULING:
@@ -216,7 +221,7 @@ def schedule_and_build(*, instance_uuid: str, request_id: str = "", previous_fai
     for _attempt in range(retries + 1):
         try:
             with transaction.atomic():
-                return _place_batch(instance, request_id, previous_failure)
+                return _place_batch(instance, request_id, previous_failure, user_token)
         except _LostRace:
             continue
     with transaction.atomic():

@@ -185,6 +185,20 @@ def project_volumes(*, ctx: RequestContext, status: str | None = None) -> list[d
     return sorted(volumes, key=lambda v: ((v.get("name") or "").lower(), v.get("id") or ""))
 
 
+def project_volume_create(*, ctx: RequestContext, name: str, size: int, description: str = "") -> dict[str, Any]:
+    """A new empty volume in the caller's project (Cinder's own quotas apply)."""
+    return cinder_api(project_id=ctx.project.pk).create_volume(size=size, name=name, description=description)
+
+
+def project_volume_delete(*, ctx: RequestContext, volume_id: str) -> None:
+    """Delete one of the project's volumes; one that a server holds is refused here, others by Cinder."""
+    cinder = cinder_api(project_id=ctx.project.pk)
+    volume = cinder.volume(volume_id)
+    if volume.get("attachments") or volume_users(volume_id).exists():
+        raise VolumeRequestError(f"Volume {volume_id} is attached to a server; detach it first.")
+    cinder.delete_volume(volume_id)
+
+
 # --- attach -------------------------------------------------------------------------------------------
 
 

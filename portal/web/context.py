@@ -15,6 +15,7 @@ from django.shortcuts import render
 
 from portal.auth.context import NoProject, RequestContext, resolve_context
 from portal.models import Project
+from portal.services import cinder
 
 SESSION_PROJECT = "project_id"
 
@@ -48,5 +49,5 @@ def portal_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
 def page(request: HttpRequest, template: str, context: dict | None = None, *, status: int = 200) -> HttpResponse:
     """Render a portal page with the frame's data: the context, the projects to switch to, the section."""
     ctx: RequestContext = request.ctx
-    frame = {"ctx": ctx, "projects": projects_for(request.user)}
+    frame = {"ctx": ctx, "projects": projects_for(request.user), "volumes_enabled": cinder.configured()}
     return render(request, template, {**frame, **(context or {})}, status=status)

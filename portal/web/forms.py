@@ -143,3 +143,12 @@ class ImageUploadForm(PortalForm):
         if upload.size > settings.CLOUD["MAX_IMAGE_SIZE"]:
             raise forms.ValidationError(f"The file is larger than {settings.CLOUD['MAX_IMAGE_SIZE']} bytes.")
         return upload
+
+
+class VolumeCreateForm(PortalForm):
+    name = forms.CharField(max_length=255, strip=False)
+    size = forms.IntegerField(label="Size (GB)", min_value=1, max_value=16384, initial=1)
+    description = forms.CharField(max_length=255, required=False)
+
+    def clean_name(self) -> str:
+        return _check_name(self.cleaned_data["name"])

@@ -25,4 +25,6 @@ urlpatterns = [
     path("images/", images.image_list, name="images"),
     path("images/upload/", images.image_upload_page, name="image-upload"),
     path("flavors/", flavors.flavor_list, name="flavors"),
+    path("volumes/", volumes.volume_list, name="volumes"),
+    path("volumes/<uuid:volume_id>/delete", volumes.volume_remove, name="volume-delete"),
 ]

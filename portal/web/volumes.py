@@ -1,4 +1,4 @@
-"""An instance's volumes on its page: attach one of the project's free volumes, detach one."""
+"""Volumes: the project's list (create, delete), and on an instance's page attach one and detach one."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import uuid
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.selectors.instances import instance_get
-from portal.services import volumes
+from portal.services import cinder, volumes
 from portal.services.cinder import BlockStorageError
 from portal.services.lifecycle import StateConflict
 
-from .context import portal_view
+from .context import page, portal_view
+from .forms import VolumeCreateForm
 
 _REFUSALS = (StateConflict, volumes.VolumeRequestError, BlockStorageError)
 
@@ -69,4 +70,57 @@ def volume_detach(request: HttpRequest, server_id, volume_id) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Detaching volume {volume_id} from {instance.name}.")
+    return back
+
+
+@require_http_methods(["GET", "POST"])
+@portal_view
+def volume_list(request: HttpRequest) -> HttpResponse:
+    ctx = request.ctx
+    if not cinder.configured():
+        raise Http404("This cloud has no block storage service")
+    status = 200
+    form = VolumeCreateForm()
+    if request.method == "POST":
+        form = VolumeCreateForm(request.POST)
+        if not ctx.can_write:
+            form.add_error(None, "Your role in this project is read-only: you cannot create volumes.")
+        elif form.is_valid():
+            data = form.cleaned_data
+            try:
+                volume = volumes.project_volume_create(
+                    ctx=ctx, name=data["name"], size=data["size"], description=data["description"]
+                )
+            except BlockStorageError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"Creating volume {volume.get('name') or volume['id']}.")
+                return HttpResponseRedirect(reverse("portal:volumes"))
+        status = 400
+    error = ""
+    try:
+        listed = volumes.project_volumes(ctx=ctx)
+    except BlockStorageError as exc:
+        listed, error = [], str(exc)
+    rows = [
+        {**v, "server_ids": [a["server_id"] for a in v.get("attachments") or [] if a.get("server_id")]} for v in listed
+    ]
+    context = {"section": "volumes", "volumes": rows, "error": error, "form": form}
+    return page(request, "portal/volumes.html", context, status=status)
+
+
+@require_POST
+@portal_view
+def volume_remove(request: HttpRequest, volume_id) -> HttpResponse:
+    ctx = request.ctx
+    back = HttpResponseRedirect(reverse("portal:volumes"))
+    if not ctx.can_write:
+        messages.error(request, "Your role in this project is read-only.")
+        return back
+    try:
+        volumes.project_volume_delete(ctx=ctx, volume_id=str(volume_id))
+    except (volumes.VolumeRequestError, BlockStorageError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Deleting volume {volume_id}.")
     return back

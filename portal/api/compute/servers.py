@@ -25,7 +25,7 @@ from portal.services import instances as instance_services
 from portal.services.lifecycle import StateConflict
 from portal.services.quotas import QuotaExceeded
 
-from .boot_volumes import resolve_boot_volumes
+from .boot_volumes import resolve_boot_volumes, user_token
 from .links import collection_next
 from .serializers import ServerCreateSerializer, ServerUpdateSerializer
 from .server_filters import server_query
@@ -145,6 +145,7 @@ class ServerListView(ComputeAPIView):
                         server_group=group,
                         config_drive=data.get("config_drive", False),
                         block_devices=boot_volumes,
+                        user_token=user_token(self.request),
                     )
                     for index in range(count)
                 ]

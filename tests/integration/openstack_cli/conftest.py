@@ -3,6 +3,7 @@ import subprocess
 import pytest
 
 from portal.services.images import image_create, image_upload
+from tests.cinder_service import keystone_cinder  # noqa: F401 (fixture)
 from tests.openstack_cli import cli, cli_cloud  # noqa: F401 (fixtures)
 from tests.processes import wait_for_host
 

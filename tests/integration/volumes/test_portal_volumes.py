@@ -64,6 +64,11 @@ def test_attach_and_detach_from_the_instance_page(host_up, api_user, tiny_flavor
     assert api_user.server(server_id)["os-extended-volumes:volumes_attached"] == [
         {"id": volume["id"], "delete_on_termination": False}
     ]
+    listed = client.get("/volumes/").content.decode()
+    assert f'<tr data-volume="{volume["id"]}" data-status="in-use">' in listed and f"/instances/{server_id}/" in listed
+    refused = client.post(f"/volumes/{volume['id']}/delete", follow=True)
+    assert "is attached to a server; detach it first" in flashed(refused)
+    assert cinder.volume(project, volume["id"])["status"] == "in-use"
 
     response = client.post(f"/instances/{server_id}/volumes/{volume['id']}/detach", follow=True)
 
@@ -130,3 +135,40 @@ def test_refusals_are_messages_and_nothing_is_left_reserved(
     assert "block storage service is unreachable" in flashed(refused)
     assert cinder.volume(project, free["id"])["status"] == "available"
     assert not BlockDeviceMapping.objects.filter(volume_id=free["id"]).exists()
+
+
+def test_the_volumes_page_creates_lists_and_deletes(cinder_settings, cinder, transactional_db):
+    owner = MembershipFactory(role=Role.MEMBER)
+    project = owner.project.pk
+    client = portal_client(owner.user)
+    elsewhere = cinder.create_volume(MembershipFactory().project.pk, name="elsewhere")
+
+    listed = client.get("/volumes/")
+    assert listed.status_code == 200
+    html = listed.content.decode()
+    assert 'href="/volumes/"' in html and "No volumes yet." in html and elsewhere["id"] not in html
+
+    invalid = client.post("/volumes/", {"name": " ", "size": "0"})
+    assert invalid.status_code == 400
+    assert "must not be empty" in invalid.content.decode() and "greater than or equal to 1" in invalid.content.decode()
+    created = client.post("/volumes/", {"name": "scratch", "size": "2", "description": "for tests"}, follow=True)
+    assert "Creating volume scratch." in flashed(created)
+    (volume,) = [v for v in cinder.request("GET", project, "/volumes/detail").json()["volumes"]]
+    assert (volume["name"], volume["size"], volume["description"]) == ("scratch", 2, "for tests")
+    cinder.wait_for_status(project, volume["id"], "available")
+    html = client.get("/volumes/").content.decode()
+    assert f'<tr data-volume="{volume["id"]}" data-status="available">' in html and "2 GB" in html
+
+    reader = portal_client(MembershipFactory(role=Role.READER, project=owner.project).user)
+    html = reader.get("/volumes/").content.decode()
+    assert "scratch" in html and "Create volume" not in html and "Delete" not in html
+    assert reader.post("/volumes/", {"name": "nope", "size": "1"}).status_code == 400
+    assert "read-only" in flashed(reader.post(f"/volumes/{volume['id']}/delete", follow=True))
+    stranger = portal_client(MembershipFactory().user)
+    assert "could not be found" in flashed(stranger.post(f"/volumes/{volume['id']}/delete", follow=True))
+    assert cinder.volume(project, volume["id"])["status"] == "available"
+
+    deleted = client.post(f"/volumes/{volume['id']}/delete", follow=True)
+    assert f"Deleting volume {volume['id']}." in flashed(deleted)
+    cinder.wait_for_status(project, volume["id"], "deleted")
+    assert cinder.volume(project, elsewhere["id"])["status"] == "available"

@@ -6,6 +6,7 @@ import pytest
 
 from portal.api import microversion
 from portal.models import BlockDeviceMapping, Instance
+from tests.factories import MembershipFactory
 from tests.processes import wait_until
 
 from .conftest import HOST, boot, project_of, wait_status
@@ -76,6 +77,9 @@ def test_refusals_come_in_the_envelope(host_up, api_user, tiny_flavor, small_ima
     assert elsewhere.status_code == 400 and "already attached" in elsewhere.json()["badRequest"]["message"]
     missing = api_user.post(attach, {"volumeAttachment": {"volumeId": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}})
     assert missing.status_code == 404 and "could not be found" in missing.json()["itemNotFound"]["message"]
+    theirs = cinder.create_volume(MembershipFactory().project.pk, name="theirs")
+    not_ours = api_user.post(attach, {"volumeAttachment": {"volumeId": theirs["id"]}})
+    assert not_ours.status_code == 404 and "could not be found" in not_ours.json()["itemNotFound"]["message"]
     assert api_user.post(attach, {"volumeAttachment": {"volumeId": "not-a-uuid"}}).status_code == 400
     assert api_user.post(attach, {"volume": {}}).status_code == 400
     early_tag = api_user.post(attach, {"volumeAttachment": {"volumeId": volume["id"], "tag": "t"}})
@@ -186,7 +190,7 @@ def test_boot_from_an_image_copied_to_a_new_volume(host_up, api_user, tiny_flavo
     assert cinder.attachments(project, attached["id"]) == []
 
 
-def test_boot_volumes_are_checked_before_the_server_is_accepted(host_up, api_user, tiny_flavor, small_image):
+def test_boot_volumes_are_checked_before_the_server_is_accepted(host_up, api_user, tiny_flavor, small_image, cinder):
     def create(mappings):
         return api_user.post(
             "/servers",
@@ -195,6 +199,11 @@ def test_boot_volumes_are_checked_before_the_server_is_accepted(host_up, api_use
 
     unknown = create([{"uuid": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "source_type": "volume", "boot_index": 0}])
     assert unknown.status_code == 404
+    theirs = cinder.create_volume(MembershipFactory().project.pk, name="theirs")
+    not_ours = create([{"uuid": theirs["id"], "source_type": "volume", "boot_index": 0}])
+    assert (
+        not_ours.status_code == 404 and cinder.attachments(theirs["os-vol-tenant-attr:tenant_id"], theirs["id"]) == []
+    )
     sizeless = create(
         [{"uuid": str(small_image.id), "source_type": "image", "destination_type": "volume", "boot_index": 0}]
     )
