@@ -165,6 +165,20 @@ class VolumeRelease(Message):
 
 
 @dataclass(frozen=True)
+class InstanceMetadata(Message):
+    """What the guest learns about itself from its config drive (OpenStack's ``meta_data.json``)."""
+
+    uuid: str
+    name: str
+    hostname: str
+    project_id: str
+    availability_zone: str = ""
+    launch_index: int = 0
+    meta: dict[str, str] = field(default_factory=dict)  # the server's metadata
+    public_keys: dict[str, str] = field(default_factory=dict)  # key pair name -> public key
+
+
+@dataclass(frozen=True)
 class BuildRequest(Message):
     instance_uuid: str
     domain_name: str
@@ -176,6 +190,7 @@ class BuildRequest(Message):
     attempt: int = 1
     alternates: list[str] = field(default_factory=list)
     block_devices: list[VolumeConnection] = field(default_factory=list)  # boot_index 0: the root disk
+    metadata: InstanceMetadata | None = None  # for a config drive; None: the guest gets none
 
 
 @dataclass(frozen=True)
@@ -299,6 +314,7 @@ _NESTED: dict[tuple[str, str], type[Message]] = {
     ("BuildRequest", "flavor"): FlavorSpec,
     ("BuildRequest", "image"): ImageSpec,
     ("BuildRequest", "nics"): NicSpec,
+    ("BuildRequest", "metadata"): InstanceMetadata,
     ("RebuildRequest", "build"): BuildRequest,
     ("Heartbeat", "domains"): DomainState,
     ("BuildRequest", "block_devices"): VolumeConnection,

@@ -21,6 +21,7 @@ ET.register_namespace(INSTANCE_METADATA_PREFIX, INSTANCE_METADATA_NS)
 
 VIRT_TYPES = ("qemu", "kvm")
 MACHINE_TYPE = "pc"
+CONFIG_DRIVE_DEVICE = "hdd"  # the secondary IDE slave: no volume (virtio, vdX) ever takes it
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
@@ -38,9 +39,11 @@ def build_domain_xml(
     vnc_listen: str,
     disk_format: str = "qcow2",
     volume_disks: Sequence[str] = (),
+    config_drive_path: Path | None = None,
 ) -> str:
     """The domain of ``request``: its root disk is the overlay at ``disk_path``, or, when that is None,
-    the first of ``volume_disks`` (the ``<disk>`` elements of its Cinder volumes, root volume first)."""
+    the first of ``volume_disks`` (the ``<disk>`` elements of its Cinder volumes, root volume first).
+    A config drive, if any, is a read-only CD-ROM on the IDE bus, where every guest finds it."""
     if virt_type not in VIRT_TYPES:
         raise InvalidDomainSpec(f"virt type {virt_type!r} is not one of {', '.join(VIRT_TYPES)}")
     flavor = request.flavor
@@ -83,6 +86,12 @@ def build_domain_xml(
         raise InvalidDomainSpec(f"instance {request.instance_uuid} has neither a root disk nor a root volume")
     for volume_disk in volume_disks:
         devices.append(ET.fromstring(volume_disk))  # noqa: S314 - built by volume_xml
+    if config_drive_path is not None:
+        cdrom = ET.SubElement(devices, "disk", type="file", device="cdrom")
+        ET.SubElement(cdrom, "driver", name="qemu", type="raw")
+        ET.SubElement(cdrom, "source", file=str(config_drive_path))
+        ET.SubElement(cdrom, "target", dev=CONFIG_DRIVE_DEVICE, bus="ide")
+        ET.SubElement(cdrom, "readonly")
 
     for nic in request.nics:
         devices.append(_interface(nic))

@@ -27,7 +27,7 @@ import libvirt
 
 from compute_tasks import rpc
 from compute_tasks.config import canonical_uuid, instances_dir_entry
-from compute_tasks.drivers import domain_xml, volume_xml
+from compute_tasks.drivers import config_drive, domain_xml, volume_xml
 from compute_tasks.drivers.base import (
     INSTANCE_METADATA_NS,
     ComputeDriver,
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 GIB = 1024**3
+CONFIG_DRIVE_FILE = "disk.config"
 
 # libvirt prints every error to stderr unless a handler takes them; ours arrive as exceptions anyway.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -205,6 +206,7 @@ class LibvirtDriver(ComputeDriver):
         root_volume = bool(volumes) and volumes[0].boot_index == 0
         disk_path = None if root_volume else instance_dir / "disk"
         volume_disks = [self._volume_disk(device) for device in volumes]
+        config_drive_path = instance_dir / CONFIG_DRIVE_FILE if request.metadata is not None else None
         xml = domain_xml.build_domain_xml(
             request,
             virt_type=self.virt_type,
@@ -212,6 +214,7 @@ class LibvirtDriver(ComputeDriver):
             console_log_path=instance_dir / "console.log",
             vnc_listen=self.vnc_listen,
             volume_disks=[disk.xml for disk in volume_disks],
+            config_drive_path=config_drive_path,
         )
 
         def define_and_start(conn: libvirt.virConnect) -> SpawnResult:
@@ -228,6 +231,8 @@ class LibvirtDriver(ComputeDriver):
             instance_dir.mkdir(parents=True)
             if disk_path is not None:
                 self._create_overlay(base_image_path, disk_path, request)
+            if config_drive_path is not None:
+                config_drive.write_config_drive(request, config_drive_path)
             for device, disk in zip(volumes, volume_disks, strict=True):
                 self._prepare_volume(conn, disk)
                 if device.image is not None:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from compute_tasks import rpc
@@ -121,7 +122,7 @@ def instance_create(
             hostname=hostname_from(name),
             scheduler_hints=dict(scheduler_hints or {}),
             server_group=server_group,
-            config_drive=config_drive,
+            config_drive=config_drive or settings.CLOUD["FORCE_CONFIG_DRIVE"],
         )
         InstanceTag.objects.bulk_create(InstanceTag(instance=instance, tag=tag) for tag in dict.fromkeys(tags))
         if block_devices:

@@ -40,6 +40,7 @@ from scheduler import Explanation, recheck_placements, select_hosts_for_batch
 
 from . import lifecycle, volumes
 from .images import image_build_spec
+from .instances import hostname_from
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,21 @@ def _build_request(instance: Instance, request_id: str, alternates: list[str]) -
         attempt=instance.build_attempts,
         alternates=alternates,
         block_devices=volumes.attached_connections(instance),
+        metadata=_guest_metadata(instance) if instance.config_drive else None,
+    )
+
+
+def _guest_metadata(instance: Instance) -> rpc.InstanceMetadata:
+    """What the guest reads from its config drive."""
+    return rpc.InstanceMetadata(
+        uuid=str(instance.uuid),
+        name=instance.name,
+        hostname=instance.hostname or hostname_from(instance.name),
+        project_id=instance.project_id,
+        availability_zone=instance.availability_zone,
+        launch_index=instance.launch_index,
+        meta={str(key): str(value) for key, value in (instance.metadata or {}).items()},
+        public_keys={instance.key_name: instance.key_data} if instance.key_name and instance.key_data else {},
     )
 
 

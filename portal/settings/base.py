@@ -170,6 +170,9 @@ CLOUD = {
     "IMAGE_DIR": Path(env("IMAGE_DIR", str(STATE_DIR / "images"))),
     "IMAGE_URL_TTL": env_int("IMAGE_URL_TTL", 900),
     "MAX_IMAGE_SIZE": env_int("MAX_IMAGE_SIZE", 10 * 1024**3),
+    # Every server gets a config drive (its metadata, key and user data), asked for or not: this cloud
+    # has no metadata service, so the drive is how they reach the guest. 0: only when asked for.
+    "FORCE_CONFIG_DRIVE": env_bool("FORCE_CONFIG_DRIVE", True),
     # How long an instance may stay in each task state before the reaper ends it with a fault.
     "TASK_LEASES": {
         "scheduling": env_int("LEASE_SCHEDULING", 120),

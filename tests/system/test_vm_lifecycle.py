@@ -1,10 +1,15 @@
 """A real VM through the whole cloud: the demo image booted through the API on qemu:///system.
 
-Boot to ACTIVE and the guest's banner on its serial log; stop, start, soft and hard reboot, each seen
-in the guest; delete, and find no domain and no disk left behind.
+Boot to ACTIVE and the guest's banner on its serial log, with the host name and the user data the guest
+read from its config drive; stop, start, soft and hard reboot, each seen in the guest; delete, and find
+no domain and no disk left behind.
 """
 
 from __future__ import annotations
+
+import base64
+import re
+import uuid
 
 import libvirt
 import pytest
@@ -54,7 +59,18 @@ def test_demo_vm_boots_stops_starts_reboots_and_leaves_nothing(
     qemu_cluster, api_user, tiny_flavor, demo, libvirt_conn, request
 ):
     wait_for_host(SYSTEM_HOST)
-    body = {"server": {"name": "demo-1", "imageRef": str(demo.id), "flavorRef": "1", "networks": "auto"}}
+    token = uuid.uuid4().hex[:8]
+    # The shell works the sum out, so the marker on the serial log is the script's, not an echo of it.
+    script = f"#!/bin/sh\necho user-data-{token}-$((20 + 3))\n"
+    body = {
+        "server": {
+            "name": f"Life Cycle_{token}",
+            "imageRef": str(demo.id),
+            "flavorRef": "1",
+            "networks": "auto",
+            "user_data": base64.b64encode(script.encode()).decode(),
+        }
+    }
     response = api_user.post("/servers", body)
     assert response.status_code == 202, response.text
     server_id = response.json()["server"]["id"]
@@ -63,10 +79,18 @@ def test_demo_vm_boots_stops_starts_reboots_and_leaves_nothing(
         instance_dir = qemu_cluster.instance_dir(SYSTEM_HOST, server_id)
         log = instance_dir / "console.log"
         wait_until(lambda: banners(log) >= 1, 60, message="the guest's banner on its serial log")
+        # The guest names itself from the config drive's meta_data.json and runs its user data.
+        hostname = f"life-cycle-{token}"
+        named = re.compile(re.escape(BANNER) + rb"\r?\n" + re.escape(hostname.encode()) + rb"\r?\n")
+        wait_until(lambda: named.search(log.read_bytes()), 30, message=f"the host name {hostname} on the serial log")
+        wait_until(lambda: f"user-data-{token}-23".encode() in log.read_bytes(), 30, message="the user data's output")
+        assert (instance_dir / "disk.config").is_file()
         domain = libvirt_conn.lookupByUUIDString(server_id)
+        assert "device='cdrom'" in domain.XMLDesc(0)
         assert domain.isActive()
         server = api_user.server(server_id)
         assert server["OS-EXT-STS:power_state"] == 1
+        assert server["config_drive"] == "True"
         assert server["addresses"]["private"][0]["OS-EXT-IPS-MAC:mac_addr"].startswith("fa:16:3e:")
         assert Instance.objects.get(uuid=server_id).vnc_port >= 5900
 
