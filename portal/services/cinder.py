@@ -194,16 +194,18 @@ class CinderAPI:
             raise BlockStorageUnavailable(f"The block storage service failed: HTTP {exc.http_status}") from None
 
 
-def cinder_api(*, project_id: str, user_token: str | None = None) -> CinderAPI:
+def cinder_api(*, project_id: str, user_token: str | None = None, timeout: float | None = None) -> CinderAPI:
     """A client acting in ``project_id``: as the user holding ``user_token`` (Keystone only), else as the
-    cloud itself. BlockStorageUnavailable when no Cinder is configured."""
+    cloud itself; each request waits ``timeout`` seconds at most (``CINDER['TIMEOUT']`` by default).
+    BlockStorageUnavailable when no Cinder is configured."""
     config = settings.CINDER
+    timeout = timeout or config["TIMEOUT"]
     if keystone.enabled():
         auth = _keystone_auth(project_id, user_token)
-        sess = session.Session(auth=auth, timeout=config["TIMEOUT"])
+        sess = session.Session(auth=auth, timeout=timeout)
     elif config["ENDPOINT"]:
         auth = noauth.CinderNoAuthPlugin(user_id=NOAUTH_USER, project_id=project_id, endpoint=config["ENDPOINT"])
-        sess = session.Session(auth=auth, timeout=config["TIMEOUT"], additional_headers={"X-Service-Roles": "service"})
+        sess = session.Session(auth=auth, timeout=timeout, additional_headers={"X-Service-Roles": "service"})
     else:
         raise BlockStorageNotConfigured("This cloud has no block storage service: volumes are not available.")
     client = cinder_client.Client(API_VERSION, session=sess, retries=0)

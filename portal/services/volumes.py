@@ -179,9 +179,13 @@ def _locked_instance(instance: Instance) -> Instance:
     return Instance.objects.select_for_update(of=("self",)).select_related("host").get(pk=instance.pk)
 
 
+# A page that lists volumes waits this long for Cinder at most, then says it could not ask.
+LISTING_TIMEOUT = 5.0
+
+
 def project_volumes(*, ctx: RequestContext, status: str | None = None) -> list[dict[str, Any]]:
     """The caller's project's volumes in Cinder, by name; BlockStorageError when Cinder cannot say."""
-    volumes = cinder_api(project_id=ctx.project.pk).volumes(status=status)
+    volumes = cinder_api(project_id=ctx.project.pk, timeout=LISTING_TIMEOUT).volumes(status=status)
     return sorted(volumes, key=lambda v: ((v.get("name") or "").lower(), v.get("id") or ""))
 
 

@@ -2,12 +2,16 @@
 volumes and detached with a button, through the same services as the API, against the live cloud and a
 real Cinder (whose own view of the volume is the judge)."""
 
+import os
 import re
+import signal
+import time
 
 import pytest
 from django.test import Client
 
 from portal.models import BlockDeviceMapping, Role
+from portal.services import volumes
 from tests.factories import MembershipFactory
 from tests.processes import wait_until
 
@@ -172,3 +176,19 @@ def test_the_volumes_page_creates_lists_and_deletes(cinder_settings, cinder, tra
     assert f"Deleting volume {volume['id']}." in flashed(deleted)
     cinder.wait_for_status(project, volume["id"], "deleted")
     assert cinder.volume(project, elsewhere["id"])["status"] == "available"
+
+
+def test_a_hung_cinder_costs_a_page_seconds_not_a_minute(cinder_settings, cinder, transactional_db):
+    owner = MembershipFactory(role=Role.MEMBER)
+    client = portal_client(owner.user)
+    api = cinder.processes["api"]
+    os.killpg(api.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+    try:
+        started = time.monotonic()
+        response = client.get("/volumes/")
+        took = time.monotonic() - started
+    finally:
+        os.killpg(api.pid, signal.SIGCONT)
+    assert response.status_code == 200
+    assert "block storage service is unreachable" in response.content.decode()
+    assert took < volumes.LISTING_TIMEOUT + 5
