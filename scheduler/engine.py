@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
-from scheduler.explain import Explanation, FilterStep
+from scheduler.explain import REQUESTED_HOST_REASON, REQUESTED_HOST_STEP, Explanation, FilterStep
 from scheduler.filters import FILTERS, BaseHostFilter
 from scheduler.types import FilterContext, HostState, NoValidHost, RequestSpec, SchedulerConfig
 from scheduler.weighers import WEIGHERS, BaseHostWeigher
@@ -175,6 +175,7 @@ class _Pipeline:
     def __init__(self, config: SchedulerConfig) -> None:
         self.config = config
         self.filters = _build_filters(config)
+        self.forced_host_filters = [host_filter for host_filter in self.filters if host_filter.runs_for_forced_host]
         self.weighers = _build_weighers(config)
 
     def run(
@@ -192,6 +193,14 @@ class _Pipeline:
         total_hosts = len(candidates)
         steps: list[FilterStep] = []
 
+        if spec.requested_host is not None and candidates:
+            wanted = spec.requested_host
+            kept = [host for host in candidates if host.host == wanted]
+            removed = len(candidates) - len(kept)
+            reasons = ((REQUESTED_HOST_REASON, removed),) if removed else ()
+            steps.append(FilterStep(REQUESTED_HOST_STEP, len(candidates), removed, reasons))
+            candidates = kept
+
         if spec.ignore_hosts and candidates:
             ignored = spec.ignore_hosts
             kept = [host for host in candidates if host.host not in ignored]
@@ -200,7 +209,7 @@ class _Pipeline:
             steps.append(FilterStep(IGNORE_HOSTS_STEP, len(candidates), removed, reasons))
             candidates = kept
 
-        for host_filter in self.filters:
+        for host_filter in self.forced_host_filters if spec.force_host else self.filters:
             if not candidates:
                 break
             if not host_filter.applies(spec, ctx):
@@ -237,7 +246,13 @@ class _Pipeline:
                 ranked.insert(0, ranked.pop(pick))
                 weights.insert(0, weights.pop(pick))
 
-        explanation = Explanation(total_hosts=total_hosts, steps=tuple(steps), remaining=len(candidates))
+        explanation = Explanation(
+            total_hosts=total_hosts,
+            steps=tuple(steps),
+            remaining=len(candidates),
+            requested_host=spec.requested_host,
+            forced_host=spec.force_host,
+        )
         return Selection(hosts=ranked, weights=weights, explanation=explanation)
 
 
@@ -258,6 +273,9 @@ def select_hosts(
     counted in the explanation but not returned), which saves sorting thousands of hosts when the
     caller needs a winner and a few alternates. An empty ``Selection.hosts`` means no valid host;
     ``Selection.best()`` raises ``NoValidHost`` in that case.
+
+    A request that names a host (``spec.requested_host``) is decided on that host alone, so it has no
+    alternates; a forced one (``spec.force_host``) runs only the filters that set ``runs_for_forced_host``.
     """
     return _Pipeline(config).run(hosts, spec, now=now, rng=rng, limit=limit)
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 NO_VALID_HOST = "No valid host was found."
+# The step that keeps only the host a request named (``RequestSpec.requested_host``).
+REQUESTED_HOST_STEP = "requested_host"
+REQUESTED_HOST_REASON = "not the requested host"
 
 
 def _hosts(count: int) -> str:
@@ -39,6 +42,9 @@ class Explanation:
 
     Steps that removed nothing are kept in ``steps`` (so ``as_dict`` shows every filter that ran) but
     left out of the sentence. Once no host is left, later filters do not run and have no step.
+
+    ``requested_host`` is the host the request named, if any (``forced_host`` when it was forced and
+    most filters were bypassed); the sentence then speaks of that host alone.
     """
 
     total_hosts: int
@@ -47,6 +53,8 @@ class Explanation:
     # For one instance of a multi-create: its position (from 0) and the size of the batch.
     instance_index: int = 0
     batch_size: int = 1
+    requested_host: str | None = None
+    forced_host: bool = False
 
     @property
     def no_valid_host(self) -> bool:
@@ -54,20 +62,41 @@ class Explanation:
 
     def render(self) -> str:
         """E.g. ``10 hosts: ComputeFilter removed 2 (down), RamFilter removed 7 (not enough RAM), 1 left``."""
+        if self.requested_host is not None:
+            return self._render_requested()
         if self.total_hosts == 0:
             return f"{NO_VALID_HOST} There are no compute hosts."
         removals = [step.render() for step in self.steps if step.removed]
         if self.remaining:
             parts = [*removals, f"{self.remaining} left"] if removals else [f"none removed, {self.remaining} left"]
             return f"{_hosts(self.total_hosts)}: {', '.join(parts)}"
+        return f"{self._none_found()} {_hosts(self.total_hosts)}: {', '.join(removals)}"
+
+    __str__ = render
+
+    def _none_found(self) -> str:
         if self.batch_size > 1:
             return (
                 f"No valid host was found for instance {self.instance_index + 1} of {self.batch_size} "
-                f"({self.instance_index} placed before it). {_hosts(self.total_hosts)}: {', '.join(removals)}"
+                f"({self.instance_index} placed before it)."
             )
-        return f"{NO_VALID_HOST} {_hosts(self.total_hosts)}: {', '.join(removals)}"
+        return NO_VALID_HOST
 
-    __str__ = render
+    def _render_requested(self) -> str:
+        """E.g. ``No valid host was found. The request named host hv-1: RamFilter removed 1 (not enough RAM)``."""
+        asked = f"The request {'forced' if self.forced_host else 'named'} host {self.requested_host}"
+        if self.remaining:
+            if self.forced_host:
+                return f"{asked}, which passes the filters a forced host does not bypass."
+            return f"{asked}, which passes every filter."
+        # The host-narrowing step runs first; when it left nothing (or there were no hosts), the host is unknown.
+        known = self.total_hosts > 0 and not any(
+            step.name == REQUESTED_HOST_STEP and step.removed == step.hosts_before for step in self.steps
+        )
+        if not known:
+            return f"{self._none_found()} {asked}, which is not a compute host."
+        removals = [step.render() for step in self.steps if step.removed and step.name != REQUESTED_HOST_STEP]
+        return f"{self._none_found()} {asked}: {', '.join(removals)}"
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form for logs and the admin."""
@@ -76,6 +105,11 @@ class Explanation:
             "remaining": self.remaining,
             "instance_index": self.instance_index,
             "batch_size": self.batch_size,
+            **(
+                {"requested_host": self.requested_host, "forced_host": self.forced_host}
+                if self.requested_host is not None
+                else {}
+            ),
             "steps": [
                 {
                     "name": step.name,

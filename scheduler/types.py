@@ -195,6 +195,11 @@ class RequestSpec:
     ``scheduler_hints`` carries the request's ``os:scheduler_hints`` (``same_host``, ``different_host``
     ...). ``availability_zone`` is the zone asked for, None for any. ``flavor_extra_specs`` and
     ``image_properties`` are the flavor's extra specs and the image's properties as stored.
+
+    ``requested_host`` is the only host the instance may go to (an admin's ``host`` or
+    ``hypervisor_hostname`` from microversion 2.74, or ``zone:host``); every filter still runs on it.
+    ``force_host`` (``zone:host``) bypasses the filters, as Nova does for a forced host, except those
+    that guard what a claim must never break (``BaseHostFilter.runs_for_forced_host``).
     """
 
     instance_uuid: str
@@ -212,6 +217,12 @@ class RequestSpec:
     flavor_extra_specs: Mapping[str, str] = field(default_factory=dict)
     image_properties: Mapping[str, Any] = field(default_factory=dict)
     group: GroupSpec | None = None
+    requested_host: str | None = None
+    force_host: bool = False
+
+    def __post_init__(self) -> None:
+        if self.force_host and not self.requested_host:
+            raise ValueError("force_host needs the requested_host it forces")
 
     @property
     def disk_gb(self) -> int:

@@ -60,6 +60,10 @@ class Instance(models.Model):
         "portal.ServerGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="members"
     )
     attempted_hosts = models.JSONField(default=list, blank=True)  # hosts a build failed on, for rescheduling
+    # The only host the boot request allows (an admin's 2.74 ``host``/``hypervisor_hostname``, or ``zone:host``,
+    # which forces it past most filters); a build that fails there is not rescheduled elsewhere.
+    requested_host = models.CharField(max_length=255, blank=True, default="")
+    force_host = models.BooleanField(default=False)
     locked = models.BooleanField(default=False)
     locked_by = models.CharField(max_length=16, blank=True, default="")  # "owner" | "admin"
     locked_reason = models.CharField(max_length=255, blank=True, null=True)

@@ -18,9 +18,11 @@ def compute_hosts() -> QuerySet:
     return ComputeHost.objects.order_by("pk")
 
 
-def compute_host_get(*, pk: int | None = None, uuid: str | None = None) -> ComputeHost | None:
+def compute_host_get(*, pk: int | None = None, uuid: str | None = None, name: str | None = None) -> ComputeHost | None:
     if pk is not None:
         return ComputeHost.objects.filter(pk=pk).first()
+    if name is not None:
+        return ComputeHost.objects.filter(name=name).first()
     return ComputeHost.objects.filter(uuid=uuid).first()
 
 

@@ -125,13 +125,17 @@ def _valid_uuids(values: Iterable[str]) -> list[str]:
 
 
 def host_state_snapshots(
-    *, instance_uuids: Iterable[str] = (), host_ids: Sequence[int] | None = None
+    *, instance_uuids: Iterable[str] = (), host_ids: Sequence[int] | None = None, host_name: str | None = None
 ) -> list[HostState]:
-    """Every host (or the given ones) as the scheduler sees it, in name order.
+    """Every host (or the given ones, or the one named ``host_name``) as the scheduler sees it, in name order.
 
     ``instance_uuids`` are the instances the request names in its hints; each snapshot's
     ``instance_uuids`` holds those of them on the host.
     """
+    if host_name is not None:
+        # A request that names its host is decided on that host alone: no need to read the others.
+        named_ids = ComputeHost.objects.filter(name=host_name).values_list("pk", flat=True)
+        host_ids = [pk for pk in named_ids if host_ids is None or pk in host_ids]
     conf = settings.SCHEDULER
     default_zone = settings.CLOUD["DEFAULT_AVAILABILITY_ZONE"]
     hosts = ComputeHost.objects.order_by("name")
@@ -239,6 +243,8 @@ def instance_request_spec(
         flavor_extra_specs=dict(instance.flavor_extra_specs or {}),
         image_properties=dict(image.properties or {}) if image is not None else {},
         group=group,
+        requested_host=instance.requested_host or None,
+        force_host=bool(instance.requested_host) and instance.force_host,
     )
 
 
@@ -252,11 +258,14 @@ def explain_placement(
     group: ServerGroup | None = None,
     count: int = 1,
     show: int = 5,
+    requested_host: str | None = None,
+    force_host: bool = False,
 ) -> dict[str, Any]:
     """Where a hypothetical request would go now, and why other hosts would not do, as plain data.
 
     Nothing is claimed or written. ``count`` places a multi-create batch; ``show`` caps the ranked hosts
-    listed for each instance.
+    listed for each instance. ``requested_host`` asks about that host alone (forced past most filters
+    with ``force_host``), as a boot that names it would be placed.
     """
     hints = dict(scheduler_hints or {})
     group_info = group_spec(group)
@@ -275,10 +284,12 @@ def explain_placement(
             flavor_extra_specs=dict(flavor.extra_specs or {}),
             image_properties=dict(image.properties or {}) if image is not None else {},
             group=group_info,
+            requested_host=requested_host,
+            force_host=force_host,
         )
         for index in range(count)
     ]
-    snapshots = host_state_snapshots(instance_uuids=hinted_instances(hints))
+    snapshots = host_state_snapshots(instance_uuids=hinted_instances(hints), host_name=requested_host)
     batch = select_hosts_for_batch(snapshots, specs, now=time.time(), config=scheduler_config(), limit=show)
     placements = [
         {
@@ -301,6 +312,7 @@ def explain_placement(
             "scheduler_hints": hints,
             "server_group": str(group.uuid) if group is not None else None,
             "count": count,
+            **({"requested_host": requested_host, "forced_host": force_host} if requested_host is not None else {}),
         },
         "valid": batch.failed is None,
         "explanation": explanation.as_dict(),

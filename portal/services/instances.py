@@ -38,6 +38,18 @@ def hostname_from(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-") or "server"
 
 
+def requested_host_note(instance: Instance) -> str:
+    """What an instance's events say about the host its request named; empty when it named none."""
+    if not instance.requested_host:
+        return ""
+    if instance.force_host:
+        return (
+            f"Host {instance.requested_host} forced (zone:host): the scheduler considers only this host and "
+            "runs only the filters a forced host does not bypass."
+        )
+    return f"Host {instance.requested_host} requested: the scheduler considers only this host and runs every filter."
+
+
 def check_image_fits(image: Image, *, memory_mb: int, root_gb: int) -> None:
     """InvalidRequest unless ``image`` can boot with this much memory and root disk (create, rebuild)."""
     if image.status != Image.Status.ACTIVE:
@@ -70,12 +82,15 @@ def instance_create(
     config_drive: bool = False,
     block_devices: Sequence[volumes.BootVolume] = (),
     user_token: str | None = None,
+    requested_host: str = "",
+    force_host: bool = False,
 ) -> Instance:
     """Record a new instance in BUILD/scheduling and hand it to the conductor once committed.
 
     ``keypair``'s public key is copied into the instance: deleting or replacing the key pair later does
     not change what the instance was booted with. ``scheduler_hints`` and ``server_group`` are kept for
-    the scheduler.
+    the scheduler, and so is ``requested_host``, the only host it may go to (``force_host`` bypasses
+    most filters there; callers check that the caller may ask for either).
     """
     if flavor.disabled:
         raise InvalidRequest(f"Flavor {flavor.flavorid} is disabled and cannot be used.")
@@ -122,6 +137,8 @@ def instance_create(
             hostname=hostname_from(name),
             scheduler_hints=dict(scheduler_hints or {}),
             server_group=server_group,
+            requested_host=requested_host,
+            force_host=force_host and bool(requested_host),
             config_drive=config_drive or settings.CLOUD["FORCE_CONFIG_DRIVE"],
         )
         InstanceTag.objects.bulk_create(InstanceTag(instance=instance, tag=tag) for tag in dict.fromkeys(tags))
@@ -130,7 +147,7 @@ def instance_create(
         action = InstanceAction.objects.create(
             instance=instance, action="create", request_id=ctx.request_id, user=ctx.user, project=ctx.project
         )
-        lifecycle.record_event(action, "api_create")
+        lifecycle.record_event(action, "api_create", details=requested_host_note(instance))
         # New volumes are made by the conductor, in the project of the token it asks Cinder with.
         makes_volumes = any(volume.is_new for volume in block_devices)
         request = rpc.ScheduleRequest(

@@ -40,7 +40,7 @@ from scheduler import Explanation, recheck_placements, select_hosts_for_batch
 
 from . import lifecycle, volumes
 from .images import image_build_spec
-from .instances import hostname_from
+from .instances import hostname_from, requested_host_note
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,9 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
     named = set().union(*(hinted_instances(spec.scheduler_hints) for spec in specs))
     config = scheduler_config()
 
+    # Members of one request name the same host, if any: then the decision is about that host alone.
     decision = select_hosts_for_batch(
-        host_state_snapshots(instance_uuids=named),
+        host_state_snapshots(instance_uuids=named, host_name=batch[0].requested_host or None),
         specs,
         now=time.time(),
         config=config,
@@ -206,7 +207,7 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
         if not swapped:
             raise _LostRace  # cannot happen while the row is locked; start again rather than half-claim
         action = lifecycle.current_action(member, request_id)
-        lifecycle.record_event(action, SCHEDULE_EVENT, host=host.host)
+        lifecycle.record_event(action, SCHEDULE_EVENT, host=host.host, details=requested_host_note(member))
         alternates = [alternate.host for alternate in selection.alternates(conf["MAX_ALTERNATES"])]
         build = _build_request(member, action.request_id if action else request_id, alternates)
         # Sent once committed, with the server's volumes made and connected for the host first, if any.
@@ -290,7 +291,8 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
 def build_failed(*, report: rpc.BuildFailed) -> None:
     """A host could not build an instance: count the failure against the host, release the claim, and
     try the next best host (never one already tried) until ``SCHEDULER['MAX_ATTEMPTS']`` builds were made;
-    then, or when the failure would happen anywhere, the instance ends in ERROR with the host's fault."""
+    then, or when the failure would happen anywhere, or when the request named its host, the instance
+    ends in ERROR with the host's fault."""
     max_attempts = settings.SCHEDULER["MAX_ATTEMPTS"]
     reschedule = False
     with transaction.atomic():
@@ -307,7 +309,8 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
         ComputeHost.objects.filter(name=report.host).update(failed_builds=F("failed_builds") + 1)
         attempted = list(dict.fromkeys([*(instance.attempted_hosts or []), report.host]))
         message = f"Build of instance {instance.uuid} failed on host {report.host}: {report.message}"
-        if report.reschedulable and instance.build_attempts < max_attempts:
+        # A request that named its host has no alternates: it is built there or not at all, as in Nova.
+        if report.reschedulable and instance.build_attempts < max_attempts and not instance.requested_host:
             reschedule = lifecycle.compare_and_swap(
                 instance,
                 expected_task_states=[TaskState.SPAWNING],
@@ -327,7 +330,9 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
                     details=f"{message}\nRescheduling (build {instance.build_attempts} of at most {max_attempts}).",
                 )
         else:
-            if report.reschedulable:
+            if report.reschedulable and instance.requested_host:
+                message += f" Not rescheduled: the request named host {instance.requested_host}."
+            elif report.reschedulable:
                 message += f" Gave up after {instance.build_attempts} builds on {', '.join(attempted)}."
             lifecycle.task_fail(
                 instance=instance,

@@ -23,11 +23,16 @@ class BaseHostFilter:
 
     A filter that rejects for more than one reason sets ``detailed_reasons`` and overrides
     ``rejection_reason``; the engine then asks it only about the hosts it removed.
+
+    A forced host (``RequestSpec.force_host``) bypasses every filter but those that set
+    ``runs_for_forced_host``: what a claim must never break (a host taking builds, capacity under the
+    allocation ratios, a hard server-group policy).
     """
 
     name: ClassVar[str]
     reason: ClassVar[str]
     detailed_reasons: ClassVar[bool] = False
+    runs_for_forced_host: ClassVar[bool] = False
 
     def applies(self, spec: RequestSpec, ctx: FilterContext) -> bool:
         """False when every host would pass for this request, so the engine can skip the filter."""

@@ -17,6 +17,7 @@ class RamFilter(BaseHostFilter):
 
     name = "RamFilter"
     reason = "not enough RAM"
+    runs_for_forced_host = True
 
     def host_passes(self, host: HostState, spec: RequestSpec, ctx: FilterContext) -> bool:
         return host.free_ram_mb >= spec.memory_mb
@@ -35,6 +36,7 @@ class CoreFilter(BaseHostFilter):
 
     name = "CoreFilter"
     reason = "not enough vCPUs"
+    runs_for_forced_host = True
 
     def host_passes(self, host: HostState, spec: RequestSpec, ctx: FilterContext) -> bool:
         return host.free_vcpus >= spec.vcpus and host.vcpus_total >= spec.vcpus
@@ -49,6 +51,7 @@ class DiskFilter(BaseHostFilter):
 
     name = "DiskFilter"
     reason = "not enough disk"
+    runs_for_forced_host = True
 
     def host_passes(self, host: HostState, spec: RequestSpec, ctx: FilterContext) -> bool:
         return host.free_disk_gb >= spec.disk_gb

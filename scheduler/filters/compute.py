@@ -19,6 +19,9 @@ class ComputeFilter(BaseHostFilter):
     name = "ComputeFilter"
     reason = "down"
     detailed_reasons = True
+    # Nova refuses a disabled forced host too (placement's COMPUTE_STATUS_DISABLED trait), and a host
+    # that is down would never build what is forced onto it.
+    runs_for_forced_host = True
 
     def host_passes(self, host: HostState, spec: RequestSpec, ctx: FilterContext) -> bool:
         return host.enabled and host.last_heartbeat is not None and host.last_heartbeat >= ctx.heartbeat_cutoff

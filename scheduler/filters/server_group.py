@@ -13,6 +13,7 @@ class ServerGroupAntiAffinityFilter(BaseHostFilter):
 
     name = "ServerGroupAntiAffinityFilter"
     reason = "holds a member of the anti-affinity group"
+    runs_for_forced_host = True
 
     def applies(self, spec: RequestSpec, ctx: FilterContext) -> bool:
         return spec.group is not None and spec.group.policy == ANTI_AFFINITY
@@ -36,6 +37,7 @@ class ServerGroupAffinityFilter(BaseHostFilter):
 
     name = "ServerGroupAffinityFilter"
     reason = "not the affinity group's host"
+    runs_for_forced_host = True
 
     def applies(self, spec: RequestSpec, ctx: FilterContext) -> bool:
         return spec.group is not None and spec.group.policy == AFFINITY and bool(spec.group.members)

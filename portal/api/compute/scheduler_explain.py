@@ -1,9 +1,9 @@
 """``POST /os-scheduler-explain`` (admins): where a boot would be placed now, and why hosts would not do.
 
 An extension of this cloud, not part of Nova's API. The body is the one ``POST /servers`` takes
-(``server.flavorRef``, ``server.imageRef``, ``server.availability_zone``, ``server.max_count`` and
-``os:scheduler_hints``), plus an optional top-level ``project_id`` to ask on another project's behalf.
-Nothing is created or claimed.
+(``server.flavorRef``, ``server.imageRef``, ``server.availability_zone`` including ``zone:host``,
+``server.host``, ``server.hypervisor_hostname``, ``server.max_count`` and ``os:scheduler_hints``), plus
+an optional top-level ``project_id`` to ask on another project's behalf. Nothing is created or claimed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from portal.selectors.flavors import flavor_get
 from portal.selectors.hosts import explain_placement
 from portal.selectors.images import image_get
 from portal.selectors.server_groups import server_group_get
+
+from .requested_hosts import host_request, split_availability_zone
 
 MAX_COUNT = 100
 _HINT_KEYS = ("os:scheduler_hints", "OS-SCH-HNT:scheduler_hints")
@@ -49,7 +51,18 @@ class SchedulerExplainView(ComputeAPIView):
             image = image_get(ctx=self.ctx, image_id=image_ref.rstrip("/").rsplit("/", 1)[-1])
             if image is None:
                 raise BadRequest(f"Image {image_ref[:64]} could not be found.")
-        zone = _text(server.get("availability_zone"), "availability_zone")
+        zone, forced_host, forced_node = split_availability_zone(
+            _text(server.get("availability_zone"), "availability_zone")
+        )
+        requested = host_request(
+            self.ctx,
+            forced_host=forced_host,
+            forced_node=forced_node,
+            host=_text(server.get("host"), "host"),
+            node=_text(server.get("hypervisor_hostname"), "hypervisor_hostname"),
+        )
+        if requested is not None and requested.forced:
+            zone = None  # as a boot does: a forced host ignores the zone part
         count = server.get("max_count", server.get("min_count", 1))
         if isinstance(count, str) and count.isdigit():
             count = int(count)
@@ -76,9 +89,11 @@ class SchedulerExplainView(ComputeAPIView):
             flavor=flavor,
             image=image,
             project_id=project_id,
-            availability_zone=zone.partition(":")[0] if zone else None,
+            availability_zone=zone,
             scheduler_hints=hints,
             group=group,
             count=count,
+            requested_host=requested.host if requested is not None else None,
+            force_host=requested is not None and requested.forced,
         )
         return Response({"placement": placement})

@@ -27,6 +27,7 @@ from portal.services.quotas import QuotaExceeded
 
 from .boot_volumes import resolve_boot_volumes, user_token
 from .links import collection_next
+from .requested_hosts import host_request, split_availability_zone
 from .serializers import ServerCreateSerializer, ServerUpdateSerializer
 from .server_filters import server_query
 from .server_views import server_brief, server_detail, server_summary
@@ -94,6 +95,15 @@ class ServerListView(ComputeAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         hints = _scheduler_hints(body)
+        # Policy first, as in Nova: naming a host is an admin's privilege whatever else the request holds.
+        zone, forced_host, forced_node = split_availability_zone(data.get("availability_zone"))
+        requested = host_request(
+            self.ctx,
+            forced_host=forced_host,
+            forced_node=forced_node,
+            host=data.get("host"),
+            node=data.get("hypervisor_hostname"),
+        )
         flavor = flavor_get(self.ctx, data["flavorRef"])
         if flavor is None:
             raise BadRequest(f"Flavor {data['flavorRef'][:64]} could not be found.")
@@ -112,11 +122,8 @@ class ServerListView(ComputeAPIView):
             group = server_group_get(self.ctx, hints["group"])
             if group is None:
                 raise BadRequest(f"Invalid server group {hints['group']}: it could not be found.")
-        zone = self._zone(data.get("availability_zone"))
-        if data.get("host") or data.get("hypervisor_hostname"):
-            if not self.ctx.is_admin:
-                raise Forbidden("Policy doesn't allow a host to be requested: admin only.")
-            raise BadRequest("Requesting a host or hypervisor for a server is not supported.")
+        # As in Nova, a forced host ignores the zone part: the server takes its host's zone.
+        zone = None if requested is not None and requested.forced else self._zone(zone)
         try:
             tags = instance_properties.validate_tags(data.get("tags", []))
         except instance_services.InvalidRequest as exc:
@@ -146,6 +153,8 @@ class ServerListView(ComputeAPIView):
                         config_drive=data.get("config_drive", False),
                         block_devices=boot_volumes,
                         user_token=user_token(self.request),
+                        requested_host=requested.host if requested is not None else "",
+                        force_host=requested is not None and requested.forced,
                     )
                     for index in range(count)
                 ]
@@ -162,15 +171,10 @@ class ServerListView(ComputeAPIView):
             server["security_groups"] = [{"name": "default"}]
         return Response({"server": server}, status=202)
 
-    def _zone(self, requested: str | None) -> str | None:
-        """The zone asked for (``zone``, or an admin's ``zone:host``, which this cloud cannot honour)."""
-        if not requested:
+    def _zone(self, zone: str | None) -> str | None:
+        """The zone asked for, which must be the default zone or an available one; None for any."""
+        if not zone:
             return None
-        zone, _, host = requested.partition(":")
-        if host:
-            if not self.ctx.is_admin:
-                raise Forbidden("Policy doesn't allow a host to be requested: admin only.")
-            raise BadRequest("Requesting a host in availability_zone ('zone:host') is not supported.")
         if zone != default_zone() and zone not in available_zone_names():
             raise BadRequest(f"The requested availability zone is not available: {zone[:64]}")
         return zone

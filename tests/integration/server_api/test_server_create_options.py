@@ -96,12 +96,13 @@ def test_availability_zones_are_the_default_or_an_aggregates(member, admin, flav
     aggregate.hosts.add(host)
     assert booted(member, flavor, image, availability_zone="az2").availability_zone == "az2"
     assert boot(member, flavor, image, availability_zone="az3").status_code == 400
-    # Forcing a host: an admin's privilege, which this cloud's scheduler does not offer.
+    # Forcing a host is an admin's privilege (see test_server_requested_host).
     assert boot(member, flavor, image, availability_zone="az2:hv-az").status_code == 403
     admin_image = image
     admin_image.visibility = "public"
     admin_image.save()
-    assert boot(admin, flavor, admin_image, availability_zone="az2:hv-az").status_code == 400
+    forced = booted(admin, flavor, admin_image, availability_zone="az2:hv-az")
+    assert (forced.requested_host, forced.force_host) == ("hv-az", True)
 
 
 def test_description_only_from_2_19(member, flavor, image):
@@ -141,13 +142,3 @@ def test_max_count_makes_that_many_with_numbered_names(member, flavor, image):
     assert {(i.vm_state, i.task_state) for i in batch} == {(VmState.BUILDING, TaskState.SCHEDULING)}
     assert len({i.reservation_id for i in batch}) == 1
     assert str(batch[0].uuid) == response.json()["server"]["id"]
-
-
-def test_a_requested_host_is_for_admins_and_not_offered(member, admin, flavor, image, server_microversions):
-    assert boot(member, flavor, image, version="2.74", host="hv1").status_code == 403
-    image.visibility = "public"
-    image.save()
-    response = boot(admin, flavor, image, version="2.74", hypervisor_hostname="hv1")
-    assert response.status_code == 400 and "not supported" in response.json()["badRequest"]["message"]
-    assert boot(admin, flavor, image, version="2.73", host="hv1").status_code == 400  # unknown before 2.74
-    assert not Instance.objects.exists()
