@@ -133,6 +133,7 @@ class CliCloud:
     other: OpenStackCLI  # a member of another project
     member_project_id: str
     admin_project_id: str
+    member_user_id: str
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +165,7 @@ def cli_cloud(keystone, live_server, tmp_path_factory):
             ),
             member_project_id=member["project_id"],
             admin_project_id=keystone.project("admin"),
+            member_user_id=member["id"],
         )
     finally:
         settings_override.disable()

@@ -13,7 +13,7 @@ from portal.states import VmState
 
 def instances_visible(ctx: RequestContext, *, all_tenants: bool = False, include_deleted: bool = False) -> QuerySet:
     """The caller's project's instances; every project's for admins who ask for all tenants."""
-    query = Instance.objects.select_related("host", "flavor").prefetch_related(
+    query = Instance.objects.select_related("host", "flavor", "user").prefetch_related(
         Prefetch("faults", queryset=InstanceFault.objects.order_by("-created_at", "-id"), to_attr="fault_list")
     )
     if not (all_tenants and ctx.is_admin):

@@ -14,7 +14,7 @@ from portal.states import VmState
 
 def _with_members(query: QuerySet) -> QuerySet:
     live = Instance.objects.exclude(vm_state=VmState.DELETED).only("uuid", "server_group_id").order_by("created_at")
-    return query.prefetch_related(Prefetch("members", queryset=live, to_attr="live_members"))
+    return query.select_related("user").prefetch_related(Prefetch("members", queryset=live, to_attr="live_members"))
 
 
 def server_groups_visible(ctx: RequestContext, *, all_projects: bool = False) -> QuerySet:

@@ -37,7 +37,7 @@ def keypair_create(
     private_key = None
     if public_key is None:
         if key_type == Keypair.Type.X509:
-            private_key, public_key, fingerprint = key_material.generate_x509_keypair(str(user.pk))
+            private_key, public_key, fingerprint = key_material.generate_x509_keypair(user.get_username())
         else:
             private_key, public_key, fingerprint = key_material.generate_ssh_keypair()
     else:

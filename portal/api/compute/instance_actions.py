@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, NotFound
 from portal.selectors.instance_actions import MarkerNotFound, action_get, actions_page, instance_with_history
+from portal.selectors.users import api_user_id
 
 from .links import base_url
 from .params import MAX_LIMIT, int_param
@@ -34,7 +35,7 @@ def _action(action, instance, version) -> dict:
         "action": action.action,
         "instance_uuid": str(instance.uuid),
         "request_id": action.request_id,
-        "user_id": str(action.user_id) if action.user_id is not None else None,
+        "user_id": api_user_id(action.user),
         "project_id": action.project_id,
         "start_time": _time(action.start_time),
         "message": action.message,

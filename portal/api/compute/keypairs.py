@@ -15,6 +15,7 @@ from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, Conflict, Forbidden, NotFound
 from portal.models import Keypair
 from portal.selectors.keypairs import keypair_get, keypair_owner, keypairs_of
+from portal.selectors.users import api_user_id
 from portal.services import keypairs as keypair_services
 from portal.services.quotas import QuotaExceeded
 
@@ -37,7 +38,7 @@ def _summary(keypair, version) -> dict:
 def _detail(keypair, version) -> dict:
     body = {
         **_summary(keypair, version),
-        "user_id": str(keypair.user_id),
+        "user_id": api_user_id(keypair.user),
         "created_at": naive_iso(keypair.created_at),
         "deleted": False,
         "deleted_at": None,
@@ -52,7 +53,7 @@ class _KeypairView(ComputeAPIView):
         """The user whose key pairs are meant: the caller, or (2.10+) the ``user_id`` an admin names."""
         if user_id is None and request.api_version >= "2.10":
             user_id = request.GET.get("user_id")
-        if user_id is None or str(user_id) == str(self.ctx.user.pk):
+        if user_id is None or str(user_id) == api_user_id(self.ctx.user):
             return self.ctx.user
         if not self.ctx.is_admin:
             raise Forbidden("Policy doesn't allow os_compute_api:os-keypairs to be performed.")
@@ -115,7 +116,7 @@ class KeypairListView(_KeypairView):
             raise Conflict(str(exc)) from None
         except QuotaExceeded as exc:
             raise Forbidden(str(exc)) from None
-        body = {**_summary(keypair, version), "user_id": str(keypair.user_id)}
+        body = {**_summary(keypair, version), "user_id": api_user_id(keypair.user)}
         if private_key is not None:
             body["private_key"] = private_key
         return Response({"keypair": body}, status=201 if version >= "2.2" else 200)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 
-from django.contrib.auth import get_user_model
 from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, Forbidden
 from portal.models import Project
 from portal.selectors import quotas as selectors
+from portal.selectors.users import user_by_api_id
 from portal.services import quotas as services
 
 _LIMIT_RE = re.compile(r"^-?[0-9]{1,20}$")  # longer is out of range anyway
@@ -110,7 +110,7 @@ class QuotaAPIView(ComputeAPIView):
         user_id = self.request.GET.get("user_id")
         if user_id is None:
             return None
-        user = get_user_model().objects.filter(pk=int(user_id)).first() if user_id.isdigit() else None
+        user = user_by_api_id(user_id)
         if user is None or not selectors.is_member(project, user):
             raise BadRequest(f"User ID {user_id[:64]} is not a valid user of project {project.pk}.")
         return user

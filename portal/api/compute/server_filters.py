@@ -26,7 +26,7 @@ _ADMIN_EXACT_FILTERS = {
     "node": "host__name",
     "availability_zone": "availability_zone",
     "key_name": "key_name",
-    "user_id": "user_id",
+    "user_id": "user__username",
     "vm_state": "vm_state",
     "task_state": "task_state",
     "uuid": "uuid",

@@ -13,6 +13,7 @@ from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, Forbidden, NotFound
 from portal.models import ServerGroup
 from portal.selectors.server_groups import server_group_get, server_group_member_ids, server_groups_visible
+from portal.selectors.users import api_user_id
 from portal.services import server_groups as group_services
 from portal.services.quotas import QuotaExceeded
 
@@ -35,7 +36,7 @@ def group_body(group, request) -> dict:
     body["members"] = server_group_member_ids(group)
     if version >= "2.13":
         body["project_id"] = group.project_id
-        body["user_id"] = str(group.user_id)
+        body["user_id"] = api_user_id(group.user)
     return body
 
 

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from portal.selectors.hosts import host_is_up
 from portal.selectors.instances import latest_fault
+from portal.selectors.users import api_user_id
 from portal.selectors.volumes import instance_volumes
 from portal.services.instances import hostname_from
 from portal.states import api_status
@@ -117,7 +118,7 @@ def _base(instance, request, ctx, *, extended_addresses: bool) -> dict:
         **server_summary(instance),
         "status": status,
         "tenant_id": instance.project_id,
-        "user_id": str(instance.user_id),
+        "user_id": api_user_id(instance.user),
         "metadata": dict(instance.metadata),
         "hostId": host_id(instance),
         "image": _image(instance),

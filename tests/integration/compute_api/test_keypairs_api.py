@@ -42,7 +42,7 @@ def test_import_computes_the_fingerprint_ssh_keygen_shows(member, tmp_path):
         "name": "laptop",
         "public_key": public_key,
         "fingerprint": ssh_keygen_md5(public_key, tmp_path),
-        "user_id": str(member.user.pk),
+        "user_id": member.user.username,
     }
     listed = member.client.get(f"{BASE}/os-keypairs").json()
     assert listed == {
@@ -50,7 +50,7 @@ def test_import_computes_the_fingerprint_ssh_keygen_shows(member, tmp_path):
     }
     shown = member.client.get(f"{BASE}/os-keypairs/laptop").json()["keypair"]
     assert shown["deleted"] is False and shown["deleted_at"] is None and shown["updated_at"] is None
-    assert isinstance(shown["id"], int) and shown["user_id"] == str(member.user.pk)
+    assert isinstance(shown["id"], int) and shown["user_id"] == member.user.username
     assert shown["created_at"] and "type" not in shown
 
 
@@ -80,7 +80,7 @@ def test_generated_key_pair_returns_a_working_private_key_once(member, tmp_path)
 def test_x509_key_pairs(member):
     generated = create(member, {"name": "win", "type": "x509"}, "2.2").json()["keypair"]
     cert = x509.load_pem_x509_certificate(generated["public_key"].encode())
-    assert cert.subject.rfc4514_string() == f"CN={member.user.pk}"
+    assert cert.subject.rfc4514_string() == f"CN={member.user.username}"
     expected = ":".join(f"{b:02x}" for b in cert.fingerprint(hashes.SHA1()))  # noqa: S303 - the API's fingerprint
     assert generated["fingerprint"] == expected
     key, bundled_cert, _ = pkcs12.load_key_and_certificates(base64.b64decode(generated["private_key"]), None)
@@ -126,7 +126,7 @@ def test_key_pairs_are_private_to_their_user(member, reader):
     assert reader.client.get(f"{BASE}/os-keypairs").json() == {"keypairs": []}
     assert reader.client.get(f"{BASE}/os-keypairs/mine").status_code == 404
     assert reader.client.delete(f"{BASE}/os-keypairs/mine").status_code == 404
-    other = reader.client.get(f"{BASE}/os-keypairs?user_id={member.user.pk}", **v("2.10"))
+    other = reader.client.get(f"{BASE}/os-keypairs?user_id={member.user.username}", **v("2.10"))
     assert other.status_code == 403
 
 
@@ -140,23 +140,23 @@ def test_delete_is_202_then_204_from_2_2(member):
 
 def test_admins_manage_other_users_key_pairs_from_2_10(admin, member):
     public_key = ed25519_public_key()
-    made = create(admin, {"name": "theirs", "public_key": public_key, "user_id": str(member.user.pk)}, "2.10")
+    made = create(admin, {"name": "theirs", "public_key": public_key, "user_id": member.user.username}, "2.10")
     assert made.status_code == 201
-    assert made.json()["keypair"]["user_id"] == str(member.user.pk)
+    assert made.json()["keypair"]["user_id"] == member.user.username
     assert Keypair.objects.get(name="theirs").user == member.user
     assert member.client.get(f"{BASE}/os-keypairs/theirs").status_code == 200
-    listed = admin.client.get(f"{BASE}/os-keypairs?user_id={member.user.pk}", **v("2.10")).json()["keypairs"]
+    listed = admin.client.get(f"{BASE}/os-keypairs?user_id={member.user.username}", **v("2.10")).json()["keypairs"]
     assert [k["keypair"]["name"] for k in listed] == ["theirs"]
     assert admin.client.get(f"{BASE}/os-keypairs", **v("2.10")).json()["keypairs"] == []
-    shown = admin.client.get(f"{BASE}/os-keypairs/theirs?user_id={member.user.pk}", **v("2.10"))
-    assert shown.json()["keypair"]["user_id"] == str(member.user.pk)
+    shown = admin.client.get(f"{BASE}/os-keypairs/theirs?user_id={member.user.username}", **v("2.10"))
+    assert shown.json()["keypair"]["user_id"] == member.user.username
     # Before 2.10 the user_id is ignored: the admin's own key pairs are meant.
-    assert admin.client.get(f"{BASE}/os-keypairs/theirs?user_id={member.user.pk}", **v("2.9")).status_code == 404
-    gone = admin.client.delete(f"{BASE}/os-keypairs/theirs?user_id={member.user.pk}", **v("2.10"))
+    assert admin.client.get(f"{BASE}/os-keypairs/theirs?user_id={member.user.username}", **v("2.9")).status_code == 404
+    gone = admin.client.delete(f"{BASE}/os-keypairs/theirs?user_id={member.user.username}", **v("2.10"))
     assert gone.status_code == 204
     nobody = create(admin, {"name": "x", "public_key": public_key, "user_id": "999999"}, "2.10")
     assert nobody.status_code == 400
-    member_for_admin = create(member, {"name": "x", "public_key": public_key, "user_id": str(admin.user.pk)}, "2.10")
+    member_for_admin = create(member, {"name": "x", "public_key": public_key, "user_id": admin.user.username}, "2.10")
     assert member_for_admin.status_code == 403
 
 

@@ -39,6 +39,7 @@ def test_server_create_wait_list_show_delete(cli, vm1, demo_image):
     assert shown["id"] == vm1["id"]
     assert shown["status"] == "ACTIVE"
     assert shown["project_id"] == cli.member_project_id
+    assert shown["user_id"] == cli.member_user_id  # Keystone's id for the user, as Nova shows it
     assert shown["OS-EXT-STS:vm_state"] == "active"
     assert shown["OS-EXT-STS:power_state"] == RUNNING
 
@@ -48,6 +49,10 @@ def test_server_create_wait_list_show_delete(cli, vm1, demo_image):
     assert cli.admin.json("server", "list") == []
     everyone = rows_by(cli.admin.json("server", "list", "--all-projects"), "Name")
     assert everyone["vm1"]["ID"] == vm1["id"]
+    # The CLI turns a user name into Keystone's id for the user_id filter.
+    by_user = cli.admin.json("server", "list", "--all-projects", "--user", "cli-member", "--user-domain", "Default")
+    assert [row["ID"] for row in by_user] == [vm1["id"]]
+    assert cli.admin.json("server", "list", "--all-projects", "--user", "admin", "--user-domain", "Default") == []
 
     cli.member.ok("server", "delete", "--wait", "vm1")
     assert cli.member.json("server", "list") == []

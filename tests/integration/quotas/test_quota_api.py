@@ -74,7 +74,7 @@ def test_resolution_user_then_project_then_default_class(admin, member):
 
     shown = admin.client.get(url(project.pk), **v("2.57")).json()["quota_set"]
     assert (shown["cores"], shown["instances"], shown["ram"]) == (40, 5, 51200)
-    mine = admin.client.get(url(project.pk) + f"?user_id={member.user.pk}", **v("2.57")).json()["quota_set"]
+    mine = admin.client.get(url(project.pk) + f"?user_id={member.user.username}", **v("2.57")).json()["quota_set"]
     assert (mine["cores"], mine["instances"]) == (40, 2)
     defaults = admin.client.get(url(project.pk, "/defaults"), **v("2.57")).json()["quota_set"]
     assert (defaults["cores"], defaults["instances"]) == (40, 10)
@@ -120,7 +120,7 @@ def test_update_force_and_delete(admin, member):
 def test_per_user_limits_cannot_exceed_the_projects(admin, member):
     project = member.project
     QuotaLimit.objects.create(project=project, resource="instances", hard_limit=4)
-    user_url = url(project.pk) + f"?user_id={member.user.pk}"
+    user_url = url(project.pk) + f"?user_id={member.user.username}"
     over = admin.client.put(user_url, {"quota_set": {"instances": 5}}, format="json", **v("2.57"))
     assert over.status_code == 400
     assert "must be less than or equal to 4" in over.json()["badRequest"]["message"]
@@ -135,7 +135,7 @@ def test_per_user_limits_cannot_exceed_the_projects(admin, member):
 def test_unknown_user_and_project_are_400(admin, member):
     assert admin.client.get(url(member.project.pk) + "?user_id=99999", **v("2.57")).status_code == 400
     stranger = MembershipFactory()
-    not_member = admin.client.get(url(member.project.pk) + f"?user_id={stranger.user.pk}", **v("2.57"))
+    not_member = admin.client.get(url(member.project.pk) + f"?user_id={stranger.user.username}", **v("2.57"))
     assert not_member.status_code == 400
     missing = admin.client.get(url("0" * 32), **v("2.57"))
     assert missing.status_code == 400 and "badRequest" in missing.json()

@@ -118,7 +118,7 @@ def world(db, settings, tmp_path) -> World:
         "host_id": str(host.uuid),
         "host_uuid": str(host.uuid),
         "host_name": host.name,
-        "owner_id": str(owner.user.pk),
+        "owner_id": owner.user.username,
     }
     secrets = [str(server.uuid), str(image.id), "a-secret-key", str(group.uuid), "a-secret-server"]
     return World(owner, reader, stranger, admin, ids, secrets, public_image=str(public_image.id))
