@@ -117,6 +117,9 @@ class CinderAPI:
             lambda: self.client.volumes.create(size=size, name=name, description=description).to_dict(),
         )
 
+    def set_bootable(self, volume_id: str) -> None:
+        self._call(f"volume {volume_id}", lambda: self.client.volumes.set_bootable(volume_id, True))
+
     def delete_volume(self, volume_id: str) -> None:
         with contextlib.suppress(VolumeNotFound):  # gone already
             self._call(f"volume {volume_id}", lambda: self.client.volumes.delete(volume_id))

@@ -533,6 +533,8 @@ def _prepare_boot_volumes(instance: Instance, host: str, mappings: list[BlockDev
             mapping.volume_id = volume["id"]
             BlockDeviceMapping.objects.filter(pk=mapping.pk).update(volume_id=volume["id"])
             cinder.wait_for_volume(volume["id"], "available", timeout=settings.CINDER["VOLUME_CREATE_TIMEOUT"])
+            if mapping.image_id is not None:
+                cinder.set_bootable(volume["id"])  # it gets the image, as one Cinder made from it would
         if mapping.image_id is not None:
             # Written by the host before the first boot (again after a failed attempt elsewhere).
             image = rpc.ImageSpec(**image_build_spec(image=Image.objects.get(pk=mapping.image_id)))

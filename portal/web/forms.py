@@ -15,7 +15,10 @@ from portal.selectors.flavors import flavors_visible
 from portal.selectors.images import images_visible_to
 from portal.selectors.keypairs import keypairs_of
 from portal.selectors.server_groups import server_groups_visible
+from portal.services import cinder
 from portal.services.images import CONTAINER_FORMATS, DISK_FORMATS
+from portal.services.instances import InvalidRequest, check_image_fits
+from portal.services.volumes import BootVolume
 
 _NAME = re.compile(r"^\S(.*\S)?$", re.DOTALL)
 MAX_USER_DATA = 65535  # base64-encoded, as the compute API takes it
@@ -52,10 +55,22 @@ class LaunchForm(PortalForm):
     user_data = forms.CharField(
         label="User data", required=False, strip=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60})
     )
+    # Only when the cloud has block storage (removed otherwise): the image copied to a new root volume.
+    boot_source = forms.ChoiceField(
+        label="Root disk",
+        choices=[("image", "A local disk made from the image"), ("volume", "A new volume made from the image")],
+        initial="image",
+    )
+    volume_size = forms.IntegerField(label="Volume size (GB)", required=False, min_value=1, max_value=16384)
+    delete_volume = forms.BooleanField(label="Delete the volume with the instance", required=False)
 
     def __init__(self, *args, ctx: RequestContext, **kwargs):
         super().__init__(*args, **kwargs)
         self.ctx = ctx
+        self.volumes_enabled = cinder.configured()
+        if not self.volumes_enabled:
+            for name in ("boot_source", "volume_size", "delete_volume"):
+                del self.fields[name]
         self.flavors = {f.flavorid: f for f in flavors_visible(ctx).filter(disabled=False)}
         self.images = {
             str(i.pk): i for i in images_visible_to(ctx=ctx).filter(status=Image.Status.ACTIVE).order_by("name")
@@ -84,14 +99,40 @@ class LaunchForm(PortalForm):
             raise forms.ValidationError(f"User data must be at most {MAX_USER_DATA * 3 // 4} bytes.")
         return encoded
 
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("boot_source") == "volume":
+            size = data.get("volume_size")
+            flavor, image = self.flavors.get(data.get("flavor", "")), self.images.get(data.get("image", ""))
+            if not size:
+                self.add_error("volume_size", "Give the new volume a size.")
+            elif flavor is not None and image is not None:
+                try:
+                    check_image_fits(image, memory_mb=flavor.memory_mb, root_gb=size)
+                except InvalidRequest as exc:
+                    self.add_error("volume_size", str(exc).replace("Flavor's disk", "The volume"))
+        return data
+
     def launch_arguments(self) -> dict:
         """The create service's arguments for what was chosen."""
         data = self.cleaned_data
         group = self.groups.get(data["server_group"]) if data["server_group"] else None
+        image = self.images[data["image"]]
+        block_devices = []
+        if data.get("boot_source") == "volume":
+            root = BootVolume(
+                source_type="image",
+                boot_index=0,
+                image=image,
+                volume_size=data["volume_size"],
+                delete_on_termination=data["delete_volume"],
+            )
+            image, block_devices = None, [root]
         return {
             "name": data["name"],
             "flavor": self.flavors[data["flavor"]],
-            "image": self.images[data["image"]],
+            "image": image,
+            "block_devices": block_devices,
             "networks": data["network"],
             "user_data": data["user_data"],
             "keypair": self.keypairs.get(data["keypair"]) if data["keypair"] else None,

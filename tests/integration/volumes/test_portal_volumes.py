@@ -192,3 +192,30 @@ def test_a_hung_cinder_costs_a_page_seconds_not_a_minute(cinder_settings, cinder
     assert response.status_code == 200
     assert "block storage service is unreachable" in response.content.decode()
     assert took < volumes.LISTING_TIMEOUT + 5
+
+
+def test_launching_onto_a_new_root_volume(host_up, api_user, tiny_flavor, small_image, cinder):
+    project = project_of(api_user)
+    client = portal_client(api_user.membership.user)
+    form = client.get("/instances/launch/").content.decode()
+    assert 'name="boot_source"' in form and 'name="volume_size"' in form
+    fields = {"name": "vol-root", "flavor": "1", "image": str(small_image.id), "network": "auto", "count": "1"}
+
+    sizeless = client.post("/instances/launch/", {**fields, "boot_source": "volume"})
+    assert sizeless.status_code == 400 and "Give the new volume a size." in sizeless.content.decode()
+    response = client.post(
+        "/instances/launch/", {**fields, "boot_source": "volume", "volume_size": "1", "delete_volume": "on"}
+    )
+
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    server_id = response["Location"].split("/")[2]
+    wait_status(api_user, server_id, "ACTIVE")
+    (root,) = api_user.server(server_id)["os-extended-volumes:volumes_attached"]
+    assert root["delete_on_termination"] is True
+    volume = cinder.volume(project, root["id"])
+    assert (volume["status"], volume["size"], volume["bootable"]) == ("in-use", 1, "true")
+    html = page(client, server_id)
+    assert "booted from volume" in html and "(root)" in html
+
+    assert client.post(f"/instances/{server_id}/action", {"action": "delete"}).status_code == 302
+    cinder.wait_for_status(project, root["id"], "deleted")
