@@ -11,6 +11,7 @@ from django.utils import timezone
 from portal.auth.context import RequestContext
 from portal.models import ComputeHost, Instance, QuotaLimit, Role
 from portal.services import instances as instance_services
+from portal.services import scheduling
 from portal.states import VmState
 from tests.factories import FlavorFactory, ImageFactory, MembershipFactory
 from tests.processes import close_other_sessions, purge_broker
@@ -90,3 +91,14 @@ def in_thread(fn):
             connection.close()
 
     return run
+
+
+def schedule(instance):
+    """Place ``instance`` as the conductor would; the host chosen, the row refreshed."""
+    host = scheduling.schedule_and_build(instance_uuid=str(instance.uuid))
+    instance.refresh_from_db()
+    return host
+
+
+def fault(instance):
+    return instance.faults.first()

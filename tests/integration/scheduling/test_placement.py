@@ -14,19 +14,9 @@ from portal.services import instances as instance_services
 from portal.services import scheduling
 from portal.states import TaskState, VmState
 
-from .conftest import make_host
+from .conftest import fault, make_host, schedule
 
 pytestmark = pytest.mark.integration
-
-
-def schedule(instance):
-    host = scheduling.schedule_and_build(instance_uuid=str(instance.uuid))
-    instance.refresh_from_db()
-    return host
-
-
-def fault(instance):
-    return instance.faults.first()
 
 
 def test_a_multi_create_request_is_placed_whole_with_a_claim_each(clean_broker, ctx, boot, flavor):

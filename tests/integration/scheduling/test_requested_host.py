@@ -11,20 +11,10 @@ from portal.models import Aggregate, ComputeHost, Instance, InstanceActionEvent
 from portal.services import scheduling
 from portal.states import TaskState, VmState
 
-from .conftest import make_host, new_ctx, usage_by_host
+from .conftest import fault, make_host, new_ctx, schedule, usage_by_host
 from .test_concurrent_claims import Watcher, fire, outcome
 
 pytestmark = pytest.mark.integration
-
-
-def schedule(instance):
-    host = scheduling.schedule_and_build(instance_uuid=str(instance.uuid))
-    instance.refresh_from_db()
-    return host
-
-
-def fault(instance):
-    return instance.faults.first()
 
 
 def events(instance, name):
