@@ -11,15 +11,14 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.selectors.console_sessions import latest_session_of
-from portal.selectors.instances import instance_get
 from portal.services import consoles as console_services
 from portal.services.lifecycle import StateConflict
 
-from .context import page, portal_view
+from .context import instance_or_404, page, portal_view
 from .presenters import present
 
 
@@ -32,17 +31,10 @@ def proxy_base() -> tuple[str, str]:
     return http_base, f"{ws_scheme}://{parts.netloc}{directory}"
 
 
-def _instance_or_404(request: HttpRequest, server_id):
-    instance = instance_get(request.ctx, server_id)
-    if instance is None:
-        raise Http404("No such instance")
-    return instance
-
-
 @require_GET
 @portal_view
 def console_page(request: HttpRequest, server_id) -> HttpResponse:
-    instance = _instance_or_404(request, server_id)
+    instance = instance_or_404(request, server_id)
     novnc_base, websocket_base = proxy_base()
     response = page(
         request,
@@ -62,7 +54,7 @@ def console_page(request: HttpRequest, server_id) -> HttpResponse:
 @portal_view
 def console_token(request: HttpRequest, server_id) -> JsonResponse:
     """A new token for this user and instance: ``{"websocket_url", "expires_at"}``, or 409 when not running."""
-    instance = _instance_or_404(request, server_id)
+    instance = instance_or_404(request, server_id)
     try:
         token, expires_at = console_services.console_token_create(ctx=request.ctx, instance=instance)
     except StateConflict as exc:
@@ -77,7 +69,7 @@ def console_token(request: HttpRequest, server_id) -> JsonResponse:
 @portal_view
 def console_session(request: HttpRequest, server_id) -> JsonResponse:
     """This user's latest console session on the instance: open, or closed and why."""
-    instance = _instance_or_404(request, server_id)
+    instance = instance_or_404(request, server_id)
     session = latest_session_of(instance=instance, user=request.user)
     if session is None:
         return JsonResponse({"session": None})

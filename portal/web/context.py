@@ -10,11 +10,12 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from portal.auth.context import NoProject, RequestContext, resolve_context
 from portal.models import Project
+from portal.selectors.instances import instance_get
 from portal.services import cinder
 
 SESSION_PROJECT = "project_id"
@@ -44,6 +45,14 @@ def portal_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def instance_or_404(request: HttpRequest, server_id):
+    """The instance ``server_id`` as the signed-in user may see it; 404 when it is hidden or gone."""
+    instance = instance_get(request.ctx, server_id)
+    if instance is None:
+        raise Http404("No such instance")
+    return instance
 
 
 def page(request: HttpRequest, template: str, context: dict | None = None, *, status: int = 200) -> HttpResponse:

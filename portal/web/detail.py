@@ -57,11 +57,12 @@ def volume_panel(instance: Instance, ctx: RequestContext) -> VolumePanel:
     writable = ctx.can_write and not (instance.locked and not ctx.is_admin) and not instance.task_state
     can_attach = writable and instance.vm_state in volume_services.ATTACHABLE_VM_STATES and bool(instance.host_id)
     can_detach = writable and instance.vm_state in volume_services.DETACHABLE_VM_STATES
+    # In the order project_volumes gives them: by name.
     attachable = [v for v in known.values() if v.get("status") == "available" and not v.get("multiattach")]
     return VolumePanel(
         enabled=True,
         rows=_rows(mappings, known, can_detach),
-        attachable=sorted(attachable, key=lambda v: ((v.get("name") or "").lower(), v["id"])),
+        attachable=attachable,
         can_attach=can_attach and not error,
         error=error,
     )

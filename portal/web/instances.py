@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from portal.selectors.instances import instance_get, instances_visible
+from portal.selectors.instances import instances_visible
 from portal.services.actions import NotAllowed
 from portal.services.lifecycle import StateConflict
 
-from .context import page, portal_view
+from .context import instance_or_404, page, portal_view
 from .detail import detail_context
 from .forms import LaunchForm
 from .instance_actions import BUTTONS, perform
 from .launch import launch
 from .presenters import present
-
-
-def _instance_or_404(request: HttpRequest, server_id):
-    instance = instance_get(request.ctx, server_id)
-    if instance is None:
-        raise Http404("No such instance")
-    return instance
 
 
 @require_GET
@@ -42,7 +35,7 @@ def instance_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @portal_view
 def instance_detail(request: HttpRequest, server_id) -> HttpResponse:
-    instance = _instance_or_404(request, server_id)
+    instance = instance_or_404(request, server_id)
     context = detail_context(instance, request.ctx)
     return page(
         request,
@@ -55,7 +48,7 @@ def instance_detail(request: HttpRequest, server_id) -> HttpResponse:
 @portal_view
 def instance_action(request: HttpRequest, server_id) -> HttpResponse:
     ctx = request.ctx
-    instance = _instance_or_404(request, server_id)
+    instance = instance_or_404(request, server_id)
     action = request.POST.get("action", "")
     back = reverse("portal:instance", args=[instance.uuid])
     if request.POST.get("from") == "list":

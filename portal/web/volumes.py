@@ -9,12 +9,11 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.selectors.instances import instance_get
 from portal.services import cinder, volumes
 from portal.services.cinder import BlockStorageError
 from portal.services.lifecycle import StateConflict
 
-from .context import page, portal_view
+from .context import instance_or_404, page, portal_view
 from .forms import VolumeCreateForm
 
 _REFUSALS = (StateConflict, volumes.VolumeRequestError, BlockStorageError)
@@ -31,9 +30,7 @@ def _volume_id(value: str) -> str | None:
 @portal_view
 def volume_attach(request: HttpRequest, server_id) -> HttpResponse:
     ctx = request.ctx
-    instance = instance_get(ctx, server_id)
-    if instance is None:
-        raise Http404("No such instance")
+    instance = instance_or_404(request, server_id)
     back = HttpResponseRedirect(reverse("portal:instance", args=[instance.uuid]))
     volume_id = _volume_id(request.POST.get("volume_id", ""))
     if volume_id is None:
@@ -57,9 +54,7 @@ def volume_attach(request: HttpRequest, server_id) -> HttpResponse:
 @portal_view
 def volume_detach(request: HttpRequest, server_id, volume_id) -> HttpResponse:
     ctx = request.ctx
-    instance = instance_get(ctx, server_id)
-    if instance is None:
-        raise Http404("No such instance")
+    instance = instance_or_404(request, server_id)
     back = HttpResponseRedirect(reverse("portal:instance", args=[instance.uuid]))
     if not ctx.can_write:
         messages.error(request, "Your role in this project is read-only.")
