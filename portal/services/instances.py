@@ -50,16 +50,17 @@ def requested_host_note(instance: Instance) -> str:
     return f"Host {instance.requested_host} requested: the scheduler considers only this host and runs every filter."
 
 
-def check_image_fits(image: Image, *, memory_mb: int, root_gb: int) -> None:
-    """InvalidRequest unless ``image`` can boot with this much memory and root disk (create, rebuild)."""
+def check_image_fits(image: Image, *, memory_mb: int, root_gb: int, disk: str = "Flavor's disk") -> None:
+    """InvalidRequest unless ``image`` can boot with this much memory and root disk (create, rebuild);
+    ``disk`` names the root disk in the refusal (a new root volume's size is the user's, not the flavor's)."""
     if image.status != Image.Status.ACTIVE:
         raise InvalidRequest(f"Image {image.id} is not active.")
     if image.min_ram and memory_mb < image.min_ram:
         raise InvalidRequest(f"Flavor's memory is too small for requested image (needs {image.min_ram} MB).")
     if image.min_disk and root_gb < image.min_disk:
-        raise InvalidRequest(f"Flavor's disk is too small for requested image (needs {image.min_disk} GB).")
+        raise InvalidRequest(f"{disk} is too small for requested image (needs {image.min_disk} GB).")
     if image.size and root_gb and image.size > root_gb * 1024**3:
-        raise InvalidRequest("Flavor's disk is too small for requested image.")
+        raise InvalidRequest(f"{disk} is too small for requested image.")
 
 
 def instance_create(

@@ -108,9 +108,9 @@ class LaunchForm(PortalForm):
                 self.add_error("volume_size", "Give the new volume a size.")
             elif flavor is not None and image is not None:
                 try:
-                    check_image_fits(image, memory_mb=flavor.memory_mb, root_gb=size)
+                    check_image_fits(image, memory_mb=flavor.memory_mb, root_gb=size, disk="The volume")
                 except InvalidRequest as exc:
-                    self.add_error("volume_size", str(exc).replace("Flavor's disk", "The volume"))
+                    self.add_error("volume_size", str(exc))
         return data
 
     def launch_arguments(self) -> dict:

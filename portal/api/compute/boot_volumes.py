@@ -43,9 +43,9 @@ def resolve_boot_volumes(view, entries: list[dict], *, flavor, count: int) -> li
                 raise BadRequest(f"Image {entry['uuid'][:64]} could not be found.")
             size = int(entry["volume_size"])
             try:
-                check_image_fits(image, memory_mb=flavor.memory_mb, root_gb=size)
+                check_image_fits(image, memory_mb=flavor.memory_mb, root_gb=size, disk="The volume")
             except InvalidRequest as exc:
-                raise BadRequest(str(exc).replace("Flavor's disk", "The volume")) from None
+                raise BadRequest(str(exc)) from None
         if entry["source_type"] == "volume" and count > 1:
             raise BadRequest("Cannot attach one or more volumes to multiple instances.")
         resolved.append(
