@@ -31,17 +31,18 @@ def drive_files(request: BuildRequest) -> dict[str, bytes]:
     if request.metadata is None:
         raise ValueError("the request carries no metadata for a config drive")
     meta = json.dumps(meta_data(request.metadata), sort_keys=True, indent=1).encode()
+    user_data = user_data_bytes(request.user_data) if request.user_data else None
     files: dict[str, bytes] = {}
     for version in VERSIONS:
         files[f"openstack/{version}/meta_data.json"] = meta
         files[f"openstack/{version}/vendor_data.json"] = b"{}"
-        if request.user_data:
-            files[f"openstack/{version}/user_data"] = user_data_bytes(request.user_data)
+        if user_data is not None:
+            files[f"openstack/{version}/user_data"] = user_data
     return files
 
 
 def meta_data(metadata: InstanceMetadata) -> dict:
-    keys = [{"name": name, "type": "ssh", "data": key} for name, key in sorted(metadata.public_keys.items())]
+    public_keys = dict(sorted(metadata.public_keys.items()))
     return {
         "uuid": metadata.uuid,
         "name": metadata.name,
@@ -50,8 +51,8 @@ def meta_data(metadata: InstanceMetadata) -> dict:
         "project_id": metadata.project_id,
         "launch_index": metadata.launch_index,
         "meta": dict(metadata.meta),
-        "public_keys": {entry["name"]: entry["data"] for entry in keys},
-        "keys": keys,
+        "public_keys": public_keys,
+        "keys": [{"name": name, "type": "ssh", "data": key} for name, key in public_keys.items()],
         "devices": [],
     }
 
