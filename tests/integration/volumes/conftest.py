@@ -9,7 +9,7 @@ from portal.auth.context import RequestContext
 from portal.models import ComputeHost, Instance, Role
 from portal.services import volumes
 from tests.factories import InstanceFactory, MembershipFactory
-from tests.processes import VENV_BIN, Cluster, purge_broker, wait_for_host, wait_until
+from tests.processes import Cluster, purge_broker, wait_for_host, wait_until
 
 CONNECTOR = {
     "platform": "x86_64",
@@ -93,16 +93,7 @@ def volume_cloud(cinder, django_db_setup, django_db_blocker, live_server, tmp_pa
     cluster = Cluster(live_server.url, tmp_path_factory.mktemp("volume-cloud"))
     cluster.env["CINDER_ENDPOINT"] = cinder.endpoint
     cluster.start_conductor()
-    argv = [str(VENV_BIN / "celery"), "-A", "compute_tasks.worker", "worker", "-Q", f"compute.{HOST}"]
-    argv += ["-n", f"compute@{HOST}", "--pool", "threads", "--concurrency", "4", "--without-mingle", "--without-gossip"]
-    cluster._start(
-        f"compute-{HOST}",
-        argv,
-        COMPUTE_HOST=HOST,
-        COMPUTE_DRIVER="fake",
-        COMPUTE_STATE_DIR=str(cluster.work_dir / "compute" / HOST),
-        COMPUTE_HEARTBEAT_INTERVAL="1",
-    )
+    cluster.start_compute(HOST, driver="fake")
     yield cluster
     with django_db_blocker.unblock():
         cluster.stop()
