@@ -9,6 +9,7 @@
 #                    the virtualenvs .venv-keystone and .venv-openstack (scripts/setup_test_venvs.sh)
 #                    and .venv-cinder (scripts/setup_cinder.sh)
 #   --skip-image     (or SKIP_DEMO_IMAGE=1) do not build var/images/demo.qcow2
+#   DEMO_CINDER=1    also PostgreSQL, RabbitMQ and .venv-cinder, for `make demo` with a local Cinder
 # environment: PYTHON (default python3) is the interpreter the virtualenv is made from.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ venv="$repo_root/.venv"
 pip_stamp="$venv/.bootstrap-installed"
 
 with_test_deps=${WITH_TEST_DEPS:-0}
+with_cinder=${DEMO_CINDER:-0}
 skip_image=${SKIP_DEMO_IMAGE:-0}
 for argument in "$@"; do
     case "$argument" in
@@ -50,19 +52,22 @@ packages=(
 port_open 6379 || packages+=(redis-server)
 if [[ "$with_test_deps" == 1 ]]; then
     packages+=(chromium openssh-client)
-    port_open 5432 || packages+=(postgresql)
-    command -v psql >/dev/null || packages+=(postgresql-client)
-    port_open 5672 || packages+=(rabbitmq-server)
     # The fault tests (tests/faults/) start and restart brokers of their own on free ports.
     command -v redis-server >/dev/null || packages+=(redis-server)
     [[ -x /usr/sbin/rabbitmq-server ]] || packages+=(rabbitmq-server)
+fi
+# Cinder (the tests' and the demo's) keeps its database in PostgreSQL and talks over RabbitMQ.
+if [[ "$with_test_deps" == 1 || "$with_cinder" == 1 ]]; then
+    port_open 5432 || packages+=(postgresql)
+    command -v psql >/dev/null || packages+=(postgresql-client)
+    port_open 5672 || packages+=(rabbitmq-server)
 fi
 
 apt_install_missing "${packages[@]}"
 
 # --- services ------------------------------------------------------------------------------------
 service_arguments=()
-[[ "$with_test_deps" == 1 ]] && service_arguments+=(--with-test-deps)
+[[ "$with_test_deps" == 1 || "$with_cinder" == 1 ]] && service_arguments+=(--with-databases)
 "$script_dir/start_services.sh" "${service_arguments[@]}" | sed 's/^start_services: /bootstrap: /'
 
 # --- virtualenv ----------------------------------------------------------------------------------
@@ -82,6 +87,8 @@ fi
 # --- the test suite's own Keystone and openstack CLI, each in its own virtualenv -------------------
 if [[ "$with_test_deps" == 1 ]]; then
     "$script_dir/setup_test_venvs.sh" | sed 's/^setup_test_venvs: /bootstrap: /'
+fi
+if [[ "$with_test_deps" == 1 || "$with_cinder" == 1 ]]; then
     # A real Cinder for the volume tests, in .venv-cinder, and the packages its NFS backend needs.
     "$script_dir/setup_cinder.sh" | sed 's/^setup_cinder: /bootstrap: /'
 fi

@@ -1,11 +1,14 @@
-"""A real Cinder on this machine: its own virtualenv, SQLite, the NFS driver on a local directory, RabbitMQ.
+"""A real Cinder on this machine: its own virtualenv, PostgreSQL, the NFS driver on a local directory, RabbitMQ.
 
 Used by the test suite (``tests/cinder_service.py``) and by ``make demo`` with ``DEMO_CINDER=1``.
 
 ``CinderService`` runs cinder-api under gunicorn on a free port, cinder-scheduler and cinder-volume, with
 ``auth_strategy = noauth_include_project_id`` (or Keystone, given one), and the machine's RabbitMQ on
 127.0.0.1:5672 in a virtual host of its own that it creates and deletes (other virtual hosts are never
-touched, and RabbitMQ itself is never stopped).
+touched, and RabbitMQ itself is never stopped). Its database is one of its own on the machine's PostgreSQL
+(``CINDER_DATABASE_SERVER``, by default ``postgresql://postgres@127.0.0.1:5432``), made at start and dropped
+at stop: Cinder's API, scheduler and volume service write to it at the same time, which SQLite answers with
+"database is locked".
 
 This kernel has no NFS server, so the "share" ``127.0.0.1:<dir>/nfsexport`` is bind-mounted where
 os-brick would mount it (``<dir>/mnt/<md5 of the share>``): os-brick sees it mounted and the unmodified
@@ -24,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +36,7 @@ VENV = ROOT / ".venv-cinder"
 VENV_BIN = VENV / "bin"
 SETUP_SCRIPT = ROOT / "scripts" / "setup_cinder.sh"
 RABBIT_URL = "127.0.0.1:5672"
+DATABASE_SERVER = os.environ.get("CINDER_DATABASE_SERVER", "postgresql://postgres@127.0.0.1:5432")
 API_VERSION = "3.44"
 
 CINDER_CONF = """\
@@ -52,7 +57,7 @@ debug = false
 rpc_response_timeout = 30
 
 [database]
-connection = sqlite:///{dir}/state/cinder.sqlite
+connection = {database}
 
 [oslo_concurrency]
 lock_path = {dir}/state/lock
@@ -134,6 +139,7 @@ class CinderService:
         self.base = f"http://127.0.0.1:{self.port}"
         self.endpoint = f"{self.base}/v3"
         self.name = f"cinder-{uuid.uuid4().hex[:8]}"
+        self.database = self.name.replace("-", "_")
         self.vhost = f"test-{self.name}"
         self.keystone = keystone
         self.share = f"127.0.0.1:{work_dir / 'nfsexport'}"
@@ -143,6 +149,7 @@ class CinderService:
         self.conf = work_dir / "etc" / "cinder.conf"
         self.processes: dict[str, subprocess.Popen] = {}
         self._vhost_created = False
+        self._database_created = False
         self._mounted = False
         self._token: tuple[str, str, float] | None = None
 
@@ -154,6 +161,7 @@ class CinderService:
         try:
             self._write_files()
             self._make_vhost()
+            self._make_database()
             self._mount_share()
             self._manage("db", "sync")
             self._spawn("scheduler", [str(VENV_BIN / "cinder-scheduler"), "--config-file", str(self.conf)])
@@ -209,6 +217,9 @@ class CinderService:
         if self._vhost_created:
             rabbitmqctl("delete_vhost", self.vhost, check=False)
             self._vhost_created = False
+        if self._database_created:
+            self._server_sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            self._database_created = False
 
     # --- files and processes ---------------------------------------------------------------------
     def _write_files(self) -> None:
@@ -228,6 +239,7 @@ class CinderService:
                 dir=self.dir,
                 venv=VENV,
                 host=self.name,
+                database=f"{DATABASE_SERVER.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{self.database}",
                 keystone=keystone_section,
             )
         )
@@ -241,6 +253,18 @@ class CinderService:
         rabbitmqctl("add_vhost", self.vhost)
         self._vhost_created = True
         rabbitmqctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+
+    def _make_database(self) -> None:
+        self._server_sql(f'CREATE DATABASE "{self.database}"')
+        self._database_created = True
+
+    @staticmethod
+    def _server_sql(statement: str) -> None:
+        try:
+            with psycopg.connect(f"{DATABASE_SERVER}/postgres", autocommit=True, connect_timeout=10) as conn:
+                conn.execute(statement)
+        except psycopg.Error as exc:
+            raise CinderError(f"{statement} on {DATABASE_SERVER}: {exc}") from exc
 
     def _mount_share(self) -> None:
         subprocess.run(["mount", "--bind", str(self.export_dir), str(self.mount_point)], check=True, timeout=30)

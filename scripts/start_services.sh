@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Starts what the cloud needs on this machine, each only when it is not already up: libvirt (virtlogd,
-# libvirtd, configured for containers without systemd) and Redis; with test dependencies also
-# PostgreSQL (with a `cloud` database reachable as postgresql://postgres@127.0.0.1:5432/cloud)
-# and RabbitMQ. Packages must be installed already (scripts/bootstrap.sh does both). Run as root.
+# libvirtd, configured for containers without systemd) and Redis; with databases also PostgreSQL
+# (with a `cloud` database reachable as postgresql://postgres@127.0.0.1:5432/cloud) and RabbitMQ,
+# which the test suite and Cinder need. Packages must be installed already (scripts/bootstrap.sh does
+# both). Run as root.
 #
-# usage: scripts/start_services.sh [--with-test-deps]      or WITH_TEST_DEPS=1
+# usage: scripts/start_services.sh [--with-databases]      or WITH_DATABASES=1
 set -euo pipefail
 
-with_test_deps=${WITH_TEST_DEPS:-0}
+with_databases=${WITH_DATABASES:-0}
 for argument in "$@"; do
     case "$argument" in
-        --with-test-deps) with_test_deps=1 ;;
+        --with-databases) with_databases=1 ;;
         -h | --help) sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "start_services: unknown argument $argument" >&2; exit 2 ;;
     esac
@@ -93,7 +94,7 @@ if ! redis_answers; then
 fi
 log "redis answers on 127.0.0.1:6379"
 
-[[ "$with_test_deps" == 1 ]] || exit 0
+[[ "$with_databases" == 1 ]] || exit 0
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
 postgres_version() {
