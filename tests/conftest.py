@@ -70,9 +70,22 @@ def tiny_flavor(transactional_db):
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the item (fixtures read ``rep_call``), and a failing test carries the
+    logs of every service it used: any fixture value with a ``logs()`` (the cloud's processes, Keystone,
+    Cinder) adds a section, so a failure explains itself without a rerun."""
     outcome = yield
     report = outcome.get_result()
     setattr(item, "rep_" + report.when, report)
-    cinder_service = getattr(item, "funcargs", {}).get("cinder")
-    if report.failed and cinder_service is not None:
-        report.sections.append(("Cinder's logs", cinder_service.logs()))
+    if not report.failed:
+        return
+    seen = set()
+    for name, value in getattr(item, "funcargs", {}).items():
+        logs = getattr(value, "logs", None)
+        if not callable(logs) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        try:
+            text = logs()
+        except Exception as exc:  # a log that cannot be read must not hide the failure itself
+            text = f"(could not read the logs: {exc!r})"
+        report.sections.append((f"logs of {name} ({type(value).__name__})", text))

@@ -126,7 +126,7 @@ class KeystoneServer:
                 self.popen.wait(5)
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")[-8000:]
 
     # --- identity calls --------------------------------------------------------------------------
     def authenticate(

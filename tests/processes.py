@@ -23,6 +23,7 @@ from compute_tasks.config import parse_host_list
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
+QEMU_LOG_DIR = Path("/var/log/libvirt/qemu")
 
 
 def free_port() -> int:
@@ -153,6 +154,7 @@ class Cluster:
         self.api_url = api_url.rstrip("/")
         self.work_dir = work_dir
         self.processes: dict[str, Process] = {}
+        self.started_at = time.time()
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "portal.settings.base",
@@ -283,7 +285,14 @@ class Cluster:
         return self.work_dir / "compute" / host / "instances" / instance_uuid
 
     def logs(self) -> str:
-        return "\n".join(f"===== {name} =====\n{p.output()[-6000:]}" for name, p in self.processes.items())
+        """Each process's log, and for hosts on a real libvirt the QEMU logs of the domains made since the
+        cluster started (what QEMU said when a guest would not start or died)."""
+        parts = [f"===== {name} =====\n{p.output()[-6000:]}" for name, p in self.processes.items()]
+        if any(p.env.get("COMPUTE_LIBVIRT_URI", "").startswith("qemu") for p in self.processes.values()):
+            recent = [path for path in QEMU_LOG_DIR.glob("*.log") if path.stat().st_mtime >= self.started_at]
+            for path in sorted(recent, key=lambda path: path.stat().st_mtime)[-8:]:
+                parts.append(f"===== libvirt {path} =====\n{path.read_text(errors='replace')[-3000:]}")
+        return "\n".join(parts)
 
     def host_names(self) -> set[str]:
         """The compute hosts this cluster's workers run as."""

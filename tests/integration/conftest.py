@@ -19,14 +19,6 @@ def cluster(django_db_setup, django_db_blocker, live_server, tmp_path_factory, r
 
 
 @pytest.fixture
-def cluster_logs(cluster, request):
-    yield
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(cluster.logs())
-
-
-@pytest.fixture
 def small_image(api_user, tmp_path):
     """A real (empty) qcow2 image in the image service."""
     path = tmp_path / "small.qcow2"

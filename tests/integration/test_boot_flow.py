@@ -22,7 +22,7 @@ def host_up(cluster, transactional_db):
     wait_for_host("testhost1")
 
 
-def test_boot_stop_start_reboot_delete(cluster, cluster_logs, host_up, api_user, tiny_flavor, small_image):
+def test_boot_stop_start_reboot_delete(cluster, host_up, api_user, tiny_flavor, small_image):
     body = {"server": {"name": "vm1", "imageRef": str(small_image.id), "flavorRef": "1", "networks": "auto"}}
     response = api_user.post("/servers", body)
     assert response.status_code == 202, response.text
@@ -64,9 +64,7 @@ def test_boot_stop_start_reboot_delete(cluster, cluster_logs, host_up, api_user,
     assert not cluster.instance_dir("testhost1", server_id).exists()
 
 
-def test_console_token_is_hashed_and_revoked_on_stop(
-    cluster, cluster_logs, host_up, api_user, tiny_flavor, small_image, live_server
-):
+def test_console_token_is_hashed_and_revoked_on_stop(cluster, host_up, api_user, tiny_flavor, small_image, live_server):
     import requests
     from django.conf import settings
 
@@ -104,7 +102,7 @@ def test_console_token_is_hashed_and_revoked_on_stop(
     wait_until(lambda: api_user.get(f"/servers/{server_id}").status_code == 404, 30, message="deletion")
 
 
-def test_no_valid_host_explains_why(cluster, cluster_logs, host_up, api_user, small_image):
+def test_no_valid_host_explains_why(cluster, host_up, api_user, small_image):
     from tests.factories import FlavorFactory
 
     # More memory than the test host has (3 GiB), within the project's default RAM quota.

@@ -28,9 +28,7 @@ def encoded(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def test_metadata_keys_and_user_data_reach_the_drive(
-    cluster, cluster_logs, host_up, api_user, tiny_flavor, small_image
-):
+def test_metadata_keys_and_user_data_reach_the_drive(cluster, host_up, api_user, tiny_flavor, small_image):
     keypair = api_user.post("/os-keypairs", {"keypair": {"name": "laptop", "public_key": KEY}})
     assert keypair.status_code == 201, keypair.text  # 201 from 2.2
     body = {

@@ -53,7 +53,7 @@ def active_server(host_up, api_user, tiny_flavor, small_image):
     wait_until(lambda: Instance.objects.filter(uuid=server_id, vm_state="deleted").exists(), 30, message="the deletion")
 
 
-def test_pause_unpause_suspend_resume(cluster, cluster_logs, api_user, active_server):
+def test_pause_unpause_suspend_resume(cluster, api_user, active_server):
     server_id = active_server
     assert act(api_user, server_id, {"pause": None}).status_code == 202
     wait_for(api_user, server_id, "PAUSED")
@@ -93,7 +93,7 @@ def test_pause_unpause_suspend_resume(cluster, cluster_logs, api_user, active_se
     ]
 
 
-def test_lock_and_reset_state(cluster, cluster_logs, api_user, active_server):
+def test_lock_and_reset_state(cluster, api_user, active_server):
     from portal.models import Role
     from tests.http import ApiUser
 
@@ -114,7 +114,7 @@ def test_lock_and_reset_state(cluster, cluster_logs, api_user, active_server):
     wait_for(api_user, server_id, "SHUTOFF")
 
 
-def test_create_image_uploads_a_standalone_snapshot(cluster, cluster_logs, api_user, active_server, small_image):
+def test_create_image_uploads_a_standalone_snapshot(cluster, api_user, active_server, small_image):
     server_id = active_server
     disk = cluster.instance_dir("testhost1", server_id) / "disk"
     # Something the guest "wrote": it must be in the snapshot, which is the whole disk flattened.
@@ -151,7 +151,7 @@ def test_create_image_uploads_a_standalone_snapshot(cluster, cluster_logs, api_u
     assert action_log[0]["action"] == "createImage"
 
 
-def test_a_failed_snapshot_removes_its_image_and_idles_the_server(cluster, cluster_logs, api_user, active_server):
+def test_a_failed_snapshot_removes_its_image_and_idles_the_server(cluster, api_user, active_server):
     server_id = active_server
     # Take the server's disk away: the copy fails on the host.
     disk = cluster.instance_dir("testhost1", server_id) / "disk"
@@ -168,9 +168,7 @@ def test_a_failed_snapshot_removes_its_image_and_idles_the_server(cluster, clust
     assert (log[0]["action"], log[0]["message"]) == ("createImage", "Error")
 
 
-def test_rebuild_from_another_image_keeps_the_servers_identity(
-    cluster, cluster_logs, api_user, active_server, small_image, tmp_path
-):
+def test_rebuild_from_another_image_keeps_the_servers_identity(cluster, api_user, active_server, small_image, tmp_path):
     from portal.services.images import image_create, image_upload
 
     server_id = active_server
@@ -211,7 +209,7 @@ def test_rebuild_from_another_image_keeps_the_servers_identity(
     assert server_of(api_user, server_id)["image"]["id"] == str(small_image.id)
 
 
-def test_a_rebuild_that_fails_leaves_an_error_with_a_fault(cluster, cluster_logs, api_user, active_server, tmp_path):
+def test_a_rebuild_that_fails_leaves_an_error_with_a_fault(cluster, api_user, active_server, tmp_path):
     from portal.services.images import image_create, image_upload
 
     server_id = active_server
@@ -229,7 +227,7 @@ def test_a_rebuild_that_fails_leaves_an_error_with_a_fault(cluster, cluster_logs
     assert "sig=" not in json.dumps(fault)
 
 
-def test_console_output_is_the_tail_of_the_serial_log(cluster, cluster_logs, api_user, active_server):
+def test_console_output_is_the_tail_of_the_serial_log(cluster, api_user, active_server):
     server_id = active_server
     log = cluster.instance_dir("testhost1", server_id) / "console.log"
     log.write_bytes(b"".join(b"boot line %d\r\n" % n for n in range(200)) + b"\x1b[0mlogin: \x07")
@@ -249,9 +247,7 @@ def test_console_output_is_the_tail_of_the_serial_log(cluster, cluster_logs, api
     assert "boot line 199" in act(api_user, server_id, {"os-getConsoleOutput": {"length": 5}}).json()["output"]
 
 
-def test_console_output_times_out_when_the_host_does_not_answer(
-    cluster, cluster_logs, api_user, active_server, settings
-):
+def test_console_output_times_out_when_the_host_does_not_answer(cluster, api_user, active_server, settings):
     settings.CLOUD = {**settings.CLOUD, "CONSOLE_OUTPUT_TIMEOUT": 2}
     compute = cluster.processes["compute-testhost1"]
     import signal
@@ -266,7 +262,7 @@ def test_console_output_times_out_when_the_host_does_not_answer(
         compute.kill(signal.SIGCONT)
 
 
-def test_metadata_tags_and_rename_over_http(cluster, cluster_logs, api_user, active_server):
+def test_metadata_tags_and_rename_over_http(cluster, api_user, active_server):
     server_id = active_server
     session, url = api_user.session, api_user.url(f"/servers/{server_id}")
     v226 = {"OpenStack-API-Version": "compute 2.26"}

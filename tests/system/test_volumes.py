@@ -51,15 +51,6 @@ def volume_cluster(cinder, django_db_setup, django_db_blocker, live_server, tmp_
 
 
 @pytest.fixture
-def logs_on_failure(volume_cluster, cinder, request):
-    yield
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(volume_cluster.logs())
-        print(cinder.logs())
-
-
-@pytest.fixture
 def demo(api_user, demo_image):
     image = image_create(
         ctx=api_user.ctx, name="demo", disk_format="qcow2", container_format="bare", visibility="public"
@@ -130,7 +121,7 @@ def attach(api_user, server_id, volume_id):
 
 
 @pytest.fixture
-def running_guest(volume_cluster, logs_on_failure, api_user, tiny_flavor, demo, libvirt_conn):
+def running_guest(volume_cluster, api_user, tiny_flavor, demo, libvirt_conn):
     wait_for_host(HOST)
     server_id = boot_demo(api_user, demo)
     wait_status(api_user, server_id, "ACTIVE")
@@ -230,7 +221,7 @@ def test_cinder_killed_in_the_middle_of_an_attach_rolls_back_cleanly(
 
 
 def test_a_server_boots_from_a_volume_made_from_the_demo_image(
-    volume_cluster, logs_on_failure, api_user, tiny_flavor, demo, cinder, libvirt_conn, record_property
+    volume_cluster, api_user, tiny_flavor, demo, cinder, libvirt_conn, record_property
 ):
     wait_for_host(HOST)
     project = api_user.membership.project.pk

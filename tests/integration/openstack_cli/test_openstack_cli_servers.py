@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def vm1(cli, cluster_logs, host_up, tiny_flavor, demo_image):
+def vm1(cli, host_up, tiny_flavor, demo_image):
     """``vm1``, booted by the member with the command the issue names, and ACTIVE."""
     server = cli.member.json("server", "create", "--image", "demo", "--flavor", "m1.tiny", "--wait", "vm1")
     assert server["status"] == "ACTIVE", server

@@ -64,7 +64,7 @@ def cluster(volume_settings, keystone_cinder, django_db_setup, django_db_blocker
 
 
 @pytest.fixture
-def vm1(cli, cluster_logs, host_up, tiny_flavor, demo_image):
+def vm1(cli, host_up, tiny_flavor, demo_image):
     server = cli.member.json("server", "create", "--image", "demo", "--flavor", "m1.tiny", "--wait", "vm1")
     assert server["status"] == "ACTIVE", server
     return server
@@ -160,7 +160,7 @@ def test_a_volume_in_use_cannot_be_added_to_a_second_server(cli, vm1, keystone_c
     assert vm2["status"] == "ACTIVE"
 
 
-def test_server_create_from_an_existing_volume(cli, cluster_logs, host_up, tiny_flavor, keystone_cinder):
+def test_server_create_from_an_existing_volume(cli, host_up, tiny_flavor, keystone_cinder):
     volume = make_volume(cli, "root")
 
     server = cli.member.json("server", "create", "--volume", "root", "--flavor", "m1.tiny", "--wait", "bfv")
@@ -181,9 +181,7 @@ def test_server_create_from_an_existing_volume(cli, cluster_logs, host_up, tiny_
     assert keystone_cinder.attachments(cli.member_project_id, volume["id"]) == []
 
 
-def test_server_create_from_an_image_onto_a_new_volume(
-    cli, cluster_logs, host_up, tiny_flavor, demo_image, keystone_cinder
-):
+def test_server_create_from_an_image_onto_a_new_volume(cli, host_up, tiny_flavor, demo_image, keystone_cinder):
     mapping = f"source_type=image,uuid={demo_image.id},destination_type=volume,volume_size=1,delete_on_termination=true"
 
     server = cli.member.json(

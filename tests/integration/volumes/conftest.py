@@ -101,12 +101,8 @@ def volume_cloud(cinder, django_db_setup, django_db_blocker, live_server, tmp_pa
 
 
 @pytest.fixture
-def host_up(volume_cloud, transactional_db, request):
+def host_up(volume_cloud, transactional_db):
     wait_for_host(HOST)
-    yield
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(volume_cloud.logs())
 
 
 def wait_status(user, server_id, status, timeout=60):

@@ -109,7 +109,6 @@ def page(browser, request, portal_cluster):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"portal-failed-{request.node.name}.png"), full_page=True)
         print("===== browser console =====\n" + "\n".join(messages[-60:]))
-        print(portal_cluster.logs())
     context.close()
 
 
