@@ -134,6 +134,8 @@ class Cloud:
             "for r in ('instances', 'cores', 'ram'):\n"
             "    QuotaLimit.objects.update_or_create(project=p, resource=r, defaults={'hard_limit': -1})\n",
         )
+        credentials = self.work / "compute" / "credentials.json"
+        self.manage("host_enroll", self.env["COMPUTE_HOSTS"], "--output", str(credentials))
         celery = str(BIN / "celery")
         self.spawn(
             "api",

@@ -50,6 +50,7 @@ class Cloud:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
+            "CLOUD_DEBUG": "1",
             "CLOUD_STATE_DIR": str(work),
             "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
             "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/7"),
@@ -79,6 +80,7 @@ class Cloud:
         redis.Redis.from_url(self.env["CELERY_BROKER_URL"]).flushdb()
         self.manage("migrate", "--noinput", "-v0")
         self.manage("demo_setup")
+        self.manage("host_enroll", HOST, "--output", str(self.work / "compute" / "credentials.json"))
         celery = str(BIN / "celery")
         self.spawn(
             "api",

@@ -54,6 +54,8 @@ class HostConfig:
     # Simulated hosts served by this one process (COMPUTE_HOSTS); empty for an ordinary host. Each has
     # its own queue, heartbeat and state directory under ``state_dir``; see ``for_host``.
     hosts: tuple[str, ...] = ()
+    # The host's private key and the control plane's public key, as `manage.py host_enroll` wrote them.
+    credentials_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HostConfig:
@@ -116,6 +118,7 @@ class HostConfig:
             nfs_mount_point_base=Path(get("COMPUTE_NFS_MOUNT_POINT_BASE", str(state_dir / "mnt"))).expanduser(),
             volume_detach_timeout=_positive_seconds(env, "COMPUTE_VOLUME_DETACH_TIMEOUT", 30.0),
             hosts=hosts,
+            credentials_file=Path(get("COMPUTE_CREDENTIALS", str(state_dir / "credentials.json"))).expanduser(),
         )
 
     @property

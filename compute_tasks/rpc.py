@@ -6,19 +6,29 @@ host's app in a compute worker), so neither side imports the other's task functi
 
 Messages are plain JSON: every dataclass here round-trips through ``to_dict``/``from_dict``, and
 ``from_dict`` ignores keys it does not know so that a newer sender can talk to an older receiver.
+
+Every message is signed by its sender (``compute_tasks.signing``): a task gets two arguments, the
+message and its ``auth`` block, addressed to the queue it is put on. Each side installs how it signs
+(``use_signer``) and whom it believes (``use_verifier``) once at start-up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from celery import current_app
 from kombu import Exchange, Queue
+
+from compute_tasks import signing
+
+log = logging.getLogger(__name__)
 
 MESSAGE_VERSION = "1.0"
 
@@ -37,6 +47,7 @@ RESUME_INSTANCE = "compute.resume_instance"
 REBUILD_INSTANCE = "compute.rebuild_instance"
 SNAPSHOT_INSTANCE = "compute.snapshot_instance"
 GET_CONSOLE_OUTPUT = "compute.get_console_output"
+CONSOLE_OUTPUT_REPLY = "reply.console_output"  # not a task: what a host's answer is signed as
 ATTACH_VOLUME = "compute.attach_volume"
 DETACH_VOLUME = "compute.detach_volume"
 
@@ -323,8 +334,40 @@ _NESTED: dict[tuple[str, str], type[Message]] = {
 }
 
 
+_signer: Callable[[], signing.Signer] | None = None
+_public_key_of: Callable[[str], Any] | None = None
+
+
+def use_signer(signer: Callable[[], signing.Signer]) -> None:
+    """How this process signs what it sends: the control plane's key, or the key of the host a task runs as."""
+    global _signer
+    _signer = signer
+
+
+def use_verifier(public_key_of: Callable[[str], Any]) -> None:
+    """Whom this process believes: ``public_key_of(sender)`` is the sender's public key, or None."""
+    global _public_key_of
+    _public_key_of = public_key_of
+
+
+def sign(name: str, recipient: str, body: dict[str, Any]) -> dict[str, Any]:
+    if _signer is None:
+        raise RuntimeError("this process has no signing key: rpc.use_signer() was never called")
+    return _signer().sign(name, recipient, body)
+
+
+def verify(name: str, recipient: str, body: Any, auth: Any) -> signing.Verified:
+    """The sender of a message this process received, or ``signing.Refused``."""
+    if _public_key_of is None:
+        raise signing.Refused(
+            signing.UNKNOWN_SENDER, "this process believes nobody: rpc.use_verifier() was never called"
+        )
+    return signing.verify(name, recipient, body, auth, _public_key_of)
+
+
 def _send(name: str, queue: str, message: Message, expires: float | None = None) -> None:
-    current_app.send_task(name, args=[message.to_dict()], queue=queue, expires=expires)
+    body = message.to_dict()
+    current_app.send_task(name, args=[body, sign(name, queue, body)], queue=queue, expires=expires)
 
 
 # --- control plane -> hosts -------------------------------------------------------------------------
@@ -410,14 +453,27 @@ class NoReply(Exception):
 
 
 def get_console_output(host: str, request: ConsoleOutputRequest, *, timeout: float) -> ConsoleOutput:
-    """Ask ``host`` for the tail of an instance's serial log and wait up to ``timeout`` seconds."""
+    """Ask ``host`` for the tail of an instance's serial log and wait up to ``timeout`` seconds.
+
+    Only an answer signed by ``host`` for this reply queue counts: anyone else who writes to the queue
+    (it is on a broker every host reaches) is ignored and logged.
+    """
     name = f"reply.{uuid.uuid4().hex}"
     request = dataclasses.replace(request, reply_to=name)
     answers: list[dict[str, Any]] = []
 
-    def receive(body: Any, message: Any) -> None:
-        answers.append(body)
+    def receive(answer: Any, message: Any) -> None:
         message.ack()
+        try:
+            body = answer["message"]
+            sender = verify(CONSOLE_OUTPUT_REPLY, name, body, answer.get("auth")).sender
+        except (signing.Refused, KeyError, TypeError) as exc:
+            log.warning("Dropped a console output answer on %s: %s", name, exc)
+            return
+        if sender != host:
+            log.warning("Dropped a console output answer on %s from %s, which was not asked", name, sender)
+            return
+        answers.append(body)
 
     with current_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=timeout)
@@ -444,10 +500,11 @@ def get_console_output(host: str, request: ConsoleOutputRequest, *, timeout: flo
 
 
 def reply_console_output(reply_to: str, result: ConsoleOutput) -> None:
-    """The host's answer to ``get_console_output``."""
+    """The host's answer to ``get_console_output``, signed for that reply queue."""
+    body = result.to_dict()
     with current_app.producer_or_acquire() as producer:
         producer.publish(
-            result.to_dict(),
+            {"message": body, "auth": sign(CONSOLE_OUTPUT_REPLY, reply_to, body)},
             exchange="",
             routing_key=reply_to,
             serializer="json",

@@ -24,6 +24,7 @@ beat at once, then one every COMPUTE_HEARTBEAT_INTERVAL seconds.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from celery import Celery, current_task, signals
 from kombu import Exchange, Queue
 
 import compute_tasks.kombu_redis  # noqa: F401 - keeps the worker alive through a Redis restart
-from compute_tasks import rpc
+from compute_tasks import rpc, signing
 from compute_tasks.config import ConfigError, HostConfig
 from compute_tasks.drivers import load_driver
 from compute_tasks.fleet import HostScopedDriver
@@ -61,7 +62,9 @@ except ConfigError as exc:
     # Stop before Celery starts, with one line that names the setting instead of a traceback.
     raise SystemExit(f"compute worker: invalid configuration: {exc}") from None
 
-app = Celery("compute", set_as_current=True)
+# No fix-ups: Celery would set Django up in this process whenever DJANGO_SETTINGS_MODULE is in the
+# environment, and a hypervisor must never run the control plane's code (nor hold its signing key).
+app = Celery("compute", set_as_current=True, fixups=[])
 app.conf.update(
     broker_url=config.broker_url,
     broker_connection_retry_on_startup=True,
@@ -95,6 +98,93 @@ if config.hosts:
     ]
 app.set_default()
 app.set_current()
+
+# --- who this host is, and whom it believes ---------------------------------------------------------------
+#
+# The credentials are read when the worker starts (not at import: tools import this module to inspect the
+# app). The host signs everything it sends as the host whose queue the running task came from, believes
+# only messages the control plane signed for that queue, and acts on each one once.
+
+_trust: dict[str, Any] = {}
+
+
+def credentials() -> signing.HostCredentials:
+    if "credentials" not in _trust:
+        path = config.credentials_file
+        try:
+            loaded = signing.HostCredentials.load(path)
+        except FileNotFoundError:
+            raise CredentialsError(
+                f"no credentials at {path}: enroll this host on the control plane "
+                f"(manage.py host_enroll {config.host} --output FILE) and set COMPUTE_CREDENTIALS=FILE"
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CredentialsError(f"the credentials at {path} cannot be read: {exc}") from None
+        missing = [name for name in config.all_hosts if name not in loaded.keys]
+        if missing:
+            raise CredentialsError(f"the credentials at {path} hold no key for {', '.join(missing[:5])}")
+        _trust["credentials"] = loaded
+        _trust["nonces"] = signing.NonceStore(config.state_dir / "nonces.sqlite3")
+    return _trust["credentials"]
+
+
+class CredentialsError(Exception):
+    pass
+
+
+rpc.use_signer(lambda: credentials().signer(current_host()))
+rpc.use_verifier(lambda sender: credentials().control_plane if sender == signing.CONTROL_PLANE else None)
+
+
+@signals.worker_init.connect
+def _load_credentials(sender: Any = None, **_: Any) -> None:
+    if getattr(sender, "app", app) is not app:
+        return
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        credentials()
+    except CredentialsError as exc:
+        # Stop before consuming anything: a host that cannot prove who it is must not act.
+        log.critical("compute worker: %s", exc)
+        raise SystemExit(f"compute worker: {exc}") from None
+
+
+def _believed(name: str, message: Any, auth: Any) -> signing.Verified | None:
+    """The control plane's signature on this task for this host's queue, not seen before; None otherwise."""
+    queue = rpc.compute_queue(current_host())
+    try:
+        verified = rpc.verify(name, queue, message, auth)
+    except signing.Refused as exc:
+        log.warning("Refused %s on %s: %s", name, queue, exc)
+        return None
+    if _trust["nonces"].seen(verified.nonce):
+        log.warning("Refused %s on %s: a replay of a message already acted on", name, queue)
+        return None
+    return verified
+
+
+def control_plane_task(name: str, cls: type[M], *, on_error: Callable[[dict[str, Any], str], None]):
+    """Register ``handler(decoded message)`` as the task ``name``, run only for a message the control plane
+    signed for this host and that was not acted on before."""
+
+    def register(handler: Callable[[M], None]) -> Any:
+        @app.task(name=name)
+        def task(message: dict[str, Any], auth: dict[str, Any] | None = None) -> None:
+            verified = _believed(name, message, auth)
+            if verified is None:
+                return
+            try:
+                decoded = _decode(cls, message, on_error=on_error)
+                if decoded is not None:
+                    handler(decoded)
+            finally:
+                _trust["nonces"].remember(verified.nonce)
+
+        task.__doc__ = handler.__doc__
+        return task
+
+    return register
+
 
 _managers: dict[str, ComputeManager] = {}
 _manager_lock = threading.Lock()
@@ -130,9 +220,16 @@ def get_manager(host: str | None = None) -> ComputeManager:
         return manager
 
 
+_acting_as: contextvars.ContextVar[str | None] = contextvars.ContextVar("acting_as", default=None)
+
+
 def current_host() -> str:
-    """The host the running task is for: its queue is ``compute.<host>``. The configured host otherwise."""
+    """The host the running task is for: its queue is ``compute.<host>``. Outside a task, the host a fleet's
+    heartbeat is beating for; the configured host otherwise."""
     if config.hosts:
+        acting = _acting_as.get()
+        if acting is not None:
+            return acting
         task = current_task
         delivery = (getattr(task.request, "delivery_info", None) or {}) if task else {}
         queue = str(delivery.get("routing_key") or "")
@@ -146,109 +243,6 @@ _host_set = frozenset(config.all_hosts)
 
 
 # --- tasks -------------------------------------------------------------------------------------------
-
-
-@app.task(name=rpc.BUILD_AND_RUN_INSTANCE)
-def build_and_run_instance(message: dict[str, Any]) -> None:
-    request = _decode(BuildRequest, message, on_error=_build_undecodable)
-    if request is not None:
-        get_manager().build_and_run_instance(request)
-
-
-@app.task(name=rpc.START_INSTANCE)
-def start_instance(message: dict[str, Any]) -> None:
-    ref = _decode(InstanceRef, message, on_error=_action_undecodable("start"))
-    if ref is not None:
-        get_manager().start_instance(ref)
-
-
-@app.task(name=rpc.STOP_INSTANCE)
-def stop_instance(message: dict[str, Any]) -> None:
-    ref = _decode(InstanceRef, message, on_error=_action_undecodable("stop"))
-    if ref is not None:
-        get_manager().stop_instance(ref)
-
-
-@app.task(name=rpc.REBOOT_INSTANCE)
-def reboot_instance(message: dict[str, Any]) -> None:
-    ref = _decode(InstanceRef, message, on_error=_action_undecodable("reboot"))
-    if ref is not None:
-        get_manager().reboot_instance(ref)
-
-
-@app.task(name=rpc.TERMINATE_INSTANCE)
-def terminate_instance(message: dict[str, Any]) -> None:
-    ref = _decode(InstanceRef, message, on_error=_action_undecodable("terminate"))
-    if ref is not None:
-        get_manager().terminate_instance(ref)
-
-
-@app.task(name=rpc.PAUSE_INSTANCE)
-def pause_instance(message: dict[str, Any]) -> None:
-    ref = _decode(InstanceRef, message, on_error=_action_undecodable("pause"))
-    if ref is not None:
-        get_manager().pause_instance(ref)
-
-
-@app.task(name=rpc.UNPAUSE_INSTANCE)
-def unpause_instance(message: dict[str, Any]) -> None:
-    ref = _decode(InstanceRef, message, on_error=_action_undecodable("unpause"))
-    if ref is not None:
-        get_manager().unpause_instance(ref)
-
-
-@app.task(name=rpc.SUSPEND_INSTANCE)
-def suspend_instance(message: dict[str, Any]) -> None:
-    ref = _decode(InstanceRef, message, on_error=_action_undecodable("suspend"))
-    if ref is not None:
-        get_manager().suspend_instance(ref)
-
-
-@app.task(name=rpc.RESUME_INSTANCE)
-def resume_instance(message: dict[str, Any]) -> None:
-    ref = _decode(InstanceRef, message, on_error=_action_undecodable("resume"))
-    if ref is not None:
-        get_manager().resume_instance(ref)
-
-
-@app.task(name=rpc.REBUILD_INSTANCE)
-def rebuild_instance(message: dict[str, Any]) -> None:
-    # A malformed rebuild names its instance only inside ``build``: it is dropped, and the rebuild's
-    # lease ends it.
-    request = _decode(RebuildRequest, message, on_error=_action_undecodable("rebuild"))
-    if request is not None:
-        get_manager().rebuild_instance(request)
-
-
-@app.task(name=rpc.SNAPSHOT_INSTANCE)
-def snapshot_instance(message: dict[str, Any]) -> None:
-    request = _decode(SnapshotRequest, message, on_error=_action_undecodable("snapshot"))
-    if request is not None:
-        get_manager().snapshot_instance(request)
-
-
-@app.task(name=rpc.ATTACH_VOLUME)
-def attach_volume(message: dict[str, Any]) -> None:
-    # An undecodable request cannot say which volume it meant: the conductor's volume sweep finds the
-    # attachment still waiting and asks again.
-    request = _decode(VolumeRequest, message, on_error=lambda _message, _problem: None)
-    if request is not None:
-        get_manager().attach_volume(request)
-
-
-@app.task(name=rpc.DETACH_VOLUME)
-def detach_volume(message: dict[str, Any]) -> None:
-    request = _decode(VolumeRequest, message, on_error=lambda _message, _problem: None)
-    if request is not None:
-        get_manager().detach_volume(request)
-
-
-@app.task(name=rpc.GET_CONSOLE_OUTPUT)
-def get_console_output(message: dict[str, Any]) -> None:
-    # The caller waits a few seconds at most; an undecodable request simply gets no answer.
-    request = _decode(ConsoleOutputRequest, message, on_error=lambda _message, _problem: None)
-    if request is not None:
-        get_manager().get_console_output(request)
 
 
 def _decode(cls: type[M], message: dict[str, Any], *, on_error: Callable[[dict[str, Any], str], None]) -> M | None:
@@ -295,6 +289,56 @@ def _action_undecodable(action: str) -> Callable[[dict[str, Any], str], None]:
         )
 
     return report
+
+
+@control_plane_task(rpc.BUILD_AND_RUN_INSTANCE, BuildRequest, on_error=_build_undecodable)
+def build_and_run_instance(request: BuildRequest) -> None:
+    get_manager().build_and_run_instance(request)
+
+
+def _instance_action(name: str, action: str, method: str) -> Any:
+    return control_plane_task(name, InstanceRef, on_error=_action_undecodable(action))(
+        lambda ref: getattr(get_manager(), method)(ref)
+    )
+
+
+start_instance = _instance_action(rpc.START_INSTANCE, "start", "start_instance")
+stop_instance = _instance_action(rpc.STOP_INSTANCE, "stop", "stop_instance")
+reboot_instance = _instance_action(rpc.REBOOT_INSTANCE, "reboot", "reboot_instance")
+terminate_instance = _instance_action(rpc.TERMINATE_INSTANCE, "terminate", "terminate_instance")
+pause_instance = _instance_action(rpc.PAUSE_INSTANCE, "pause", "pause_instance")
+unpause_instance = _instance_action(rpc.UNPAUSE_INSTANCE, "unpause", "unpause_instance")
+suspend_instance = _instance_action(rpc.SUSPEND_INSTANCE, "suspend", "suspend_instance")
+resume_instance = _instance_action(rpc.RESUME_INSTANCE, "resume", "resume_instance")
+
+
+# A malformed rebuild names its instance only inside ``build``: it is dropped, and the rebuild's lease ends it.
+@control_plane_task(rpc.REBUILD_INSTANCE, RebuildRequest, on_error=_action_undecodable("rebuild"))
+def rebuild_instance(request: RebuildRequest) -> None:
+    get_manager().rebuild_instance(request)
+
+
+@control_plane_task(rpc.SNAPSHOT_INSTANCE, SnapshotRequest, on_error=_action_undecodable("snapshot"))
+def snapshot_instance(request: SnapshotRequest) -> None:
+    get_manager().snapshot_instance(request)
+
+
+# An undecodable volume request cannot say which volume it meant: the conductor's volume sweep finds the
+# attachment still waiting and asks again.
+@control_plane_task(rpc.ATTACH_VOLUME, VolumeRequest, on_error=lambda _message, _problem: None)
+def attach_volume(request: VolumeRequest) -> None:
+    get_manager().attach_volume(request)
+
+
+@control_plane_task(rpc.DETACH_VOLUME, VolumeRequest, on_error=lambda _message, _problem: None)
+def detach_volume(request: VolumeRequest) -> None:
+    get_manager().detach_volume(request)
+
+
+# The caller waits a few seconds at most; an undecodable request simply gets no answer.
+@control_plane_task(rpc.GET_CONSOLE_OUTPUT, ConsoleOutputRequest, on_error=lambda _message, _problem: None)
+def get_console_output(request: ConsoleOutputRequest) -> None:
+    get_manager().get_console_output(request)
 
 
 # --- heartbeats --------------------------------------------------------------------------------------
@@ -344,15 +388,21 @@ class FleetHeartbeatThread(HeartbeatThread):
 _heartbeats: HeartbeatThread | None = None
 
 
+def _fleet_heartbeat(host: str) -> None:
+    token = _acting_as.set(host)  # the beat is signed as the host it is about
+    try:
+        get_manager(host).heartbeat()
+    finally:
+        _acting_as.reset(token)
+
+
 @signals.worker_ready.connect
 def _start_heartbeats(sender: Any = None, **_: Any) -> None:
     global _heartbeats
     if getattr(sender, "app", app) is not app or _heartbeats is not None:
         return
     if config.hosts:
-        _heartbeats = FleetHeartbeatThread(
-            config.hosts, lambda host: get_manager(host).heartbeat(), config.heartbeat_interval
-        )
+        _heartbeats = FleetHeartbeatThread(config.hosts, _fleet_heartbeat, config.heartbeat_interval)
         _heartbeats.start()
         log.info(
             "%d simulated compute hosts ready on queues %s ... %s (driver %s); each beats every %gs",

@@ -48,9 +48,44 @@ def environment() -> dict[str, str]:
     env.setdefault("COMPUTE_HOST", socket.gethostname())
     env["DJANGO_SECRET_KEY"] = secret("DJANGO_SECRET_KEY")
     env["CONSOLEAUTH_SECRET"] = secret("CONSOLEAUTH_SECRET")
+    env["CLOUD_SIGNING_KEY"] = secret("CLOUD_SIGNING_KEY")
+    env.setdefault("COMPUTE_CREDENTIALS", str(STATE / "secrets" / f"compute-{env['COMPUTE_HOST']}.json"))
     env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.base")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def start_broker(env: dict[str, str]) -> subprocess.Popen | None:
+    """A Redis of the demo's own that asks for a password (unless CELERY_BROKER_URL names a broker): the
+    broker is how every process reaches every other, so nothing unauthenticated may talk to it."""
+    if env.get("CELERY_BROKER_URL"):
+        return None
+    port = int(env.get("DEMO_BROKER_PORT", "6390"))
+    password = secret("BROKER_PASSWORD")
+    directory = STATE / "redis"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    conf = directory / "redis.conf"
+    conf.touch(mode=0o600)
+    conf.chmod(0o600)  # it holds the password, which is kept off the command line
+    conf.write_text(f'bind 127.0.0.1\nport {port}\nrequirepass {password}\nsave ""\nappendonly no\ndir {directory}\n')
+    say(f"starting the demo's broker (Redis with a password) on 127.0.0.1:{port}")
+    broker = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL, start_new_session=True)
+    env["CELERY_BROKER_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
+
+    def answers() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+            return b"+PONG" in sock.recv(64)
+
+    wait_for("the broker", lambda: _quietly(answers), 15)
+    return broker
+
+
+def _quietly(check) -> bool:
+    try:
+        return check()
+    except OSError:
+        return False
 
 
 def start_local_cinder(env: dict[str, str]):
@@ -170,6 +205,9 @@ def main() -> int:
         keystone = keystone_summary(env)
 
     cinder = start_local_cinder(env) if env.get("DEMO_CINDER") == "1" else None
+    broker = start_broker(env)
+    say(f"enrolling compute host {env['COMPUTE_HOST']}")
+    manage(env, "host_enroll", env["COMPUTE_HOST"], "--output", env["COMPUTE_CREDENTIALS"])
 
     say("starting api, conductor, beat, compute and consoleproxy")
     procs = subprocess.Popen(
@@ -201,6 +239,8 @@ def main() -> int:
         destroy_leftover_domains()
         if cinder is not None:
             cinder.stop()
+        if broker is not None:
+            broker.terminate()
         say("stopped")
         sys.exit(0)
 

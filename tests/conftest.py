@@ -1,6 +1,7 @@
 import base64
 
 import pytest
+from pytest_django.plugin import blocking_manager_key
 from rest_framework.test import APIClient
 
 from portal.models import Role
@@ -9,7 +10,7 @@ from .cinder_service import cinder, cinder_settings  # noqa: F401 (fixtures: a r
 from .factories import FlavorFactory, MembershipFactory
 from .http import ApiUser
 from .keystone import keystone, keystone_settings  # noqa: F401 (fixtures: a real Keystone for the session)
-from .processes import mark_test_run, reap_orphans
+from .processes import allow_database_access, enroll_again, mark_test_run, reap_orphans
 
 
 def pytest_configure(config):
@@ -17,6 +18,14 @@ def pytest_configure(config):
     if reaped:
         print(f"killed {len(reaped)} processes left behind by an earlier test run: {reaped}")
     mark_test_run()
+    # Clusters started by fixtures of any scope enroll their hosts in the test database.
+    allow_database_access(config.stash[blocking_manager_key])
+
+
+@pytest.fixture(autouse=True)
+def _enrolled_hosts():
+    """The live test hosts' enrollments, which each test's database flush forgets, are made again."""
+    enroll_again()
 
 
 def basic_auth(username: str, password: str = "secret") -> str:

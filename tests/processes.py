@@ -6,6 +6,7 @@ logging to a file that is printed when a test fails.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -19,6 +20,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from compute_tasks import signing
 from compute_tasks.config import parse_host_list
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +149,65 @@ class Process:
         self.log.close()
 
 
+# --- enrolled hosts ----------------------------------------------------------------------------------
+#
+# A test host gets one key for the whole run and is enrolled as an operator would enroll it. Every test's
+# database flush forgets enrollments, which in a real cloud outlive everything, so ``enroll_again`` (an
+# autouse fixture in tests/conftest.py) puts the live hosts' keys back before each test.
+
+_host_keys: dict[str, signing.Ed25519PrivateKey] = {}
+_live_hosts: set[str] = set()
+_db_blocker = None
+
+
+def allow_database_access(blocker) -> None:
+    """pytest-django's blocker, so that clusters started by fixtures of any scope can enroll their hosts."""
+    global _db_blocker
+    _db_blocker = blocker
+
+
+def _database():
+    return _db_blocker.unblock() if _db_blocker is not None else contextlib.nullcontext()
+
+
+def enroll(names: list[str], credentials_file: Path) -> None:
+    """Enroll test hosts and write their credentials where their worker reads them."""
+    from portal.services import host_trust
+
+    keys = {name: _host_keys.setdefault(name, signing.new_private_key()) for name in names}
+    signing.HostCredentials.write(
+        credentials_file, keys=keys, control_plane_public_key=host_trust.control_plane_public_key()
+    )
+    _live_hosts.update(names)
+    enroll_again(names)
+
+
+def enroll_again(names: list[str] | None = None) -> None:
+    from portal.services import host_trust
+
+    names = sorted(_live_hosts) if names is None else names
+    if names:
+        with _database():
+            host_trust.host_enroll_many(
+                names=names, public_keys={name: signing.encode_public(_host_keys[name]) for name in names}
+            )
+
+
+# A hypervisor holds none of the control plane's settings or secrets.
+HOST_ENV = {name: "" for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "DJANGO_SECRET_KEY", "CONSOLEAUTH_SECRET",
+                                  "CLOUD_SIGNING_KEY")}  # fmt: skip
+
+
+def signed_as_host(name: str, task: str, body: dict, *, queue: str = "conductor") -> dict:
+    """The ``auth`` block host ``name`` sends with ``body`` as ``task`` on ``queue``; the host is enrolled
+    with its test key first (the caller must have database access)."""
+    from portal.services import host_trust
+
+    key = _host_keys.setdefault(name, signing.new_private_key())
+    host_trust.host_enroll_many(names=[name], public_keys={name: signing.encode_public(key)})
+    return signing.Signer(name, key).sign(task, queue, body)
+
+
 class Cluster:
     """The control plane's workers around a live API server, for one test module."""
 
@@ -163,6 +224,7 @@ class Cluster:
             "CLOUD_PUBLIC_URL": self.api_url,
             "DJANGO_SECRET_KEY": settings.SECRET_KEY,
             "CONSOLEAUTH_SECRET": settings.CONSOLE["AUTH_SECRET"],
+            "CLOUD_SIGNING_KEY": settings.CLOUD["SIGNING_KEY"],
             "CLOUD_STATE_DIR": str(work_dir),
             "IMAGE_DIR": str(settings.CLOUD["IMAGE_DIR"]),
             "PYTHONUNBUFFERED": "1",
@@ -198,6 +260,8 @@ class Cluster:
     def start_compute(
         self, host: str, *, uri: str = "test:///default", heartbeat: float = 1.0, driver: str = "libvirt"
     ) -> Process:
+        state_dir = self.work_dir / "compute" / host
+        enroll([host], state_dir / "credentials.json")
         return self._start(
             f"compute-{host}",
             [
@@ -221,8 +285,9 @@ class Cluster:
             COMPUTE_HOST=host,
             COMPUTE_DRIVER=driver,
             COMPUTE_LIBVIRT_URI=uri,
-            COMPUTE_STATE_DIR=str(self.work_dir / "compute" / host),
+            COMPUTE_STATE_DIR=str(state_dir),
             COMPUTE_HEARTBEAT_INTERVAL=str(heartbeat),
+            **HOST_ENV,
         )
 
     def restart(self, name: str) -> Process:
@@ -314,10 +379,11 @@ class Cluster:
 def forget_hosts(names: set[str]) -> None:
     """Remove stopped hosts (and anything still placed on them) from the test database.
 
-    Their last heartbeats may land after a test's database flush; left there, the hosts would look up to
-    the next module's scheduler for a minute and take its first builds to queues nobody consumes."""
+    Left there, the hosts would look up to the next module's scheduler for a minute and take its first
+    builds to queues nobody consumes."""
     from portal.models import ComputeHost, Instance
 
+    _live_hosts.difference_update(names)
     if names:
         Instance.objects.filter(host__name__in=names).delete()
         ComputeHost.objects.filter(name__in=names).delete()

@@ -42,15 +42,17 @@ class ComputeHostAdmin(ServiceAdmin):
     list_filter = ["enabled", "forced_down"]
     search_fields = ["name"]
     actions = ["enable_hosts", "disable_hosts"]
-    readonly_fields = ["name", "state", "last_heartbeat", "zone", *_RESOURCES, "failed_builds", "orphan_domains"]
+    readonly_fields = [
+        "name", "state", "last_heartbeat", "zone", "console_address", *_RESOURCES, "failed_builds", "orphan_domains",
+    ]  # fmt: skip
     fieldsets = [
-        (None, {"fields": ["name", "state", "last_heartbeat", "zone"]}),
+        (None, {"fields": ["name", "state", "last_heartbeat", "zone", "console_address"]}),
         ("Service", {"fields": ["enabled", "disabled_reason", "forced_down"]}),
         ("Resources", {"fields": [*_RESOURCES, "failed_builds", "orphan_domains"]}),
     ]
 
     def has_add_permission(self, request):
-        return False  # a host appears with its first heartbeat
+        return False  # a host appears when an operator enrolls it (manage.py host_enroll)
 
     def has_delete_permission(self, request, obj=None):
         return False

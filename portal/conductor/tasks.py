@@ -1,36 +1,66 @@
 """The conductor's tasks: thin adapters from messages to services.
 
-Every task is idempotent (a redelivered message finds the work done and does nothing), acknowledged
-late, and named explicitly after the contract in ``compute_tasks.rpc``.
+Every message is believed only after ``host_trust.message_accept``: signed by an enrolled host (or the
+control plane), fresh, not acted on before, and from a host speaking about itself. Every task is
+idempotent (a redelivered message finds the work done and does nothing), acknowledged late, and named
+explicitly after the contract in ``compute_tasks.rpc``.
+
+The periodic jobs take no input and only repair toward what the database says, so they are not signed:
+anyone who can reach the broker could at most make one run early.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from celery import shared_task
 
 from compute_tasks import rpc
-from portal.services import actions, hosts, reaper, scheduling, volumes
+from portal.services import actions, host_trust, hosts, reaper, scheduling, volumes
 
 
-@shared_task(name=rpc.SCHEDULE_AND_BUILD)
-def schedule_and_build(message: dict) -> None:
+def signed_task(name: str, *, from_hosts: bool = True, replay_check: bool = True):
+    """Register ``handler(message, verified)`` as the task ``name``, called only for a believed message.
+    The message's nonce is recorded once the handler returned, so that it cannot be sent again."""
+
+    def register(handler: Callable[[dict, Any], None]) -> Any:
+        @shared_task(name=name)
+        def task(message: dict, auth: dict | None = None) -> None:
+            verified = host_trust.message_accept(
+                task=name, message=message, auth=auth, from_hosts=from_hosts, replay_check=replay_check
+            )
+            if verified is None:
+                return
+            handler(message, verified)
+            if replay_check:
+                host_trust.message_done(verified)
+
+        task.__doc__ = handler.__doc__
+        return task
+
+    return register
+
+
+@signed_task(rpc.SCHEDULE_AND_BUILD, from_hosts=False)
+def schedule_and_build(message: dict, _verified) -> None:
     request = rpc.ScheduleRequest.from_dict(message)
     scheduling.schedule_and_build(
         instance_uuid=request.instance_uuid, request_id=request.request_id, user_token=request.user_token
     )
 
 
-@shared_task(name=rpc.INSTANCE_BUILT)
-def instance_built(message: dict) -> None:
+@signed_task(rpc.INSTANCE_BUILT)
+def instance_built(message: dict, _verified) -> None:
     scheduling.instance_built(report=rpc.InstanceBuilt.from_dict(message))
 
 
-@shared_task(name=rpc.BUILD_FAILED)
-def build_failed(message: dict) -> None:
+@signed_task(rpc.BUILD_FAILED)
+def build_failed(message: dict, _verified) -> None:
     scheduling.build_failed(report=rpc.BuildFailed.from_dict(message))
 
 
-def _action_result(message: dict) -> None:
+def _action_result(message: dict, _verified) -> None:
     report = rpc.ActionResult.from_dict(message)
     if report.action in actions.HANDLED:
         actions.action_result(report=report)
@@ -38,19 +68,33 @@ def _action_result(message: dict) -> None:
         scheduling.action_result(report=report)
 
 
-@shared_task(name=rpc.ACTION_DONE)
-def action_done(message: dict) -> None:
-    _action_result(message)
+action_done = signed_task(rpc.ACTION_DONE)(_action_result)
+action_failed = signed_task(rpc.ACTION_FAILED)(_action_result)
 
 
-@shared_task(name=rpc.ACTION_FAILED)
-def action_failed(message: dict) -> None:
-    _action_result(message)
+# Heartbeats are not remembered one by one (thousands a minute): one older than the newest believed
+# from its host is refused instead.
+@signed_task(rpc.HEARTBEAT, replay_check=False)
+def heartbeat(message: dict, verified) -> None:
+    hosts.host_heartbeat(beat=rpc.Heartbeat.from_dict(message), signed_at=verified.sent_at)
 
 
-@shared_task(name=rpc.HEARTBEAT)
-def heartbeat(message: dict) -> None:
-    hosts.host_heartbeat(beat=rpc.Heartbeat.from_dict(message))
+@signed_task(rpc.VOLUME_ATTACHED)
+def volume_attached(message: dict, _verified) -> None:
+    volumes.volume_attached(report=rpc.VolumeResult.from_dict(message))
+
+
+@signed_task(rpc.VOLUME_DETACHED)
+def volume_detached(message: dict, _verified) -> None:
+    volumes.volume_detached(report=rpc.VolumeResult.from_dict(message))
+
+
+@signed_task(rpc.RELEASE_VOLUMES, from_hosts=False)
+def release_volumes(message: dict, _verified) -> None:
+    volumes.instance_volumes_release(instance_uuid=rpc.VolumeRelease.from_dict(message).instance_uuid)
+
+
+# --- periodic jobs -----------------------------------------------------------------------------------
 
 
 @shared_task(name="conductor.reap_expired_tasks")
@@ -61,22 +105,7 @@ def reap_expired_tasks() -> int:
 
 @shared_task(name="conductor.purge_console_tokens")
 def purge_console_tokens() -> int:
-    return reaper.purge_console_tokens()
-
-
-@shared_task(name=rpc.VOLUME_ATTACHED)
-def volume_attached(message: dict) -> None:
-    volumes.volume_attached(report=rpc.VolumeResult.from_dict(message))
-
-
-@shared_task(name=rpc.VOLUME_DETACHED)
-def volume_detached(message: dict) -> None:
-    volumes.volume_detached(report=rpc.VolumeResult.from_dict(message))
-
-
-@shared_task(name=rpc.RELEASE_VOLUMES)
-def release_volumes(message: dict) -> None:
-    volumes.instance_volumes_release(instance_uuid=rpc.VolumeRelease.from_dict(message).instance_uuid)
+    return reaper.purge_console_tokens() + host_trust.purge_seen_messages()
 
 
 @shared_task(name="conductor.sweep_volumes")

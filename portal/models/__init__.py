@@ -1,7 +1,7 @@
 from .aggregate import AVAILABILITY_ZONE_KEY, Aggregate
 from .console import ConsoleSession, ConsoleToken
 from .flavor import Flavor, FlavorAccess
-from .host import ComputeHost
+from .host import ComputeHost, HostCredential, MessageRefusal, SeenMessage
 from .identity import Membership, Project, Role
 from .image import Image
 from .instance import Instance, InstanceAction, InstanceActionEvent, InstanceFault, InstanceTag
@@ -19,6 +19,7 @@ __all__ = [
     "ConsoleToken",
     "Flavor",
     "FlavorAccess",
+    "HostCredential",
     "Image",
     "Instance",
     "InstanceAction",
@@ -27,9 +28,11 @@ __all__ = [
     "InstanceTag",
     "Keypair",
     "Membership",
+    "MessageRefusal",
     "Project",
     "QuotaClassLimit",
     "QuotaLimit",
     "Role",
+    "SeenMessage",
     "ServerGroup",
 ]

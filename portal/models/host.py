@@ -28,6 +28,11 @@ class ComputeHost(models.Model):
     uptime = models.CharField(max_length=255, blank=True, default="")  # the host's ``uptime`` line at its last beat
     # How Cinder reaches the host (ip, host, initiator, …), as its heartbeat reports it; sent with attachments.
     volume_connector = models.JSONField(default=dict, blank=True)
+    # The one address its consoles may be reached at, set when an operator enrolled it: a host cannot
+    # point a console (and so the console proxy) anywhere else.
+    console_address = models.CharField(max_length=255, default="127.0.0.1")
+    # The signing time of the newest heartbeat believed; an older one is a replay.
+    last_beat_signed_at = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -35,3 +40,67 @@ class ComputeHost(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class HostCredential(models.Model):
+    """The public half of an enrolled host's signing key: what every message from the host is checked
+    against. A host has at most one that is not revoked; revoked ones stay for the record."""
+
+    host = models.ForeignKey(ComputeHost, on_delete=models.CASCADE, related_name="credentials")
+    public_key = models.CharField(max_length=64, unique=True)  # raw Ed25519, base64
+    fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host"], condition=models.Q(revoked_at__isnull=True), name="one_active_credential_per_host"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host.name} {self.fingerprint}{' (revoked)' if self.revoked_at else ''}"
+
+
+class MessageRefusal(models.Model):
+    """Messages the conductor did not believe, counted by who they claimed to come from, the task and why.
+
+    The sender is as claimed and may be a lie; names nobody enrolled are counted under ``(unknown)`` so that
+    an attacker inventing names cannot grow the table."""
+
+    class Reason(models.TextChoices):
+        UNSIGNED = "unsigned", "not signed"
+        UNKNOWN_SENDER = "unknown-sender", "unknown or revoked sender"
+        BAD_SIGNATURE = "bad-signature", "signature does not match"
+        MISADDRESSED = "misaddressed", "addressed elsewhere"
+        STALE = "stale", "too old or from the future"
+        REPLAY = "replay", "already acted on"
+        NOT_ITS_OWN = "not-its-own", "about another host or its instances"
+        NOT_ALLOWED = "not-allowed", "not a message this sender may send"
+
+    sender = models.CharField(max_length=255)
+    task = models.CharField(max_length=255)
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    count = models.PositiveBigIntegerField(default=0)
+    first_at = models.DateTimeField(auto_now_add=True)
+    last_at = models.DateTimeField()
+    last_detail = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["-last_at"]
+        constraints = [models.UniqueConstraint(fields=["sender", "task", "reason"], name="one_refusal_row")]
+
+    def __str__(self) -> str:
+        return f"{self.count} × {self.task} from {self.sender}: {self.get_reason_display()}"
+
+
+class SeenMessage(models.Model):
+    """The nonce of a signed message the conductor acted on, kept while such a message would be believed."""
+
+    nonce = models.CharField(max_length=64, primary_key=True)
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.nonce

@@ -227,8 +227,8 @@ def action_result(*, report: rpc.ActionResult) -> None:
     """Finish (or fail) the task a host reports on. Stale or repeated reports change nothing: the
     compare-and-swap on the task state lets only the first one through."""
     instance = Instance.objects.filter(uuid=report.instance_uuid).select_related("host").first()
-    if instance is None:
-        return
+    if instance is None or instance.host is None or instance.host.name != report.host:
+        return  # a host speaks only about the instances placed on it
     task_state = ALLOWED[report.action].task_state
     event = f"compute_{report.action}_instance"
     if report.error:
@@ -242,7 +242,7 @@ def action_result(*, report: rpc.ActionResult) -> None:
             message=report.error,
             details=report.details,
             request_id=report.request_id,
-            host=report.host,
+            reported_by=report.host,
             **fields,
         )
         if report.action == "snapshot" and (report.image_id or failed):
@@ -268,7 +268,7 @@ def action_result(*, report: rpc.ActionResult) -> None:
                 event=event,
                 message=f"The snapshot's image {report.image_id} did not become active",
                 request_id=report.request_id,
-                host=report.host,
+                reported_by=report.host,
                 **fields,
             )
             _abandon_snapshot_images(instance, report.image_id)
@@ -280,7 +280,7 @@ def action_result(*, report: rpc.ActionResult) -> None:
         expected_task_state=task_state,
         event=event,
         request_id=report.request_id,
-        host=report.host,
+        reported_by=report.host,
         **fields,
     )
 

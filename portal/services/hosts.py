@@ -9,34 +9,50 @@ from django.db import transaction
 from django.utils import timezone
 
 from compute_tasks import rpc
-from portal.models import ComputeHost, Instance
+from portal.models import ComputeHost, Instance, MessageRefusal
 from portal.states import PowerState, VmState
 
-from . import lifecycle
+from . import host_trust, lifecycle
 
 log = logging.getLogger(__name__)
 
 _OFF = {PowerState.SHUTDOWN, PowerState.CRASHED, PowerState.NOSTATE}
 
 
-def host_heartbeat(*, beat: rpc.Heartbeat) -> ComputeHost:
-    """Record a host's heartbeat (creating the host on its first), then sync its instances' power."""
-    now = timezone.now()
-    host, _created = ComputeHost.objects.update_or_create(
-        name=beat.host,
-        defaults={
-            "last_heartbeat": now,
-            "vcpus": beat.vcpus,
-            "memory_mb": beat.memory_mb,
-            "disk_gb": beat.disk_gb,
-            "hypervisor_type": beat.hypervisor_type,
-            "hypervisor_version": beat.hypervisor_version,
-            "cpu_arch": beat.cpu_arch,
-            "orphan_domains": list(beat.unknown_domains) + _stray_domains(beat),
-            "uptime": beat.uptime[:255],
-            "volume_connector": dict(beat.volume_connector or {}),
-        },
-    )
+def host_heartbeat(*, beat: rpc.Heartbeat, signed_at: float) -> ComputeHost | None:
+    """Record an enrolled host's heartbeat, then sync its instances' power.
+
+    Only the host's own row changes, and only for a beat signed after the newest one believed: an older
+    one (a replay, or one overtaken in the queue) changes nothing. A host nobody enrolled has no row and
+    gets none."""
+    with transaction.atomic():
+        host = ComputeHost.objects.select_for_update().filter(name=beat.host).first()
+        fresh = host is not None and host.last_beat_signed_at < signed_at
+        if fresh:
+            ComputeHost.objects.filter(pk=host.pk).update(
+                last_heartbeat=timezone.now(),
+                last_beat_signed_at=signed_at,
+                vcpus=beat.vcpus,
+                memory_mb=beat.memory_mb,
+                disk_gb=beat.disk_gb,
+                hypervisor_type=beat.hypervisor_type,
+                hypervisor_version=beat.hypervisor_version,
+                cpu_arch=beat.cpu_arch,
+                orphan_domains=list(beat.unknown_domains) + _stray_domains(beat),
+                uptime=beat.uptime[:255],
+                volume_connector=dict(beat.volume_connector or {}),
+            )
+    if not fresh:
+        host_trust.message_refused(
+            sender=beat.host,
+            task=rpc.HEARTBEAT,
+            reason=MessageRefusal.Reason.REPLAY if host else MessageRefusal.Reason.UNKNOWN_SENDER,
+            detail=f"a heartbeat signed at {signed_at:.3f}, not after the newest believed"
+            if host
+            else "a heartbeat of a host with no row",
+        )
+        return None
+    host.refresh_from_db()
     _sync_power_states(host, beat)
     return host
 

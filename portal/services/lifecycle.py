@@ -59,10 +59,12 @@ def compare_and_swap(
     *,
     expected_task_states: Iterable[str | None],
     expected_vm_states: Iterable[str] | None = None,
+    expected_host: str | None = None,
     task_state: str | None = _UNSET,
     **fields: Any,
 ) -> bool:
-    """Write ``fields`` (and ``task_state`` with its lease) only if the instance is still as expected.
+    """Write ``fields`` (and ``task_state`` with its lease) only if the instance is still as expected
+    (and, with ``expected_host``, still placed on that host).
 
     Returns whether the write happened; ``instance`` is refreshed from the database either way.
     """
@@ -74,6 +76,8 @@ def compare_and_swap(
     query = Instance.objects.filter(_task_state_q(expected_task_states), pk=instance.pk)
     if expected_vm_states is not None:
         query = query.filter(vm_state__in=list(expected_vm_states))
+    if expected_host is not None:
+        query = query.filter(host__name=expected_host)
     changed = query.update(**values) == 1
     instance.refresh_from_db()
     if changed and values.get("vm_state") in (VmState.STOPPED, VmState.SUSPENDED, VmState.DELETED, VmState.ERROR):
@@ -188,17 +192,24 @@ def task_finish(
     expected_task_state: str,
     event: str,
     request_id: str = "",
-    host: str = "",
+    reported_by: str,
     vm_state: str = _UNSET,
     **fields: Any,
 ) -> bool:
-    """A host finished the task the instance was waiting for; idle it and set its new state."""
+    """The host ``reported_by`` finished the task the instance was waiting for: idle it and set its new
+    state, unless the instance is not (or no longer) placed on that host."""
     if vm_state is not _UNSET:
         fields["vm_state"] = vm_state
     with transaction.atomic():
-        changed = compare_and_swap(instance, expected_task_states=[expected_task_state], task_state=None, **fields)
+        changed = compare_and_swap(
+            instance,
+            expected_task_states=[expected_task_state],
+            expected_host=reported_by,
+            task_state=None,
+            **fields,
+        )
         if changed:
-            record_event(current_action(instance, request_id), event, host=host)
+            record_event(current_action(instance, request_id), event, host=reported_by)
     return changed
 
 
@@ -211,15 +222,25 @@ def task_fail(
     details: str = "",
     request_id: str = "",
     host: str = "",
+    reported_by: str | None = None,
     code: int = 500,
     vm_state: str = _UNSET,
     **fields: Any,
 ) -> bool:
-    """A task failed: idle the instance (in ERROR when ``vm_state`` says so) and record the fault."""
+    """A task failed: idle the instance (in ERROR when ``vm_state`` says so) and record the fault.
+
+    A failure a host reports (``reported_by``) counts only while the instance is placed on that host."""
     if vm_state is not _UNSET:
         fields["vm_state"] = vm_state
+    host = reported_by or host
     with transaction.atomic():
-        changed = compare_and_swap(instance, expected_task_states=expected_task_states, task_state=None, **fields)
+        changed = compare_and_swap(
+            instance,
+            expected_task_states=expected_task_states,
+            expected_host=reported_by,
+            task_state=None,
+            **fields,
+        )
         if changed:
             InstanceFault.objects.create(
                 instance=instance, code=code, message=message[:255], details=details, host=host
@@ -231,13 +252,18 @@ def task_fail(
     return changed
 
 
-def mark_deleted(*, instance: Instance, expected_task_states: Iterable[str | None], event: str, host: str = "") -> bool:
-    """The instance is gone: keep the row for history, release its claim on the host."""
+def mark_deleted(
+    *, instance: Instance, expected_task_states: Iterable[str | None], event: str, reported_by: str | None = None
+) -> bool:
+    """The instance is gone: keep the row for history, release its claim on the host. When a host reports
+    it gone (``reported_by``), only if the instance is placed on that host."""
     now = timezone.now()
+    host = reported_by or ""
     with transaction.atomic():
         changed = compare_and_swap(
             instance,
             expected_task_states=expected_task_states,
+            expected_host=reported_by,
             task_state=None,
             vm_state=VmState.DELETED,
             power_state=0,

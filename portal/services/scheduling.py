@@ -267,7 +267,7 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
             expected_task_state=TaskState.SPAWNING,
             event=BUILD_EVENT,
             request_id=report.request_id,
-            host=report.host,
+            reported_by=report.host,
             vm_state=VmState.ACTIVE,
             power_state=report.power_state,
             vnc_host=report.vnc_host or "",
@@ -368,7 +368,7 @@ def action_result(*, report: rpc.ActionResult) -> None:
                 lifecycle.current_action(instance, report.request_id),
                 "compute_terminate_instance",
                 result="Error",
-                host=report.host,
+                reported_by=report.host,
                 details=report.error,
             )
             return  # stays deleting; the reaper ends it when the lease runs out
@@ -376,7 +376,7 @@ def action_result(*, report: rpc.ActionResult) -> None:
             instance=instance,
             expected_task_states=[TaskState.DELETING],
             event="compute_terminate_instance",
-            host=report.host,
+            reported_by=report.host,
         )
         return
 
@@ -395,7 +395,7 @@ def action_result(*, report: rpc.ActionResult) -> None:
             message=report.error,
             details=report.details,
             request_id=report.request_id,
-            host=report.host,
+            reported_by=report.host,
             power_state=report.power_state,
         )
         return
@@ -406,7 +406,7 @@ def action_result(*, report: rpc.ActionResult) -> None:
                 expected_task_state=task_state,
                 event=event,
                 request_id=report.request_id,
-                host=report.host,
+                reported_by=report.host,
                 vm_state=vm_state,
                 power_state=report.power_state,
                 vnc_host=report.vnc_host or "",

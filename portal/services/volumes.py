@@ -280,6 +280,8 @@ def volume_attached(*, report: rpc.VolumeResult) -> None:
             _unplug_unknown(report)
         return
     instance = mapping.instance
+    if instance.host is None or instance.host.name != report.host:
+        return  # a host speaks only about the instances placed on it
     if mapping.status != Status.ATTACHING:
         return  # a repeated report
     if instance.vm_state == VmState.DELETED:
@@ -373,6 +375,8 @@ def volume_detached(*, report: rpc.VolumeResult) -> None:
     if mapping is None or mapping.status not in (Status.DETACHING, Status.ROLLING_BACK):
         return
     instance = mapping.instance
+    if instance.host is None or instance.host.name != report.host:
+        return  # a host speaks only about the instances placed on it
     if report.error:
         _event(instance, report.request_id, "compute_detach_volume", error=report.error, host=report.host)
         if mapping.status == Status.DETACHING:

@@ -166,6 +166,10 @@ CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
 CLOUD = {
     # Where clients reach the API; used in links, image download URLs and the version documents.
     "PUBLIC_URL": env("CLOUD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+    # The control plane's signing key is derived from this secret: every message to a host is signed
+    # with it, and hosts believe nothing else (compute_tasks/signing.py). Its public half goes into each
+    # host's credentials at enrollment (manage.py host_enroll).
+    "SIGNING_KEY": required_secret("CLOUD_SIGNING_KEY"),
     "DEFAULT_AVAILABILITY_ZONE": env("DEFAULT_AVAILABILITY_ZONE", "nova"),
     "IMAGE_DIR": Path(env("IMAGE_DIR", str(STATE_DIR / "images"))),
     "IMAGE_URL_TTL": env_int("IMAGE_URL_TTL", 900),

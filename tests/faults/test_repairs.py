@@ -93,7 +93,8 @@ def test_heartbeat_lists_strays_and_asks_the_host_to_remove_ours(db, django_capt
 
     with django_capture_on_commit_callbacks() as sent:
         hosts.host_heartbeat(
-            beat=beat("h1", [str(live.uuid), str(deleted.uuid), str(reaped.uuid), stranger], unknown=["notours"])
+            beat=beat("h1", [str(live.uuid), str(deleted.uuid), str(reaped.uuid), stranger], unknown=["notours"]),
+            signed_at=time.time(),
         )
     orphans = ComputeHost.objects.get(name="h1").orphan_domains
     assert sorted(orphans) == sorted(

@@ -13,6 +13,7 @@ from portal.models import ComputeHost, ConsoleToken, Image, InstanceAction, Inst
 from portal.services import actions, lifecycle, reaper
 from portal.states import TaskState, VmState
 from tests.factories import ImageFactory, InstanceFactory, MembershipFactory
+from tests.processes import signed_as_host
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +41,12 @@ def report(instance, action, **fields):
         "power_state": rpc.RUNNING,
     }
     values.update(fields)
-    # Through the conductor's task, as a host's report arrives.
+    # Through the conductor's task, as a host's signed report arrives.
     message = rpc.ActionResult(**values).to_dict()
-    (tasks.action_failed if values.get("error") else tasks.action_done)(message)
+    name = rpc.ACTION_FAILED if values.get("error") else rpc.ACTION_DONE
+    (tasks.action_failed if values.get("error") else tasks.action_done)(
+        message, signed_as_host(values["host"], name, message)
+    )
     instance.refresh_from_db()
 
 

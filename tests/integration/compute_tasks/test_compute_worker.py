@@ -21,7 +21,7 @@ import pytest
 from celery import Celery, current_app
 from kombu import Connection, Exchange, Queue
 
-from compute_tasks import rpc
+from compute_tasks import rpc, signing
 from compute_tasks.rpc import (
     ActionResult,
     BuildFailed,
@@ -34,6 +34,7 @@ from compute_tasks.rpc import (
     InstanceRef,
     NicSpec,
 )
+from portal.services.host_trust import control_plane_public_key, public_key_of
 
 pytestmark = [
     pytest.mark.integration,
@@ -56,10 +57,12 @@ def redis_is_up() -> bool:
 
 
 class Conductor:
-    """Reads the conductor queue as the real conductor would, keeping what one host reported."""
+    """Reads the conductor queue as the real conductor would, keeping what one host reported; every report
+    must carry the host's signature."""
 
-    def __init__(self, broker: str, host: str):
+    def __init__(self, broker: str, host: str, public_key):
         self.host = host
+        self.public_key = public_key
         self.connection = Connection(broker)
         queue = Queue(rpc.CONDUCTOR_QUEUE, Exchange(rpc.CONDUCTOR_QUEUE, type="direct"), rpc.CONDUCTOR_QUEUE)
         self.queue = self.connection.SimpleQueue(queue)
@@ -78,6 +81,8 @@ class Conductor:
             name, body = message.headers["task"], args[0]
             if body.get("host") != self.host:
                 continue
+            known = {self.host: self.public_key}
+            assert signing.verify(name, rpc.CONDUCTOR_QUEUE, body, args[1], known.get).sender == self.host
             self.received.append((name, body))
             if name == task_name and predicate(body):
                 return body
@@ -162,7 +167,13 @@ def worker(tmp_path, host, control_plane, broker):
         "COMPUTE_HEARTBEAT_INTERVAL": "1",
         "COMPUTE_SHUTDOWN_TIMEOUT": "2",
     }
-    conductor = Conductor(broker, host)
+    key = signing.new_private_key()
+    signing.HostCredentials.write(
+        state_dir / "credentials.json", keys={host: key}, control_plane_public_key=control_plane_public_key()
+    )
+    conductor = Conductor(broker, host, key.public_key())
+    # The test's control plane has no database: it knows this one host's key.
+    rpc.use_verifier({host: key.public_key()}.get)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [
@@ -191,6 +202,7 @@ def worker(tmp_path, host, control_plane, broker):
     try:
         yield conductor, state_dir, log_path
     finally:
+        rpc.use_verifier(public_key_of)
         conductor.close()
         process.send_signal(signal.SIGTERM)
         try:

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from portal.models import ComputeHost, Instance, QuotaLimit, ServerGroup
-from tests.processes import VENV_BIN, Cluster, Process, purge_broker, wait_until
+from tests.processes import HOST_ENV, VENV_BIN, Cluster, Process, enroll, purge_broker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,9 @@ def fleet(django_db_setup, django_db_blocker, live_server, tmp_path_factory):
         "COMPUTE_LIBVIRT_URI": "test:///default",
         "COMPUTE_STATE_DIR": str(state),
         "COMPUTE_HEARTBEAT_INTERVAL": "1",
+        **HOST_ENV,
     }
+    enroll(list(HOSTS), state / "credentials.json")
     argv = [str(VENV_BIN / "celery"), "-A", "compute_tasks.worker", "worker", "-n", "compute@fleet"]
     argv += ["--pool", "threads", "--concurrency", "4", "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
     cluster.processes["fleet"] = Process("fleet", argv, env, cluster.work_dir)

@@ -1,0 +1,203 @@
+"""Which hosts may speak, and whether the conductor believes a message.
+
+An operator enrolls a host (``host_enroll``): the host gets a private key, the cloud keeps its public half.
+Every message to the conductor then passes ``message_accept``: signed by an enrolled host (or the control
+plane), addressed to the conductor, fresh, not seen before, allowed from that sender, and about the
+sender itself. A refused message changes nothing; it is logged and counted (``MessageRefusal``), and
+admins see the counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from compute_tasks import rpc, signing
+from portal.models import ComputeHost, HostCredential, MessageRefusal, SeenMessage
+
+log = logging.getLogger(__name__)
+
+Reason = MessageRefusal.Reason
+UNKNOWN_SENDER = "(unknown)"
+
+
+# --- the control plane's own key ----------------------------------------------------------------------
+
+
+@functools.cache
+def _control_plane_key(secret: str) -> Any:
+    return signing.private_key_from_secret(secret)
+
+
+def control_plane_signer() -> signing.Signer:
+    return signing.Signer(signing.CONTROL_PLANE, _control_plane_key(settings.CLOUD["SIGNING_KEY"]))
+
+
+def control_plane_public_key() -> str:
+    return signing.encode_public(_control_plane_key(settings.CLOUD["SIGNING_KEY"]))
+
+
+def public_key_of(sender: str) -> Any:
+    """The key ``sender`` is known by: the control plane's, or the active credential of an enrolled host."""
+    if sender == signing.CONTROL_PLANE:
+        return _control_plane_key(settings.CLOUD["SIGNING_KEY"]).public_key()
+    encoded = (
+        HostCredential.objects.filter(host__name=sender, revoked_at__isnull=True)
+        .values_list("public_key", flat=True)
+        .first()
+    )
+    return signing.decode_public(encoded) if encoded else None
+
+
+# --- enrollment ----------------------------------------------------------------------------------------
+
+
+def host_enroll(*, name: str, console_address: str = "127.0.0.1") -> tuple[ComputeHost, signing.Ed25519PrivateKey]:
+    """Enroll ``name`` with a new key (a host enrolled before is re-keyed: its old key is revoked) and
+    return the private key, which the cloud does not keep. The host's row exists from now on, enabled,
+    with no resources until its first heartbeat."""
+    key = signing.new_private_key()
+    host = host_enroll_many(
+        names=[name], console_address=console_address, public_keys={name: signing.encode_public(key)}
+    )[name]
+    return host, key
+
+
+def host_enroll_many(
+    *, names: Iterable[str], public_keys: Mapping[str, str], console_address: str = "127.0.0.1"
+) -> dict[str, ComputeHost]:
+    """Enroll each host with the public key given for it (made by the host itself, or by ``host_enroll``).
+    A host whose active key is that key already is left as it is; any other active key is revoked."""
+    names = list(dict.fromkeys(names))
+    now = timezone.now()
+    with transaction.atomic():
+        hosts = {host.name: host for host in ComputeHost.objects.select_for_update().filter(name__in=names)}
+        new = [ComputeHost(name=name, console_address=console_address) for name in names if name not in hosts]
+        for host in ComputeHost.objects.bulk_create(new):
+            hosts[host.name] = host
+        ComputeHost.objects.filter(name__in=names).exclude(console_address=console_address).update(
+            console_address=console_address
+        )
+        active = dict(
+            HostCredential.objects.filter(host__name__in=names, revoked_at__isnull=True).values_list(
+                "host__name", "public_key"
+            )
+        )
+        changed = [name for name in names if active.get(name) != public_keys[name]]
+        HostCredential.objects.filter(host__name__in=changed, revoked_at__isnull=True).update(revoked_at=now)
+        HostCredential.objects.bulk_create(
+            HostCredential(
+                host=hosts[name], public_key=public_keys[name], fingerprint=signing.fingerprint(public_keys[name])
+            )
+            for name in changed
+        )
+    for name in changed:
+        log.info("Enrolled compute host %s (%s)", name, signing.fingerprint(public_keys[name]))
+    return hosts
+
+
+def host_credentials_revoke(*, host: ComputeHost) -> int:
+    """Nothing signed with the host's key is believed from now on; it must be enrolled again to speak."""
+    revoked = HostCredential.objects.filter(host=host, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    if revoked:
+        log.warning("Revoked the credentials of compute host %s", host.name)
+    return revoked
+
+
+# --- believing a message ---------------------------------------------------------------------------------
+
+
+class MessageRefused(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def message_accept(
+    *, task: str, message: Any, auth: Any, from_hosts: bool = True, replay_check: bool = True
+) -> signing.Verified | None:
+    """The verified sender of a message on the conductor's queue, or None (refused, logged and counted).
+
+    ``from_hosts``: compute hosts may send this task (the control plane always may). A host's message must
+    name it as ``host``. ``replay_check``: refuse a nonce already acted on (``message_done`` records it);
+    heartbeats instead must be newer than the last one believed (``host_heartbeat``)."""
+    claimed = str(auth.get("sender", ""))[:255] if isinstance(auth, dict) else ""
+    try:
+        verified = _verify(task, message, auth)
+        if verified.sender != signing.CONTROL_PLANE:
+            if not from_hosts:
+                raise MessageRefused(Reason.NOT_ALLOWED, f"{task} is for the control plane only")
+            named = message.get("host") if isinstance(message, dict) else None
+            if named is not None and named != verified.sender:
+                raise MessageRefused(Reason.NOT_ITS_OWN, f"host {verified.sender} spoke for host {named!r}")
+            _check_console_address(verified.sender, message)
+        if replay_check and SeenMessage.objects.filter(nonce=verified.nonce).exists():
+            raise MessageRefused(Reason.REPLAY, f"nonce {verified.nonce} was acted on already")
+    except MessageRefused as refusal:
+        message_refused(sender=claimed, task=task, reason=refusal.reason, detail=refusal.detail)
+        return None
+    return verified
+
+
+def _verify(task: str, message: Any, auth: Any) -> signing.Verified:
+    if auth is None:
+        raise MessageRefused(Reason.UNSIGNED, "the message is not signed")
+    try:
+        return rpc.verify(task, rpc.CONDUCTOR_QUEUE, message, auth)
+    except signing.Refused as exc:
+        raise MessageRefused(exc.reason, str(exc)) from None
+
+
+def _check_console_address(host: str, message: Any) -> None:
+    """A console may only point at the address the host was enrolled with: anything else would send the
+    console proxy (and a user's keyboard) wherever the host likes."""
+    vnc_host = message.get("vnc_host") if isinstance(message, dict) else None
+    if not vnc_host:
+        return
+    allowed = ComputeHost.objects.filter(name=host).values_list("console_address", flat=True).first()
+    if vnc_host != allowed:
+        raise MessageRefused(
+            Reason.NOT_ITS_OWN, f"host {host} gave console address {str(vnc_host)[:64]!r}, not its enrolled {allowed!r}"
+        )
+
+
+def message_done(verified: signing.Verified) -> None:
+    """Remember that the message was acted on, so that the same message sent again is refused."""
+    SeenMessage.objects.bulk_create([SeenMessage(nonce=verified.nonce, seen_at=timezone.now())], ignore_conflicts=True)
+
+
+def message_refused(*, sender: str, task: str, reason: str, detail: str) -> None:
+    """Log and count a refusal. Senders nobody enrolled share one row."""
+    log.warning("Refused %s claiming to be from %r: %s", task, sender or "nobody", detail)
+    known = sender == signing.CONTROL_PLANE or ComputeHost.objects.filter(name=sender).exists()
+    row_sender = sender if known else UNKNOWN_SENDER
+    now = timezone.now()
+    updated = MessageRefusal.objects.filter(sender=row_sender, task=task[:255], reason=reason).update(
+        count=F("count") + 1, last_at=now, last_detail=detail[:255]
+    )
+    if not updated:
+        try:
+            with transaction.atomic():
+                MessageRefusal.objects.create(
+                    sender=row_sender, task=task[:255], reason=reason, count=1, last_at=now, last_detail=detail[:255]
+                )
+        except IntegrityError:  # another refusal made the row meanwhile
+            MessageRefusal.objects.filter(sender=row_sender, task=task[:255], reason=reason).update(
+                count=F("count") + 1, last_at=now, last_detail=detail[:255]
+            )
+
+
+def purge_seen_messages() -> int:
+    """Forget nonces older than any message that would still be believed."""
+    horizon = timezone.now() - timedelta(seconds=signing.MAX_AGE_SECONDS + signing.MAX_CLOCK_SKEW_SECONDS)
+    deleted, _ = SeenMessage.objects.filter(seen_at__lt=horizon).delete()
+    return deleted
