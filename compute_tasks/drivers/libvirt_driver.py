@@ -39,6 +39,7 @@ from compute_tasks.drivers.base import (
     nic_addresses,
     read_tail,
 )
+from compute_tasks.private_files import create_private_file, private_dir, private_file
 from compute_tasks.rpc import BuildRequest, InstanceRef, VolumeConnection
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,7 @@ class LibvirtDriver(ComputeDriver):
     ) -> SpawnResult:
         instance_uuid = canonical_uuid(request.instance_uuid)
         instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+        console_log_path = instance_dir / "console.log"
         # The root volume first, so that it is the disk the guest boots from.
         volumes = sorted(request.block_devices, key=lambda device: device.boot_index != 0)
         root_volume = bool(volumes) and volumes[0].boot_index == 0
@@ -211,7 +213,7 @@ class LibvirtDriver(ComputeDriver):
             request,
             virt_type=self.virt_type,
             disk_path=disk_path,
-            console_log_path=instance_dir / "console.log",
+            console_log_path=console_log_path,
             vnc_listen=self.vnc_listen,
             volume_disks=[disk.xml for disk in volume_disks],
             config_drive_path=config_drive_path,
@@ -228,9 +230,13 @@ class LibvirtDriver(ComputeDriver):
                 # No domain uses it: a build that died half way left it.
                 log.info("removing leftover directory of instance %s", instance_uuid)
                 shutil.rmtree(instance_dir)
-            instance_dir.mkdir(parents=True)
+            private_dir(instance_dir)
+            # QEMU truncates the serial log it is given but keeps its mode: what a guest prints
+            # (passwords set by cloud-init among it) is for its owner only.
+            create_private_file(console_log_path)
             if disk_path is not None:
                 self._create_overlay(base_image_path, disk_path, request)
+                private_file(disk_path)
             if config_drive_path is not None:
                 config_drive.write_config_drive(request, config_drive_path)
             for device, disk in zip(volumes, volume_disks, strict=True):
@@ -377,6 +383,7 @@ class LibvirtDriver(ComputeDriver):
             if active:
                 args.append("-U")  # the (paused) QEMU holds the image's lock; nothing writes to it now
             self._qemu_img(*args, disk, str(target), timeout=self.snapshot_timeout)
+            private_file(target)
         finally:
             if paused_here:
                 self._call(
@@ -707,8 +714,7 @@ class LibvirtDriver(ComputeDriver):
         return done.stdout
 
     def _disk_gb(self) -> int:
-        path = self.instances_dir
-        path.mkdir(parents=True, exist_ok=True)
+        path = private_dir(self.instances_dir)
         return shutil.disk_usage(path).total // GIB
 
 

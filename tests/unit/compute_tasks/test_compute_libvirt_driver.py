@@ -15,7 +15,8 @@ import pytest
 from compute_tasks import rpc  # noqa: E402
 from compute_tasks.drivers.base import DomainNotFound, DriverError  # noqa: E402
 from compute_tasks.drivers.libvirt_driver import ForeignDomain, LibvirtDriver, power_state_of  # noqa: E402
-from compute_tasks.rpc import BuildRequest, FlavorSpec, ImageSpec, InstanceRef, NicSpec  # noqa: E402
+from compute_tasks.rpc import BuildRequest, FlavorSpec, ImageSpec, InstanceMetadata, InstanceRef, NicSpec  # noqa: E402
+from tests.file_modes import mode_of
 
 pytestmark = [
     pytest.mark.unit,
@@ -93,6 +94,26 @@ def test_spawn_defines_and_starts_a_domain_on_a_qcow2_overlay(driver, base_image
     dom = conn.lookupByUUIDString(request.instance_uuid)
     assert dom.name() == request.domain_name
     assert str(disk) in dom.XMLDesc(0)
+
+
+@pytest.mark.skipif(shutil.which("genisoimage") is None, reason="genisoimage is not installed")
+@pytest.mark.usefixtures("loose_umask")
+def test_an_instance_s_files_are_its_owner_s_alone(driver, base_image):
+    # Disks and config drives hold user data and keys; the serial log what the guest printed.
+    request = make_request(
+        driver,
+        metadata=InstanceMetadata(uuid="u", name="n", hostname="h", project_id="p", public_keys={"k": "ssh-ed25519 A"}),
+    )
+
+    driver.spawn(request, base_image)
+
+    instance_dir = driver.instances_dir / request.instance_uuid
+    assert mode_of(driver.instances_dir) == mode_of(instance_dir) == 0o700
+    assert {path.name: mode_of(path) for path in instance_dir.iterdir()} == {
+        "disk": 0o600,
+        "disk.config": 0o600,
+        "console.log": 0o600,
+    }
 
 
 def test_a_hostile_name_is_kept_verbatim(driver, base_image):
@@ -389,6 +410,7 @@ def test_spawn_without_power_on_only_defines_the_domain(driver, base_image):
     assert libvirt_state(request) == (libvirt.VIR_DOMAIN_SHUTOFF, False)
 
 
+@pytest.mark.usefixtures("loose_umask")
 @pytest.mark.parametrize("before", ["running", "paused", "stopped", "suspended"])
 def test_snapshot_writes_one_standalone_image_and_leaves_the_guest_as_it_was(driver, base_image, tmp_path, before):
     request = make_request(driver)
@@ -409,6 +431,7 @@ def test_snapshot_writes_one_standalone_image_and_leaves_the_guest_as_it_was(dri
     assert driver.snapshot(ref, target) == expected[before]
 
     assert driver.power_state(ref) == expected[before]
+    assert mode_of(target) == 0o600
     info = qemu_img_info(target)
     assert info["format"] == "qcow2"
     assert "backing-filename" not in info
