@@ -1,9 +1,10 @@
-"""A real guest on QEMU's user-mode network cannot reach the host's own services.
+"""A real guest cannot reach the host's own services, and its files on the host are private.
 
 The compute driver boots the demo image on qemu:///system with one user-mode NIC and a user-data script
 that, once DHCP has given it an address, knocks on the host's loopback through 10.0.2.2 (QEMU's name for
 it): a listener this test opens on 127.0.0.1, and the broker's Redis on 6379. The script prints what each
 knock brought back on the serial port. Every knock must fail, and the listener must see no connection.
+While the guest runs, its disk, config drive and serial log are 0600 in 0700 directories.
 
 Run with the restriction taken out of the domain XML, the same test fails: the guest reads the
 listener's greeting and Redis's +PONG (see docs/security-guests.md).
@@ -14,11 +15,13 @@ Network rule of this project: the guest sends only to 10.0.2.2 (the host's loopb
 from __future__ import annotations
 
 import base64
+import os
 import re
 import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
@@ -27,6 +30,7 @@ import pytest
 from compute_tasks.drivers.base import USER_NETWORK_GUEST_ADDRESS
 from compute_tasks.drivers.libvirt_driver import LibvirtDriver
 from compute_tasks.rpc import BuildRequest, FlavorSpec, ImageSpec, InstanceMetadata, InstanceRef, NicSpec
+from tests.file_modes import mode_of
 
 pytestmark = pytest.mark.system
 
@@ -87,50 +91,61 @@ def probe_script(token: str, ports: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def driver(tmp_path):
+@dataclass
+class ProbedGuest:
+    """A running demo guest whose user data has knocked on the host's ports and printed the replies."""
+
+    instance_dir: Path
+    token: str
+    listener: Listener
+    output: str
+
+
+@pytest.fixture(scope="module")
+def probed_guest(tmp_path_factory):
     if not DEMO_IMAGE.is_file():
         pytest.skip(f"{DEMO_IMAGE} is missing: run scripts/build_demo_image.sh")
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    previous_umask = os.umask(0o022)  # the usual one: the files must be private regardless
     driver = LibvirtDriver(
         uri="qemu:///system",
         virt_type="qemu",
-        instances_dir=tmp_path / "instances",
+        instances_dir=tmp_path_factory.mktemp("guest-security") / "instances",
         vnc_listen="127.0.0.1",
         vnc_host="127.0.0.1",
         shutdown_timeout=5,
     )
-    yield driver
-    driver.close()
-
-
-def test_a_guest_on_the_user_network_reaches_nothing_on_the_host(driver):
     token = uuid.uuid4().hex[:8]
     listener = Listener(f"+PONG-{token}\r\n".encode())
     instance_uuid = str(uuid.uuid4())
     request = BuildRequest(
         instance_uuid=instance_uuid,
-        domain_name=f"test-isolation-{token}",
+        domain_name=f"test-guest-security-{token}",
         flavor=FlavorSpec(name="tiny", vcpus=1, memory_mb=256, root_gb=0),
         image=ImageSpec(id="demo", url="http://unused.invalid/", sha256="0" * 64, size=1),
         nics=[NicSpec(mac="52:54:00:5a:00:01", network="user")],
         user_data=base64.b64encode(probe_script(token, [listener.port, REDIS_PORT]).encode()).decode(),
-        metadata=InstanceMetadata(uuid=instance_uuid, name="isolation", hostname=f"iso-{token}", project_id="p"),
+        metadata=InstanceMetadata(uuid=instance_uuid, name="probe", hostname=f"probe-{token}", project_id="p"),
     )
-    ref = InstanceRef(instance_uuid=instance_uuid, domain_name=request.domain_name)
-    log = driver.instances_dir / instance_uuid / "console.log"
+    instance_dir = driver.instances_dir / instance_uuid
+    log = instance_dir / "console.log"
     done = re.compile(rf"probe-{token} done")
     try:
         driver.spawn(request, DEMO_IMAGE)
         deadline = time.monotonic() + PROBE_TIMEOUT_S
-        while not (log.exists() and done.search(log.read_bytes().decode(errors="replace"))):
+        while not (log.exists() and done.search(_text(log))):
             assert time.monotonic() < deadline, f"the probes did not finish; serial log:\n{_text(log)}"
             time.sleep(0.5)
-        output = _text(log)
+        yield ProbedGuest(instance_dir=instance_dir, token=token, listener=listener, output=_text(log))
     finally:
-        driver.destroy(ref)
+        driver.destroy(InstanceRef(instance_uuid=instance_uuid, domain_name=request.domain_name))
+        driver.close()
         listener.close()
+        os.umask(previous_umask)
 
+
+def test_a_guest_on_the_user_network_reaches_nothing_on_the_host(probed_guest):
+    token, output, listener = probed_guest.token, probed_guest.output, probed_guest.listener
     replies = dict(re.findall(rf"probe-{token} port (\d+) reply=\[([^\]\r\n]*)\]", output))
     address = re.search(rf"probe-{token} address (\S*)", output)
     print(f"guest address {address and address[1]!r}, replies {replies}")
@@ -140,6 +155,15 @@ def test_a_guest_on_the_user_network_reaches_nothing_on_the_host(driver):
     reached = {port: reply for port, reply in replies.items() if "PONG" in reply}
     assert reached == {}, "the guest reached services on the host's loopback"
     assert listener.connections == 0
+
+
+def test_a_running_guest_s_files_are_private(probed_guest):
+    # QEMU and virtlogd have had the files open for the whole boot: they kept the modes the driver set.
+    instance_dir = probed_guest.instance_dir
+    assert mode_of(instance_dir.parent) == mode_of(instance_dir) == 0o700
+    files = {path.name: mode_of(path) for path in instance_dir.iterdir()}
+    assert files == {"disk": 0o600, "disk.config": 0o600, "console.log": 0o600}
+    assert (instance_dir / "console.log").stat().st_size > 0
 
 
 def _text(log: Path) -> str:
