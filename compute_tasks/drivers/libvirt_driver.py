@@ -230,8 +230,9 @@ class LibvirtDriver(ComputeDriver):
                 log.info("removing leftover directory of instance %s", instance_uuid)
                 shutil.rmtree(instance_dir)
             private_dir(instance_dir)
-            # QEMU truncates the serial log it is given but keeps its mode: what a guest prints
-            # (passwords set by cloud-init among it) is for its owner only.
+            # What a guest prints (passwords cloud-init sets among it) is for its owner only. virtlogd
+            # makes the serial log 0600 itself, but QEMU opening it directly (qemu.conf stdio_handler =
+            # "file") would use its umask; made here first, the file keeps this mode either way.
             create_private_file(console_log_path)
             if disk_path is not None:
                 self._create_overlay(base_image_path, disk_path, request)

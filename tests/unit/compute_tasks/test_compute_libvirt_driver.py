@@ -105,6 +105,7 @@ def test_an_instance_s_files_are_its_owner_s_alone(driver, base_image):
         driver,
         metadata=InstanceMetadata(uuid="u", name="n", hostname="h", project_id="p", public_keys={"k": "ssh-ed25519 A"}),
     )
+    driver.host_resources()  # as the worker's first heartbeat does, before any build: it makes instances/
 
     driver.spawn(request, base_image)
 
