@@ -198,11 +198,10 @@ def _user_nics(nics: Sequence[NicSpec]) -> ET.Element:
     """The user-mode NICs, as arguments on QEMU's command line.
 
     From inside a guest on QEMU's user-mode network, 10.0.2.2 is the host's 127.0.0.1: the broker, the
-    API, every other guest's VNC server. ``restrict=on`` makes QEMU drop everything the guest sends
-    except to its built-in DHCP server, so the guest still gets its address and reaches nothing, on the
-    host or beyond it. libvirt's ``<interface type='user'>`` has no way to say so (libvirt 9), hence the
-    command-line passthrough; the price is a domain libvirt calls "tainted: custom-argv", with a NIC it
-    does not list.
+    API, every other guest's VNC server. With ``restrict=on`` the guest reaches nothing on the host or
+    beyond it, and QEMU's own DHCP server still gives it its address. libvirt's ``<interface type='user'>``
+    has no way to say so (libvirt 9), hence the command-line passthrough; the price is a domain libvirt
+    calls "tainted: custom-argv", with a NIC it does not list.
     """
     if len(nics) > len(USER_NIC_PCI_SLOTS):
         raise InvalidDomainSpec(f"{len(nics)} user-mode NICs asked for; at most {len(USER_NIC_PCI_SLOTS)}")

@@ -583,7 +583,9 @@ class LibvirtDriver(ComputeDriver):
         mount_point.mkdir(parents=True, exist_ok=True)
         try:
             done = subprocess.run(
-                # volume_xml checked the export's shape; "--" keeps mount from reading it as an option anyway.
+                # "--" ends mount's own options, but mount hands the export to mount.nfs as its first
+                # argument, which mount.nfs parses again: volume_xml's check of the export's shape (no
+                # leading '-') is what keeps it from becoming an option there.
                 ["mount", "-t", "nfs", "--", export, str(mount_point)],
                 capture_output=True,
                 text=True,
