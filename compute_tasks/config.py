@@ -96,11 +96,15 @@ class HostConfig:
             state_dir = state_dir.resolve()
 
         vnc_listen = get("COMPUTE_VNC_LISTEN", "127.0.0.1")
-        listen_ip = _parse_ip("COMPUTE_VNC_LISTEN", vnc_listen)
-        # The address the console proxy connects to. A wildcard listen address is not reachable as
-        # such, so the host name stands in for it unless the operator names one.
-        default_vnc_address = host if listen_ip.is_unspecified else vnc_listen
-        vnc_address = get("COMPUTE_VNC_ADDRESS", default_vnc_address)
+        # QEMU's VNC servers ask for no password: whoever reaches one sees and types on that guest's
+        # screen. So they listen on the one address the console proxy connects to, never on every
+        # address of the host (a bridge address guests can reach among them).
+        if _parse_ip("COMPUTE_VNC_LISTEN", vnc_listen).is_unspecified:
+            raise ConfigError(
+                f"COMPUTE_VNC_LISTEN={vnc_listen!r} would open every guest's screen on all of this host's "
+                "addresses: name the address the console proxy connects to (127.0.0.1 when it runs here)"
+            )
+        vnc_address = get("COMPUTE_VNC_ADDRESS", vnc_listen)
 
         return cls(
             host=host,

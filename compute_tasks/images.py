@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
+from compute_tasks.private_files import FILE_MODE, open_private, private_dir
 from compute_tasks.rpc import ImageSpec
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class ImageCache:
             raise ImageError(f"image {image.id} has no valid sha256 checksum", reschedulable=False)
         if not isinstance(image.size, int) or image.size <= 0:
             raise ImageError(f"image {image.id} has no valid size ({image.size!r})", reschedulable=False)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         with self._lock(image.id):
             if self._is_cached(image, path):
                 return path
@@ -86,7 +87,7 @@ class ImageCache:
     @contextmanager
     def _lock(self, image_id: str) -> Iterator[None]:
         # flock locks belong to the open file, so two threads of one worker exclude each other too.
-        with open(self.directory / f".{image_id}.lock", "a") as lock_file:
+        with open_private(self.directory / f".{image_id}.lock") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
                 yield
@@ -165,7 +166,7 @@ class ImageCache:
                     "the download was deleted",
                     reschedulable=False,
                 )
-            tmp.chmod(0o644)
+            tmp.chmod(FILE_MODE)  # a private image stays private on the host
             os.replace(tmp, path)
             _write_atomically(self._marker(path), actual + "\n")
             _fsync_dir(self.directory)
@@ -193,7 +194,7 @@ def _write_atomically(path: Path, text: str) -> None:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp_name, 0o644)
+        os.chmod(tmp_name, FILE_MODE)
         os.replace(tmp_name, path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)

@@ -32,6 +32,7 @@ from compute_tasks.drivers.base import (
     nic_addresses,
 )
 from compute_tasks.images import ImageCache, ImageError, ImageUploader
+from compute_tasks.private_files import private_dir
 from compute_tasks.rpc import (
     ActionResult,
     BuildFailed,
@@ -97,6 +98,8 @@ class ComputeManager:
         self.uploads: ImageSink = uploads or ImageUploader(timeout=config.http_timeout)
         self._locks: dict[str, _RefCountedLock] = {}
         self._locks_guard = threading.Lock()
+        # Everything the host keeps lives below it: disks, config drives, cached images, snapshots.
+        private_dir(config.state_dir)
 
     @property
     def host(self) -> str:
@@ -279,7 +282,7 @@ class ComputeManager:
         snapshots = self.config.state_dir / "snapshots"
         target = snapshots / f"{canonical_uuid(request.instance_uuid)}-{uuid.uuid4().hex}.{request.disk_format}"
         try:
-            snapshots.mkdir(parents=True, exist_ok=True)
+            private_dir(snapshots)
             with self._instance_lock(request.instance_uuid):
                 started = time.monotonic()
                 power_state = self.driver.snapshot(ref, target, disk_format=request.disk_format)

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from compute_tasks.drivers.base import DriverError
+from compute_tasks.private_files import private_file
 from compute_tasks.rpc import BuildRequest, InstanceMetadata
 
 LABEL = "config-2"
@@ -85,5 +86,6 @@ def write_config_drive(request: BuildRequest, target: Path) -> Path:
             raise DriverError(f"genisoimage failed: {exc.stderr.decode(errors='replace').strip()[-500:]}") from None
         except subprocess.TimeoutExpired:
             raise DriverError(f"genisoimage took more than {TOOL_TIMEOUT_S}s") from None
-        partial.replace(target)
+        # It holds the user data and the public keys.
+        private_file(partial).replace(target)
     return target

@@ -44,6 +44,7 @@ from compute_tasks.drivers.base import (
     SpawnResult,
     nic_addresses,
 )
+from compute_tasks.private_files import create_private_file, private_dir, private_file
 from compute_tasks.rpc import BuildRequest, InstanceRef, VolumeConnection
 
 
@@ -122,8 +123,9 @@ class FakeDriver(ComputeDriver):
             if self.instances_dir is not None:
                 instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
                 shutil.rmtree(instance_dir, ignore_errors=True)
-                instance_dir.mkdir(parents=True)
-                (instance_dir / "disk").touch()
+                # Private, as the libvirt driver makes them.
+                private_dir(instance_dir)
+                create_private_file(instance_dir / "disk")
             domain = FakeDomain(name=request.domain_name, power_state=rpc.SHUTDOWN)
             self.domains[instance_uuid] = domain
             self.volumes[instance_uuid] = {device.volume_id: device.device for device in request.block_devices}
@@ -204,6 +206,7 @@ class FakeDriver(ComputeDriver):
             disk = self._instance_file(ref, "disk")
             data = disk.read_bytes() if disk is not None and disk.is_file() else b"fake snapshot"
             Path(target).write_bytes(data or b"fake snapshot")
+            private_file(target)
             return domain.power_state
 
     def console_log(self, ref: InstanceRef, max_bytes: int) -> bytes:

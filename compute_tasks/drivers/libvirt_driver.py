@@ -10,7 +10,6 @@ that shows it and reopened by the next call. Read-only calls are retried once on
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -39,6 +38,8 @@ from compute_tasks.drivers.base import (
     nic_addresses,
     read_tail,
 )
+from compute_tasks.drivers.qemu_img import QemuImg
+from compute_tasks.private_files import create_private_file, private_dir, private_file
 from compute_tasks.rpc import BuildRequest, InstanceRef, VolumeConnection
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,7 @@ class LibvirtDriver(ComputeDriver):
         self.vnc_host = vnc_host
         self.shutdown_timeout = shutdown_timeout
         self.poll_interval = poll_interval
-        self.qemu_img = qemu_img
-        self.qemu_img_timeout = qemu_img_timeout
+        self.qemu_img = QemuImg(qemu_img, timeout=qemu_img_timeout)
         self.snapshot_timeout = snapshot_timeout
         self.nfs_mount_point_base = nfs_mount_point_base or instances_dir.parent / "mnt"
         self.volume_detach_timeout = volume_detach_timeout
@@ -201,6 +201,7 @@ class LibvirtDriver(ComputeDriver):
     ) -> SpawnResult:
         instance_uuid = canonical_uuid(request.instance_uuid)
         instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+        console_log_path = instance_dir / "console.log"
         # The root volume first, so that it is the disk the guest boots from.
         volumes = sorted(request.block_devices, key=lambda device: device.boot_index != 0)
         root_volume = bool(volumes) and volumes[0].boot_index == 0
@@ -211,7 +212,7 @@ class LibvirtDriver(ComputeDriver):
             request,
             virt_type=self.virt_type,
             disk_path=disk_path,
-            console_log_path=instance_dir / "console.log",
+            console_log_path=console_log_path,
             vnc_listen=self.vnc_listen,
             volume_disks=[disk.xml for disk in volume_disks],
             config_drive_path=config_drive_path,
@@ -228,9 +229,14 @@ class LibvirtDriver(ComputeDriver):
                 # No domain uses it: a build that died half way left it.
                 log.info("removing leftover directory of instance %s", instance_uuid)
                 shutil.rmtree(instance_dir)
-            instance_dir.mkdir(parents=True)
+            private_dir(instance_dir)
+            # What a guest prints (passwords cloud-init sets among it) is for its owner only. virtlogd
+            # makes the serial log 0600 itself, but QEMU opening it directly (qemu.conf stdio_handler =
+            # "file") would use its umask; made here first, the file keeps this mode either way.
+            create_private_file(console_log_path)
             if disk_path is not None:
                 self._create_overlay(base_image_path, disk_path, request)
+                private_file(disk_path)
             if config_drive_path is not None:
                 config_drive.write_config_drive(request, config_drive_path)
             for device, disk in zip(volumes, volume_disks, strict=True):
@@ -373,10 +379,14 @@ class LibvirtDriver(ComputeDriver):
 
         disk, paused_here, active = self._call(f"preparing the snapshot of instance {ref.instance_uuid}", prepare)
         try:
+            self.qemu_img.checked_overlay_chain(
+                Path(disk), f"the disk of instance {ref.instance_uuid}", force_share=active
+            )
             args = ["convert", "-q", "-O", disk_format]
             if active:
                 args.append("-U")  # the (paused) QEMU holds the image's lock; nothing writes to it now
-            self._qemu_img(*args, disk, str(target), timeout=self.snapshot_timeout)
+            self.qemu_img.run(*args, disk, str(target), timeout=self.snapshot_timeout)
+            private_file(target)
         finally:
             if paused_here:
                 self._call(
@@ -573,7 +583,10 @@ class LibvirtDriver(ComputeDriver):
         mount_point.mkdir(parents=True, exist_ok=True)
         try:
             done = subprocess.run(
-                ["mount", "-t", "nfs", export, str(mount_point)],
+                # "--" ends mount's own options, but mount hands the export to mount.nfs as its first
+                # argument, which mount.nfs parses again: volume_xml's check of the export's shape (no
+                # leading '-') is what keeps it from becoming an option there.
+                ["mount", "-t", "nfs", "--", export, str(mount_point)],
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -603,16 +616,14 @@ class LibvirtDriver(ComputeDriver):
         """A boot volume made from an image: the (cached, verified) image is converted onto it."""
         if image_path is None or device.image is None:
             raise DriverError(f"no image was fetched for volume {device.volume_id}")
-        if disk.qemu_img_target is None:
+        if disk.qemu_img_target is None and not disk.qemu_img_target_options:
             raise DriverError(
                 f"volume {device.volume_id} is of a type this host cannot write an image onto", reschedulable=False
             )
         fmt = device.image.disk_format
         if fmt not in SUPPORTED_DISK_FORMATS:
             raise DriverError(f"image {device.image.id} has disk format {fmt!r}", reschedulable=False)
-        info = json.loads(self._qemu_img("info", "-f", fmt, "--output=json", str(image_path)))
-        if info.get("backing-filename") or info.get("full-backing-filename"):
-            raise DriverError(f"image {device.image.id} has a backing file of its own", reschedulable=False)
+        info = self.qemu_img.checked_info(image_path, fmt, f"image {device.image.id}")
         virtual_size = int(info.get("virtual-size", 0))
         if disk.local_path is not None and disk.local_path.stat().st_size < virtual_size:
             raise DriverError(
@@ -620,17 +631,13 @@ class LibvirtDriver(ComputeDriver):
                 f"image {device.image.id} ({virtual_size / GIB:.1f} GiB)",
                 reschedulable=False,
             )
-        target_format = volume_xml.disk_format(device)
-        self._qemu_img(
-            "convert",
-            "-q",
-            "-n",
-            "-f",
+        self.qemu_img.write_to_volume(
+            image_path,
             fmt,
-            "-O",
-            target_format,
-            str(image_path),
-            disk.qemu_img_target,
+            target_format=volume_xml.disk_format(device),
+            target_path=disk.qemu_img_target,
+            target_options=disk.qemu_img_target_options,
+            password=disk.iscsi_secret[2] if disk.iscsi_secret else None,
             timeout=self.snapshot_timeout,
         )
 
@@ -670,11 +677,9 @@ class LibvirtDriver(ComputeDriver):
                 f"image {request.image.id} has disk format {fmt!r}; supported: {', '.join(SUPPORTED_DISK_FORMATS)}",
                 reschedulable=False,
             )
-        # The image was uploaded by a user: a qcow2 that names its own backing file could make the
-        # guest read any file on the host, so that is refused, as is a format other than declared.
-        info = json.loads(self._qemu_img("info", "-f", fmt, "--output=json", str(base)))
-        if info.get("backing-filename") or info.get("full-backing-filename"):
-            raise DriverError(f"image {request.image.id} has a backing file of its own", reschedulable=False)
+        # The image was uploaded by a user: one that names another file of the host (a backing file, an
+        # external data file) is refused, as is a format other than declared (info fails).
+        info = self.qemu_img.checked_info(base, fmt, f"image {request.image.id}")
         virtual_size = int(info.get("virtual-size", 0))
         root_bytes = request.flavor.root_gb * GIB
         if root_bytes and root_bytes < virtual_size:
@@ -686,29 +691,10 @@ class LibvirtDriver(ComputeDriver):
         args = ["create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(base), str(disk)]
         if root_bytes:
             args.append(f"{request.flavor.root_gb}G")
-        self._qemu_img(*args)
-
-    def _qemu_img(self, *args: str, timeout: float | None = None) -> str:
-        timeout = timeout or self.qemu_img_timeout
-        try:
-            done = subprocess.run(
-                [self.qemu_img, *args],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except FileNotFoundError as exc:
-            raise DriverError(f"{self.qemu_img} is not installed on this host") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise DriverError(f"qemu-img {args[0]} took longer than {timeout:.0f}s") from exc
-        if done.returncode != 0:
-            raise DriverError(f"qemu-img {args[0]} failed: {done.stderr.strip() or done.returncode}")
-        return done.stdout
+        self.qemu_img.run(*args)
 
     def _disk_gb(self) -> int:
-        path = self.instances_dir
-        path.mkdir(parents=True, exist_ok=True)
+        path = private_dir(self.instances_dir)
         return shutil.disk_usage(path).total // GIB
 
 

@@ -32,6 +32,11 @@ DEFAULT_ISCSI_PORT = 3260
 DEFAULT_RBD_PORT = 6789
 
 _DEVICE_RE = re.compile(r"^(?:/dev/)?(vd[a-z]{1,2})$")
+# host:/path, the host a name, an IPv4 address or an [IPv6] address. It reaches `mount` as an argument,
+# so nothing else is let through: a leading '-' would be read as an option.
+_NFS_EXPORT_RE = re.compile(
+    r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):/[^\x00-\x1f\x7f]*$"
+)
 
 
 class UnsupportedVolume(InvalidRequest):
@@ -47,7 +52,10 @@ class VolumeDisk:
     nfs_export: str | None = None  # the share that must be mounted for ``local_path`` to exist
     nfs_mount_point: Path | None = None
     iscsi_secret: tuple[str, str, str] | None = None  # (usage name, user, password) of a CHAP secret
-    qemu_img_target: str | None = None  # how qemu-img writes an image onto the volume
+    # How qemu-img writes an image onto the volume: a file's path, or the options of QEMU's block driver
+    # for a network disk. Never a password: that stays in ``iscsi_secret``.
+    qemu_img_target: str | None = None
+    qemu_img_target_options: dict[str, str] | None = None
 
 
 def nested_connection_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +123,8 @@ def _nfs_disk(
     export, name = data.get("export"), data.get("name")
     if not export or not name or "/" in str(name) or str(name) in (".", ".."):
         raise UnsupportedVolume(f"volume {volume.volume_id}: NFS connection info lacks a usable export and name")
+    if not _NFS_EXPORT_RE.match(str(export)):
+        raise UnsupportedVolume(f"volume {volume.volume_id}: NFS export {export!r} is not of the form host:/path")
     mount_point = nfs_mount_point(mount_point_base, str(export))
     path = mount_point / str(name)
     disk = ET.Element("disk", type="file", device="disk")
@@ -163,12 +173,11 @@ def _iscsi_disk(volume: VolumeConnection, data: dict[str, Any], target: str) -> 
     elif auth_method not in ("", "NONE"):
         raise UnsupportedVolume(f"volume {volume.volume_id}: iSCSI authentication {auth_method!r} is not supported")
     host_part = f"[{host}]" if ":" in host else host
-    credentials = f"{secret[1]}%{secret[2]}@" if secret else ""
-    return VolumeDisk(
-        xml=_finish(disk, volume, data, target),
-        iscsi_secret=secret,
-        qemu_img_target=f"iscsi://{credentials}{host_part}:{port}/{iqn}/{int(lun)}",
-    )
+    options = {"driver": "iscsi", "transport": "tcp", "portal": f"{host_part}:{port}", "target": str(iqn)}
+    options["lun"] = str(int(lun))
+    if secret:
+        options["user"] = secret[1]
+    return VolumeDisk(xml=_finish(disk, volume, data, target), iscsi_secret=secret, qemu_img_target_options=options)
 
 
 def _rbd_disk(volume: VolumeConnection, data: dict[str, Any], target: str) -> VolumeDisk:

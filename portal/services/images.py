@@ -83,6 +83,7 @@ MAX_INT = 2**31 - 1
 
 HASH_ALGO = "sha256"
 CHUNK_SIZE = 1024 * 1024
+IMAGE_DIR_MODE = 0o700
 _DOWNLOAD_SALT = "portal.images.download"
 
 
@@ -482,7 +483,10 @@ def image_upload(
 
 def _write_stream(image: Image, stream: BinaryIO, max_size: int) -> _Written:
     directory = image_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    # Private images are private on disk too: the store is the API's alone (mkstemp makes the files 0600,
+    # and the rename into place keeps that).
+    directory.mkdir(parents=True, exist_ok=True, mode=IMAGE_DIR_MODE)
+    directory.chmod(IMAGE_DIR_MODE)
     fd, name = tempfile.mkstemp(dir=directory, prefix=f".{image.id}.", suffix=".part")
     path = Path(name)
     md5 = hashlib.md5(usedforsecurity=False)

@@ -111,6 +111,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend but for the database file's mode: 0600 (portal/db/sqlite3/base.py).
+    DATABASES["default"]["ENGINE"] = "portal.db.sqlite3"
     # SQLite serialises writers; waiting beats failing with "database is locked" under a demo's load.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -35,6 +35,7 @@ from compute_tasks.rpc import (
     NicSpec,
 )
 from portal.services.host_trust import control_plane_public_key, public_key_of
+from tests.file_modes import mode_of
 
 pytestmark = [
     pytest.mark.integration,
@@ -198,6 +199,7 @@ def worker(tmp_path, host, control_plane, broker):
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            umask=0o022,  # what most shells give; the host's files must be private regardless
         )
     try:
         yield conductor, state_dir, log_path
@@ -250,6 +252,12 @@ def test_a_build_is_reported_and_the_host_beats(worker, host, image):
     assert built.addresses[0]["mac"] == "52:54:00:00:00:42"
     assert (state_dir / "images" / image.id).is_file()
     assert (state_dir / "instances" / request.instance_uuid / "disk").is_file()
+    # The worker runs with the umask it was given (022 here); the host's files are private anyway.
+    instance_dir = state_dir / "instances" / request.instance_uuid
+    directories = [state_dir, state_dir / "images", state_dir / "instances", instance_dir]
+    assert [mode_of(path) for path in directories] == [0o700] * 4
+    files = [state_dir / "images" / image.id, instance_dir / "disk", instance_dir / "console.log"]
+    assert [mode_of(path) for path in files] == [0o600] * 3
 
     beat = Heartbeat.from_dict(
         conductor.wait_for(

@@ -8,6 +8,7 @@ from rest_framework.test import APIRequestFactory, force_authenticate
 
 from portal.api.image.views import ImageFileView
 from portal.models import Image
+from tests.file_modes import mode_of
 
 from .conftest import create_image, qcow2_bytes, upload
 
@@ -30,6 +31,16 @@ def test_upload_computes_size_and_checksums(member, image_dir):
     assert body["os_hash_value"] == hashlib.sha256(data).hexdigest()
     assert (image_dir / image["id"]).read_bytes() == data
     assert sorted(p.name for p in image_dir.iterdir()) == [image["id"]]
+
+
+def test_the_image_store_is_private(member, image_dir):
+    image_dir.chmod(0o755)
+    image = create_image(member.client)
+
+    assert upload(member.client, image["id"], qcow2_bytes()).status_code == 204
+
+    assert mode_of(image_dir) == 0o700
+    assert mode_of(image_dir / image["id"]) == 0o600
 
 
 def test_download_streams_the_data_with_its_md5(member, active_image):

@@ -34,7 +34,7 @@ def test_values_come_from_the_environment(tmp_path):
             "COMPUTE_VIRT_TYPE": "KVM",
             "COMPUTE_STATE_DIR": str(tmp_path),
             "COMPUTE_HEARTBEAT_INTERVAL": "0.5",
-            "COMPUTE_VNC_LISTEN": "0.0.0.0",  # noqa: S104 - only parsed
+            "COMPUTE_VNC_LISTEN": "192.0.2.5",
             "COMPUTE_HTTP_TIMEOUT": "3",
             "COMPUTE_SHUTDOWN_TIMEOUT": "0",
         }
@@ -46,8 +46,13 @@ def test_values_come_from_the_environment(tmp_path):
     assert config.heartbeat_interval == 0.5
     assert config.http_timeout == 3.0
     assert config.shutdown_timeout == 0.0
-    # A wildcard listen address is not something the console proxy can connect to.
-    assert config.vnc_address == "hv-01"
+    assert config.vnc_listen == config.vnc_address == "192.0.2.5"
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])  # noqa: S104 - only parsed
+def test_vnc_servers_never_listen_on_every_address(wildcard):
+    with pytest.raises(ConfigError, match="COMPUTE_VNC_LISTEN.*console proxy"):
+        HostConfig.from_env({"COMPUTE_VNC_LISTEN": wildcard})
 
 
 def test_the_state_dir_defaults_per_host():

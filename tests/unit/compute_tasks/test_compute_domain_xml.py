@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 
 from compute_tasks.drivers.base import INSTANCE_METADATA_NS
-from compute_tasks.drivers.domain_xml import InvalidDomainSpec, build_domain_xml, disk_paths, vnc_port
+from compute_tasks.drivers.domain_xml import QEMU_NS, InvalidDomainSpec, build_domain_xml, disk_paths, vnc_port
 from compute_tasks.rpc import BuildRequest, FlavorSpec, ImageSpec, NicSpec
 
 pytestmark = pytest.mark.unit
 
 HOSTILE = "<script>&\"'"
-NS = {"cloud": INSTANCE_METADATA_NS}
+NS = {"cloud": INSTANCE_METADATA_NS, "qemu": QEMU_NS}
 
 
 def make_request(**overrides):
@@ -81,6 +81,10 @@ def test_the_disk_is_the_virtio_qcow2_overlay():
     assert disk.find("target").attrib == {"dev": "vda", "bus": "virtio"}
 
 
+def qemu_args(root):
+    return [arg.get("value") for arg in root.findall("qemu:commandline/qemu:arg", NS)]
+
+
 def test_nics_use_user_mode_or_a_libvirt_network():
     nics = [
         NicSpec(mac="52:54:00:00:00:01", network="user"),
@@ -88,15 +92,47 @@ def test_nics_use_user_mode_or_a_libvirt_network():
     ]
     root = parse(render(make_request(nics=nics)))
 
-    user, network = root.findall("devices/interface")
-    assert user.get("type") == "user"
-    assert user.find("source") is None
-    assert user.find("mac").get("address") == "52:54:00:00:00:01"
-    assert user.find("model").get("type") == "virtio"
+    (network,) = root.findall("devices/interface")
     assert network.get("type") == "network"
     assert network.find("source").get("network") == "private"
     assert network.find("mac").get("address") == "52:54:00:00:00:02"
     assert network.find("model").get("type") == "virtio"
+    assert qemu_args(root) == [
+        "-netdev",
+        "user,id=cloud-user0,restrict=on",
+        "-device",
+        "virtio-net-pci,netdev=cloud-user0,mac=52:54:00:00:00:01,bus=pci.0,addr=0x1f",
+    ]
+
+
+def test_a_user_mode_nic_is_walled_off_from_the_host():
+    # libvirt's <interface type='user'> cannot say restrict=on: from inside the guest, 10.0.2.2 would be
+    # the host's loopback (the broker, the API, other guests' VNC servers).
+    nics = [NicSpec(mac=f"52:54:00:00:00:0{i}", network="user") for i in range(1, 4)]
+    root = parse(render(make_request(nics=nics)))
+
+    assert root.find("devices/interface") is None
+    args = qemu_args(root)
+    netdevs = [args[i + 1] for i, arg in enumerate(args) if arg == "-netdev"]
+    devices = [args[i + 1] for i, arg in enumerate(args) if arg == "-device"]
+    assert len(netdevs) == len(devices) == 3
+    for netdev in netdevs:
+        options = netdev.split(",")
+        assert options[0] == "user" and "restrict=on" in options[1:]
+    # Each NIC on its own slot at the top of the root bus, where libvirt's own devices do not go.
+    assert [device.rsplit(",addr=", 1)[1] for device in devices] == ["0x1f", "0x1e", "0x1d"]
+
+
+def test_the_qemu_namespace_is_declared_on_the_domain():
+    text = render(make_request())
+    assert text.startswith("<domain ") and 'xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0"' in text
+    assert parse(render(make_request(nics=[]))).find("qemu:commandline", NS) is None
+
+
+def test_more_user_mode_nics_than_reserved_slots_are_refused():
+    nics = [NicSpec(mac=f"52:54:00:00:00:0{i}", network="user") for i in range(5)]
+    with pytest.raises(InvalidDomainSpec, match="user-mode NICs"):
+        render(make_request(nics=nics))
 
 
 def test_the_serial_port_is_logged_to_the_instance_dir():

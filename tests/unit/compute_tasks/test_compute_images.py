@@ -8,6 +8,7 @@ import pytest
 
 from compute_tasks.images import ImageCache, ImageError
 from compute_tasks.rpc import ImageSpec
+from tests.file_modes import mode_of
 
 pytestmark = pytest.mark.unit
 
@@ -86,6 +87,21 @@ def test_a_verified_download_lands_in_the_cache(server, cache):
     assert path.read_bytes() == PAYLOAD
     assert (cache.directory / "img-1.sha256").read_text().strip() == DIGEST
     assert leftovers(cache.directory) == []
+
+
+@pytest.mark.usefixtures("loose_umask")
+def test_the_cache_is_private(server, cache):
+    # An image can be a project's private image: other users of the host must not read it.
+    cache.directory.mkdir(mode=0o755)
+
+    cache.fetch(spec(server))
+
+    assert mode_of(cache.directory) == 0o700
+    assert {path.name: mode_of(path) for path in cache.directory.iterdir()} == {
+        "img-1": 0o600,
+        "img-1.sha256": 0o600,
+        ".img-1.lock": 0o600,
+    }
 
 
 def test_a_cached_image_is_not_downloaded_again(server, cache):

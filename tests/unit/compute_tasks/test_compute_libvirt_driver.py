@@ -5,6 +5,7 @@ which the cloud did not make. Each test uses fresh uuids and removes what it mad
 """
 
 import json
+import os
 import shutil
 import subprocess
 import uuid
@@ -15,7 +16,8 @@ import pytest
 from compute_tasks import rpc  # noqa: E402
 from compute_tasks.drivers.base import DomainNotFound, DriverError  # noqa: E402
 from compute_tasks.drivers.libvirt_driver import ForeignDomain, LibvirtDriver, power_state_of  # noqa: E402
-from compute_tasks.rpc import BuildRequest, FlavorSpec, ImageSpec, InstanceRef, NicSpec  # noqa: E402
+from compute_tasks.rpc import BuildRequest, FlavorSpec, ImageSpec, InstanceMetadata, InstanceRef, NicSpec  # noqa: E402
+from tests.file_modes import mode_of
 
 pytestmark = [
     pytest.mark.unit,
@@ -93,6 +95,27 @@ def test_spawn_defines_and_starts_a_domain_on_a_qcow2_overlay(driver, base_image
     dom = conn.lookupByUUIDString(request.instance_uuid)
     assert dom.name() == request.domain_name
     assert str(disk) in dom.XMLDesc(0)
+
+
+@pytest.mark.skipif(shutil.which("genisoimage") is None, reason="genisoimage is not installed")
+@pytest.mark.usefixtures("loose_umask")
+def test_an_instance_s_files_are_its_owner_s_alone(driver, base_image):
+    # Disks and config drives hold user data and keys; the serial log what the guest printed.
+    request = make_request(
+        driver,
+        metadata=InstanceMetadata(uuid="u", name="n", hostname="h", project_id="p", public_keys={"k": "ssh-ed25519 A"}),
+    )
+    driver.host_resources()  # as the worker's first heartbeat does, before any build: it makes instances/
+
+    driver.spawn(request, base_image)
+
+    instance_dir = driver.instances_dir / request.instance_uuid
+    assert mode_of(driver.instances_dir) == mode_of(instance_dir) == 0o700
+    assert {path.name: mode_of(path) for path in instance_dir.iterdir()} == {
+        "disk": 0o600,
+        "disk.config": 0o600,
+        "console.log": 0o600,
+    }
 
 
 def test_a_hostile_name_is_kept_verbatim(driver, base_image):
@@ -389,6 +412,7 @@ def test_spawn_without_power_on_only_defines_the_domain(driver, base_image):
     assert libvirt_state(request) == (libvirt.VIR_DOMAIN_SHUTOFF, False)
 
 
+@pytest.mark.usefixtures("loose_umask")
 @pytest.mark.parametrize("before", ["running", "paused", "stopped", "suspended"])
 def test_snapshot_writes_one_standalone_image_and_leaves_the_guest_as_it_was(driver, base_image, tmp_path, before):
     request = make_request(driver)
@@ -409,6 +433,7 @@ def test_snapshot_writes_one_standalone_image_and_leaves_the_guest_as_it_was(dri
     assert driver.snapshot(ref, target) == expected[before]
 
     assert driver.power_state(ref) == expected[before]
+    assert mode_of(target) == 0o600
     info = qemu_img_info(target)
     assert info["format"] == "qcow2"
     assert "backing-filename" not in info
@@ -436,3 +461,92 @@ def test_console_log_is_the_tail_of_the_serial_log(driver, base_image):
     assert driver.console_log(ref, 10**6) == log.read_bytes()
     with pytest.raises(DomainNotFound):
         driver.console_log(InstanceRef(instance_uuid=str(uuid.uuid4()), domain_name="x"), 10)
+
+
+# --- what the host runs on users' images and volumes ---------------------------------------------------
+
+
+def qcow2_with_data_file(directory, host_file):
+    """A qcow2 whose clusters are another file of the host: booted, the guest would read that file."""
+    host_file.write_bytes(b"host secret\n" * 1000)
+    image = directory / "crafted.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-o", f"data_file={host_file},data_file_raw=on", str(image), "1M"],
+        check=True,
+    )
+    return image
+
+
+def test_an_image_with_an_external_data_file_is_refused(driver, tmp_path):
+    crafted = qcow2_with_data_file(tmp_path, tmp_path / "shadow")
+    request = make_request(driver)
+
+    with pytest.raises(DriverError, match="external data file") as caught:
+        driver.spawn(request, crafted)
+    assert caught.value.reschedulable is False
+    assert not (driver.instances_dir / request.instance_uuid / "disk").exists()
+
+
+def test_a_snapshot_refuses_an_overlay_that_grew_a_data_file(driver, base_image, tmp_path):
+    request = make_request(driver)
+    driver.spawn(request, base_image)
+    disk = driver.instances_dir / request.instance_uuid / "disk"
+    # As if the overlay's header had been rewritten: snapshotting it would copy a host file into an image.
+    disk.unlink()
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-o", f"data_file={tmp_path / 'shadow'}", str(disk), "1M"],
+        check=True,
+    )
+
+    with pytest.raises(DriverError, match="external data file"):
+        driver.snapshot(ref_for(request), tmp_path / "snap.qcow2")
+    assert not (tmp_path / "snap.qcow2").exists()
+
+
+NFS_EXPORT = "127.0.0.1:/srv/share"
+
+
+@pytest.fixture
+def fake_mount(tmp_path, monkeypatch):
+    """A `mount` first on PATH that records its arguments and puts the volume's file in the mount point."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "mount-argv"
+    script = bin_dir / "mount"
+    script.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\nfor last; do :; done\ntruncate -s 64M "$last/volume-1"\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return record
+
+
+def volume_build(driver, image_format="qcow2"):
+    image = ImageSpec(id="vol-image", url="http://unused", sha256="0" * 64, size=1, disk_format=image_format)
+    root = rpc.VolumeConnection(
+        volume_id="vol-1",
+        attachment_id="att-1",
+        device="vda",
+        boot_index=0,
+        image=image,
+        connection_info={"driver_volume_type": "nfs", "export": NFS_EXPORT, "name": "volume-1", "format": "raw"},
+    )
+    return make_request(driver, image=None, block_devices=[root])
+
+
+def test_an_nfs_share_reaches_mount_after_the_end_of_its_options(driver, base_image, fake_mount, tmp_path):
+    driver.nfs_mount_point_base = tmp_path / "mnt"
+    request = volume_build(driver)
+
+    driver.spawn(request, None, volume_images={"vol-1": base_image})
+
+    argv = fake_mount.read_text().splitlines()
+    assert argv[:3] == ["-t", "nfs", "--"] and argv[3] == NFS_EXPORT and len(argv) == 5
+
+
+def test_an_image_with_an_external_data_file_is_not_written_onto_a_volume(driver, fake_mount, tmp_path):
+    driver.nfs_mount_point_base = tmp_path / "mnt"
+    crafted = qcow2_with_data_file(tmp_path, tmp_path / "shadow")
+
+    with pytest.raises(DriverError, match="image vol-image has an external data file"):
+        driver.spawn(volume_build(driver), None, volume_images={"vol-1": crafted})

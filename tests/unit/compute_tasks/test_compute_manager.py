@@ -20,6 +20,7 @@ from compute_tasks.rpc import (
     InstanceRef,
     NicSpec,
 )
+from tests.file_modes import mode_of
 
 pytestmark = pytest.mark.unit
 
@@ -462,10 +463,14 @@ class StubUploads:
     def __init__(self):
         self.received = []
         self.error = None
+        self.inspect = None
+        self.inspected = []
 
     def upload(self, path, url):
         if self.error is not None:
             raise self.error
+        if self.inspect is not None:
+            self.inspected.append(self.inspect(path))
         self.received.append((path.read_bytes(), url))
 
 
@@ -497,6 +502,19 @@ def test_snapshot_copies_the_disk_uploads_it_and_removes_the_copy(config, driver
     assert uploads.received == [(b"disk contents", "http://api/internal/images/img-snap/upload?sig=secret")]
     assert ("paused_for_snapshot", request.instance_uuid) in driver.events
     assert list((config.state_dir / "snapshots").iterdir()) == []
+
+
+@pytest.mark.usefixtures("loose_umask")
+def test_the_state_dir_and_the_snapshots_in_it_are_private(config, driver, reporter, images, uploads):
+    config.state_dir.mkdir(mode=0o755)  # as the worker makes it before the manager exists
+    manager = ComputeManager(config, driver, reporter, images=images, uploads=uploads)
+    assert mode_of(config.state_dir) == 0o700
+    request = built(manager, reporter)
+    uploads.inspect = lambda path: (mode_of(path.parent), mode_of(path))
+
+    manager.snapshot_instance(snapshot_request(request))
+
+    assert uploads.inspected == [(0o700, 0o600)]
 
 
 def test_a_failed_upload_is_reported_with_its_image(config, driver, reporter, images, uploads):

@@ -83,6 +83,9 @@ def test_an_iscsi_volume_is_a_network_disk_with_a_chap_secret():
     assert element.find("auth/secret").attrib == {"type": "iscsi", "usage": f"cloud-volume-{VOLUME_ID}"}
     assert "p&<w" not in made.xml  # the password lives in the libvirt secret only
     assert made.iscsi_secret == (f"cloud-volume-{VOLUME_ID}", "u", "p&<w")
+    # qemu-img gets the password as a secret object, never among the target's options (its argv).
+    assert made.qemu_img_target_options["user"] == "u"
+    assert "p&<w" not in repr(made.qemu_img_target_options) and made.qemu_img_target is None
     assert element.find("target").get("dev") == "vdc"
     assert volume_xml.secret_usages(f"<domain><devices>{made.xml}</devices></domain>") == [f"cloud-volume-{VOLUME_ID}"]
 
@@ -97,7 +100,14 @@ def test_an_ipv6_portal_and_no_authentication():
     made = volume_xml.volume_disk(volume(info), nfs_mount_point_base="/m")
     assert disk(made.xml).find("source/host").attrib == {"name": "2001:db8::1", "port": "3261"}
     assert disk(made.xml).find("auth") is None
-    assert made.qemu_img_target == "iscsi://[2001:db8::1]:3261/iqn.x/0"
+    assert made.qemu_img_target is None
+    assert made.qemu_img_target_options == {
+        "driver": "iscsi",
+        "transport": "tcp",
+        "portal": "[2001:db8::1]:3261",
+        "target": "iqn.x",
+        "lun": "0",
+    }
 
 
 def test_an_rbd_volume_names_its_monitors_and_the_hosts_ceph_secret():
@@ -136,6 +146,31 @@ def test_an_rbd_volume_names_its_monitors_and_the_hosts_ceph_secret():
 def test_what_cannot_become_a_disk_is_refused_with_a_reason(info, message):
     with pytest.raises(UnsupportedVolume, match=message):
         volume_xml.volume_disk(volume(info), nfs_mount_point_base="/m")
+
+
+@pytest.mark.parametrize(
+    "export",
+    [
+        "-oremount,rw:/x",  # an option, had it reached mount as the first argument
+        "--bind",
+        "-o",
+        "host:relative/path",
+        "host",
+        ":/srv/x",
+        "host:/srv/x\nother",
+        "[zz]:/x",
+        "host name:/x",
+    ],
+)
+def test_an_nfs_export_that_is_not_host_colon_path_is_refused(export):
+    with pytest.raises(UnsupportedVolume, match="host:/path"):
+        volume_xml.volume_disk(volume({**NFS_FLAT, "export": export}), nfs_mount_point_base="/m")
+
+
+@pytest.mark.parametrize("export", ["127.0.0.1:/srv/nfsexport", "[2001:db8::1]:/x", "nfs-1.example.org:/a b", "h:/"])
+def test_nfs_exports_of_every_usual_shape_are_taken(export):
+    made = volume_xml.volume_disk(volume({**NFS_FLAT, "export": export}), nfs_mount_point_base="/m")
+    assert made.nfs_export == export
 
 
 @pytest.mark.parametrize("device", ["/dev/sda", "vd", "/dev/vdb1", "", "../vdb"])
