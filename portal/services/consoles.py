@@ -16,6 +16,19 @@ from portal.states import VmState
 from .lifecycle import StateConflict
 
 
+class ConsoleForbidden(Exception):
+    """The caller's role may not open consoles; the API answers 403."""
+
+
+def console_permitted(ctx: RequestContext) -> bool:
+    """Whether the caller may open a console in their project.
+
+    A console is the server's keyboard, so it takes the right to act on the project's servers: the API's
+    rule for every server action (``can_write``). Readers never get one.
+    """
+    return ctx.can_write
+
+
 def console_url(token: str) -> str:
     # noVNC reads the websocket path from ``path``; the proxy reads the token from that path's query.
     return f"{settings.CONSOLE['PROXY_BASE_URL']}?path={quote('?token=' + token, safe='')}"
@@ -30,7 +43,13 @@ def console_create(*, ctx: RequestContext, instance: Instance, console_type: str
 def console_token_create(
     *, ctx: RequestContext, instance: Instance, console_type: str = "novnc"
 ) -> tuple[str, datetime]:
-    """A new console token and its expiry, for a page that builds the proxy URL itself (the portal's)."""
+    """A new console token and its expiry, for a page that builds the proxy URL itself (the portal's).
+
+    Raises ConsoleForbidden for a role that may not open consoles, StateConflict when the instance has
+    no console now.
+    """
+    if not console_permitted(ctx):
+        raise ConsoleForbidden("Policy doesn't allow this operation to be performed: your role is read-only.")
     if instance.vm_state != VmState.ACTIVE or not instance.vnc_port or instance.task_state is not None:
         raise StateConflict(
             f"Instance {instance.uuid} is not ready for a console (vm_state {instance.vm_state}, "

@@ -179,3 +179,17 @@ def test_an_admin_ends_a_session_and_the_next_check_closes_it(portal_member, run
     assert session.closed_reason == "ended by admin"
     events = [e for (e,) in InstanceActionEvent.objects.filter(action=session.action).values_list("event")]
     assert events == ["console_open", "console_end_requested", "console_close"]
+
+
+# --- who may open a console ---------------------------------------------------------------------------
+
+
+def test_a_reader_gets_no_console_page_token_or_button(portal_reader, portal_member, running):
+    console_path = f"/instances/{running.uuid}/console/"
+    assert portal_reader.client.get(console_path).status_code == 403
+    refused = portal_reader.client.post(f"/instances/{running.uuid}/console/token")
+    assert refused.status_code == 403 and "read-only" in refused.json()["error"]
+    assert not ConsoleToken.objects.exists()
+    for listing in ("/instances/", f"/instances/{running.uuid}/"):
+        assert console_path not in portal_reader.client.get(listing).content.decode()
+        assert console_path in portal_member.client.get(listing).content.decode()
