@@ -1,4 +1,8 @@
-"""Console tokens: random, stored only as their SHA-256, short-lived, bound to instance and user."""
+"""Console tokens: random, stored only as their SHA-256, short-lived, bound to instance and user.
+
+A token holds no address: the console proxy learns where the screen is when it connects (see
+``selectors.consoles.console_target``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from django.utils import timezone
 
 from portal.auth.context import RequestContext
 from portal.models import ConsoleToken, Instance
-from portal.states import VmState
+from portal.selectors.consoles import instance_has_console
 
 from .lifecycle import StateConflict
 
@@ -50,7 +54,7 @@ def console_token_create(
     """
     if not console_permitted(ctx):
         raise ConsoleForbidden("Policy doesn't allow this operation to be performed: your role is read-only.")
-    if instance.vm_state != VmState.ACTIVE or not instance.vnc_port or instance.task_state is not None:
+    if not instance_has_console(instance):
         raise StateConflict(
             f"Instance {instance.uuid} is not ready for a console (vm_state {instance.vm_state}, "
             f"task_state {instance.task_state})"
@@ -62,8 +66,6 @@ def console_token_create(
         instance=instance,
         user=ctx.user,
         console_type=console_type,
-        host=instance.vnc_host or "127.0.0.1",
-        port=instance.vnc_port,
         expires_at=expires_at,
     )
     return token, expires_at

@@ -9,9 +9,14 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from portal.models import ConsoleSession, ConsoleToken, InstanceActionEvent
+from compute_tasks import rpc
+from portal.auth.context import RequestContext
+from portal.conductor import tasks as conductor_tasks
+from portal.models import ConsoleSession, ConsoleToken, Instance, InstanceActionEvent, Role
 from portal.services.console_sessions import console_sessions_close_stale
+from portal.services.instances import instance_power_action
 from portal.services.lifecycle import compare_and_swap
+from portal.states import VmState
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +63,7 @@ def test_a_token_is_made_per_connection_for_this_user_and_instance(portal_member
     token = new_token(portal_member, running)
     stored = ConsoleToken.objects.get()
     assert stored.token_hash == ConsoleToken.hash(token) and token not in stored.token_hash
-    assert (stored.instance, stored.user, stored.port) == (running, portal_member.user, 5901)
+    assert (stored.instance, stored.user) == (running, portal_member.user)
     ttl = (stored.expires_at - timezone.now()).total_seconds()
     assert settings.CONSOLE["TOKEN_TTL"] - 5 < ttl <= settings.CONSOLE["TOKEN_TTL"]
     assert new_token(portal_member, running) != token
@@ -193,3 +198,46 @@ def test_a_reader_gets_no_console_page_token_or_button(portal_reader, portal_mem
     for listing in ("/instances/", f"/instances/{running.uuid}/"):
         assert console_path not in portal_reader.client.get(listing).content.decode()
         assert console_path in portal_member.client.get(listing).content.decode()
+
+
+# --- where a token leads -------------------------------------------------------------------------------
+
+
+def consoleauth(client, token):
+    return client.get(f"/internal/consoleauth/{token}")
+
+
+def test_consoleauth_leads_where_the_screen_is_now_not_where_it_was(portal_member, running, settings):
+    token = new_token(portal_member, running)
+    client = proxy(settings)
+    assert consoleauth(client, token).json()["port"] == 5901
+    ctx = RequestContext(user=portal_member.user, project=portal_member.project, role=Role.MEMBER)
+    instance_power_action(ctx=ctx, instance=running, action="reboot_hard")
+    # While QEMU restarts, the row still names the port it is leaving: nothing until the host reports.
+    assert consoleauth(client, token).status_code == 404
+    assert open_session(client, token).status_code == 404
+    moved = rpc.ActionResult(
+        instance_uuid=str(running.uuid),
+        host="node1",
+        request_id=ctx.request_id,
+        action="reboot",
+        power_state=rpc.RUNNING,
+        vnc_host="127.0.0.1",
+        vnc_port=5907,
+    )
+    conductor_tasks.action_done(moved.to_dict())  # as the host's report arrives
+    answer = consoleauth(client, token)
+    assert answer.status_code == 200
+    assert (answer.json()["host"], answer.json()["port"]) == ("127.0.0.1", 5907)
+    assert open_session(client, token).status_code == 201
+
+
+def test_consoleauth_refuses_an_instance_without_a_screen_now(portal_member, running, settings):
+    token = new_token(portal_member, running)
+    client = proxy(settings)
+    Instance.objects.filter(pk=running.pk).update(vnc_port=None)
+    assert consoleauth(client, token).status_code == 404
+    Instance.objects.filter(pk=running.pk).update(vnc_port=5901, vm_state=VmState.DELETED)
+    assert consoleauth(client, token).status_code == 404
+    Instance.objects.filter(pk=running.pk).update(vm_state=VmState.ACTIVE)
+    assert consoleauth(client, token).json()["port"] == 5901
