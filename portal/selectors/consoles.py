@@ -29,7 +29,7 @@ def instance_has_console(instance: Instance) -> bool:
 
 
 def console_target(token: str) -> ConsoleTarget | None:
-    """The console a token opens, or None if unknown, expired, or the instance has none now.
+    """The console a token opens, or None if unknown, expired, its user deactivated, or the instance has none.
 
     The address is the instance's current one, read at connect time: a token made before a reboot moved
     QEMU to another port must never lead to whatever listens on the old one now.
@@ -38,7 +38,7 @@ def console_target(token: str) -> ConsoleTarget | None:
         return None
     found = (
         ConsoleToken.objects.select_related("instance")
-        .filter(token_hash=ConsoleToken.hash(token), expires_at__gt=timezone.now())
+        .filter(token_hash=ConsoleToken.hash(token), expires_at__gt=timezone.now(), user__is_active=True)
         .first()
     )
     if found is None or not instance_has_console(found.instance):

@@ -53,7 +53,7 @@ def console_session_open(*, token: str, client: str, max_sessions: int) -> Conso
         console_token = (
             ConsoleToken.objects.select_for_update(of=("self",))
             .select_related("instance", "user")
-            .filter(token_hash=ConsoleToken.hash(token), expires_at__gt=now)
+            .filter(token_hash=ConsoleToken.hash(token), expires_at__gt=now, user__is_active=True)
             .first()
         )
         if console_token is None or not instance_has_console(console_token.instance):
@@ -90,7 +90,7 @@ def console_session_check(*, session_id: int) -> str | None:
     with transaction.atomic():
         session = (
             ConsoleSession.objects.select_for_update(of=("self",))
-            .select_related("instance")
+            .select_related("instance", "user")
             .filter(pk=session_id)
             .first()
         )
@@ -103,6 +103,9 @@ def console_session_check(*, session_id: int) -> str | None:
             return session.closed_reason or "ended by an administrator"
         if session.token_id is None:
             return "the console token was revoked"
+        if not session.user.is_active:
+            # user_deactivate revokes the tokens too; this catches a user deactivated around it (the shell).
+            return "the user was deactivated"
         if session.instance.vm_state != VmState.ACTIVE:
             return "the instance is no longer running"
     return None

@@ -1,7 +1,8 @@
 """Console tokens: random, stored only as their SHA-256, short-lived, bound to instance and user.
 
 A token holds no address: the console proxy learns where the screen is when it connects (see
-``selectors.consoles.console_target``).
+``selectors.consoles.console_target``). Deleting a user's tokens is how their rights to consoles end: a
+session opened with a deleted token is closed by the proxy at its next check.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from portal.auth.context import RequestContext
-from portal.models import ConsoleToken, Instance
+from portal.models import ConsoleToken, Instance, Project
 from portal.selectors.consoles import instance_has_console
 
 from .lifecycle import StateConflict
@@ -69,3 +71,34 @@ def console_token_create(
         expires_at=expires_at,
     )
     return token, expires_at
+
+
+def console_tokens_revoke(*, user: AbstractBaseUser, project: Project | None = None) -> int:
+    """Delete the user's console tokens on ``project``'s instances (every instance's when None).
+
+    Their open sessions lose their token, and the proxy's next check closes them; the tokens open
+    nothing more. Returns how many tokens were deleted.
+    """
+    tokens = ConsoleToken.objects.filter(user=user)
+    if project is not None:
+        tokens = tokens.filter(instance__project=project)
+    _total, deleted = tokens.delete()
+    return deleted.get(ConsoleToken._meta.label, 0)
+
+
+def console_tokens_revoke_for_role(
+    *, user: AbstractBaseUser, project: Project, before: str | None, after: str | None
+) -> int:
+    """Revoke the console tokens a change of ``user``'s role in ``project`` takes the right to.
+
+    ``before``/``after`` are the roles (None: no membership). Losing the admin role revokes the user's
+    tokens everywhere, since an admin opens consoles of every project's servers; losing the right to act
+    in the project revokes those on its instances. Returns how many tokens were deleted.
+    """
+    was = RequestContext(user=user, project=project, role=before or "")
+    now = RequestContext(user=user, project=project, role=after or "")
+    if was.is_admin and not now.is_admin:
+        return console_tokens_revoke(user=user)
+    if console_permitted(was) and not console_permitted(now):
+        return console_tokens_revoke(user=user, project=project)
+    return 0
