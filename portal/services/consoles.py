@@ -13,10 +13,11 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 from django.utils import timezone
 
 from portal.auth.context import RequestContext
-from portal.models import ConsoleToken, Instance, Project
+from portal.models import ConsoleToken, Instance, Membership, Project
 from portal.selectors.consoles import instance_has_console
 
 from .lifecycle import StateConflict
@@ -63,14 +64,34 @@ def console_token_create(
         )
     token = secrets.token_urlsafe(32)
     expires_at = timezone.now() + timedelta(seconds=settings.CONSOLE["TOKEN_TTL"])
-    ConsoleToken.objects.create(
-        token_hash=ConsoleToken.hash(token),
-        instance=instance,
-        user=ctx.user,
-        console_type=console_type,
-        expires_at=expires_at,
-    )
+    with transaction.atomic():
+        if not _role_still_held(ctx):
+            raise ConsoleForbidden("Your role in this project changed while the console was asked for.")
+        ConsoleToken.objects.create(
+            token_hash=ConsoleToken.hash(token),
+            instance=instance,
+            user=ctx.user,
+            console_type=console_type,
+            expires_at=expires_at,
+        )
     return token, expires_at
+
+
+def _role_still_held(ctx: RequestContext) -> bool:
+    """Whether the role ``ctx`` was resolved with is still the user's, read under the membership's lock.
+
+    The services that change a role lock the same row, so a change either waits for this token and then
+    revokes it, or is seen here: a request that began before the change cannot leave a token behind.
+    """
+    current = (
+        Membership.objects.select_for_update()
+        .filter(user=ctx.user, project=ctx.project)
+        .values_list("role", flat=True)
+        .first()
+    )
+    if current is None:
+        return bool(getattr(ctx.user, "is_superuser", False))  # a superuser acts anywhere without a role
+    return current == ctx.role
 
 
 def console_tokens_revoke(*, user: AbstractBaseUser, project: Project | None = None) -> int:

@@ -11,10 +11,11 @@ from django.test import Client
 from django.utils import timezone
 
 from compute_tasks import rpc
-from portal.auth.context import RequestContext
+from portal.auth.context import RequestContext, resolve_context
 from portal.conductor import tasks as conductor_tasks
 from portal.models import ConsoleSession, ConsoleToken, Instance, InstanceActionEvent, Membership, Role
 from portal.services.console_sessions import console_sessions_close_stale
+from portal.services.consoles import ConsoleForbidden, console_token_create
 from portal.services.identity import (
     keystone_membership_sync,
     keystone_project_sync,
@@ -291,6 +292,20 @@ def test_a_role_lowered_to_reader_revokes_its_consoles(portal_member, running, s
     assert check(settings, session_id) == REVOKED
     assert not ConsoleToken.objects.exists()
     assert portal_member.client.post(f"/instances/{running.uuid}/console/token").status_code == 403
+
+
+def test_a_request_resolved_before_a_role_change_leaves_no_token(portal_member, running):
+    """The role is read again under the membership's lock when the token is made, not only at the request's start."""
+    ctx = resolve_context(portal_member.user, portal_member.project.pk)
+    membership_set(project=portal_member.project, user=portal_member.user, role=Role.READER)
+    with pytest.raises(ConsoleForbidden):
+        console_token_create(ctx=ctx, instance=running)
+    assert not ConsoleToken.objects.exists()
+
+
+def test_a_superuser_without_a_role_in_the_project_still_opens_its_consoles(admin_user, running):
+    token, _expires_at = console_token_create(ctx=resolve_context(admin_user, running.project_id), instance=running)
+    assert ConsoleToken.objects.get(token_hash=ConsoleToken.hash(token)).user == admin_user
 
 
 def test_an_admin_who_loses_the_role_loses_every_projects_consoles(portal_admin, running, settings):
