@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from compute_tasks import rpc
 from portal.auth.context import RequestContext, resolve_context
-from portal.conductor import tasks as conductor_tasks
 from portal.models import ConsoleSession, ConsoleToken, Instance, InstanceActionEvent, Membership, Role
+from portal.services import scheduling
 from portal.services.console_sessions import console_sessions_close_stale
 from portal.services.consoles import ConsoleForbidden, console_token_create
 from portal.services.identity import (
@@ -237,7 +237,7 @@ def test_consoleauth_leads_where_the_screen_is_now_not_where_it_was(portal_membe
         vnc_host="127.0.0.1",
         vnc_port=5907,
     )
-    conductor_tasks.action_done(moved.to_dict())  # as the host's report arrives
+    scheduling.action_result(report=moved)  # what the conductor does with the host's report
     answer = consoleauth(client, token)
     assert answer.status_code == 200
     assert (answer.json()["host"], answer.json()["port"]) == ("127.0.0.1", 5907)
