@@ -1,11 +1,19 @@
-"""Projects and who has which role in them."""
+"""Projects, who has which role in them, and the users."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 
 from portal.models import Membership, Project
-from portal.services.projects_admin import ProjectConflict, membership_remove, membership_set, project_save
+from portal.services.projects_admin import (
+    ProjectConflict,
+    membership_remove,
+    membership_set,
+    project_save,
+    user_deactivate,
+)
 
 from .base import ServiceAdmin, ServiceRefusal
 
@@ -69,3 +77,18 @@ class ProjectAdmin(ServiceAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class CloudUserAdmin(UserAdmin):
+    """Django's user pages, with deactivation through the service that also revokes the user's consoles."""
+
+    def save_model(self, request, obj, form, change):
+        deactivating = change and "is_active" in form.changed_data and not obj.is_active
+        super().save_model(request, obj, form, change)
+        if deactivating:
+            user_deactivate(user=obj)

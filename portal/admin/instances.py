@@ -138,5 +138,5 @@ class InstanceActionAdmin(ReadOnlyAdmin):
 
 @admin.register(ConsoleToken)
 class ConsoleTokenAdmin(ReadOnlyAdmin):
-    list_display = ["instance", "user", "console_type", "host", "port", "expires_at"]
+    list_display = ["instance", "user", "console_type", "expires_at"]
     exclude = ["token_hash"]

@@ -7,14 +7,16 @@ from .instance import Instance
 
 
 class ConsoleToken(models.Model):
-    """A short-lived right to one instance's screen. Only the SHA-256 of the token is stored."""
+    """A short-lived right to one instance's screen. Only the SHA-256 of the token is stored.
+
+    It holds no VNC address: the screen moves when QEMU restarts, so the address is the instance's own,
+    read when the proxy connects.
+    """
 
     token_hash = models.CharField(max_length=64, unique=True)
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="console_tokens")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_tokens")
     console_type = models.CharField(max_length=16, default="novnc")
-    host = models.CharField(max_length=255)
-    port = models.PositiveIntegerField()
     expires_at = models.DateTimeField(db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.models import ConsoleSession, ConsoleToken, InstanceAction
+from portal.selectors.consoles import instance_has_console
 from portal.states import VmState
 
 from . import lifecycle
@@ -52,10 +53,10 @@ def console_session_open(*, token: str, client: str, max_sessions: int) -> Conso
         console_token = (
             ConsoleToken.objects.select_for_update(of=("self",))
             .select_related("instance", "user")
-            .filter(token_hash=ConsoleToken.hash(token), expires_at__gt=now, instance__vm_state=VmState.ACTIVE)
+            .filter(token_hash=ConsoleToken.hash(token), expires_at__gt=now, user__is_active=True)
             .first()
         )
-        if console_token is None:
+        if console_token is None or not instance_has_console(console_token.instance):
             raise SessionRefused("unknown or expired token", status=404)
         _close_stale(ConsoleSession.objects.filter(token=console_token))
         open_count = ConsoleSession.objects.filter(token=console_token, closed_at__isnull=True).count()
@@ -89,7 +90,7 @@ def console_session_check(*, session_id: int) -> str | None:
     with transaction.atomic():
         session = (
             ConsoleSession.objects.select_for_update(of=("self",))
-            .select_related("instance")
+            .select_related("instance", "user")
             .filter(pk=session_id)
             .first()
         )
@@ -102,6 +103,9 @@ def console_session_check(*, session_id: int) -> str | None:
             return session.closed_reason or "ended by an administrator"
         if session.token_id is None:
             return "the console token was revoked"
+        if not session.user.is_active:
+            # user_deactivate revokes the tokens too; this catches a user deactivated around it (the shell).
+            return "the user was deactivated"
         if session.instance.vm_state != VmState.ACTIVE:
             return "the instance is no longer running"
     return None

@@ -3,7 +3,8 @@
 A Keystone project becomes a ``Project`` with the same id; a Keystone user becomes a Django user whose
 ``username`` is the Keystone user id (``first_name`` holds the Keystone name) and whose password is
 unusable, so only Keystone can sign them in; their role in a project becomes a ``Membership``. Keystone
-stays the authority: every token and every portal sign-in brings the mirror up to date.
+stays the authority: every token and every portal sign-in brings the mirror up to date, and a role it no
+longer grants takes the user's console tokens (and so their open console sessions) with it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from portal.models import Membership, Project
+
+from .consoles import console_tokens_revoke_for_role
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +85,19 @@ def keystone_user_sync(*, user_id: str, name: str) -> AbstractBaseUser:
 
 def keystone_membership_sync(*, user: AbstractBaseUser, project: Project, role: str | None) -> Membership | None:
     """The user's membership in ``project`` set to ``role``; with no role, removed."""
-    if role is None:
-        Membership.objects.filter(user=user, project=project).delete()
-        return None
-    membership, created = Membership.objects.get_or_create(user=user, project=project, defaults={"role": role})
-    if not created and membership.role != role:
-        Membership.objects.filter(pk=membership.pk).update(role=role)
-        membership.role = role
+    with transaction.atomic():
+        before = (
+            Membership.objects.select_for_update().filter(user=user, project=project).values_list("role", flat=True)
+        ).first()
+        if role is None:
+            Membership.objects.filter(user=user, project=project).delete()
+            membership = None
+        else:
+            membership, created = Membership.objects.get_or_create(user=user, project=project, defaults={"role": role})
+            if not created and membership.role != role:
+                Membership.objects.filter(pk=membership.pk).update(role=role)
+                membership.role = role
+        console_tokens_revoke_for_role(user=user, project=project, before=before, after=role)
     return membership
 
 
@@ -130,5 +139,14 @@ def keystone_sign_in_sync(
         project = keystone_project_sync(project_id=project_id, name=project_name, domain=project_domain)
         if keystone_membership_sync(user=user, project=project, role=role) is not None:
             kept.append(project_id)
-    Membership.objects.filter(user=user).exclude(project_id__in=kept).delete()
+    with transaction.atomic():
+        gone = list(
+            Membership.objects.select_for_update(of=("self",))
+            .select_related("project")
+            .filter(user=user)
+            .exclude(project_id__in=kept)
+        )
+        Membership.objects.filter(pk__in=[m.pk for m in gone]).delete()
+        for membership in gone:
+            console_tokens_revoke_for_role(user=user, project=membership.project, before=membership.role, after=None)
     return user

@@ -1,10 +1,18 @@
-"""Projects and memberships as operators change them in the admin (Keystone's mirror has its own writes)."""
+"""Projects, memberships and users as operators change them in the admin (Keystone's mirror has its own writes).
+
+A role taken away takes its consoles with it: the user's console tokens that the old role allowed are
+revoked, and the console proxy closes their open sessions at its next check.
+"""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from portal.models import Membership, Project, Role
+
+from .consoles import console_tokens_revoke, console_tokens_revoke_for_role
 
 
 class ProjectConflict(Exception):
@@ -35,10 +43,31 @@ def membership_set(*, project: Project, user, role: str) -> Membership:
     if role not in Role.values:
         raise ValueError(f"Unknown role {role}")
     with transaction.atomic():
+        before = (
+            Membership.objects.select_for_update().filter(project=project, user=user).values_list("role", flat=True)
+        ).first()
         membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+        console_tokens_revoke_for_role(user=user, project=project, before=before, after=role)
     return membership
 
 
 def membership_remove(*, membership: Membership) -> None:
     with transaction.atomic():
-        Membership.objects.filter(pk=membership.pk).delete()
+        removed = (
+            Membership.objects.select_for_update(of=("self",))
+            .select_related("user", "project")
+            .filter(pk=membership.pk)
+            .first()
+        )
+        if removed is None:
+            return
+        Membership.objects.filter(pk=removed.pk).delete()
+        console_tokens_revoke_for_role(user=removed.user, project=removed.project, before=removed.role, after=None)
+
+
+def user_deactivate(*, user: AbstractBaseUser) -> None:
+    """The user may no longer sign in or use anything; their console tokens are revoked with it."""
+    with transaction.atomic():
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+        console_tokens_revoke(user=user)
+    user.is_active = False

@@ -4,6 +4,9 @@ The page itself holds no token. Its script asks ``console/token`` (a POST, with 
 new one each time it connects, so "Reconnect" works after the previous token expired, and the token
 never appears in a URL the browser keeps or in the portal's logs. The proxy serves noVNC's modules
 with CORS for the allowed origins.
+
+The page and its tokens are refused (403) to a role that may not open consoles (readers), after the
+instance is found, so that another project's member still gets 404.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ def proxy_base() -> tuple[str, str]:
 @portal_view
 def console_page(request: HttpRequest, server_id) -> HttpResponse:
     instance = instance_or_404(request, server_id)
+    if not console_services.console_permitted(request.ctx):
+        reason = "Your role in this project is read-only: you cannot open consoles."
+        return page(request, "portal/forbidden.html", {"section": "instances", "reason": reason}, status=403)
     novnc_base, websocket_base = proxy_base()
     response = page(
         request,
@@ -57,6 +63,8 @@ def console_token(request: HttpRequest, server_id) -> JsonResponse:
     instance = instance_or_404(request, server_id)
     try:
         token, expires_at = console_services.console_token_create(ctx=request.ctx, instance=instance)
+    except console_services.ConsoleForbidden as exc:
+        return JsonResponse({"error": str(exc)}, status=403)
     except StateConflict as exc:
         return JsonResponse({"error": str(exc)}, status=409)
     _, websocket_base = proxy_base()
@@ -68,7 +76,11 @@ def console_token(request: HttpRequest, server_id) -> JsonResponse:
 @require_GET
 @portal_view
 def console_session(request: HttpRequest, server_id) -> JsonResponse:
-    """This user's latest console session on the instance: open, or closed and why."""
+    """This user's latest console session on the instance: open, or closed and why.
+
+    Readers may ask too: it opens nothing, and tells someone whose role was just lowered why their
+    session ended.
+    """
     instance = instance_or_404(request, server_id)
     session = latest_session_of(instance=instance, user=request.user)
     if session is None:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from portal.auth.context import RequestContext
 from portal.models import Instance
+from portal.selectors.consoles import instance_has_console
 from portal.selectors.instances import latest_fault
+from portal.services.consoles import console_permitted
 from portal.states import PowerState, VmState, api_status, available_actions
 
 from .instance_actions import BUTTONS
@@ -61,7 +63,7 @@ def present(instance: Instance, ctx: RequestContext) -> InstanceView:
         power=_POWER_LABELS.get(instance.power_state, str(instance.power_state)),
         addresses=[a["addr"] for a in instance.addresses or [] if isinstance(a, dict) and a.get("addr")],
         buttons=buttons,
-        can_console=instance.vm_state == VmState.ACTIVE and bool(instance.vnc_port) and not instance.task_state,
+        can_console=console_permitted(ctx) and instance_has_console(instance),
         host=(instance.host.name if instance.host_id else "") if ctx.is_admin else None,
         fault=latest_fault(instance) if show_fault else None,
     )

@@ -67,7 +67,7 @@ class ServerActionView(ComputeAPIView):
             raise Conflict(str(exc)) from None
         except instance_services.InvalidRequest as exc:
             raise BadRequest(str(exc)) from None
-        except (action_services.NotAllowed, QuotaExceeded) as exc:
+        except (action_services.NotAllowed, console_services.ConsoleForbidden, QuotaExceeded) as exc:
             raise Forbidden(str(exc)) from None
 
     def _power(self, instance, action: str):
@@ -221,6 +221,8 @@ class RemoteConsoleView(ComputeAPIView):
         instance = get_instance_or_404(self, server_id)
         try:
             url = console_services.console_create(ctx=self.ctx, instance=instance, console_type=kind)
+        except console_services.ConsoleForbidden as exc:
+            raise Forbidden(str(exc)) from None
         except StateConflict as exc:
             raise Conflict(str(exc)) from None
         return Response({"remote_console": {"protocol": protocol, "type": kind, "url": url}})

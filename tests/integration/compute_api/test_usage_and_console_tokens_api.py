@@ -167,8 +167,6 @@ def console_token(member):
         token_hash=ConsoleToken.hash(token),
         instance=instance,
         user=member.user,
-        host="10.0.0.5",
-        port=5901,
         expires_at=timezone.now() + timedelta(minutes=10),
     )
     return token, instance

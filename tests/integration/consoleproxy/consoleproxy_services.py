@@ -150,6 +150,14 @@ def _stub_handler(stub: ConsoleAuthStub) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+@dataclass(frozen=True)
+class ConsoleAuthEndpoint:
+    """The portal's own consoleauth view (a live server), for tests that need its real answers."""
+
+    url: str
+    secret: str
+
+
 # --- QEMU ------------------------------------------------------------------------------------------
 
 
@@ -254,7 +262,7 @@ def running_qemu(qemu: str, log_path: Path) -> Iterator[VncServer]:
             process.wait()
 
 
-def start_proxy(log_dir: Path, consoleauth: ConsoleAuthStub, **extra_env: str) -> ProxyProcess:
+def start_proxy(log_dir: Path, consoleauth: ConsoleAuthStub | ConsoleAuthEndpoint, **extra_env: str) -> ProxyProcess:
     port = free_port()
     scheme = "https" if "CONSOLEPROXY_CERT" in extra_env else "http"
     env = {

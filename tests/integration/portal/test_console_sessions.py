@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from portal.models import ConsoleSession, ConsoleToken, InstanceActionEvent
+from compute_tasks import rpc
+from portal.auth.context import RequestContext, resolve_context
+from portal.models import ConsoleSession, ConsoleToken, Instance, InstanceActionEvent, Membership, Role
+from portal.services import scheduling
 from portal.services.console_sessions import console_sessions_close_stale
+from portal.services.consoles import ConsoleForbidden, console_token_create
+from portal.services.identity import (
+    keystone_membership_sync,
+    keystone_project_sync,
+    keystone_sign_in_sync,
+    keystone_user_sync,
+)
+from portal.services.instances import instance_power_action
 from portal.services.lifecycle import compare_and_swap
+from portal.services.projects_admin import membership_remove, membership_set, user_deactivate
+from portal.states import VmState
+from tests.factories import InstanceFactory, MembershipFactory
+
+from .conftest import PortalUser
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +75,7 @@ def test_a_token_is_made_per_connection_for_this_user_and_instance(portal_member
     token = new_token(portal_member, running)
     stored = ConsoleToken.objects.get()
     assert stored.token_hash == ConsoleToken.hash(token) and token not in stored.token_hash
-    assert (stored.instance, stored.user, stored.port) == (running, portal_member.user, 5901)
+    assert (stored.instance, stored.user) == (running, portal_member.user)
     ttl = (stored.expires_at - timezone.now()).total_seconds()
     assert settings.CONSOLE["TOKEN_TTL"] - 5 < ttl <= settings.CONSOLE["TOKEN_TTL"]
     assert new_token(portal_member, running) != token
@@ -179,3 +196,194 @@ def test_an_admin_ends_a_session_and_the_next_check_closes_it(portal_member, run
     assert session.closed_reason == "ended by admin"
     events = [e for (e,) in InstanceActionEvent.objects.filter(action=session.action).values_list("event")]
     assert events == ["console_open", "console_end_requested", "console_close"]
+
+
+# --- who may open a console ---------------------------------------------------------------------------
+
+
+def test_a_reader_gets_no_console_page_token_or_button(portal_reader, portal_member, running):
+    console_path = f"/instances/{running.uuid}/console/"
+    assert portal_reader.client.get(console_path).status_code == 403
+    refused = portal_reader.client.post(f"/instances/{running.uuid}/console/token")
+    assert refused.status_code == 403 and "read-only" in refused.json()["error"]
+    assert not ConsoleToken.objects.exists()
+    for listing in ("/instances/", f"/instances/{running.uuid}/"):
+        assert console_path not in portal_reader.client.get(listing).content.decode()
+        assert console_path in portal_member.client.get(listing).content.decode()
+
+
+# --- where a token leads -------------------------------------------------------------------------------
+
+
+def consoleauth(client, token):
+    return client.get(f"/internal/consoleauth/{token}")
+
+
+def test_consoleauth_leads_where_the_screen_is_now_not_where_it_was(portal_member, running, settings):
+    token = new_token(portal_member, running)
+    client = proxy(settings)
+    assert consoleauth(client, token).json()["port"] == 5901
+    ctx = RequestContext(user=portal_member.user, project=portal_member.project, role=Role.MEMBER)
+    instance_power_action(ctx=ctx, instance=running, action="reboot_hard")
+    # While QEMU restarts, the row still names the port it is leaving: nothing until the host reports.
+    assert consoleauth(client, token).status_code == 404
+    assert open_session(client, token).status_code == 404
+    moved = rpc.ActionResult(
+        instance_uuid=str(running.uuid),
+        host="node1",
+        request_id=ctx.request_id,
+        action="reboot",
+        power_state=rpc.RUNNING,
+        vnc_host="127.0.0.1",
+        vnc_port=5907,
+    )
+    scheduling.action_result(report=moved)  # what the conductor does with the host's report
+    answer = consoleauth(client, token)
+    assert answer.status_code == 200
+    assert (answer.json()["host"], answer.json()["port"]) == ("127.0.0.1", 5907)
+    assert open_session(client, token).status_code == 201
+
+
+def test_consoleauth_refuses_an_instance_without_a_screen_now(portal_member, running, settings):
+    token = new_token(portal_member, running)
+    client = proxy(settings)
+    Instance.objects.filter(pk=running.pk).update(vnc_port=None)
+    assert consoleauth(client, token).status_code == 404
+    Instance.objects.filter(pk=running.pk).update(vnc_port=5901, vm_state=VmState.DELETED)
+    assert consoleauth(client, token).status_code == 404
+    Instance.objects.filter(pk=running.pk).update(vm_state=VmState.ACTIVE)
+    assert consoleauth(client, token).json()["port"] == 5901
+
+
+# --- rights taken away take the consoles with them -----------------------------------------------------
+
+
+def open_console(user, instance, settings) -> int:
+    """A session the proxy opened with a fresh token of ``user``; its check says it may go on."""
+    client = proxy(settings)
+    session_id = open_session(client, new_token(user, instance)).json()["session_id"]
+    assert client.post(f"/internal/consoleauth/sessions/{session_id}/check").json() == {"close": False}
+    return session_id
+
+
+def check(settings, session_id) -> dict:
+    return proxy(settings).post(f"/internal/consoleauth/sessions/{session_id}/check").json()
+
+
+REVOKED = {"close": True, "reason": "the console token was revoked"}
+
+
+def test_removing_a_membership_revokes_that_projects_consoles_only(portal_member, running, host, settings):
+    colleague = PortalUser(Role.MEMBER, project=portal_member.project)
+    in_project = open_console(colleague, running, settings)
+    elsewhere = MembershipFactory(user=colleague.user, role=Role.MEMBER).project
+    colleague.client.post("/project/", {"project": elsewhere.pk})
+    their_own = InstanceFactory(project=elsewhere, user=colleague.user, host=host, vnc_host="127.0.0.1", vnc_port=5902)
+    in_their_own = open_console(colleague, their_own, settings)
+    membership_remove(membership=colleague.membership)
+    assert check(settings, in_project) == REVOKED
+    assert check(settings, in_their_own) == {"close": False}
+    assert list(ConsoleToken.objects.values_list("instance", flat=True)) == [their_own.pk]
+
+
+def test_a_role_lowered_to_reader_revokes_its_consoles(portal_member, running, settings):
+    session_id = open_console(portal_member, running, settings)
+    membership_set(project=portal_member.project, user=portal_member.user, role=Role.READER)
+    assert check(settings, session_id) == REVOKED
+    assert not ConsoleToken.objects.exists()
+    assert portal_member.client.post(f"/instances/{running.uuid}/console/token").status_code == 403
+
+
+def test_a_request_resolved_before_a_role_change_leaves_no_token(portal_member, running):
+    """The role is read again under the membership's lock when the token is made, not only at the request's start."""
+    ctx = resolve_context(portal_member.user, portal_member.project.pk)
+    membership_set(project=portal_member.project, user=portal_member.user, role=Role.READER)
+    with pytest.raises(ConsoleForbidden):
+        console_token_create(ctx=ctx, instance=running)
+    assert not ConsoleToken.objects.exists()
+
+
+def test_a_superuser_without_a_role_in_the_project_still_opens_its_consoles(admin_user, running):
+    token, _expires_at = console_token_create(ctx=resolve_context(admin_user, running.project_id), instance=running)
+    assert ConsoleToken.objects.get(token_hash=ConsoleToken.hash(token)).user == admin_user
+
+
+def test_an_admin_who_loses_the_role_loses_every_projects_consoles(portal_admin, running, settings):
+    """An admin opens consoles of any project's servers, so losing the role anywhere revokes them all."""
+    session_id = open_console(portal_admin, running, settings)
+    membership_set(project=portal_admin.project, user=portal_admin.user, role=Role.MEMBER)
+    assert check(settings, session_id) == REVOKED
+
+
+def test_a_deactivated_users_consoles_close_and_tokens_go(portal_member, running, settings):
+    session_id = open_console(portal_member, running, settings)
+    token = new_token(portal_member, running)
+    user_deactivate(user=portal_member.user)
+    assert check(settings, session_id) == REVOKED
+    assert not ConsoleToken.objects.exists()
+    assert consoleauth(proxy(settings), token).status_code == 404
+
+
+def test_a_user_deactivated_behind_the_services_back_is_closed_at_the_next_check(portal_member, running, settings):
+    session_id = open_console(portal_member, running, settings)
+    token = new_token(portal_member, running)
+    type(portal_member.user).objects.filter(pk=portal_member.user.pk).update(is_active=False)
+    assert check(settings, session_id) == {"close": True, "reason": "the user was deactivated"}
+    assert consoleauth(proxy(settings), token).status_code == 404
+    assert open_session(proxy(settings), token).status_code == 404
+
+
+def test_the_admins_project_and_user_pages_revoke_consoles(portal_member, running, admin_client, settings):
+    session_id = open_console(portal_member, running, settings)
+    project = portal_member.project
+    membership = portal_member.membership
+    data = {
+        "name": project.name, "description": project.description, "enabled": "on",
+        "memberships-TOTAL_FORMS": "1", "memberships-INITIAL_FORMS": "1",
+        "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000",
+        "memberships-0-id": membership.pk, "memberships-0-project": project.pk,
+        "memberships-0-user": portal_member.user.pk, "memberships-0-role": "member", "memberships-0-DELETE": "on",
+    }  # fmt: skip
+    response = admin_client.post(f"/admin/portal/project/{project.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    assert check(settings, session_id) == REVOKED
+
+    Membership.objects.create(user=portal_member.user, project=project, role=Role.MEMBER)
+    session_id = open_console(portal_member, running, settings)
+    user = portal_member.user
+    joined = user.date_joined
+    # "Active" unticked: the form sends no is_active.
+    data = {
+        "username": user.username, "first_name": "", "last_name": "", "email": "",
+        "date_joined_0": joined.strftime("%Y-%m-%d"), "date_joined_1": joined.strftime("%H:%M:%S"),
+    }  # fmt: skip
+    response = admin_client.post(f"/admin/auth/user/{user.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    user.refresh_from_db()
+    assert not user.is_active
+    assert check(settings, session_id) == REVOKED
+
+
+def test_keystones_mirror_revokes_what_a_role_no_longer_allows(host, settings):
+    user = keystone_user_sync(user_id="a1b2c3", name="kate")
+    project = keystone_project_sync(project_id="d4e5f6", name="research", domain="Default")
+    keystone_membership_sync(user=user, project=project, role=Role.MEMBER)
+    kate = SimpleNamespace(client=Client(), user=user)
+    kate.client.force_login(user)
+    running = InstanceFactory(project=project, user=user, host=host, vnc_host="127.0.0.1", vnc_port=5903)
+
+    session_id = open_console(kate, running, settings)
+    keystone_membership_sync(user=user, project=project, role=Role.MEMBER)  # unchanged: nothing happens
+    assert check(settings, session_id) == {"close": False}
+    keystone_membership_sync(user=user, project=project, role=Role.READER)
+    assert check(settings, session_id) == REVOKED
+
+    keystone_membership_sync(user=user, project=project, role=Role.MEMBER)
+    session_id = open_console(kate, running, settings)
+    keystone_membership_sync(user=user, project=project, role=None)
+    assert check(settings, session_id) == REVOKED
+
+    keystone_membership_sync(user=user, project=project, role=Role.MEMBER)
+    session_id = open_console(kate, running, settings)
+    keystone_sign_in_sync(user_id="a1b2c3", user_name="kate", projects=[])  # the grant is gone at sign-in
+    assert check(settings, session_id) == REVOKED

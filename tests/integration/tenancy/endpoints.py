@@ -21,6 +21,10 @@ stranger is a member of project B, the reader has the reader role in A, the admi
 - ``user-collection``: like ``collection``, but what it creates is the caller's own (key pairs), so any
   role may (Nova's policy).
 
+``PORTAL_ENDPOINTS`` holds the portal's console routes, walked with a signed-in browser session (anonymous
+callers are sent to the login page): ``console`` opens a console, so the stranger gets 404 and the reader
+403 whatever the method; ``owned`` is as above. A method a route does not list must answer 405.
+
 "Allowed" means the request got past scoping and policy: a 2xx, or one of the rule's ``admin_codes``
 when a valid request still cannot succeed here (409 for a state, 400 for a missing volume service).
 ``body`` takes the world (see conftest) and returns the request body; ``content_type`` overrides JSON.
@@ -292,4 +296,11 @@ ENDPOINTS: dict[str, Endpoint] = {
         f"{I}/images/{{image}}/members",
         {method: r("unimplemented") for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
     ),
+}
+
+PORTAL_ENDPOINTS: dict[str, Endpoint] = {
+    "portal:console": Endpoint("/instances/{server}/console/", {"GET": r("console")}),
+    "portal:console-token": Endpoint("/instances/{server}/console/token", {"POST": r("console")}),
+    # Only the caller's own session, and it opens nothing: a reader whose role was lowered learns why it ended.
+    "portal:console-session": Endpoint("/instances/{server}/console/session", {"GET": r("owned")}),
 }

@@ -3,7 +3,8 @@ a member of another project (404 for A's resources, nothing of A's in lists), a 
 trying to write (403), an admin of another project (allowed), and A's own member as the baseline.
 
 The list of endpoints comes from the URL resolver; endpoints.py says what each one is. An endpoint or a
-method that endpoints.py does not classify fails test_every_endpoint_is_classified.
+method that endpoints.py does not classify fails test_every_endpoint_is_classified. The portal's console
+routes are walked the same way, signed in to the portal (test_portal_console_scoping).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
+from django.test import Client
 from django.urls import get_resolver
 from django.urls.resolvers import URLResolver
 from django.utils import timezone
@@ -24,7 +26,7 @@ from portal.models import Aggregate, ComputeHost, InstanceAction, InstanceTag, K
 from tests.conftest import Caller
 from tests.factories import FlavorFactory, ImageFactory, InstanceFactory
 
-from .endpoints import ENDPOINTS, Endpoint, Rule
+from .endpoints import ENDPOINTS, PORTAL_ENDPOINTS, Endpoint, Rule
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +35,18 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl tenancy"
 
 
-def _walk(patterns, prefix=""):
+def _walk(patterns, prefix="", namespace=""):
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
-            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern), pattern.namespace or namespace)
         else:
-            yield prefix + str(pattern.pattern), pattern
+            yield prefix + str(pattern.pattern), pattern, namespace
 
 
 def api_endpoints() -> dict[str, set[str]]:
     """Every API endpoint the resolver knows: key (URL name, or ``view:<class>``) -> its HTTP methods."""
     found: dict[str, set[str]] = {}
-    for route, pattern in _walk(get_resolver().url_patterns):
+    for route, pattern, _namespace in _walk(get_resolver().url_patterns):
         if not route.startswith(API_PREFIXES):
             continue
         view = getattr(pattern.callback, "view_class", None)
@@ -67,6 +69,21 @@ def test_every_endpoint_is_classified():
         + "; ".join(unclassified)
     )
     assert not stale, f"endpoints.py classifies endpoints that no longer exist: {stale}"
+
+
+def portal_console_routes() -> set[str]:
+    """The portal's routes about consoles, as namespaced URL names."""
+    return {
+        f"{namespace}:{pattern.name}"
+        for route, pattern, namespace in _walk(get_resolver().url_patterns)
+        if namespace == "portal" and "console" in route
+    }
+
+
+def test_every_portal_console_route_is_classified():
+    found = portal_console_routes()
+    assert found - set(PORTAL_ENDPOINTS) == set(), "portal console routes that endpoints.py does not classify"
+    assert set(PORTAL_ENDPOINTS) - found == set(), "endpoints.py classifies portal routes that no longer exist"
 
 
 @dataclass
@@ -97,7 +114,14 @@ def world(db, settings, tmp_path) -> World:
     (tmp_path / str(image.id)).write_bytes(b"\0" * 1024)
     public_image = ImageFactory(owner=admin.project, visibility="public")
     server = InstanceFactory(
-        project=project, user=owner.user, host=host, image=image, name="a-secret-server", metadata={"k1": "v"}
+        project=project,
+        user=owner.user,
+        host=host,
+        image=image,
+        name="a-secret-server",
+        metadata={"k1": "v"},
+        vnc_host="127.0.0.1",
+        vnc_port=5901,  # it has a console, so those allowed one get it
     )
     InstanceTag.objects.create(instance=server, tag="t1")
     action = InstanceAction.objects.create(
@@ -230,6 +254,44 @@ def check(method: str, path: str, rule: Rule, world: World) -> None:
     allowed(request(world.admin, method, path, rule, world, query), rule.admin_codes, "admin", method, path)
 
 
+def portal_request(caller: Caller | None, method: str, path: str):
+    client = Client()
+    if caller is not None:
+        client.force_login(caller.user)
+    return getattr(client, method.lower())(path)
+
+
+@pytest.mark.parametrize("key", sorted(PORTAL_ENDPOINTS))
+def test_portal_console_scoping(key, world):
+    endpoint: Endpoint = PORTAL_ENDPOINTS[key]
+    path = endpoint.path.format(**world.ids)
+    for method in METHODS:
+        rule = endpoint.methods.get(method)
+        if rule is None:
+            status = portal_request(world.owner, method, path).status_code
+            assert status == 405, f"owner {method} {path}: {status}, a method the route does not list"
+        else:
+            check_portal(method, path, rule, world)
+
+
+def check_portal(method: str, path: str, rule: Rule, world: World) -> None:
+    anonymous = portal_request(None, method, path)
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/"), (
+        f"anonymous {method} {path}: {anonymous.status_code}"
+    )
+    stranger = portal_request(world.stranger, method, path)
+    assert stranger.status_code == 404, f"stranger {method} {path}: {stranger.status_code}"
+    reader = portal_request(world.reader, method, path)
+    if rule.scope == "console":
+        assert reader.status_code == 403, f"reader {method} {path}: {reader.status_code} {reader.content[:300]!r}"
+    elif rule.scope == "owned" and method == "GET":
+        allowed(reader, rule.owner_codes, "reader", method, path)
+    else:
+        raise AssertionError(f"unknown portal scope {rule.scope!r} for {method} {path}")
+    allowed(portal_request(world.owner, method, path), rule.owner_codes, "owner", method, path)
+    allowed(portal_request(world.admin, method, path), rule.admin_codes, "admin", method, path)
+
+
 def test_the_walker_catches_a_leak(world, monkeypatch):
     """The walker itself: an endpoint that forgot its scoping must fail it."""
     from portal.selectors import instances as selectors
@@ -255,3 +317,16 @@ def test_paths_are_real(world):
         match = resolve(re.sub(r"\?.*$", "", endpoint.path.format(**world.ids)))
         name = match.url_name or f"view:{match.func.view_class.__name__}"
         assert name == key, f"{endpoint.path} resolves to {name}, not {key}"
+    for key, endpoint in PORTAL_ENDPOINTS.items():
+        match = resolve(endpoint.path.format(**world.ids))
+        assert match.view_name == key, f"{endpoint.path} resolves to {match.view_name}, not {key}"
+
+
+def test_the_portal_walker_catches_a_console_for_readers(world, monkeypatch):
+    """The portal walker itself: a console route that forgot the role check must fail it."""
+    from portal.services import consoles
+
+    monkeypatch.setattr(consoles, "console_permitted", lambda ctx: True)
+    endpoint = PORTAL_ENDPOINTS["portal:console-token"]
+    with pytest.raises(AssertionError, match="reader POST"):
+        check_portal("POST", endpoint.path.format(**world.ids), endpoint.methods["POST"], world)
