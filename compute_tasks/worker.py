@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ from compute_tasks.drivers import load_driver
 from compute_tasks.fleet import HostScopedDriver
 from compute_tasks.images import ImageCache
 from compute_tasks.manager import ComputeManager
+from compute_tasks.private_files import private_dir
 from compute_tasks.rpc import (
     ActionResult,
     BuildFailed,
@@ -61,6 +63,9 @@ try:
 except ConfigError as exc:
     # Stop before Celery starts, with one line that names the setting instead of a traceback.
     raise SystemExit(f"compute worker: invalid configuration: {exc}") from None
+
+# What this process makes is its owner's alone, also where no explicit mode is set (compute_tasks.private_files).
+os.umask(0o077)
 
 # No fix-ups: Celery would set Django up in this process whenever DJANGO_SETTINGS_MODULE is in the
 # environment, and a hypervisor must never run the control plane's code (nor hold its signing key).
@@ -140,7 +145,7 @@ rpc.use_verifier(lambda sender: credentials().control_plane if sender == signing
 def _load_credentials(sender: Any = None, **_: Any) -> None:
     if getattr(sender, "app", app) is not app:
         return
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(config.state_dir)
     try:
         credentials()
     except CredentialsError as exc:
@@ -204,14 +209,14 @@ def get_manager(host: str | None = None) -> ComputeManager:
         manager = _managers.get(name)
         if manager is None:
             if not config.hosts:
-                config.state_dir.mkdir(parents=True, exist_ok=True)
+                private_dir(config.state_dir)
                 manager = ComputeManager(config, load_driver(config))
             else:
                 if not _shared:
-                    config.state_dir.mkdir(parents=True, exist_ok=True)
+                    private_dir(config.state_dir)
                     _shared["images"] = ImageCache(config.images_dir, timeout=config.http_timeout)
                 host_config = config.for_host(name)
-                host_config.state_dir.mkdir(parents=True, exist_ok=True)
+                private_dir(host_config.state_dir)
                 driver = HostScopedDriver(
                     load_driver(host_config), host_config.instances_dir, reports_foreign=name == config.hosts[0]
                 )

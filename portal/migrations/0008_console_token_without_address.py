@@ -13,7 +13,7 @@ def delete_tokens(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("portal", "0006_instance_requested_host"),
+        ("portal", "0007_host_credentials"),
     ]
 
     operations = [
