@@ -15,6 +15,7 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
+from portal.models import ComputeHost
 from portal.services.lifecycle import compare_and_swap, mark_deleted, task_finish
 from portal.web.live import open_streams
 from tests.factories import InstanceFactory, MembershipFactory
@@ -108,11 +109,21 @@ def no_connections_left(django_db_blocker):
 
 
 def test_the_list_stream_sends_each_change_as_a_rendered_row(live_server, member):
-    instance = InstanceFactory(project=member.project, user=member.user, vm_state="building", task_state="spawning")
+    host = ComputeHost.objects.create(name="live-hv")
+    instance = InstanceFactory(
+        project=member.project, user=member.user, vm_state="building", task_state="spawning", host=host
+    )
     session = signed_in_session(live_server.url, member.user)
     stream = open_stream(session, f"{live_server.url}/instances/events", since=timezone.now().isoformat())
     try:
-        task_finish(instance=instance, expected_task_state="spawning", event="built", vm_state="active", power_state=1)
+        task_finish(
+            instance=instance,
+            expected_task_state="spawning",
+            event="built",
+            reported_by=host.name,
+            vm_state="active",
+            power_state=1,
+        )
         event = stream.next_event(match=lambda e: e.get("status") == "ACTIVE")
         assert event["uuid"] == str(instance.uuid)
         assert event["status"] == "ACTIVE"
