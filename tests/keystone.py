@@ -1,4 +1,6 @@
-"""A real Keystone for tests: its own virtualenv, SQLite in a temporary directory, gunicorn on a free port.
+"""A real Keystone for tests: its own virtualenv, a database of its own on the machine's PostgreSQL (made at
+start, dropped at stop: its threads write at once, which SQLite can answer with "database is locked"),
+gunicorn on a free port.
 
 ``KeystoneServer`` runs ``keystone-manage`` (db_sync, key repositories, bootstrap) and starts gunicorn with
 no command-line arguments (Keystone parses the process's argv with oslo.config and refuses gunicorn's),
@@ -11,11 +13,14 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 
+from scripts.local_cinder import DATABASE_SERVER
 from tests.processes import ROOT, free_port
 
 VENV_BIN = ROOT / ".venv-keystone" / "bin"
@@ -26,7 +31,7 @@ KEYSTONE_CONF = """\
 [DEFAULT]
 debug = false
 [database]
-connection = sqlite:///{dir}/keystone.db
+connection = {database}
 [fernet_tokens]
 key_repository = {dir}/fernet-keys
 [fernet_receipts]
@@ -49,6 +54,11 @@ class KeystoneError(AssertionError):
     pass
 
 
+def server_sql(statement: str) -> None:
+    with psycopg.connect(f"{DATABASE_SERVER}/postgres", autocommit=True, connect_timeout=10) as conn:
+        conn.execute(statement)
+
+
 class KeystoneServer:
     def __init__(self, work_dir: Path):
         self.dir = work_dir
@@ -58,6 +68,7 @@ class KeystoneServer:
         self.log_path = work_dir / "keystone.log"
         self.popen: subprocess.Popen | None = None
         self._admin_token: str | None = None
+        self.database = f"keystone_{uuid.uuid4().hex[:8]}"
 
     # --- process ---------------------------------------------------------------------------------
     def _manage(self, *args: str) -> None:
@@ -74,7 +85,9 @@ class KeystoneServer:
     def start(self) -> KeystoneServer:
         if not (VENV_BIN / "keystone-manage").exists():
             raise KeystoneError("no .venv-keystone: run `WITH_TEST_DEPS=1 scripts/bootstrap.sh`")
-        (self.dir / "keystone.conf").write_text(KEYSTONE_CONF.format(dir=self.dir))
+        server_sql(f'CREATE DATABASE "{self.database}"')
+        database = f"{DATABASE_SERVER.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{self.database}"
+        (self.dir / "keystone.conf").write_text(KEYSTONE_CONF.format(dir=self.dir, database=database))
         (self.dir / "gunicorn.conf.py").write_text(GUNICORN_CONF.format(port=self.port))
         self._manage("db_sync")
         owner = ("--keystone-user", "root", "--keystone-group", "root")
@@ -124,6 +137,7 @@ class KeystoneServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(5)
+        server_sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")[-8000:]
