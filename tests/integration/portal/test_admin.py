@@ -178,3 +178,28 @@ def test_projects_and_memberships_through_the_service(admin_client, django_user_
     assert response.status_code == 302, response.content.decode()[-3000:]
     project = Project.objects.get(name="research")
     assert Membership.objects.get(project=project).user == user
+
+
+def test_host_credentials_are_shown_and_revoked_and_refusals_counted(admin_client):
+    from compute_tasks import signing
+    from portal.models import HostCredential, MessageRefusal
+    from portal.services import host_trust
+
+    host, _key = host_trust.host_enroll(name="hv-admin")
+    credential = HostCredential.objects.get(host=host)
+    host_trust.message_refused(
+        sender="hv-admin", task="conductor.instance_built", reason=MessageRefusal.Reason.NOT_ITS_OWN, detail="x"
+    )
+    listing = admin_client.get("/admin/portal/hostcredential/").content.decode()
+    assert "hv-admin" in listing and credential.fingerprint in listing
+    refusals = admin_client.get("/admin/portal/messagerefusal/").content.decode()
+    assert "conductor.instance_built" in refusals and "hv-admin" in refusals
+
+    response = admin_client.post(
+        "/admin/portal/hostcredential/", {"action": "revoke", "_selected_action": [credential.pk]}
+    )
+    assert response.status_code == 302
+    credential.refresh_from_db()
+    assert credential.revoked_at is not None
+    assert host_trust.public_key_of("hv-admin") is None
+    assert host_trust.public_key_of(signing.CONTROL_PLANE) is not None
