@@ -229,7 +229,14 @@ def _apply_core(image: Image, ctx: RequestContext | None, attribute: str, value:
             raise InvalidImage("name must be a string of at most 255 characters, or null.")
         image.name = value
     elif attribute == "visibility":
-        image.visibility = _choice_value("visibility", value, Image.Visibility.values, nullable=False)
+        visibility = _choice_value("visibility", value, Image.Visibility.values, nullable=False)
+        if visibility == Image.Visibility.PUBLIC and ctx is not None and not ctx.is_admin:
+            # Glance's publicize_image rule: a public image is in every project's default list, where a
+            # member could squat on the names others look for. Community images are only found by asking.
+            raise ImageForbidden(
+                "Policy doesn't allow publicize_image to be performed: only admins make images public."
+            )
+        image.visibility = visibility
     elif attribute in ("min_disk", "min_ram"):
         setattr(image, attribute, _int_value(attribute, value))
     elif attribute == "protected":
