@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from compute_tasks import rpc
-from portal.services import actions, hosts, reaper, scheduling, volumes
+from portal.services import actions, hosts, reaper, scheduling, sign_in_throttle, volumes
 
 
 @shared_task(name=rpc.SCHEDULE_AND_BUILD)
@@ -62,6 +62,11 @@ def reap_expired_tasks() -> int:
 @shared_task(name="conductor.purge_console_tokens")
 def purge_console_tokens() -> int:
     return reaper.purge_console_tokens()
+
+
+@shared_task(name="conductor.purge_failed_sign_ins")
+def purge_failed_sign_ins() -> int:
+    return sign_in_throttle.failed_sign_ins_purge()
 
 
 @shared_task(name=rpc.VOLUME_ATTACHED)

@@ -304,6 +304,15 @@ CINDER = {
     "VOLUME_LEASE": env_int("LEASE_VOLUME", 120),
 }
 
+# Password guessing (docs/operator.md): failed password checks, by HTTP Basic or the portal's sign-in form,
+# allowed per user name and per client address (an IPv6 client's /64) within WINDOW seconds. Past either
+# limit an attempt is refused (429) before any password hash is computed.
+AUTH_THROTTLE = {
+    "WINDOW": env_int("AUTH_THROTTLE_WINDOW", 300),
+    "MAX_FAILURES_PER_USER": env_int("AUTH_THROTTLE_MAX_FAILURES_PER_USER", 10),
+    "MAX_FAILURES_PER_ADDRESS": env_int("AUTH_THROTTLE_MAX_FAILURES_PER_ADDRESS", 50),
+}
+
 # The portal's live pages: server-sent events, one polling loop per open page.
 PORTAL = {
     "LIVE_POLL_INTERVAL": float(env("PORTAL_LIVE_POLL_INTERVAL", "1.0")),
