@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from portal.auth.throttle import SignIn, SignInThrottled
+from portal.auth.forms import THROTTLED, SignInForm
 
 from .context import SESSION_PROJECT, portal_view, projects_for
-
-
-class SignInForm(AuthenticationForm):
-    """Django's sign-in form, with the password checked behind the throttle on password guessing."""
-
-    def clean(self):
-        username = self.cleaned_data.get("username")
-        password = self.cleaned_data.get("password")
-        if username is not None and password:
-            try:
-                self.user_cache = SignIn(self.request, username=username).authenticate(password)
-            except SignInThrottled as exc:
-                minutes = max(1, round(exc.retry_after / 60))
-                raise forms.ValidationError(
-                    f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
-                    code="throttled",
-                ) from None
-            if self.user_cache is None:
-                raise self.get_invalid_login_error()
-            self.confirm_login_allowed(self.user_cache)
-        return self.cleaned_data
 
 
 class LoginView(auth_views.LoginView):
@@ -47,7 +24,7 @@ class LoginView(auth_views.LoginView):
 
     def form_invalid(self, form):
         response = super().form_invalid(form)
-        if form.has_error(NON_FIELD_ERRORS, code="throttled"):
+        if form.has_error(NON_FIELD_ERRORS, code=THROTTLED):
             response.status_code = 429
         return response
 

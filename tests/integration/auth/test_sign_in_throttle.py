@@ -203,6 +203,21 @@ def test_the_portal_and_basic_share_the_counts(victim, hashes):
     assert len(hashes) == PER_USER
 
 
+def test_the_admin_sign_in_is_behind_the_same_limit(victim, hashes):
+    victim.is_staff = True
+    victim.save(update_fields=["is_staff"])
+    hashes.clear()
+    for _ in range(PER_USER):
+        Client().post("/admin/login/", {"username": victim.username, "password": "guess"}, REMOTE_ADDR=ATTACKER)
+    assert len(hashes) == PER_USER
+
+    refused = Client().post("/admin/login/", {"username": victim.username, "password": "secret"}, REMOTE_ADDR=ATTACKER)
+
+    assert "Too many failed sign-ins" in refused.content.decode()
+    assert "_auth_user_id" not in refused.wsgi_request.session
+    assert len(hashes) == PER_USER
+
+
 # --- the address ---------------------------------------------------------------------------------------
 
 
