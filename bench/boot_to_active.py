@@ -50,6 +50,8 @@ class Cloud:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
+            # Debug mode, as the published figures were measured (it was the default then); it also
+            # generates the secrets production mode would require into the run's state dir.
             "CLOUD_DEBUG": "1",
             "CLOUD_STATE_DIR": str(work),
             "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",

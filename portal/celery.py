@@ -30,6 +30,12 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # Only keeps the table small: failures older than the throttle's window no longer count anyway.
+    "purge-failed-sign-ins": {
+        "task": "conductor.purge_failed_sign_ins",
+        "schedule": 300.0,
+        "options": {"expires": 300},
+    },
 }
 app.autodiscover_tasks(["portal.conductor"])
 app.set_default()

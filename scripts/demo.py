@@ -31,6 +31,8 @@ def say(text: str) -> None:
 
 
 def secret(name: str) -> str:
+    """The secret from the environment, else the one generated on the first run and kept (0600) in
+    ``<state>/secrets/``: the demo runs the cloud in production mode, which requires its secrets."""
     if os.environ.get(name):
         return os.environ[name]
     path = STATE / "secrets" / name.lower()
@@ -38,8 +40,9 @@ def secret(name: str) -> str:
         import secrets
 
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
 
 

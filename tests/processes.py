@@ -298,10 +298,10 @@ class Cluster:
         self.processes[name] = process
         return process
 
-    def start_api(self, port: int, *, workers: int = 2, threads: int = 4) -> Process:
+    def start_api(self, port: int, *, workers: int = 2, threads: int = 4, name: str = "api", **env: str) -> Process:
         """The API under gunicorn, as in production: real parallel requests, one process per worker."""
         process = self._start(
-            "api",
+            name,
             [
                 str(VENV_BIN / "gunicorn"),
                 "portal.wsgi:application",
@@ -317,6 +317,7 @@ class Cluster:
                 "5",
             ],
             DJANGO_SETTINGS_MODULE="tests.cluster_settings",
+            **env,
         )
         wait_for_http(f"http://127.0.0.1:{port}/compute/", timeout=60, process=process)
         return process

@@ -1,4 +1,5 @@
-"""Quota limits: the defaults (the ``default`` quota class) and each project's (or user's) own."""
+"""Quota limits: the defaults (the ``default`` quota class) and each project's (or user's) own, for the compute
+resources and the image service's (``image_count_total``, ``image_size_total``)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,21 @@ from django import forms
 from django.contrib import admin
 
 from portal.models import QuotaClassLimit, QuotaLimit
-from portal.selectors.quotas import RESOURCES
+from portal.selectors.quotas import PROJECT_ONLY, RESOURCES
 from portal.services import quotas as quota_services
 
 
 class QuotaForm(forms.ModelForm):
-    resource = forms.ChoiceField(choices=[(r, r) for r in RESOURCES])
+    resource = forms.ChoiceField(
+        choices=[(r, r) for r in RESOURCES], help_text="image_size_total is in MiB; the others count items"
+    )
     hard_limit = forms.IntegerField(min_value=-1, max_value=quota_services.MAX_LIMIT, help_text="-1 is unlimited")
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("user") is not None and cleaned.get("resource") in PROJECT_ONLY:
+            self.add_error("user", f"{cleaned['resource']} is set per project only, not per user.")
+        return cleaned
 
 
 @admin.register(QuotaClassLimit)

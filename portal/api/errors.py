@@ -111,12 +111,15 @@ def openstack_exception_handler(exc, context):
         message = "Malformed request body."
     else:
         message = "; ".join(_flatten(exc.detail))
+    body = envelope(status, message)
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait))
-    return Response(envelope(status, message), status=status, headers=headers)
+        # Nova's overLimit fault says it in the body too.
+        next(iter(body.values()))["retryAfter"] = headers["Retry-After"]
+    return Response(body, status=status, headers=headers)
 
 
 def json_error(status: int, message: str) -> JsonResponse:

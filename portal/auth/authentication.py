@@ -8,7 +8,9 @@ import time
 from collections import OrderedDict
 
 from django.contrib.auth import get_user_model
-from rest_framework import authentication
+from rest_framework import authentication, exceptions
+
+from .throttle import SignIn, SignInThrottled
 
 
 class VerifiedCredentials:
@@ -61,16 +63,22 @@ verified_credentials = VerifiedCredentials()
 
 
 class ProjectBasicAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic behind the throttle on password guessing: past its limits the answer is 429, and no
+    password hash is computed."""
+
     www_authenticate_realm = "compute"
 
     def authenticate_credentials(self, userid, password, request=None):
-        key = VerifiedCredentials.key(userid, password)
-        user = verified_credentials.user_for(key)
-        if user is not None:
-            return (user, None)
-        user, auth = super().authenticate_credentials(userid, password, request)
+        try:
+            sign_in = SignIn(request, username=userid)
+            key = VerifiedCredentials.key(userid, password)
+            user = verified_credentials.user_for(key) or sign_in.authenticate(password)
+        except SignInThrottled as exc:
+            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from None
+        if user is None:
+            raise exceptions.AuthenticationFailed("Invalid username/password.")
         verified_credentials.remember(key, user)
-        return (user, auth)
+        return (user, None)
 
 
 class ProjectSessionAuthentication(authentication.SessionAuthentication):

@@ -17,7 +17,7 @@ from typing import Any
 from celery import shared_task
 
 from compute_tasks import rpc
-from portal.services import actions, host_trust, hosts, reaper, scheduling, volumes
+from portal.services import actions, host_trust, hosts, reaper, scheduling, sign_in_throttle, volumes
 
 
 def signed_task(name: str, *, from_hosts: bool = True, replay_check: bool = True):
@@ -106,6 +106,11 @@ def reap_expired_tasks() -> int:
 @shared_task(name="conductor.purge_console_tokens")
 def purge_console_tokens() -> int:
     return reaper.purge_console_tokens() + host_trust.purge_seen_messages()
+
+
+@shared_task(name="conductor.purge_failed_sign_ins")
+def purge_failed_sign_ins() -> int:
+    return sign_in_throttle.failed_sign_ins_purge()
 
 
 @shared_task(name="conductor.sweep_volumes")

@@ -8,6 +8,7 @@ from .instance import Instance, InstanceAction, InstanceActionEvent, InstanceFau
 from .keypair import Keypair
 from .quota import QuotaClassLimit, QuotaLimit
 from .server_group import ServerGroup
+from .sign_in import FailedSignIn
 from .volume import BlockDeviceMapping
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ComputeHost",
     "ConsoleSession",
     "ConsoleToken",
+    "FailedSignIn",
     "Flavor",
     "FlavorAccess",
     "HostCredential",

@@ -2,8 +2,8 @@
 
 A limit resolves from the most specific place that sets it: the user's own limit in the project, the
 project's, the ``default`` quota class, and last the built-in defaults (Nova's). ``-1`` is unlimited.
-Usage is counted from the rows themselves (instances not deleted, key pairs, server groups), never kept
-in a counter that could drift from them.
+Usage is counted from the rows themselves (instances not deleted, key pairs, server groups, images),
+never kept in a counter that could drift from them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from django.db.models import Count, Sum
 
-from portal.models import Instance, Keypair, Project, QuotaClassLimit, QuotaLimit, ServerGroup
+from portal.models import Image, Instance, Keypair, Project, QuotaClassLimit, QuotaLimit, ServerGroup
 from portal.states import VmState
 
 UNLIMITED = -1
@@ -39,11 +39,22 @@ LEGACY_DEFAULTS: dict[str, int] = {
     "security_groups": UNLIMITED,
     "security_group_rules": UNLIMITED,
 }
-BUILTIN_DEFAULTS: dict[str, int] = {**ENFORCED_DEFAULTS, **LEGACY_DEFAULTS}
-RESOURCES: tuple[str, ...] = tuple(sorted(BUILTIN_DEFAULTS))
+# The image service's limits, under Glance's unified-limit names: how many images a project owns (any
+# status but deleted), and the total size of their data in MiB. The compute API's quota sets do not show
+# them (Nova's do not); they are set in the admin, per project only, as Glance's are.
+IMAGE_DEFAULTS: dict[str, int] = {
+    "image_count_total": 100,
+    "image_size_total": 51200,
+}
+MIB = 1024 * 1024  # the unit of image_size_total
 
-# Per-project only in Nova: a user cannot get a limit of their own for these.
-PROJECT_ONLY = frozenset({"fixed_ips", "floating_ips"})
+COMPUTE_DEFAULTS: dict[str, int] = {**ENFORCED_DEFAULTS, **LEGACY_DEFAULTS}
+BUILTIN_DEFAULTS: dict[str, int] = {**COMPUTE_DEFAULTS, **IMAGE_DEFAULTS}
+RESOURCES: tuple[str, ...] = tuple(sorted(BUILTIN_DEFAULTS))
+COMPUTE_RESOURCES: tuple[str, ...] = tuple(sorted(COMPUTE_DEFAULTS))
+
+# Per-project only in Nova (and Glance): a user cannot get a limit of their own for these.
+PROJECT_ONLY = frozenset({"fixed_ips", "floating_ips", *IMAGE_DEFAULTS})
 
 
 def class_limits(class_name: str = DEFAULT_CLASS) -> dict[str, int]:
@@ -114,14 +125,32 @@ def server_group_member_count(group, user=None) -> int:
     return rows.count()
 
 
+def image_usage(project: Project) -> dict[str, int]:
+    """The images the project owns that are not deleted, and the bytes of their data (in bytes, not MiB)."""
+    totals = (
+        Image.objects.filter(owner=project)
+        .exclude(status=Image.Status.DELETED)
+        .aggregate(image_count_total=Count("id"), image_size_total=Sum("size"))
+    )
+    return {key: int(value or 0) for key, value in totals.items()}
+
+
+def image_size_room(project: Project) -> int | None:
+    """Bytes of image data the project may still store, or None when its limit is unlimited."""
+    limit = project_limits(project)["image_size_total"]
+    if limit == UNLIMITED:
+        return None
+    return max(0, limit * MIB - image_usage(project)["image_size_total"])
+
+
 def usage(project: Project, user=None, *, keypair_owner=None) -> dict[str, int]:
-    """What is in use of every resource: the project's, or one user's within it when ``user`` is given.
+    """What is in use of every compute resource: the project's, or one user's within it when ``user`` is given.
 
     Key pairs belong to users, not projects: they are counted for ``user``, else for ``keypair_owner``
     (the caller, as Nova does). Per-instance and per-group resources are 0 here: they are checked
     against one instance or one group when it grows.
     """
-    used = dict.fromkeys(RESOURCES, 0)
+    used = dict.fromkeys(COMPUTE_RESOURCES, 0)
     used.update(instance_usage(project, user))
     used["key_pairs"] = keypair_count(user if user is not None else keypair_owner)
     used["server_groups"] = server_group_count(project, user)
@@ -129,7 +158,7 @@ def usage(project: Project, user=None, *, keypair_owner=None) -> dict[str, int]:
 
 
 def quota_detail(limits: Mapping[str, int], used: Mapping[str, int]) -> dict[str, dict[str, int]]:
-    return {r: {"limit": limits[r], "in_use": used.get(r, 0), "reserved": 0} for r in RESOURCES}
+    return {r: {"limit": limits[r], "in_use": used.get(r, 0), "reserved": 0} for r in COMPUTE_RESOURCES}
 
 
 def is_member(project: Project, user) -> bool:

@@ -31,6 +31,9 @@ from django.utils import timezone
 
 from portal.auth.context import RequestContext
 from portal.models import Image, Project
+from portal.selectors import quotas as quota_selectors
+
+from . import quotas
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,10 @@ class ImageConflict(ImageError):
 
 class ImageTooLarge(ImageError):
     """The data or metadata exceed a limit."""
+
+
+class ImageQuotaExceeded(ImageTooLarge):
+    """The owner project's image count or image size quota would be exceeded (413, as Glance answers)."""
 
 
 class DownloadDenied(ImageError):
@@ -230,7 +237,14 @@ def _apply_core(image: Image, ctx: RequestContext | None, attribute: str, value:
             raise InvalidImage("name must be a string of at most 255 characters, or null.")
         image.name = value
     elif attribute == "visibility":
-        image.visibility = _choice_value("visibility", value, Image.Visibility.values, nullable=False)
+        visibility = _choice_value("visibility", value, Image.Visibility.values, nullable=False)
+        if visibility == Image.Visibility.PUBLIC and ctx is not None and not ctx.is_admin:
+            # Glance's publicize_image rule: a public image is in every project's default list, where a
+            # member could squat on the names others look for. Community images are only found by asking.
+            raise ImageForbidden(
+                "Policy doesn't allow publicize_image to be performed: only admins make images public."
+            )
+        image.visibility = visibility
     elif attribute in ("min_disk", "min_ram"):
         setattr(image, attribute, _int_value(attribute, value))
     elif attribute == "protected":
@@ -320,6 +334,8 @@ def image_create(
 
     try:
         with transaction.atomic():
+            if image.owner_id is not None:
+                _check_quota(project=image.owner, images=1)
             if Image.objects.filter(pk=image.id).exists():
                 raise ImageConflict(f"An image with identifier {image.id} already exists.")
             image.save(force_insert=True)
@@ -397,6 +413,14 @@ def image_delete(*, ctx: RequestContext | None, image: Image) -> None:
     log.info("Image %s deleted", locked.id)
 
 
+def _check_quota(*, project: Project, images: int = 0, size: int = 0) -> None:
+    """The owner's image quotas (``image_count_total``, ``image_size_total``); locks its row."""
+    try:
+        quotas.image_quota_check(project=project, images=images, size=size)
+    except quotas.QuotaExceeded as exc:
+        raise ImageQuotaExceeded(str(exc)) from None
+
+
 def _remove_quietly(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
@@ -434,6 +458,11 @@ def image_upload(
     Only a ``queued`` image takes data; while the data streams in the image is ``saving``, so a second
     upload at the same time gets :class:`ImageConflict`. On any failure the image goes back to ``queued``
     and nothing is left on disk.
+
+    The data may not exceed ``MAX_IMAGE_SIZE``, the size announced, or what the owner project's
+    ``image_size_total`` quota leaves: an announced size over a limit is refused before anything is read,
+    and reading stops as soon as the data goes over one. The quota is checked again, under the project's
+    lock, before the data becomes the image's, so uploads running side by side cannot share the room.
     """
     max_size = settings.CLOUD["MAX_IMAGE_SIZE"]
     if expected_size is not None and expected_size > max_size:
@@ -445,16 +474,21 @@ def image_upload(
             raise ImageConflict(f"Image status must be queued to upload data, but it is {locked.status}.")
         if not locked.disk_format or not locked.container_format:
             raise InvalidImage("Properties disk_format, container_format must be set prior to saving data.")
+        limit, refusal = _upload_limit(locked, expected_size)
+        if expected_size is not None and expected_size > limit:
+            raise refusal
         locked.status = Image.Status.SAVING
         locked.save(update_fields=["status", "updated_at"])
 
     written: _Written | None = None
     try:
-        written = _write_stream(locked, stream, max_size)
+        written = _write_stream(locked, stream, limit, refusal)
         if expected_size is not None and written.size != expected_size:
             raise InvalidImage(f"Received {written.size} bytes of image data but {expected_size} were announced.")
         virtual_size = _virtual_size(locked.disk_format, written)
         with transaction.atomic():
+            if locked.owner_id is not None:
+                _check_quota(project=locked.owner, size=written.size)
             current = Image.objects.select_for_update().filter(pk=locked.pk).first()
             if current is None or current.status != Image.Status.SAVING:
                 raise ImageConflict(f"Image {locked.id} was deleted while its data was being uploaded.")
@@ -481,7 +515,28 @@ def image_upload(
     return current
 
 
-def _write_stream(image: Image, stream: BinaryIO, max_size: int) -> _Written:
+def image_data_room(*, project: Project | None) -> tuple[int, ImageTooLarge]:
+    """The most bytes of data one image of ``project`` may take now, and the refusal for more: the smaller of
+    ``MAX_IMAGE_SIZE`` and what the project's ``image_size_total`` quota leaves (a read, without a lock)."""
+    max_size = settings.CLOUD["MAX_IMAGE_SIZE"]
+    room = quota_selectors.image_size_room(project) if project is not None else None
+    if room is not None and room < max_size:
+        message = f"Resource image_size_total is over limit: project {project.pk} may store {room} more bytes."
+        return room, ImageQuotaExceeded(message)
+    return max_size, ImageTooLarge(f"Image exceeds the limit of {max_size} bytes.")
+
+
+def _upload_limit(image: Image, expected_size: int | None) -> tuple[int, ImageTooLarge]:
+    """The most bytes an upload of ``image`` may carry, and the refusal for going over it."""
+    limit, refusal = image_data_room(project=image.owner if image.owner_id is not None else None)
+    if expected_size is not None and expected_size < limit:
+        return expected_size, ImageTooLarge(f"More image data was sent than the {expected_size} bytes announced.")
+    return limit, refusal
+
+
+def _write_stream(image: Image, stream: BinaryIO, limit: int, refusal: ImageTooLarge) -> _Written:
+    """Copy ``stream`` into a temporary file, reading never more than one byte past ``limit``; over it,
+    ``refusal`` is raised and the file removed."""
     directory = image_dir()
     # Private images are private on disk too: the store is the API's alone (mkstemp makes the files 0600,
     # and the rename into place keeps that).
@@ -497,14 +552,14 @@ def _write_stream(image: Image, stream: BinaryIO, max_size: int) -> _Written:
         with os.fdopen(fd, "wb") as out:
             while True:
                 try:
-                    chunk = stream.read(CHUNK_SIZE)
+                    chunk = stream.read(min(CHUNK_SIZE, limit + 1 - size))
                 except OSError as exc:
                     raise InvalidImage(f"The image data could not be read from the request: {exc}") from None
                 if not chunk:
                     break
                 size += len(chunk)
-                if size > max_size:
-                    raise ImageTooLarge(f"Image exceeds the limit of {max_size} bytes.")
+                if size > limit:
+                    raise refusal
                 if len(header) < _HEADER_BYTES:
                     header += chunk[: _HEADER_BYTES - len(header)]
                 md5.update(chunk)

@@ -8,6 +8,8 @@ requests can never both see the last free slot.
 Callers (the create paths of instances, key pairs, server groups) call ``quota_check`` (or
 ``instance_quota_check``) inside their ``transaction.atomic()`` before they insert, and let
 ``QuotaExceeded`` propagate: the API answers 403 with its message, and the transaction rolls back.
+The image service calls ``image_quota_check`` the same way, when it creates an image and when an
+upload's data is about to become the image's (the image API answers 413 there, as Glance does).
 """
 
 from __future__ import annotations
@@ -113,6 +115,26 @@ def quota_check(*, project: Project, user, resource: str, delta: int = 1, group:
         if _over(limit, selectors.server_group_member_count(group), delta):
             raise QuotaExceeded("Quota exceeded, too many servers in group")
         return
+
+
+def image_quota_check(*, project: Project, images: int = 0, size: int = 0) -> None:
+    """Room in the project for ``images`` more images and ``size`` more bytes of image data, or
+    QuotaExceeded. Locks the project row for the rest of the transaction."""
+    _lock_project(project)
+    limits = selectors.project_limits(project)
+    used = selectors.image_usage(project)
+    count_limit = limits["image_count_total"]
+    if images > 0 and _over(count_limit, used["image_count_total"], images):
+        raise QuotaExceeded(
+            f"Resource image_count_total is over limit of {count_limit} due to current usage "
+            f"{used['image_count_total']} and delta {images}"
+        )
+    size_limit = limits["image_size_total"]
+    if size > 0 and size_limit != UNLIMITED and used["image_size_total"] + size > size_limit * selectors.MIB:
+        raise QuotaExceeded(
+            f"Resource image_size_total is over limit of {size_limit} MiB due to current usage "
+            f"{used['image_size_total']} bytes and delta {size} bytes"
+        )
 
 
 # --- limits ------------------------------------------------------------------------------------------

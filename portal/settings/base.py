@@ -1,7 +1,9 @@
 """Settings for every control-plane process, read from the environment.
 
-Defaults run the whole cloud on one machine. Secrets come only from the environment; in production
-(``CLOUD_DEBUG`` unset) a missing secret stops the process at start-up with a message naming it.
+Defaults run the whole cloud on one machine, in production mode: Django's debug pages only with
+``CLOUD_DEBUG=1``. Secrets come only from the environment; outside debug mode a missing secret stops the
+process at start-up with a message naming every one that is missing. In debug mode they are generated
+once into ``<state dir>/secrets/`` (0600) instead.
 """
 
 from __future__ import annotations
@@ -37,29 +39,47 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
 
 
+# Secrets this module read that the environment did not hold (outside debug mode): reported all at once
+# at the end of the module, so an operator fixes them in one go.
+_MISSING_SECRETS: list[str] = []
+
+
 def required_secret(name: str) -> str:
     value = os.environ.get(name)
     if value:
         return value
     if DEBUG:
-        # Single-machine development: a stable secret derived from the state dir keeps sessions and
-        # signed URLs valid across restarts without anyone having to invent one.
+        # Single-machine development: a secret kept in the state dir keeps sessions and signed URLs valid
+        # across restarts without anyone having to invent one.
         return _local_secret(name)
-    raise ImproperlyConfigured(f"{name} must be set in the environment")
+    _MISSING_SECRETS.append(name)
+    return ""
 
 
 def _local_secret(name: str) -> str:
     import secrets
+    import tempfile
 
     path = STATE_DIR / "secrets" / name.lower()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        # Written whole into a 0600 file, then linked into place: never readable by others, never seen
+        # half-written, and of two processes starting at once both end up with the first one's secret.
+        fd, temporary = tempfile.mkstemp(dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
     return path.read_text().strip()
 
 
-DEBUG = env_bool("CLOUD_DEBUG", True)
+# Off unless asked for: the debug pages show settings, the broker URL and tracebacks to whoever can reach
+# the API, so a cloud started with the defaults must never serve them.
+DEBUG = env_bool("CLOUD_DEBUG", False)
 SECRET_KEY = required_secret("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 
@@ -290,6 +310,15 @@ CINDER = {
     "VOLUME_LEASE": env_int("LEASE_VOLUME", 120),
 }
 
+# Password guessing (docs/operator.md): failed password checks, by HTTP Basic or the portal's sign-in form,
+# allowed per user name and per client address (an IPv6 client's /64) within WINDOW seconds. Past either
+# limit an attempt is refused (429) before any password hash is computed.
+AUTH_THROTTLE = {
+    "WINDOW": env_int("AUTH_THROTTLE_WINDOW", 300),
+    "MAX_FAILURES_PER_USER": env_int("AUTH_THROTTLE_MAX_FAILURES_PER_USER", 10),
+    "MAX_FAILURES_PER_ADDRESS": env_int("AUTH_THROTTLE_MAX_FAILURES_PER_ADDRESS", 50),
+}
+
 # The portal's live pages: server-sent events, one polling loop per open page.
 PORTAL = {
     "LIVE_POLL_INTERVAL": float(env("PORTAL_LIVE_POLL_INTERVAL", "1.0")),
@@ -314,3 +343,9 @@ LOGGING = {
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+
+if _MISSING_SECRETS:
+    raise ImproperlyConfigured(
+        f"{', '.join(_MISSING_SECRETS)} must be set in the environment (or CLOUD_DEBUG=1 for a development "
+        f"machine, which generates them into {STATE_DIR / 'secrets'})"
+    )

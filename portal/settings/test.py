@@ -1,11 +1,17 @@
 """Tests run against PostgreSQL (``DATABASE_URL``), never SQLite, so concurrency is real."""
 
 import os
+import secrets
 
 import dj_database_url
 
-from .base import *  # noqa: F403
-from .base import CLOUD, STATE_DIR, STATIC_ROOT
+# Tests run in production mode (no CLOUD_DEBUG), which requires the secrets: fresh ones for each run, put
+# in the environment so every process the tests start shares them.
+for _name in ("DJANGO_SECRET_KEY", "CONSOLEAUTH_SECRET", "CLOUD_SIGNING_KEY"):
+    os.environ.setdefault(_name, secrets.token_urlsafe(48))
+
+from .base import *  # noqa: E402, F403
+from .base import CLOUD, STATE_DIR, STATIC_ROOT  # noqa: E402
 
 DATABASES = {
     "default": dj_database_url.parse(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+
+from portal.auth.forms import THROTTLED, SignInForm
 
 from .context import SESSION_PROJECT, portal_view, projects_for
 
@@ -16,7 +19,14 @@ class LoginView(auth_views.LoginView):
     """Django's sign-in: local users, and Keystone users when a Keystone backend is configured."""
 
     template_name = "portal/login.html"
+    authentication_form = SignInForm
     redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.has_error(NON_FIELD_ERRORS, code=THROTTLED):
+            response.status_code = 429
+        return response
 
 
 class LogoutView(auth_views.LogoutView):

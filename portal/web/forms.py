@@ -6,7 +6,6 @@ import base64
 import re
 
 from django import forms
-from django.conf import settings
 
 from portal.auth.context import RequestContext
 from portal.models import Image, Keypair
@@ -178,12 +177,6 @@ class ImageUploadForm(PortalForm):
 
     def clean_name(self) -> str:
         return _check_name(self.cleaned_data["name"])
-
-    def clean_file(self):
-        upload = self.cleaned_data["file"]
-        if upload.size > settings.CLOUD["MAX_IMAGE_SIZE"]:
-            raise forms.ValidationError(f"The file is larger than {settings.CLOUD['MAX_IMAGE_SIZE']} bytes.")
-        return upload
 
 
 class VolumeCreateForm(PortalForm):

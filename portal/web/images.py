@@ -6,14 +6,16 @@ from django.contrib import messages
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from portal.models import Image
 from portal.selectors.images import images_visible_to
-from portal.services.images import ImageError, image_create, image_delete, image_upload
+from portal.services.images import ImageError, image_create, image_data_room, image_delete, image_upload
 
 from .context import page, portal_view
 from .forms import ImageUploadForm
+from .uploads import UploadSizeLimit, body_exceeds
 
 
 @require_GET
@@ -28,13 +30,30 @@ def image_list(request: HttpRequest) -> HttpResponse:
     return page(request, "portal/images.html", {"section": "images", "images": images})
 
 
+@csrf_exempt  # the upload handlers must be in place before anything reads the body; CSRF is checked below
 @require_http_methods(["GET", "POST"])
 @portal_view
 def image_upload_page(request: HttpRequest) -> HttpResponse:
+    """Uploads are bounded while they stream in, by ``MAX_IMAGE_SIZE`` and the project's image size quota:
+    a body announced larger is refused unread, and reading stops as soon as the file goes over."""
+    refusal = size_guard = None
+    if request.method == "POST":
+        limit, refusal = image_data_room(project=request.ctx.project)
+        if body_exceeds(request, limit):
+            return _too_large(request, ImageUploadForm(ctx=request.ctx), refusal)  # unbound: the body stays unread
+        size_guard = UploadSizeLimit(request, limit=limit)
+        request.upload_handlers.insert(0, size_guard)
+    return _image_upload_form(request, size_guard, refusal)
+
+
+@csrf_protect
+def _image_upload_form(request: HttpRequest, size_guard: UploadSizeLimit | None, refusal) -> HttpResponse:
     ctx = request.ctx
     status = 200
     if request.method == "POST":
         form = ImageUploadForm(request.POST, request.FILES, ctx=ctx)
+        if size_guard.exceeded:
+            return _too_large(request, form, refusal)
         if form.is_valid():
             data = form.cleaned_data
             image = None
@@ -61,3 +80,9 @@ def image_upload_page(request: HttpRequest) -> HttpResponse:
     else:
         form = ImageUploadForm(ctx=ctx)
     return page(request, "portal/image_upload.html", {"section": "images", "form": form}, status=status)
+
+
+def _too_large(request: HttpRequest, form: ImageUploadForm, refusal: ImageError) -> HttpResponse:
+    """The form again with the refusal as the file's only error (the file itself never arrived)."""
+    form.errors["file"] = form.error_class([str(refusal)])
+    return page(request, "portal/image_upload.html", {"section": "images", "form": form}, status=413)

@@ -2,7 +2,6 @@ import subprocess
 
 import pytest
 
-from portal.auth.context import RequestContext
 from portal.models import Role
 from portal.services.images import image_create, image_upload
 from tests.factories import FlavorFactory, MembershipFactory
@@ -30,8 +29,15 @@ def admin_session(transactional_db):
 def image(tenant, tmp_path):
     path = tmp_path / "small.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
-    ctx = RequestContext(user=tenant.user, project=tenant.project, role=tenant.role)
-    image = image_create(ctx=ctx, name="small", disk_format="qcow2", container_format="bare", visibility="public")
+    # Public, so only an admin or the operator (no context) may register it.
+    image = image_create(
+        ctx=None,
+        owner_id=tenant.project.pk,
+        name="small",
+        disk_format="qcow2",
+        container_format="bare",
+        visibility="public",
+    )
     with path.open("rb") as stream:
         image_upload(image=image, stream=stream)
     image.refresh_from_db()

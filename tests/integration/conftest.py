@@ -23,8 +23,13 @@ def small_image(api_user, tmp_path):
     """A real (empty) qcow2 image in the image service."""
     path = tmp_path / "small.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
-    image = image_create(
-        ctx=api_user.ctx, name="small", disk_format="qcow2", container_format="bare", visibility="public"
+    image = image_create(  # public: registered as the operator would (no context), in the user's project
+        ctx=None,
+        owner_id=api_user.ctx.project.pk,
+        name="small",
+        disk_format="qcow2",
+        container_format="bare",
+        visibility="public",
     )
     with path.open("rb") as stream:
         image_upload(image=image, stream=stream)

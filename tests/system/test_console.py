@@ -20,8 +20,13 @@ pytestmark = pytest.mark.system
 @pytest.fixture
 def running_vm(qemu_cluster, api_user, tiny_flavor, demo_image, settings):
     settings.CONSOLE = {**settings.CONSOLE, "PROXY_BASE_URL": f"{qemu_cluster.proxy_origin}/vnc_lite.html"}
-    image = image_create(
-        ctx=api_user.ctx, name="demo", disk_format="qcow2", container_format="bare", visibility="public"
+    image = image_create(  # public: registered as the operator would (no context), in the user's project
+        ctx=None,
+        owner_id=api_user.ctx.project.pk,
+        name="demo",
+        disk_format="qcow2",
+        container_format="bare",
+        visibility="public",
     )
     with demo_image.open("rb") as stream:
         image_upload(image=image, stream=stream)

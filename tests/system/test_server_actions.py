@@ -29,8 +29,13 @@ PROMPT = b"demo# "
 @pytest.fixture
 def demo(api_user, demo_image, settings, live_server):
     settings.CLOUD = {**settings.CLOUD, "PUBLIC_URL": live_server.url}
-    image = image_create(
-        ctx=api_user.ctx, name="demo", disk_format="qcow2", container_format="bare", visibility="public"
+    image = image_create(  # public: registered as the operator would (no context), in the user's project
+        ctx=None,
+        owner_id=api_user.ctx.project.pk,
+        name="demo",
+        disk_format="qcow2",
+        container_format="bare",
+        visibility="public",
     )
     with demo_image.open("rb") as stream:
         image_upload(image=image, stream=stream)

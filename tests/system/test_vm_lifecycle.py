@@ -26,8 +26,13 @@ BANNER = b"Welcome to the cloud demo guest"
 
 @pytest.fixture
 def demo(api_user, demo_image):
-    image = image_create(
-        ctx=api_user.ctx, name="demo", disk_format="qcow2", container_format="bare", visibility="public"
+    image = image_create(  # public: registered as the operator would (no context), in the user's project
+        ctx=None,
+        owner_id=api_user.ctx.project.pk,
+        name="demo",
+        disk_format="qcow2",
+        container_format="bare",
+        visibility="public",
     )
     with demo_image.open("rb") as stream:
         image_upload(image=image, stream=stream)

@@ -13,7 +13,7 @@ from portal.services import actions as action_services
 from portal.services import console_output
 from portal.services import consoles as console_services
 from portal.services import instances as instance_services
-from portal.services.images import ImageError, ImageForbidden, ImageTooLarge
+from portal.services.images import ImageError, ImageForbidden, ImageQuotaExceeded, ImageTooLarge
 from portal.services.lifecycle import StateConflict
 from portal.services.quotas import QuotaExceeded
 
@@ -162,7 +162,7 @@ class ServerActionView(ComputeAPIView):
             image = action_services.instance_snapshot(
                 ctx=self.ctx, instance=instance, name=data["name"], metadata=data.get("metadata")
             )
-        except ImageForbidden as exc:
+        except (ImageForbidden, ImageQuotaExceeded) as exc:  # the compute API's quota refusals are 403
             raise Forbidden(str(exc)) from None
         except ImageTooLarge as exc:
             raise BadRequest(str(exc)) from None

@@ -33,7 +33,7 @@ def quota_set_resources(version) -> list[str]:
         hidden = _NETWORK + _PERSONALITY
     elif version >= "2.36":
         hidden = _NETWORK
-    return [r for r in selectors.RESOURCES if r not in hidden]
+    return [r for r in selectors.COMPUTE_RESOURCES if r not in hidden]
 
 
 def quota_class_resources(version) -> list[str]:
@@ -44,7 +44,7 @@ def quota_class_resources(version) -> list[str]:
         hidden = _NETWORK
     else:
         hidden = _SERVER_GROUPS
-    return [r for r in selectors.RESOURCES if r not in hidden]
+    return [r for r in selectors.COMPUTE_RESOURCES if r not in hidden]
 
 
 def parse_limits(body, key: str, allowed: list[str], *, with_force: bool) -> tuple[dict[str, int], bool]:

@@ -52,8 +52,11 @@ class Command(BaseCommand):
             user.is_staff = user.is_superuser = True
             user.save()
             password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            password_file.write_text(password)
-            password_file.chmod(0o600)
+            # 0600 from the moment the file exists (and before the password is in it), not after.
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(password)
         project, _ = Project.objects.get_or_create(name="admin", defaults={"description": "The cloud's operators"})
         Membership.objects.get_or_create(user=user, project=project, defaults={"role": Role.ADMIN})
         self.stdout.write(f"admin user ready in project {project.name} ({project.id})")

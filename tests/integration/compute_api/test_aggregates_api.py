@@ -237,5 +237,5 @@ def test_aggregate_list_queries_do_not_grow(admin, django_assert_max_num_queries
         agg.hosts.set(hosts)
     with django_assert_max_num_queries(baseline):
         assert len(admin.client.get(f"{BASE}/os-aggregates", **v("2.41")).json()["aggregates"]) == 20
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):  # one of them the sign-in throttle's count of failures
         admin.client.get(f"{BASE}/os-availability-zone/detail")

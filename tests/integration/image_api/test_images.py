@@ -37,7 +37,7 @@ def test_create_returns_the_glance_image_object(member):
             "name": "demo",
             "disk_format": "qcow2",
             "container_format": "bare",
-            "visibility": "public",
+            "visibility": "community",
             "min_disk": 1,
             "min_ram": 128,
             "tags": ["a", "b", "a"],
@@ -51,7 +51,7 @@ def test_create_returns_the_glance_image_object(member):
     body = response.json()
     assert set(body) >= BASE_KEYS
     assert body["status"] == "queued"
-    assert body["visibility"] == "public"
+    assert body["visibility"] == "community"
     assert body["owner"] == member.project.pk
     assert body["min_disk"] == 1 and body["min_ram"] == 128
     assert body["tags"] == ["a", "b"]
@@ -327,7 +327,7 @@ def test_patch_core_attributes_and_properties(member):
         image["id"],
         [
             {"op": "replace", "path": "/name", "value": "renamed"},
-            {"op": "replace", "path": "/visibility", "value": "public"},
+            {"op": "replace", "path": "/visibility", "value": "community"},
             {"op": "add", "path": "/min_ram", "value": 256},
             {"op": "replace", "path": "/protected", "value": True},
             {"op": "replace", "path": "/tags", "value": ["fedora", "beefy"]},
@@ -340,7 +340,7 @@ def test_patch_core_attributes_and_properties(member):
 
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["name"] == "renamed" and body["visibility"] == "public" and body["min_ram"] == 256
+    assert body["name"] == "renamed" and body["visibility"] == "community" and body["min_ram"] == 256
     assert body["protected"] is True and body["tags"] == ["fedora", "beefy"]
     assert body["hw_disk_bus"] == "scsi" and body["old"] == "2" and "gone" not in body
     assert body["a/b"] == "slash"
@@ -479,7 +479,7 @@ def test_create_upload_show_list_cycle_as_the_cli_does_it(member):
             "name": "demo",
             "disk_format": "qcow2",
             "container_format": "bare",
-            "visibility": "public",
+            "visibility": "private",
             "owner_specified.openstack.md5": "",
             "owner_specified.openstack.sha256": "",
             "owner_specified.openstack.object": "images/demo",

@@ -30,14 +30,15 @@ def test_other_projects_private_images_do_not_exist_for_a_stranger(member, stran
     assert stranger.client.get("/image/v2/images", {"marker": image["id"]}).status_code == 400
 
 
-def test_public_images_are_readable_but_not_writable_by_others(member, stranger, active_image):
+def test_public_images_are_readable_but_not_writable_by_others(member, stranger, admin, active_image):
     _rename(member.client, active_image["id"])
-    member.client.generic(
+    published = admin.client.generic(
         "PATCH",
         f"/image/v2/images/{active_image['id']}",
         '[{"op": "replace", "path": "/visibility", "value": "public"}]',
         content_type=PATCH,
     )
+    assert published.status_code == 200, published.content
     url = f"/image/v2/images/{active_image['id']}"
 
     assert stranger.client.get(url).status_code == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.models import Aggregate, ComputeHost, Flavor, Membership, Project
+from portal.models import Aggregate, ComputeHost, Flavor, Membership, Project, QuotaLimit
 
 pytestmark = pytest.mark.integration
 
@@ -203,3 +203,23 @@ def test_host_credentials_are_shown_and_revoked_and_refusals_counted(admin_clien
     assert credential.revoked_at is not None
     assert host_trust.public_key_of("hv-admin") is None
     assert host_trust.public_key_of(signing.CONTROL_PLANE) is not None
+
+
+def test_image_quotas_are_set_per_project_where_the_other_quotas_are(admin_client, django_user_model):
+    project = Project.objects.create(name="tenant")
+    user = django_user_model.objects.create_user("someone", password="x")
+
+    response = admin_client.post(
+        "/admin/portal/quotalimit/add/",
+        {"project": project.pk, "user": "", "resource": "image_size_total", "hard_limit": "2048"},
+    )
+    assert response.status_code == 302, response.content.decode()
+    assert QuotaLimit.objects.get(project=project, user=None, resource="image_size_total").hard_limit == 2048
+
+    per_user = admin_client.post(
+        "/admin/portal/quotalimit/add/",
+        {"project": project.pk, "user": user.pk, "resource": "image_count_total", "hard_limit": "5"},
+    )
+    assert per_user.status_code == 200
+    assert "image_count_total is set per project only" in per_user.content.decode()
+    assert not QuotaLimit.objects.filter(resource="image_count_total").exists()

@@ -195,6 +195,21 @@ def test_bad_create_image_requests_are_400_and_leave_nothing(member, server, arg
     assert server.task_state is None
 
 
+def test_create_image_over_the_projects_image_count_is_403_and_leaves_nothing(member, server):
+    from portal.models import QuotaLimit
+
+    owned = Image.objects.filter(owner=member.project).exclude(status="deleted").count()
+    QuotaLimit.objects.create(project=member.project, resource="image_count_total", hard_limit=owned)
+
+    response = action(member, server, {"createImage": {"name": "snap"}})
+
+    assert response.status_code == 403, response.content
+    assert "image_count_total" in response.json()["forbidden"]["message"]
+    assert not Image.objects.filter(properties__instance_uuid=str(server.uuid)).exists()
+    server.refresh_from_db()
+    assert server.task_state is None
+
+
 def test_rebuild_writes_the_new_attributes_and_asks_the_host(
     member, server, flavor, sent, django_capture_on_commit_callbacks, server_microversions
 ):
