@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from portal.services.images import image_create, image_upload
+from tests.images import public_image
 from tests.processes import Cluster, purge_broker
 
 
@@ -23,15 +23,4 @@ def small_image(api_user, tmp_path):
     """A real (empty) qcow2 image in the image service."""
     path = tmp_path / "small.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
-    image = image_create(  # public: registered as the operator would (no context), in the user's project
-        ctx=None,
-        owner_id=api_user.ctx.project.pk,
-        name="small",
-        disk_format="qcow2",
-        container_format="bare",
-        visibility="public",
-    )
-    with path.open("rb") as stream:
-        image_upload(image=image, stream=stream)
-    image.refresh_from_db()
-    return image
+    return public_image(project=api_user.ctx.project, path=path, name="small")

@@ -7,8 +7,8 @@ import re
 import libvirt
 import pytest
 
-from portal.services.images import image_create, image_upload
 from tests.browser import launch_chromium
+from tests.images import public_image
 from tests.png import distinct_colours
 from tests.processes import wait_for_host, wait_until
 from tests.system.conftest import ARTIFACTS, SYSTEM_HOST
@@ -20,16 +20,7 @@ pytestmark = pytest.mark.system
 @pytest.fixture
 def running_vm(qemu_cluster, api_user, tiny_flavor, demo_image, settings):
     settings.CONSOLE = {**settings.CONSOLE, "PROXY_BASE_URL": f"{qemu_cluster.proxy_origin}/vnc_lite.html"}
-    image = image_create(  # public: registered as the operator would (no context), in the user's project
-        ctx=None,
-        owner_id=api_user.ctx.project.pk,
-        name="demo",
-        disk_format="qcow2",
-        container_format="bare",
-        visibility="public",
-    )
-    with demo_image.open("rb") as stream:
-        image_upload(image=image, stream=stream)
+    image = public_image(project=api_user.ctx.project, path=demo_image, name="demo")
     wait_for_host(SYSTEM_HOST)
     body = {"server": {"name": "console-vm", "imageRef": str(image.id), "flavorRef": "1", "networks": "none"}}
     server_id = api_user.post("/servers", body).json()["server"]["id"]

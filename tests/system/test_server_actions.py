@@ -16,7 +16,7 @@ import libvirt
 import pytest
 
 from portal.models import Image
-from portal.services.images import image_create, image_upload
+from tests.images import public_image
 from tests.processes import wait_for_host, wait_until
 from tests.system.conftest import SYSTEM_HOST
 
@@ -29,16 +29,7 @@ PROMPT = b"demo# "
 @pytest.fixture
 def demo(api_user, demo_image, settings, live_server):
     settings.CLOUD = {**settings.CLOUD, "PUBLIC_URL": live_server.url}
-    image = image_create(  # public: registered as the operator would (no context), in the user's project
-        ctx=None,
-        owner_id=api_user.ctx.project.pk,
-        name="demo",
-        disk_format="qcow2",
-        container_format="bare",
-        visibility="public",
-    )
-    with demo_image.open("rb") as stream:
-        image_upload(image=image, stream=stream)
+    image = public_image(project=api_user.ctx.project, path=demo_image, name="demo")
     return image
 
 

@@ -22,7 +22,7 @@ from django.test import override_settings
 
 from portal.models import BlockDeviceMapping
 from portal.services import volumes
-from portal.services.images import image_create, image_upload
+from tests.images import public_image
 from tests.processes import Cluster, purge_broker, wait_for_host, wait_until
 
 pytestmark = pytest.mark.system
@@ -52,16 +52,7 @@ def volume_cluster(cinder, django_db_setup, django_db_blocker, live_server, tmp_
 
 @pytest.fixture
 def demo(api_user, demo_image):
-    image = image_create(  # public: registered as the operator would (no context), in the user's project
-        ctx=None,
-        owner_id=api_user.ctx.project.pk,
-        name="demo",
-        disk_format="qcow2",
-        container_format="bare",
-        visibility="public",
-    )
-    with demo_image.open("rb") as stream:
-        image_upload(image=image, stream=stream)
+    image = public_image(project=api_user.ctx.project, path=demo_image, name="demo")
     return image
 
 
