@@ -15,6 +15,7 @@ from django.test import Client
 from portal.models import ComputeHost, ConsoleSession, ConsoleToken, Role
 from portal.services.projects_admin import membership_remove, membership_set, user_deactivate
 from tests.factories import InstanceFactory, MembershipFactory
+from tests.processes import wait_until
 from tests.wsclient import ConnectionClosed, WebSocketClient
 
 pytestmark = pytest.mark.integration
@@ -58,16 +59,6 @@ def open_console(proxy, member) -> WebSocketClient:
     return ws
 
 
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def closed_by_server(ws: WebSocketClient, timeout: float) -> ConnectionClosed:
     ws._sock.settimeout(timeout)
     with pytest.raises(ConnectionClosed) as excinfo:
@@ -89,7 +80,12 @@ def test_an_open_session_is_closed_when_its_users_rights_end(portal_proxy, membe
     try:
         session = ConsoleSession.objects.get(user=member.user, closed_at__isnull=True)
         # It lives while the checks say so.
-        wait_for(lambda: ConsoleSession.objects.get(pk=session.pk).last_seen_at > session.opened_at)
+        wait_until(
+            lambda: ConsoleSession.objects.get(pk=session.pk).last_seen_at > session.opened_at,
+            5,
+            interval=0.05,
+            message="the session's first check-in",
+        )
         time.sleep(CHECK_INTERVAL * 2)
         ws.send_binary(RFB_VERSION)  # still relayed: QEMU answers with its security types
         assert ws.recv_exactly(1)[0] >= 1
@@ -98,6 +94,11 @@ def test_an_open_session_is_closed_when_its_users_rights_end(portal_proxy, membe
     finally:
         ws.close()
     assert (closed.code, closed.reason) == (4002, "the console token was revoked")
-    session = wait_for(lambda: ConsoleSession.objects.filter(pk=session.pk, closed_at__isnull=False).first())
+    session = wait_until(
+        lambda: ConsoleSession.objects.filter(pk=session.pk, closed_at__isnull=False).first(),
+        5,
+        interval=0.05,
+        message="the session to be closed",
+    )
     assert session.closed_reason == "the console token was revoked"
     assert not ConsoleToken.objects.filter(user=member.user).exists()
