@@ -92,6 +92,14 @@ def host_enroll_many(
             )
         )
         changed = [name for name in names if active.get(name) != public_keys[name]]
+        taken = set(
+            HostCredential.objects.filter(public_key__in=[public_keys[name] for name in changed]).values_list(
+                "host__name", flat=True
+            )
+        )
+        if taken:
+            # A revoked key stays revoked, and one key speaks for one host only.
+            raise ValueError(f"the key given for {', '.join(sorted(taken))} was enrolled before: make a new one")
         HostCredential.objects.filter(host__name__in=changed, revoked_at__isnull=True).update(revoked_at=now)
         HostCredential.objects.bulk_create(
             HostCredential(

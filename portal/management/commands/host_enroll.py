@@ -50,10 +50,13 @@ class Command(BaseCommand):
         if output is None:
             raise CommandError("--output FILE is required: the private keys are written there and nowhere else")
         keys = {name: signing.new_private_key() for name in names}
-        host_trust.host_enroll_many(
-            names=names,
-            public_keys={name: signing.encode_public(key) for name, key in keys.items()},
-            console_address=console_address,
-        )
+        try:
+            host_trust.host_enroll_many(
+                names=names,
+                public_keys={name: signing.encode_public(key) for name, key in keys.items()},
+                console_address=console_address,
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         HostCredentials.write(output, keys=keys, control_plane_public_key=host_trust.control_plane_public_key())
         self.stdout.write(f"enrolled {len(names)} host(s); credentials in {output}")
