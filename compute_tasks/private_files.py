@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -32,7 +33,10 @@ def private_dir(path: Path) -> Path:
         with contextlib.suppress(FileExistsError):  # made by another thread in the meantime
             directory.mkdir(mode=DIR_MODE)
         os.chmod(directory, DIR_MODE)
-    os.chmod(path, DIR_MODE)
+    # Only when it differs: this runs on every heartbeat, and a directory an operator made immutable
+    # (chattr +i) refuses even a chmod to the mode it has.
+    if stat.S_IMODE(os.stat(path).st_mode) != DIR_MODE:
+        os.chmod(path, DIR_MODE)
     return path
 
 

@@ -26,7 +26,7 @@ def fleet(django_db_setup, django_db_blocker, live_server, tmp_path_factory):
     # Nothing can be created in sim-1's instance directory (immutable, which binds root too): every build
     # there fails, a host problem and so reschedulable, while its heartbeats go on.
     broken = state / "sim-1" / "instances"
-    broken.mkdir(parents=True)
+    broken.mkdir(parents=True, mode=0o700)  # as the host makes it: private
     subprocess.run(["chattr", "+i", str(broken)], check=True)
     env = {
         **cluster.env,
