@@ -24,35 +24,34 @@ def host_heartbeat(*, beat: rpc.Heartbeat, signed_at: float) -> ComputeHost | No
 
     Only the host's own row changes, and only for a beat signed after the newest one believed: an older
     one (a replay, or one overtaken in the queue) changes nothing. A host nobody enrolled has no row and
-    gets none."""
-    with transaction.atomic():
-        host = ComputeHost.objects.select_for_update().filter(name=beat.host).first()
-        fresh = host is not None and host.last_beat_signed_at < signed_at
-        if fresh:
-            ComputeHost.objects.filter(pk=host.pk).update(
-                last_heartbeat=timezone.now(),
-                last_beat_signed_at=signed_at,
-                vcpus=beat.vcpus,
-                memory_mb=beat.memory_mb,
-                disk_gb=beat.disk_gb,
-                hypervisor_type=beat.hypervisor_type,
-                hypervisor_version=beat.hypervisor_version,
-                cpu_arch=beat.cpu_arch,
-                orphan_domains=list(beat.unknown_domains) + _stray_domains(beat),
-                uptime=beat.uptime[:255],
-                volume_connector=dict(beat.volume_connector or {}),
-            )
+    gets none. Each write is one statement that locks the host's row alone, so a beat never holds that
+    lock while it waits for another table."""
+    fresh = ComputeHost.objects.filter(name=beat.host, last_beat_signed_at__lt=signed_at).update(
+        last_heartbeat=timezone.now(),
+        last_beat_signed_at=signed_at,
+        vcpus=beat.vcpus,
+        memory_mb=beat.memory_mb,
+        disk_gb=beat.disk_gb,
+        hypervisor_type=beat.hypervisor_type,
+        hypervisor_version=beat.hypervisor_version,
+        cpu_arch=beat.cpu_arch,
+        uptime=beat.uptime[:255],
+        volume_connector=dict(beat.volume_connector or {}),
+    )
     if not fresh:
+        known = ComputeHost.objects.filter(name=beat.host).exists()
         host_trust.message_refused(
             sender=beat.host,
             task=rpc.HEARTBEAT,
-            reason=MessageRefusal.Reason.REPLAY if host else MessageRefusal.Reason.UNKNOWN_SENDER,
+            reason=MessageRefusal.Reason.REPLAY if known else MessageRefusal.Reason.UNKNOWN_SENDER,
             detail=f"a heartbeat signed at {signed_at:.3f}, not after the newest believed"
-            if host
+            if known
             else "a heartbeat of a host with no row",
         )
         return None
-    host.refresh_from_db()
+    orphans = list(beat.unknown_domains) + _stray_domains(beat)
+    ComputeHost.objects.filter(name=beat.host).update(orphan_domains=orphans)
+    host = ComputeHost.objects.get(name=beat.host)
     _sync_power_states(host, beat)
     return host
 
