@@ -3,8 +3,8 @@ import subprocess
 import pytest
 
 from portal.models import Role
-from portal.services.images import image_create, image_upload
 from tests.factories import FlavorFactory, MembershipFactory
+from tests.images import public_image
 from tests.processes import close_other_sessions, purge_broker
 
 from .harness import api_session
@@ -29,19 +29,7 @@ def admin_session(transactional_db):
 def image(tenant, tmp_path):
     path = tmp_path / "small.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
-    # Public, so only an admin or the operator (no context) may register it.
-    image = image_create(
-        ctx=None,
-        owner_id=tenant.project.pk,
-        name="small",
-        disk_format="qcow2",
-        container_format="bare",
-        visibility="public",
-    )
-    with path.open("rb") as stream:
-        image_upload(image=image, stream=stream)
-    image.refresh_from_db()
-    return image
+    return public_image(project=tenant.project, path=path, name="small")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.services.images import image_create, image_upload
+from tests.images import public_image
 from tests.processes import wait_for_host, wait_until
 
 from .harness import FaultCluster, boot, broker_for, server, wait_status
@@ -28,19 +28,7 @@ VIRSH = ["virsh", "-q", "-c", "qemu:///system"]
 def demo_image(tenant):
     path = REPO_ROOT / "var" / "images" / "demo.qcow2"
     subprocess.run([str(REPO_ROOT / "scripts" / "build_demo_image.sh"), str(path.parent)], check=True, timeout=600)
-    # Public, so only an admin or the operator (no context) may register it.
-    image = image_create(
-        ctx=None,
-        owner_id=tenant.project.pk,
-        name="demo",
-        disk_format="qcow2",
-        container_format="bare",
-        visibility="public",
-    )
-    with path.open("rb") as stream:
-        image_upload(image=image, stream=stream)
-    image.refresh_from_db()
-    return image
+    return public_image(project=tenant.project, path=path, name="demo")
 
 
 @pytest.fixture
