@@ -30,6 +30,9 @@ def log_in(page, base_url: str, username: str, next_path: str = "/") -> None:
     page.get_by_label("Password").fill("secret")
     page.get_by_role("button", name="Log in").click()
     expect(page).not_to_have_url(re.compile(r"/login/"))
+    # The URL changes as soon as the next page starts to arrive; its scripts (and the browser's autofocus)
+    # act later and would take the keyboard from a field being filled in the meantime.
+    page.wait_for_load_state("load")
 
 
 def mark_page(page) -> None:
@@ -258,7 +261,9 @@ def test_an_operator_makes_a_flavor_and_a_zone_in_the_admin_and_boots_into_it(cl
     base = live_server.url
     log_in(page, base, operator.user.username, next_path="/admin/portal/flavor/add/")
 
-    # A flavor with extra specs, edited on the same page; a bad value is refused next to its row.
+    # A flavor with extra specs, edited on the same page; a bad value is refused next to its row. The admin
+    # puts the cursor in the first field: typing before it did would land there ("m1.zonedzoned").
+    expect(page.get_by_label("Name:")).to_be_focused()
     page.get_by_label("Name:").fill("m1.zoned")
     page.get_by_label("ID:").fill("zoned")
     page.get_by_label("vCPUs:").fill("1")
