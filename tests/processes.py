@@ -198,14 +198,12 @@ HOST_ENV = {name: "" for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "DJA
                                   "CLOUD_SIGNING_KEY")}  # fmt: skip
 
 
-def signed_as_host(name: str, task: str, body: dict, *, queue: str = "conductor") -> dict:
-    """The ``auth`` block host ``name`` sends with ``body`` as ``task`` on ``queue``; the host is enrolled
-    with its test key first (the caller must have database access)."""
-    from portal.services import host_trust
-
+def signed_as_host(name: str, task: str, body: dict, *, queue: str = "conductor", now: float | None = None) -> dict:
+    """The ``auth`` block host ``name`` sends with ``body`` as ``task`` on ``queue`` (signed at ``now``), as the
+    host itself or a compromised one would sign it; the host is enrolled with its test key first."""
     key = _host_keys.setdefault(name, signing.new_private_key())
-    host_trust.host_enroll_many(names=[name], public_keys={name: signing.encode_public(key)})
-    return signing.Signer(name, key).sign(task, queue, body)
+    enroll_again([name])
+    return signing.Signer(name, key).sign(task, queue, body, now=now)
 
 
 class Cluster:

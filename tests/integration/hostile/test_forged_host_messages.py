@@ -21,7 +21,7 @@ from portal.models import ComputeHost, Instance, MessageRefusal
 from portal.services import host_trust
 from portal.states import TaskState, VmState
 from tests.factories import InstanceFactory
-from tests.processes import Cluster, _host_keys, purge_broker, signed_as_host, wait_for_host, wait_until
+from tests.processes import Cluster, purge_broker, signed_as_host, wait_for_host, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ def test_an_enrolled_host_cannot_report_for_another_host(hosts_up, rogue):
     victim = spawning_on(HOST_A)
     message = built(victim, HOST_A)
     before = refusals(rpc.INSTANCE_BUILT, Reason.NOT_ITS_OWN)
-    send(rogue, rpc.INSTANCE_BUILT, rpc.CONDUCTOR_QUEUE, message, signed_as(HOST_B, rpc.INSTANCE_BUILT, message))
+    send(rogue, rpc.INSTANCE_BUILT, rpc.CONDUCTOR_QUEUE, message, signed_as_host(HOST_B, rpc.INSTANCE_BUILT, message))
     wait_refused(rpc.INSTANCE_BUILT, Reason.NOT_ITS_OWN, before)
     assert unchanged(victim)
 
@@ -126,7 +126,7 @@ def test_an_enrolled_host_cannot_finish_another_hosts_build_in_its_own_name(host
     victim = spawning_on(HOST_A)
     message = built(victim, HOST_B)
     terminates = cloud_log(HOST_B).count(rpc.TERMINATE_INSTANCE)
-    send(rogue, rpc.INSTANCE_BUILT, rpc.CONDUCTOR_QUEUE, message, signed_as(HOST_B, rpc.INSTANCE_BUILT, message))
+    send(rogue, rpc.INSTANCE_BUILT, rpc.CONDUCTOR_QUEUE, message, signed_as_host(HOST_B, rpc.INSTANCE_BUILT, message))
     # The conductor answers such a report by asking B (and only B) to remove any domain of it.
     wait_until(
         lambda: cloud_log(HOST_B).count(rpc.TERMINATE_INSTANCE) > terminates,
@@ -151,7 +151,7 @@ def test_a_forged_heartbeat_cannot_rewrite_another_host(hosts_up, rogue):
         volume_connector={"ip": "198.51.100.7", "initiator": "iqn.evil"},
     ).to_dict()
     before = refusals(rpc.HEARTBEAT, Reason.NOT_ITS_OWN)
-    send(rogue, rpc.HEARTBEAT, rpc.CONDUCTOR_QUEUE, beat, signed_as(HOST_B, rpc.HEARTBEAT, beat))
+    send(rogue, rpc.HEARTBEAT, rpc.CONDUCTOR_QUEUE, beat, signed_as_host(HOST_B, rpc.HEARTBEAT, beat))
     wait_refused(rpc.HEARTBEAT, Reason.NOT_ITS_OWN, before)
     after = ComputeHost.objects.get(name=HOST_A)
     assert after.hypervisor_type != "EVIL" and after.vcpus == row.vcpus
@@ -165,9 +165,7 @@ def test_a_replayed_heartbeat_changes_nothing(hosts_up, rogue):
         host=HOST_A, sent_at=time.time() - 60, vcpus=1, memory_mb=1, disk_gb=1, hypervisor_type="OLD",
         hypervisor_version=1, cpu_arch="x86_64",
     ).to_dict()  # fmt: skip
-    recorded = signing.Signer(HOST_A, _host_keys[HOST_A]).sign(
-        rpc.HEARTBEAT, rpc.CONDUCTOR_QUEUE, beat, now=time.time() - 60
-    )
+    recorded = signed_as_host(HOST_A, rpc.HEARTBEAT, beat, now=time.time() - 60)
     before = refusals(rpc.HEARTBEAT, Reason.REPLAY)
     send(rogue, rpc.HEARTBEAT, rpc.CONDUCTOR_QUEUE, beat, recorded)
     wait_refused(rpc.HEARTBEAT, Reason.REPLAY, before)
@@ -198,7 +196,7 @@ def test_a_replayed_report_is_refused(hosts_up, rogue):
     message = rpc.ActionResult(
         instance_uuid=str(instance.uuid), host=HOST_B, request_id="", action="stop", power_state=rpc.SHUTDOWN
     ).to_dict()
-    recorded = signed_as(HOST_B, rpc.ACTION_DONE, message)
+    recorded = signed_as_host(HOST_B, rpc.ACTION_DONE, message)
     send(rogue, rpc.ACTION_DONE, rpc.CONDUCTOR_QUEUE, message, recorded)
     wait_until(
         lambda: Instance.objects.get(pk=instance.pk).vm_state == VmState.STOPPED, 30, message="the first delivery"
@@ -228,7 +226,7 @@ def test_a_host_cannot_point_a_console_elsewhere(hosts_up, rogue):
     instance = spawning_on(HOST_A)
     message = built(instance, HOST_A, vnc_host="10.255.0.1", vnc_port=6379)
     before = refusals(rpc.INSTANCE_BUILT, Reason.NOT_ITS_OWN)
-    send(rogue, rpc.INSTANCE_BUILT, rpc.CONDUCTOR_QUEUE, message, signed_as(HOST_A, rpc.INSTANCE_BUILT, message))
+    send(rogue, rpc.INSTANCE_BUILT, rpc.CONDUCTOR_QUEUE, message, signed_as_host(HOST_A, rpc.INSTANCE_BUILT, message))
     wait_refused(rpc.INSTANCE_BUILT, Reason.NOT_ITS_OWN, before)
     assert unchanged(instance)
 
@@ -237,7 +235,11 @@ def test_the_control_plane_only_tasks_refuse_hosts(hosts_up, rogue):
     message = rpc.ScheduleRequest(instance_uuid=str(uuid.uuid4())).to_dict()
     before = refusals(rpc.SCHEDULE_AND_BUILD, Reason.NOT_ALLOWED)
     send(
-        rogue, rpc.SCHEDULE_AND_BUILD, rpc.CONDUCTOR_QUEUE, message, signed_as(HOST_B, rpc.SCHEDULE_AND_BUILD, message)
+        rogue,
+        rpc.SCHEDULE_AND_BUILD,
+        rpc.CONDUCTOR_QUEUE,
+        message,
+        signed_as_host(HOST_B, rpc.SCHEDULE_AND_BUILD, message),
     )
     wait_refused(rpc.SCHEDULE_AND_BUILD, Reason.NOT_ALLOWED, before)
 
@@ -272,7 +274,7 @@ def test_a_host_acts_only_on_the_control_planes_messages_for_itself(
     ref = rpc.InstanceRef(instance_uuid=server_id, domain_name=f"instance-{server_id}").to_dict()
 
     send(rogue, rpc.TERMINATE_INSTANCE, queue, ref)  # unsigned
-    send(rogue, rpc.TERMINATE_INSTANCE, queue, ref, signed_as(other, rpc.TERMINATE_INSTANCE, ref, queue=queue))
+    send(rogue, rpc.TERMINATE_INSTANCE, queue, ref, signed_as_host(other, rpc.TERMINATE_INSTANCE, ref, queue=queue))
     # The control plane's own signature, on a message for the other host, moved to this host's queue.
     for_other = rpc.sign(rpc.TERMINATE_INSTANCE, rpc.compute_queue(other), ref)
     send(rogue, rpc.TERMINATE_INSTANCE, queue, ref, for_other)
@@ -299,8 +301,3 @@ def test_a_host_does_not_act_twice_on_one_message(hosts_up, api_user, tiny_flavo
     wait_until(lambda: "a replay of a message already acted on" in cloud_log(host), 30, message="the host to refuse")
     time.sleep(3)
     assert api_user.server(server_id)["status"] == "ACTIVE"
-
-
-def signed_as(host: str, task: str, message: dict, queue: str = rpc.CONDUCTOR_QUEUE) -> dict:
-    """Signed with the live host's own key, as a compromised host would sign."""
-    return signing.Signer(host, _host_keys[host]).sign(task, queue, message)
