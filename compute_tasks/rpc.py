@@ -70,6 +70,8 @@ HEARTBEAT = "conductor.heartbeat"
 VOLUME_ATTACHED = "conductor.volume_attached"
 VOLUME_DETACHED = "conductor.volume_detached"
 RELEASE_VOLUMES = "conductor.release_volumes"
+MOVE_SERVER = "conductor.move_server"  # resize / cold migrate: choose and claim the destination
+UNSHELVE_SERVER = "conductor.unshelve_server"  # place an offloaded server again
 
 # Power states, numbered as Nova numbers them (nova/compute/power_state.py).
 NOSTATE = 0
@@ -658,6 +660,31 @@ class ScheduleRequest(Message):
 
 def schedule_and_build(request: ScheduleRequest) -> None:
     _send(SCHEDULE_AND_BUILD, CONDUCTOR_QUEUE, request)
+
+
+@dataclass(frozen=True)
+class MoveRequest(Message):
+    """A resize or cold migration waits for its destination."""
+
+    migration_id: int
+    request_id: str = ""
+
+
+def move_server(request: MoveRequest) -> None:
+    _send(MOVE_SERVER, CONDUCTOR_QUEUE, request)
+
+
+@dataclass(frozen=True)
+class UnshelveRequest(Message):
+    """An offloaded server waits for a host (``host``: the one an admin named)."""
+
+    instance_uuid: str
+    request_id: str = ""
+    host: str = ""
+
+
+def unshelve_server(request: UnshelveRequest) -> None:
+    _send(UNSHELVE_SERVER, CONDUCTOR_QUEUE, request)
 
 
 def instance_built(result: InstanceBuilt) -> None:

@@ -25,6 +25,11 @@ app.conf.beat_schedule = {
         "schedule": REAPER_INTERVAL,
         "options": {"expires": REAPER_INTERVAL},
     },
+    "advance-moves": {
+        "task": "conductor.advance_moves",
+        "schedule": REAPER_INTERVAL,
+        "options": {"expires": REAPER_INTERVAL},
+    },
     "purge-console-tokens": {
         "task": "conductor.purge_console_tokens",
         "schedule": 60.0,

@@ -17,6 +17,10 @@ class VmState:
     STOPPED = "stopped"
     PAUSED = "paused"  # vCPUs halted, memory kept in the running QEMU
     SUSPENDED = "suspended"  # memory saved to disk, no QEMU process (libvirt managed save)
+    RESIZED = "resized"  # moved (resized or migrated) and waiting for the user to confirm or revert
+    RESCUED = "rescued"  # booted from a rescue image, its own disk attached second
+    SHELVED = "shelved"  # powered off, its disk saved as an image, still on its host
+    SHELVED_OFFLOADED = "shelved_offloaded"  # only the image is left; no host holds anything of it
     ERROR = "error"
     DELETED = "deleted"
 
@@ -34,6 +38,19 @@ class TaskState:
     RESUMING = "resuming"
     REBUILDING = "rebuilding"
     IMAGE_SNAPSHOT = "image_snapshot"
+    # A move: the destination is chosen and claimed, then the source uploads the disk, then the
+    # destination builds the guest from it; confirming or reverting ends it.
+    RESIZE_PREP = "resize_prep"
+    RESIZE_MIGRATING = "resize_migrating"
+    RESIZE_MIGRATED = "resize_migrated"
+    RESIZE_FINISH = "resize_finish"
+    RESIZE_CONFIRMING = "resize_confirming"
+    RESIZE_REVERTING = "resize_reverting"
+    SHELVING = "shelving"
+    SHELVING_OFFLOADING = "shelving_offloading"
+    UNSHELVING = "unshelving"
+    RESCUING = "rescuing"
+    UNRESCUING = "unrescuing"
     DELETING = "deleting"
 
 
@@ -63,6 +80,10 @@ _STATUS_BY_VM_STATE = {
     VmState.STOPPED: "SHUTOFF",
     VmState.PAUSED: "PAUSED",
     VmState.SUSPENDED: "SUSPENDED",
+    VmState.RESIZED: "VERIFY_RESIZE",
+    VmState.RESCUED: "RESCUE",
+    VmState.SHELVED: "SHELVED",
+    VmState.SHELVED_OFFLOADED: "SHELVED_OFFLOADED",
     VmState.ERROR: "ERROR",
     VmState.DELETED: "DELETED",
 }
@@ -78,24 +99,22 @@ _STATUS_BY_TASK = {
     (VmState.ACTIVE, TaskState.REBUILDING): "REBUILD",
     (VmState.STOPPED, TaskState.REBUILDING): "REBUILD",
     (VmState.ERROR, TaskState.REBUILDING): "REBUILD",
+    **{
+        (vm_state, task): "RESIZE"
+        for vm_state in (VmState.ACTIVE, VmState.STOPPED)
+        for task in (
+            TaskState.RESIZE_PREP,
+            TaskState.RESIZE_MIGRATING,
+            TaskState.RESIZE_MIGRATED,
+            TaskState.RESIZE_FINISH,
+        )
+    },
+    (VmState.RESIZED, TaskState.RESIZE_REVERTING): "REVERT_RESIZE",
 }
 
-# Statuses of the compute API that this cloud never produces (no resize, rescue, shelve, …): valid in a
-# ``status`` filter, where they simply match nothing.
-OTHER_API_STATUSES = frozenset(
-    {
-        "MIGRATING",
-        "PASSWORD",
-        "RESCUE",
-        "RESIZE",
-        "REVERT_RESIZE",
-        "SHELVED",
-        "SHELVED_OFFLOADED",
-        "SOFT_DELETED",
-        "UNKNOWN",
-        "VERIFY_RESIZE",
-    }
-)
+# Statuses of the compute API that this cloud never produces: valid in a ``status`` filter, where they
+# simply match nothing.
+OTHER_API_STATUSES = frozenset({"MIGRATING", "PASSWORD", "SOFT_DELETED", "UNKNOWN"})
 
 
 def api_status(vm_state: str, task_state: str | None) -> str:
@@ -133,41 +152,99 @@ def states_for_status(status: str) -> list[StatusMatch] | None:
     return None
 
 
+# What a finished action leaves as vm_state: a state, ``KEEP`` (what it was), or ``REPORTED`` (the host's
+# report decides: a rebuilt or moved server comes back running or stopped as its guest is).
+KEEP = "keep"
+REPORTED = "reported"
+
+
 @dataclass(frozen=True)
 class Transition:
-    """What an action needs and what it sets while the host works on it."""
+    """One action of the state table: where it may start, what it sets while a host works on it, what it
+    ends in, and how the action log names it."""
 
     vm_states: frozenset[str]
-    task_state: str  # set by the API when the action is accepted
+    task_state: str  # set when the action is accepted
     # Task states the action may interrupt. Empty: the instance must be idle (task_state None).
     interrupts: frozenset[str] = frozenset()
+    result: str | None = None  # the vm_state on success (KEEP, REPORTED); None: not finished by a report
+    locked: bool = True  # a lock stops it, unless the caller is an admin (Nova's ``check_instance_lock``)
+    record_as: str = ""  # the name in the action log when it differs (``createImage`` for ``snapshot``)
+    # The task states a host's report about this action may finish (the action's own by default).
+    finishes: frozenset[str] = frozenset()
+
+    def reported_task_states(self) -> frozenset[str]:
+        return self.finishes or frozenset({self.task_state})
+
+
+def _rule(vm_states, task_state, result=None, **kwargs) -> Transition:
+    return Transition(frozenset(vm_states), task_state, result=result, **kwargs)
 
 
 _ANY_LIVE = frozenset(
-    {VmState.BUILDING, VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED, VmState.ERROR}
+    {
+        VmState.BUILDING,
+        VmState.ACTIVE,
+        VmState.STOPPED,
+        VmState.PAUSED,
+        VmState.SUSPENDED,
+        VmState.RESIZED,
+        VmState.RESCUED,
+        VmState.SHELVED,
+        VmState.SHELVED_OFFLOADED,
+        VmState.ERROR,
+    }
 )
+_RUNNING_OR_NOT = (VmState.ACTIVE, VmState.STOPPED)
 
 ALLOWED: dict[str, Transition] = {
-    "start": Transition(frozenset({VmState.STOPPED}), TaskState.POWERING_ON),
-    "stop": Transition(frozenset({VmState.ACTIVE, VmState.ERROR}), TaskState.POWERING_OFF),
-    "reboot": Transition(frozenset({VmState.ACTIVE}), TaskState.REBOOTING),
-    "reboot_hard": Transition(
-        frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED, VmState.ERROR}),
+    "start": _rule({VmState.STOPPED}, TaskState.POWERING_ON, VmState.ACTIVE),
+    "stop": _rule({VmState.ACTIVE, VmState.ERROR}, TaskState.POWERING_OFF, VmState.STOPPED),
+    "reboot": _rule(
+        {VmState.ACTIVE},
+        TaskState.REBOOTING,
+        VmState.ACTIVE,
+        finishes=frozenset({TaskState.REBOOTING, TaskState.REBOOTING_HARD}),
+    ),
+    "reboot_hard": _rule(
+        {VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED, VmState.ERROR},
         TaskState.REBOOTING_HARD,
+        VmState.ACTIVE,
         interrupts=frozenset({TaskState.REBOOTING}),
+        record_as="reboot",
     ),
-    "pause": Transition(frozenset({VmState.ACTIVE}), TaskState.PAUSING),
-    "unpause": Transition(frozenset({VmState.PAUSED}), TaskState.UNPAUSING),
-    "suspend": Transition(frozenset({VmState.ACTIVE}), TaskState.SUSPENDING),
-    "resume": Transition(frozenset({VmState.SUSPENDED}), TaskState.RESUMING),
+    "pause": _rule({VmState.ACTIVE}, TaskState.PAUSING, VmState.PAUSED),
+    "unpause": _rule({VmState.PAUSED}, TaskState.UNPAUSING, VmState.ACTIVE),
+    "suspend": _rule({VmState.ACTIVE}, TaskState.SUSPENDING, VmState.SUSPENDED),
+    "resume": _rule({VmState.SUSPENDED}, TaskState.RESUMING, VmState.ACTIVE),
     # A new disk from an image on the same host; the instance keeps its id, addresses and host.
-    "rebuild": Transition(frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.ERROR}), TaskState.REBUILDING),
-    # createImage: the host copies the disk (pausing a running guest meanwhile) and uploads it.
-    "snapshot": Transition(
-        frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED}), TaskState.IMAGE_SNAPSHOT
+    "rebuild": _rule({VmState.ACTIVE, VmState.STOPPED, VmState.ERROR}, TaskState.REBUILDING, REPORTED),
+    # createImage: the host copies the disk (pausing a running guest meanwhile) and uploads it. It does
+    # not change the server, so a lock does not stop it.
+    "snapshot": _rule(
+        {VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED},
+        TaskState.IMAGE_SNAPSHOT,
+        KEEP,
+        locked=False,
+        record_as="createImage",
     ),
+    # Moves: the conductor places the server elsewhere (with a new flavor for a resize), the source
+    # uploads the disk, the destination builds from it; the server then waits in RESIZED for the user.
+    "resize": _rule(_RUNNING_OR_NOT, TaskState.RESIZE_PREP),
+    "migrate": _rule(_RUNNING_OR_NOT, TaskState.RESIZE_PREP),
+    "confirm_resize": _rule({VmState.RESIZED}, TaskState.RESIZE_CONFIRMING, record_as="confirmResize"),
+    "revert_resize": _rule({VmState.RESIZED}, TaskState.RESIZE_REVERTING, record_as="revertResize"),
+    "shelve": _rule(
+        {VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED}, TaskState.SHELVING, VmState.SHELVED
+    ),
+    "shelve_offload": _rule(
+        {VmState.SHELVED}, TaskState.SHELVING_OFFLOADING, VmState.SHELVED_OFFLOADED, record_as="shelveOffload"
+    ),
+    "unshelve": _rule({VmState.SHELVED, VmState.SHELVED_OFFLOADED}, TaskState.UNSHELVING),
+    "rescue": _rule({VmState.ACTIVE, VmState.STOPPED, VmState.ERROR}, TaskState.RESCUING, VmState.RESCUED),
+    "unrescue": _rule({VmState.RESCUED}, TaskState.UNRESCUING, VmState.ACTIVE),
     # Delete wins over any task but another delete: the user must always be able to get rid of a VM.
-    "delete": Transition(
+    "delete": _rule(
         _ANY_LIVE,
         TaskState.DELETING,
         interrupts=frozenset(
@@ -184,35 +261,44 @@ ALLOWED: dict[str, Transition] = {
                 TaskState.RESUMING,
                 TaskState.REBUILDING,
                 TaskState.IMAGE_SNAPSHOT,
+                TaskState.RESIZE_PREP,
+                TaskState.RESIZE_MIGRATING,
+                TaskState.RESIZE_MIGRATED,
+                TaskState.RESIZE_FINISH,
+                TaskState.RESIZE_CONFIRMING,
+                TaskState.RESIZE_REVERTING,
+                TaskState.SHELVING,
+                TaskState.SHELVING_OFFLOADING,
+                TaskState.UNSHELVING,
+                TaskState.RESCUING,
+                TaskState.UNRESCUING,
             }
         ),
     ),
 }
 
-# What a finished task leaves behind: the vm_state each action ends in when the host reports success.
-# ``None`` keeps the vm_state the instance had (a snapshot changes nothing; a rebuilt stopped server
-# stays stopped, which the conductor decides from the host's report).
-RESULT_VM_STATE: dict[str, str | None] = {
-    "start": VmState.ACTIVE,
-    "stop": VmState.STOPPED,
-    "reboot": VmState.ACTIVE,
-    "reboot_hard": VmState.ACTIVE,
-    "pause": VmState.PAUSED,
-    "unpause": VmState.ACTIVE,
-    "suspend": VmState.SUSPENDED,
-    "resume": VmState.ACTIVE,
-    "rebuild": None,
-    "snapshot": None,
-}
+# What each action that a host's report finishes leaves as vm_state (see ``Transition.result``).
+RESULT_VM_STATE: dict[str, str] = {name: rule.result for name, rule in ALLOWED.items() if rule.result is not None}
 
-# Actions a lock stops, unless the caller is an admin (as Nova's ``check_instance_lock``). A snapshot is
-# not one of them: it does not change the server.
-LOCKED_ACTIONS = frozenset(
-    {"start", "stop", "reboot", "reboot_hard", "pause", "unpause", "suspend", "resume", "rebuild", "delete"}
-)
+# Actions a lock stops, unless the caller is an admin.
+LOCKED_ACTIONS = frozenset(name for name, rule in ALLOWED.items() if rule.locked)
 
 # Where a server's metadata and tags may change: a stable state and no task running.
-EDITABLE_VM_STATES = frozenset({VmState.ACTIVE, VmState.PAUSED, VmState.SUSPENDED, VmState.STOPPED})
+EDITABLE_VM_STATES = frozenset(
+    {
+        VmState.ACTIVE,
+        VmState.PAUSED,
+        VmState.SUSPENDED,
+        VmState.STOPPED,
+        VmState.RESIZED,
+        VmState.RESCUED,
+        VmState.SHELVED,
+        VmState.SHELVED_OFFLOADED,
+    }
+)
+
+# Where nothing of the server runs on a host (its claim is released; the console has nothing to show).
+OFF_HOST_VM_STATES = frozenset({VmState.SHELVED_OFFLOADED, VmState.DELETED})
 
 
 def allowed_task_states(action: str) -> set[str | None]:

@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 
 from portal.auth.context import RequestContext
 from portal.models import ConsoleToken, Instance, InstanceAction, InstanceActionEvent, InstanceFault, Role
+from portal.services import actions as action_services
 from portal.services import instances as instance_services
 from portal.services.lifecycle import StateConflict
 from portal.states import api_status
@@ -61,7 +62,7 @@ def _run(modeladmin, request, queryset, verb: str, call) -> None:
 
 def _power(action: str):
     def call(*, ctx, instance):
-        instance_services.instance_power_action(ctx=ctx, instance=instance, action=action)
+        action_services.instance_action(ctx=ctx, instance=instance, action=action)
 
     return call
 

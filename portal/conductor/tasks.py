@@ -17,7 +17,7 @@ from typing import Any
 from celery import shared_task
 
 from compute_tasks import rpc
-from portal.services import actions, host_trust, hosts, reaper, scheduling, sign_in_throttle, volumes
+from portal.services import actions, host_trust, hosts, moves, reaper, scheduling, sign_in_throttle, volumes
 
 
 def signed_task(name: str, *, from_hosts: bool = True, replay_check: bool = True):
@@ -50,6 +50,18 @@ def schedule_and_build(message: dict, _verified) -> None:
     )
 
 
+@signed_task(rpc.MOVE_SERVER, from_hosts=False)
+def move_server(message: dict, _verified) -> None:
+    request = rpc.MoveRequest.from_dict(message)
+    moves.move_server(migration_id=request.migration_id, request_id=request.request_id)
+
+
+@signed_task(rpc.UNSHELVE_SERVER, from_hosts=False)
+def unshelve_server(message: dict, _verified) -> None:
+    request = rpc.UnshelveRequest.from_dict(message)
+    moves.unshelve_server(instance_uuid=request.instance_uuid, request_id=request.request_id, host=request.host)
+
+
 @signed_task(rpc.INSTANCE_BUILT)
 def instance_built(message: dict, _verified) -> None:
     scheduling.instance_built(report=rpc.InstanceBuilt.from_dict(message))
@@ -61,11 +73,7 @@ def build_failed(message: dict, _verified) -> None:
 
 
 def _action_result(message: dict, _verified) -> None:
-    report = rpc.ActionResult.from_dict(message)
-    if report.action in actions.HANDLED:
-        actions.action_result(report=report)
-    else:
-        scheduling.action_result(report=report)
+    actions.action_result(report=rpc.ActionResult.from_dict(message))
 
 
 action_done = signed_task(rpc.ACTION_DONE)(_action_result)
@@ -101,6 +109,12 @@ def release_volumes(message: dict, _verified) -> None:
 def reap_expired_tasks() -> int:
     reaper.resend_lost_schedules()
     return reaper.reap_expired_tasks()
+
+
+@shared_task(name="conductor.advance_moves")
+def advance_moves() -> int:
+    """Confirm the moves nobody confirmed within the window, offload the servers shelved long enough."""
+    return moves.confirm_expired_resizes() + moves.offload_shelved()
 
 
 @shared_task(name="conductor.purge_console_tokens")

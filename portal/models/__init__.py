@@ -6,6 +6,7 @@ from .identity import Membership, Project, Role
 from .image import Image
 from .instance import Instance, InstanceAction, InstanceActionEvent, InstanceFault, InstanceTag
 from .keypair import Keypair
+from .migration import Migration
 from .quota import QuotaClassLimit, QuotaLimit
 from .server_group import ServerGroup
 from .sign_in import FailedSignIn
@@ -31,6 +32,7 @@ __all__ = [
     "Keypair",
     "Membership",
     "MessageRefusal",
+    "Migration",
     "Project",
     "QuotaClassLimit",
     "QuotaLimit",

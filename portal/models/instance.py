@@ -38,7 +38,7 @@ class Instance(models.Model):
 
     # Values come from portal.states, which grows with the actions; no ``choices`` here so that a new
     # state never needs a migration.
-    vm_state = models.CharField(max_length=16, default=VmState.BUILDING)
+    vm_state = models.CharField(max_length=32, default=VmState.BUILDING)
     task_state = models.CharField(max_length=32, null=True, blank=True)
     power_state = models.PositiveSmallIntegerField(choices=PowerState.CHOICES, default=PowerState.NOSTATE)
     task_deadline = models.DateTimeField(null=True, blank=True)
@@ -71,6 +71,9 @@ class Instance(models.Model):
     reservation_id = models.CharField(max_length=32, blank=True, default="")
     launch_index = models.PositiveIntegerField(default=0)
     build_attempts = models.PositiveSmallIntegerField(default=0)
+    # A shelved server's disk, kept as an image until it is unshelved, and when it was shelved.
+    shelved_image = models.UUIDField(null=True, blank=True)
+    shelved_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
-from portal.models import Aggregate, ComputeHost, Flavor, Image, Instance, ServerGroup
+from portal.models import Aggregate, ComputeHost, Flavor, Image, Instance, Migration, ServerGroup
 from portal.states import VmState
 from scheduler import GroupSpec, HostState, RequestSpec, SchedulerConfig, select_hosts_for_batch
 from scheduler import aggregates as aggregate_rules
@@ -77,7 +77,40 @@ def claimed_usage(host_ids=None) -> dict[int, dict[str, int]]:
         disk_gb=Sum(F("root_gb") + F("ephemeral_gb") + (F("swap") + 1023) / 1024),
         count=Count("id"),
     )
-    return {row["host_id"]: row for row in rows}
+    usage = {row["host_id"]: row for row in rows}
+    for host_id, flavor in migration_claims(host_ids):
+        used = usage.setdefault(host_id, {"host_id": host_id, "vcpus": 0, "memory_mb": 0, "disk_gb": 0, "count": 0})
+        used["vcpus"] = (used["vcpus"] or 0) + flavor["vcpus"]
+        used["memory_mb"] = (used["memory_mb"] or 0) + flavor["memory_mb"]
+        used["disk_gb"] = (used["disk_gb"] or 0) + flavor_disk_gb(flavor)
+    return usage
+
+
+def flavor_disk_gb(flavor: Mapping[str, Any]) -> int:
+    return flavor["root_gb"] + flavor.get("ephemeral_gb", 0) + (flavor.get("swap", 0) + 1023) // 1024
+
+
+def migration_claims(host_ids=None) -> list[tuple[int, dict[str, Any]]]:
+    """The claims moves in progress hold besides their instances' own: ``(host id, flavor)``.
+
+    Until the guest is built on the destination, the destination holds the new flavor; from then until
+    the move is confirmed or reverted, the source holds the old one (the instance's row counts where it
+    is). A move that ended holds nothing.
+    """
+    claims = []
+    rows = Migration.objects.filter(status__in=Migration.ACTIVE_STATUSES).values(
+        "status", "source_host_id", "dest_host_id", "old_flavor", "new_flavor"
+    )
+    for row in rows:
+        built = row["status"] in _BUILT_ON_DESTINATION
+        host_id = row["source_host_id"] if built else row["dest_host_id"]
+        if host_id is None or (host_ids is not None and host_id not in host_ids):
+            continue
+        claims.append((host_id, row["old_flavor"] if built else row["new_flavor"]))
+    return claims
+
+
+_BUILT_ON_DESTINATION = (Migration.Status.FINISHED, Migration.Status.CONFIRMING, Migration.Status.REVERTING)
 
 
 def _aggregates_by_host(host_ids=None) -> dict[int, list[tuple[str, dict[str, Any]]]]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from django.db.models import Count, Sum
 
-from portal.models import Image, Instance, Keypair, Project, QuotaClassLimit, QuotaLimit, ServerGroup
+from portal.models import Image, Instance, Keypair, Migration, Project, QuotaClassLimit, QuotaLimit, ServerGroup
 from portal.states import VmState
 
 UNLIMITED = -1
@@ -104,7 +104,17 @@ def instance_usage(project: Project, user=None) -> dict[str, int]:
     if user is not None:
         rows = rows.filter(user=user)
     totals = rows.aggregate(instances=Count("id"), cores=Sum("vcpus"), ram=Sum("memory_mb"))
-    return {key: int(totals[key] or 0) for key in ("instances", "cores", "ram")}
+    usage = {key: int(totals[key] or 0) for key in ("instances", "cores", "ram")}
+    # A server being resized holds the larger of its two flavors until the move is confirmed or reverted.
+    moving = Migration.objects.filter(project=project, status__in=Migration.ACTIVE_STATUSES)
+    if user is not None:
+        moving = moving.filter(instance__user=user)
+    for old, new, vcpus, memory_mb in moving.values_list(
+        "old_flavor", "new_flavor", "instance__vcpus", "instance__memory_mb"
+    ):
+        usage["cores"] += max(0, old["vcpus"] - vcpus, new["vcpus"] - vcpus)
+        usage["ram"] += max(0, old["memory_mb"] - memory_mb, new["memory_mb"] - memory_mb)
+    return usage
 
 
 def keypair_count(user) -> int:

@@ -1,9 +1,14 @@
-"""Server actions past start/stop/reboot, and what the conductor makes of the hosts' reports on them.
+"""The one home of server actions: how each begins, and how each ends from its host's report.
 
-pause/unpause, suspend/resume, rebuild and snapshot (``createImage``) follow the shape of every action:
-the state table is checked and the task state claimed by compare-and-swap (``lifecycle.action_begin``),
-the host is asked once that is committed, and the host's ``ActionResult`` finishes the transition here.
-lock/unlock and os-resetState need no host.
+Every action has a row in ``portal.states.ALLOWED``. Beginning one (``host_action``) checks that table
+and claims the task state by compare-and-swap (``lifecycle.action_begin``), then asks the server's host
+once that is committed. A host answers with an ``ActionResult``; ``action_result`` finishes the
+transition the table describes, with the action's own fields from ``_FINISHERS`` where it has some.
+Moves (resize, migrate, shelve, rescue) begin and end in ``portal.services.moves``, through the same
+two doors. lock/unlock and os-resetState need no host.
+
+Adding an action means a row in the state table, a sender in ``compute_tasks.rpc``, a host method and,
+when its report carries more than a power state, a finisher here.
 """
 
 from __future__ import annotations
@@ -18,62 +23,69 @@ from django.utils import timezone
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
 from portal.models import Image, Instance, Keypair
-from portal.states import ALLOWED, RESULT_VM_STATE, TaskState, VmState
+from portal.states import ALLOWED, KEEP, REPORTED, TaskState, VmState
 
 from . import lifecycle, quotas
+from .host_requests import build_request, instance_ref
 from .image_uploads import snapshot_upload_url
 from .images import ImageError, image_create, image_delete
 from .instances import InvalidRequest, check_image_fits
-from .scheduling import _build_request
 
 log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
-
-# Actions whose reports this module finishes; the conductor hands it every ActionResult naming one.
-HANDLED = frozenset({"pause", "unpause", "suspend", "resume", "rebuild", "snapshot"})
 
 
 class NotAllowed(Exception):
     """Policy forbids this caller the action (the API answers 403)."""
 
 
-def _host_name(instance: Instance, verb: str) -> str:
+def host_of(instance: Instance, action: str) -> str:
+    """The name of the host the instance is on, or StateConflict when it is on none."""
     if instance.host_id is None:
+        verb = ALLOWED[action].record_as or action
         raise lifecycle.StateConflict(
             f"Cannot '{verb}' instance {instance.uuid} while it is in vm_state {instance.vm_state}: it is on no host"
         )
     return instance.host.name
 
 
-def _ref(instance: Instance, ctx: RequestContext) -> rpc.InstanceRef:
-    return rpc.InstanceRef(
-        instance_uuid=str(instance.uuid), domain_name=instance.domain_name, request_id=ctx.request_id
-    )
-
-
-def _host_action(ctx: RequestContext, instance: Instance, action: str, send: Callable[[str, rpc.InstanceRef], None]):
-    host = _host_name(instance, action)
+def host_action(
+    *,
+    ctx: RequestContext,
+    instance: Instance,
+    action: str,
+    send: Callable[[str], None],
+    **fields: Any,
+) -> str:
+    """Begin ``action``: claim its task state (writing ``fields`` with it), and once that is committed
+    call ``send(host)`` to ask the instance's host. Returns the host's name."""
+    host = host_of(instance, action)
     with transaction.atomic():
-        lifecycle.action_begin(instance=instance, action=action, ctx=ctx)
-        ref = _ref(instance, ctx)
-        transaction.on_commit(lambda: send(host, ref))
+        lifecycle.action_begin(instance=instance, action=action, ctx=ctx, **fields)
+        transaction.on_commit(lambda: send(host))
+    return host
 
 
-def instance_pause(*, ctx: RequestContext, instance: Instance) -> None:
-    _host_action(ctx, instance, "pause", rpc.pause_instance)
+# The actions whose whole request is the instance's reference, and the ``rpc`` sender of each.
+_REF_SENDERS: dict[str, str] = {
+    "start": "start_instance",
+    "stop": "stop_instance",
+    "reboot": "reboot_instance",
+    "reboot_hard": "reboot_instance",
+    "pause": "pause_instance",
+    "unpause": "unpause_instance",
+    "suspend": "suspend_instance",
+    "resume": "resume_instance",
+}
+SIMPLE_ACTIONS = frozenset(_REF_SENDERS)
 
 
-def instance_unpause(*, ctx: RequestContext, instance: Instance) -> None:
-    _host_action(ctx, instance, "unpause", rpc.unpause_instance)
-
-
-def instance_suspend(*, ctx: RequestContext, instance: Instance) -> None:
-    _host_action(ctx, instance, "suspend", rpc.suspend_instance)
-
-
-def instance_resume(*, ctx: RequestContext, instance: Instance) -> None:
-    _host_action(ctx, instance, "resume", rpc.resume_instance)
+def instance_action(*, ctx: RequestContext, instance: Instance, action: str) -> None:
+    """start, stop, reboot, reboot_hard, pause, unpause, suspend or resume."""
+    sender = getattr(rpc, _REF_SENDERS[action])
+    ref = instance_ref(instance, ctx.request_id, reboot_type="HARD" if action == "reboot_hard" else "SOFT")
+    host_action(ctx=ctx, instance=instance, action=action, send=lambda host: sender(host, ref))
 
 
 # --- lock, unlock, reset ------------------------------------------------------------------------------
@@ -131,7 +143,6 @@ def instance_rebuild(
     host, addresses and flavor. The new attributes are written with the task state, so they change only
     if the rebuild is accepted. A stopped server stays stopped; an ERROR one comes back ACTIVE.
     """
-    host = _host_name(instance, "rebuild")
     if instance.image_ref is None:
         raise InvalidRequest(f"Instance {instance.uuid} boots from a volume; rebuilding it is not supported.")
     check_image_fits(image, memory_mb=instance.memory_mb, root_gb=instance.root_gb)
@@ -148,16 +159,18 @@ def instance_rebuild(
     if user_data is not _UNSET:
         fields["user_data"] = user_data
     power_on = instance.vm_state != VmState.STOPPED
+
+    def send(host: str) -> None:
+        rpc.rebuild_instance(host, request)
+
     with transaction.atomic():
         if metadata is not None:
             quotas.quota_check(project=instance.project, user=None, resource="metadata_items", delta=len(metadata))
-        lifecycle.action_begin(instance=instance, action="rebuild", ctx=ctx, **fields)
+        host_action(ctx=ctx, instance=instance, action="rebuild", send=send, **fields)
         try:
-            build = _build_request(instance, ctx.request_id, alternates=[])
+            request = rpc.RebuildRequest(build=build_request(instance, ctx.request_id), power_on=power_on)
         except ImageError as exc:
             raise InvalidRequest(str(exc)) from None
-        request = rpc.RebuildRequest(build=build, power_on=power_on)
-        transaction.on_commit(lambda: rpc.rebuild_instance(host, request))
     return instance
 
 
@@ -172,7 +185,7 @@ def instance_snapshot(
     The host gets a signed upload URL for that one image; the image API marks it ``saving`` while the
     data arrives and ``active`` once it is complete and hashed.
     """
-    host = _host_name(instance, "createImage")
+    host_of(instance, "snapshot")
     if instance.image_ref is None:
         raise InvalidRequest(f"Instance {instance.uuid} boots from a volume; snapshot its volume instead.")
     base = instance.image
@@ -184,7 +197,9 @@ def instance_snapshot(
         "user_id": str(ctx.user.pk),
     }
     with transaction.atomic():
-        lifecycle.action_begin(instance=instance, action="snapshot", ctx=ctx, record_as="createImage")
+        host = host_action(
+            ctx=ctx, instance=instance, action="snapshot", send=lambda host: rpc.snapshot_instance(host, request)
+        )
         image = image_create(
             ctx=ctx,
             name=name,
@@ -202,7 +217,7 @@ def instance_snapshot(
             upload_url=snapshot_upload_url(image=image),
             request_id=ctx.request_id,
         )
-        transaction.on_commit(lambda: rpc.snapshot_instance(host, request))
+    log.debug("snapshot of %s on %s into image %s", instance.uuid, host, image.id)
     return image
 
 
@@ -225,11 +240,22 @@ def _abandon_snapshot_images(instance: Instance, image_id: str = "") -> None:
 
 def action_result(*, report: rpc.ActionResult) -> None:
     """Finish (or fail) the task a host reports on. Stale or repeated reports change nothing: the
-    compare-and-swap on the task state lets only the first one through."""
+    compare-and-swap on the task state (and on the host the instance is placed on) lets only the first
+    one through."""
+    from .moves import REPORT_HANDLERS as move_reports  # moves begin through this module
+
+    handler = move_reports.get(report.action) or (_terminated if report.action == "terminate" else None)
+    if handler is not None:
+        handler(report)
+        return
+    if report.action not in ALLOWED or ALLOWED[report.action].result is None:
+        log.warning("Host %s reported an action this cloud does not know: %s", report.host, report.action[:40])
+        return
     instance = Instance.objects.filter(uuid=report.instance_uuid).select_related("host").first()
     if instance is None or instance.host is None or instance.host.name != report.host:
         return  # a host speaks only about the instances placed on it
-    task_state = ALLOWED[report.action].task_state
+    rule = ALLOWED[report.action]
+    expected = sorted(rule.reported_task_states())
     event = f"compute_{report.action}_instance"
     if report.error:
         fields: dict[str, Any] = {"power_state": report.power_state}
@@ -237,7 +263,7 @@ def action_result(*, report: rpc.ActionResult) -> None:
             fields["vm_state"] = VmState.ERROR  # the old disk is gone and the new one did not come up
         failed = lifecycle.task_fail(
             instance=instance,
-            expected_task_states=[task_state],
+            expected_task_states=expected,
             event=event,
             message=report.error,
             details=report.details,
@@ -252,37 +278,79 @@ def action_result(*, report: rpc.ActionResult) -> None:
         return
 
     fields = {"power_state": report.power_state, "vnc_host": report.vnc_host or "", "vnc_port": report.vnc_port}
-    vm_state = RESULT_VM_STATE[report.action]
-    if report.action == "rebuild":
-        vm_state = VmState.ACTIVE if report.power_state == rpc.RUNNING else VmState.STOPPED
-        fields["launched_at"] = timezone.now()
-        if report.addresses is not None:
-            fields["addresses"] = report.addresses
-    elif report.action == "snapshot":
-        fields = {"power_state": report.power_state}  # the guest's console is where it was
-        image = Image.objects.filter(pk=report.image_id).first() if report.image_id else None
-        if image is None or image.status != Image.Status.ACTIVE:
-            lifecycle.task_fail(
+    if rule.result == REPORTED:
+        fields["vm_state"] = VmState.ACTIVE if report.power_state == rpc.RUNNING else VmState.STOPPED
+    elif rule.result != KEEP:
+        fields["vm_state"] = rule.result
+    finisher = _FINISHERS.get(report.action)
+    if finisher is not None:
+        fields = finisher(instance, report, fields)
+        if fields is None:
+            return
+    with transaction.atomic():
+        for task_state in expected:
+            if lifecycle.task_finish(
                 instance=instance,
-                expected_task_states=[task_state],
+                expected_task_state=task_state,
                 event=event,
-                message=f"The snapshot's image {report.image_id} did not become active",
                 request_id=report.request_id,
                 reported_by=report.host,
                 **fields,
-            )
-            _abandon_snapshot_images(instance, report.image_id)
-            return
-    if vm_state is not None:
-        fields["vm_state"] = vm_state
-    lifecycle.task_finish(
+            ):
+                break
+
+
+def _rebuilt(instance: Instance, report: rpc.ActionResult, fields: dict[str, Any]) -> dict[str, Any]:
+    fields["launched_at"] = timezone.now()
+    if report.addresses is not None:
+        fields["addresses"] = report.addresses
+    return fields
+
+
+def _snapshotted(instance: Instance, report: rpc.ActionResult, fields: dict[str, Any]) -> dict[str, Any] | None:
+    fields = {key: value for key, value in fields.items() if key not in ("vnc_host", "vnc_port")}
+    image = Image.objects.filter(pk=report.image_id).first() if report.image_id else None
+    if image is None or image.status != Image.Status.ACTIVE:
+        lifecycle.task_fail(
+            instance=instance,
+            expected_task_states=[TaskState.IMAGE_SNAPSHOT],
+            event="compute_snapshot_instance",
+            message=f"The snapshot's image {report.image_id} did not become active",
+            request_id=report.request_id,
+            reported_by=report.host,
+            **fields,
+        )
+        _abandon_snapshot_images(instance, report.image_id)
+        return None
+    return fields
+
+
+def _terminated(report: rpc.ActionResult) -> None:
+    instance = Instance.objects.filter(uuid=report.instance_uuid).first()
+    if instance is None:
+        return
+    if report.error:
+        lifecycle.record_event(
+            lifecycle.current_action(instance, report.request_id),
+            "compute_terminate_instance",
+            result="Error",
+            host=report.host,
+            details=report.error,
+        )
+        return  # stays deleting; the reaper ends it when the lease runs out
+    lifecycle.mark_deleted(
         instance=instance,
-        expected_task_state=task_state,
-        event=event,
-        request_id=report.request_id,
+        expected_task_states=[TaskState.DELETING],
+        event="compute_terminate_instance",
         reported_by=report.host,
-        **fields,
     )
+
+
+# What an action's success writes besides its vm_state, power state and console (None: it failed after all).
+_FINISHERS: dict[str, Callable[[Instance, rpc.ActionResult, dict[str, Any]], dict[str, Any] | None]] = {
+    "rebuild": _rebuilt,
+    "snapshot": _snapshotted,
+}
 
 
 # --- tasks whose lease ran out -----------------------------------------------------------------------

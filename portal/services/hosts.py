@@ -6,10 +6,11 @@ import logging
 from datetime import UTC, datetime
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from compute_tasks import rpc
-from portal.models import ComputeHost, Instance, MessageRefusal
+from portal.models import ComputeHost, Instance, MessageRefusal, Migration
 from portal.states import PowerState, VmState
 
 from . import host_trust, lifecycle
@@ -72,8 +73,17 @@ def _stray_domains(beat: rpc.Heartbeat) -> list[str]:
             "uuid", "vm_state", "updated_at", "host__name"
         )
     }
+    # A move in progress has the guest (or what the source keeps of it) on both of its hosts.
+    moving = {
+        str(value)
+        for value in Migration.objects.filter(
+            Q(source_host__name=beat.host) | Q(dest_host__name=beat.host),
+            status__in=Migration.ACTIVE_STATUSES,
+            instance__uuid__in=list(reported),
+        ).values_list("instance__uuid", flat=True)
+    }
     strays = []
-    for instance_uuid in sorted(reported):
+    for instance_uuid in sorted(reported - moving):
         row = known.get(instance_uuid)
         if row is None:
             strays.append(f"instance-{instance_uuid}")

@@ -20,7 +20,8 @@ from portal.models import Instance, InstanceTag
 from portal.states import EDITABLE_VM_STATES
 
 from . import quotas
-from .instances import InvalidRequest, hostname_from
+from .host_requests import hostname_from
+from .instances import InvalidRequest
 from .lifecycle import InstanceLocked, StateConflict
 
 _UNSET: Any = object()

@@ -1,11 +1,14 @@
-"""Instance requests from users: create, delete, start, stop, reboot."""
+"""Servers asked for by users: create (the API and the portal both call ``servers_create``) and delete.
+
+Every other action lives in ``portal.services.actions``.
+"""
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +21,7 @@ from portal.selectors.hosts import host_is_up
 from portal.states import TaskState, VmState
 
 from . import lifecycle, quotas, volumes
+from .host_requests import hostname_from, instance_ref
 
 
 class InvalidRequest(Exception):
@@ -31,11 +35,6 @@ def random_mac() -> str:
 
 def new_reservation_id() -> str:
     return f"r-{uuid.uuid4().hex[:8]}"
-
-
-def hostname_from(name: str) -> str:
-    """A DNS label made from a server name, as the guest's host name."""
-    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-") or "server"
 
 
 def requested_host_note(instance: Instance) -> str:
@@ -63,53 +62,106 @@ def check_image_fits(image: Image, *, memory_mb: int, root_gb: int, disk: str = 
         raise InvalidRequest(f"{disk} is too small for requested image.")
 
 
-def instance_create(
-    *,
-    ctx: RequestContext,
-    name: str,
-    flavor: Flavor,
-    image: Image | None,
-    networks: str = "auto",
-    user_data: str | None = None,
-    keypair: Keypair | None = None,
-    metadata: dict[str, str] | None = None,
-    description: str | None = None,
-    availability_zone: str | None = None,
-    reservation_id: str | None = None,
-    launch_index: int = 0,
-    tags: Sequence[str] = (),
-    scheduler_hints: dict[str, Any] | None = None,
-    server_group: ServerGroup | None = None,
-    config_drive: bool = False,
-    block_devices: Sequence[volumes.BootVolume] = (),
-    user_token: str | None = None,
-    requested_host: str = "",
-    force_host: bool = False,
-) -> Instance:
-    """Record a new instance in BUILD/scheduling and hand it to the conductor once committed.
+@dataclass(frozen=True)
+class ServerSpec:
+    """What a create request asks for, once its references are resolved (the same for the API and the
+    portal). ``requested_host`` is the only host the servers may go to (``force_host`` bypasses most
+    filters there); callers check that the caller may ask for either."""
 
-    ``keypair``'s public key is copied into the instance: deleting or replacing the key pair later does
-    not change what the instance was booted with. ``scheduler_hints`` and ``server_group`` are kept for
-    the scheduler, and so is ``requested_host``, the only host it may go to (``force_host`` bypasses
-    most filters there; callers check that the caller may ask for either).
-    """
-    if flavor.disabled:
-        raise InvalidRequest(f"Flavor {flavor.flavorid} is disabled and cannot be used.")
-    if image is not None:
-        check_image_fits(image, memory_mb=flavor.memory_mb, root_gb=flavor.root_gb)
-    elif not any(volume.boot_index == 0 for volume in block_devices):
+    name: str
+    flavor: Flavor
+    image: Image | None
+    networks: str = "auto"
+    user_data: str | None = None
+    keypair: Keypair | None = None
+    metadata: dict[str, str] | None = None
+    description: str | None = None
+    availability_zone: str | None = None
+    tags: Sequence[str] = ()
+    scheduler_hints: dict[str, Any] = field(default_factory=dict)
+    server_group: ServerGroup | None = None
+    config_drive: bool = False
+    block_devices: Sequence[volumes.BootVolume] = ()
+    user_token: str | None = None
+    requested_host: str = ""
+    force_host: bool = False
+
+
+def servers_create(*, ctx: RequestContext, spec: ServerSpec, min_count: int = 1, max_count: int = 1) -> list[Instance]:
+    """Create up to ``max_count`` servers as one request (all in one transaction, one reservation id), at
+    least ``min_count``: as in Nova, when the quota has room for fewer than ``max_count`` but at least
+    ``min_count``, that many are made; else QuotaExceeded names the whole request."""
+    min_count = max(1, min(min_count, max_count))
+    _check_spec(spec)
+    reservation_id = new_reservation_id()
+    with transaction.atomic():
+        count = _count_within_quota(ctx, spec.flavor, min_count, max_count)
+        return [
+            instance_create(
+                ctx=ctx,
+                spec=replace(spec, name=spec.name if count == 1 else f"{spec.name}-{index + 1}"),
+                reservation_id=reservation_id,
+                launch_index=index,
+            )
+            for index in range(count)
+        ]
+
+
+def _check_spec(spec: ServerSpec) -> None:
+    if spec.flavor.disabled:
+        raise InvalidRequest(f"Flavor {spec.flavor.flavorid} is disabled and cannot be used.")
+    if spec.image is not None:
+        check_image_fits(spec.image, memory_mb=spec.flavor.memory_mb, root_gb=spec.flavor.root_gb)
+    elif not any(volume.boot_index == 0 for volume in spec.block_devices):
         raise InvalidRequest("A server needs an image or a boot volume.")
 
+
+def _count_within_quota(ctx: RequestContext, flavor: Flavor, min_count: int, max_count: int) -> int:
+    """How many of the request fit the quota: ``max_count`` if they do, else the most that do down to
+    ``min_count``; the refusal names the whole request (locks the project row)."""
+    for count in range(max_count, min_count - 1, -1):
+        try:
+            quotas.instance_quota_check(
+                project=ctx.project,
+                user=ctx.user,
+                instances=count,
+                cores=count * flavor.vcpus,
+                ram=count * flavor.memory_mb,
+            )
+        except quotas.QuotaExceeded as exc:
+            if count == max_count:
+                refusal = exc
+            continue
+        return count
+    raise refusal
+
+
+def instance_create(
+    *, ctx: RequestContext, spec: ServerSpec, reservation_id: str | None = None, launch_index: int = 0
+) -> Instance:
+    """Record one new instance in BUILD/scheduling and hand it to the conductor once committed.
+
+    The keypair's public key is copied into the instance: deleting or replacing the key pair later does
+    not change what the instance was booted with. The hints, group and requested host are kept for the
+    scheduler. Quota is checked again here for this one instance, under the project's lock.
+    """
+    _check_spec(spec)
+    flavor, image, keypair = spec.flavor, spec.image, spec.keypair
+    requested_host = spec.requested_host
     with transaction.atomic():
         # One creator per project at a time: usage counted here cannot change under us.
         Project.objects.select_for_update().get(pk=ctx.project.pk)
         quotas.instance_quota_check(project=ctx.project, user=ctx.user, cores=flavor.vcpus, ram=flavor.memory_mb)
-        quotas.quota_check(project=ctx.project, user=ctx.user, resource="metadata_items", delta=len(metadata or {}))
-        if server_group is not None:
-            quotas.quota_check(project=ctx.project, user=ctx.user, resource="server_group_members", group=server_group)
+        quotas.quota_check(
+            project=ctx.project, user=ctx.user, resource="metadata_items", delta=len(spec.metadata or {})
+        )
+        if spec.server_group is not None:
+            quotas.quota_check(
+                project=ctx.project, user=ctx.user, resource="server_group_members", group=spec.server_group
+            )
         instance = Instance.objects.create(
-            name=name,
-            description=description,
+            name=spec.name,
+            description=spec.description,
             project=ctx.project,
             user=ctx.user,
             flavor=flavor,
@@ -126,49 +178,40 @@ def instance_create(
             task_state=TaskState.SCHEDULING,
             task_deadline=lifecycle.lease_deadline(TaskState.SCHEDULING),
             # The zone asked for; empty means any, and the conductor records the chosen host's zone.
-            availability_zone=availability_zone or "",
-            networks=networks,
-            mac_address=random_mac() if networks == "auto" else "",
-            user_data=user_data,
+            availability_zone=spec.availability_zone or "",
+            networks=spec.networks,
+            mac_address=random_mac() if spec.networks == "auto" else "",
+            user_data=spec.user_data,
             key_name=keypair.name if keypair else None,
             key_data=keypair.public_key if keypair else None,
-            metadata=metadata or {},
+            metadata=spec.metadata or {},
             reservation_id=reservation_id or new_reservation_id(),
             launch_index=launch_index,
-            hostname=hostname_from(name),
-            scheduler_hints=dict(scheduler_hints or {}),
-            server_group=server_group,
+            hostname=hostname_from(spec.name),
+            scheduler_hints=dict(spec.scheduler_hints or {}),
+            server_group=spec.server_group,
             requested_host=requested_host,
-            force_host=force_host and bool(requested_host),
-            config_drive=config_drive or settings.CLOUD["FORCE_CONFIG_DRIVE"],
+            force_host=spec.force_host and bool(requested_host),
+            config_drive=spec.config_drive or settings.CLOUD["FORCE_CONFIG_DRIVE"],
         )
-        InstanceTag.objects.bulk_create(InstanceTag(instance=instance, tag=tag) for tag in dict.fromkeys(tags))
-        if block_devices:
-            volumes.block_devices_create(instance=instance, volumes=block_devices)
+        InstanceTag.objects.bulk_create(InstanceTag(instance=instance, tag=tag) for tag in dict.fromkeys(spec.tags))
+        if spec.block_devices:
+            volumes.block_devices_create(instance=instance, volumes=spec.block_devices)
         action = InstanceAction.objects.create(
             instance=instance, action="create", request_id=ctx.request_id, user=ctx.user, project=ctx.project
         )
         lifecycle.record_event(action, "api_create", details=requested_host_note(instance))
         # New volumes are made by the conductor, in the project of the token it asks Cinder with.
-        makes_volumes = any(volume.is_new for volume in block_devices)
+        makes_volumes = any(volume.is_new for volume in spec.block_devices)
         request = rpc.ScheduleRequest(
             instance_uuid=str(instance.uuid),
             request_id=ctx.request_id,
-            user_token=(user_token or "") if makes_volumes else "",
+            user_token=(spec.user_token or "") if makes_volumes else "",
         )
         # Robust: when the broker cannot take the message the boot is still accepted; the row is the
         # intention and the reaper sends the request again.
         transaction.on_commit(lambda: rpc.schedule_and_build(request), robust=True)
     return instance
-
-
-def _ref(instance: Instance, request_id: str, reboot_type: str = "SOFT") -> rpc.InstanceRef:
-    return rpc.InstanceRef(
-        instance_uuid=str(instance.uuid),
-        domain_name=instance.domain_name,
-        request_id=request_id,
-        reboot_type=reboot_type,
-    )
 
 
 def instance_delete(*, ctx: RequestContext, instance: Instance) -> None:
@@ -184,11 +227,14 @@ def instance_delete(*, ctx: RequestContext, instance: Instance) -> None:
             if instance.vm_state == VmState.DELETED or instance.task_state == TaskState.DELETING:
                 return  # a concurrent delete got there first
             raise
+        from .moves import moves_cleanup_on_delete  # moves build on this module
+
+        moves_cleanup_on_delete(instance)
         if instance.host_id is None:
             lifecycle.mark_deleted(instance=instance, expected_task_states=[TaskState.DELETING], event="delete_local")
             return
         host = instance.host.name
-        ref = _ref(instance, ctx.request_id)
+        ref = instance_ref(instance, ctx.request_id)
         if not host_is_up(instance.host):
             # As Nova's local delete: a host that is down cannot confirm, so the instance is gone now
             # (and its quota free). The terminate still waits in the host's queue and removes the
@@ -197,26 +243,3 @@ def instance_delete(*, ctx: RequestContext, instance: Instance) -> None:
                 instance=instance, expected_task_states=[TaskState.DELETING], event="delete_local_host_down"
             )
         transaction.on_commit(lambda: rpc.terminate_instance(host, ref), robust=True)
-
-
-_SENDERS = {
-    "start": rpc.start_instance,
-    "stop": rpc.stop_instance,
-    "reboot": rpc.reboot_instance,
-    "reboot_hard": rpc.reboot_instance,
-}
-
-
-def instance_power_action(*, ctx: RequestContext, instance: Instance, action: str) -> None:
-    """start, stop, reboot (soft) or reboot_hard: claim the task state, then ask the host."""
-    if instance.host_id is None:
-        verb = action.replace("_hard", "")
-        raise lifecycle.StateConflict(
-            f"Cannot '{verb}' instance {instance.uuid} while it is in vm_state {instance.vm_state}"
-        )
-    with transaction.atomic():
-        lifecycle.action_begin(instance=instance, action=action, ctx=ctx)
-        host = instance.host.name
-        ref = _ref(instance, ctx.request_id, "HARD" if action == "reboot_hard" else "SOFT")
-        send = _SENDERS[action]
-        transaction.on_commit(lambda: send(host, ref))

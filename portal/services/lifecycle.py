@@ -26,7 +26,7 @@ from portal.models import (
     InstanceActionEvent,
     InstanceFault,
 )
-from portal.states import ALLOWED, LOCKED_ACTIONS, VmState, allowed_task_states
+from portal.states import ALLOWED, VmState, allowed_task_states
 
 _UNSET: Any = object()
 
@@ -129,7 +129,7 @@ def action_begin(
     Raises StateConflict when the table forbids it or another task got there first.
     """
     rule = ALLOWED[action]
-    if instance.locked and action in LOCKED_ACTIONS and not ctx.is_admin:
+    if instance.locked and rule.locked and not ctx.is_admin:
         raise InstanceLocked(f"Instance {instance.uuid} is locked")
     with transaction.atomic():
         swapped = compare_and_swap(
@@ -140,7 +140,7 @@ def action_begin(
             **fields,
         )
         if not swapped:
-            verb = action.replace("_hard", "")
+            verb = rule.record_as or action
             if instance.task_state is not None:
                 raise StateConflict(
                     f"Cannot '{verb}' instance {instance.uuid} while it is in task_state {instance.task_state}"
@@ -148,7 +148,7 @@ def action_begin(
             raise StateConflict(f"Cannot '{verb}' instance {instance.uuid} while it is in vm_state {instance.vm_state}")
         record = InstanceAction.objects.create(
             instance=instance,
-            action=record_as or action.replace("_hard", ""),
+            action=record_as or rule.record_as or action,
             request_id=ctx.request_id,
             user=ctx.user,
             project=ctx.project,

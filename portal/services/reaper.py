@@ -15,7 +15,8 @@ from compute_tasks import rpc
 from portal.models import ConsoleToken, Instance, InstanceAction, InstanceActionEvent
 from portal.states import TaskState, VmState
 
-from . import actions, lifecycle
+from . import actions, lifecycle, moves
+from .host_requests import instance_ref
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,10 @@ def reap_expired_tasks(*, limit: int = 500) -> int:
                 )
                 if done and host:
                     # The host may still finish the build later: make sure nothing of it stays.
-                    ref = rpc.InstanceRef(instance_uuid=str(instance.uuid), domain_name=instance.domain_name)
+                    ref = instance_ref(instance)
                     transaction.on_commit(lambda h=host, r=ref: rpc.terminate_instance(h, r))
+        elif task in moves.MOVE_TASKS:
+            done = moves.move_expired(instance=instance, task_state=task)
         elif task == TaskState.DELETING:
             # The host never confirmed: delete locally. If the domain is still there when the host
             # comes back, its heartbeat reports it as an orphan.

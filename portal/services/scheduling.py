@@ -39,8 +39,9 @@ from portal.states import TaskState, VmState
 from scheduler import Explanation, recheck_placements, select_hosts_for_batch
 
 from . import lifecycle, volumes
-from .images import image_build_spec
-from .instances import hostname_from, requested_host_note
+from .host_requests import build_request, instance_ref
+from .images import image_delete
+from .instances import requested_host_note
 
 log = logging.getLogger(__name__)
 
@@ -50,47 +51,6 @@ BUILD_EVENT = "compute_build_and_run_instance"
 
 class _LostRace(Exception):
     """A chosen host filled up between the decision and its lock; the decision is taken again."""
-
-
-def _build_request(instance: Instance, request_id: str, alternates: list[str]) -> rpc.BuildRequest:
-    # A server booted from a volume has no image of its own: its root disk comes with its volumes.
-    spec = image_build_spec(image=Image.objects.get(pk=instance.image_ref)) if instance.image_ref else None
-    nics = []
-    if instance.networks == "auto":
-        nics.append(rpc.NicSpec(mac=instance.mac_address, network=settings.CLOUD["NETWORK"]["mode"]))
-    return rpc.BuildRequest(
-        instance_uuid=str(instance.uuid),
-        domain_name=instance.domain_name,
-        flavor=rpc.FlavorSpec(
-            name=instance.flavor_name,
-            vcpus=instance.vcpus,
-            memory_mb=instance.memory_mb,
-            root_gb=instance.root_gb,
-            extra_specs=dict(instance.flavor_extra_specs),
-        ),
-        image=rpc.ImageSpec(**spec) if spec is not None else None,
-        nics=nics,
-        user_data=instance.user_data,
-        request_id=request_id,
-        attempt=instance.build_attempts,
-        alternates=alternates,
-        block_devices=volumes.attached_connections(instance),
-        metadata=_guest_metadata(instance) if instance.config_drive else None,
-    )
-
-
-def _guest_metadata(instance: Instance) -> rpc.InstanceMetadata:
-    """What the guest reads from its config drive."""
-    return rpc.InstanceMetadata(
-        uuid=str(instance.uuid),
-        name=instance.name,
-        hostname=instance.hostname or hostname_from(instance.name),
-        project_id=instance.project_id,
-        availability_zone=instance.availability_zone,
-        launch_index=instance.launch_index,
-        meta={str(key): str(value) for key, value in (instance.metadata or {}).items()},
-        public_keys={instance.key_name: instance.key_data} if instance.key_name and instance.key_data else {},
-    )
 
 
 def _pending_batch(instance: Instance) -> list[Instance]:
@@ -104,7 +64,7 @@ def _pending_batch(instance: Instance) -> list[Instance]:
     return list(rows.order_by("launch_index", "id"))
 
 
-def _share_lock_projects(project_ids: list[str]) -> None:
+def share_lock_projects(project_ids: list[str]) -> None:
     """Take the projects' rows in KEY SHARE mode before any server group's row.
 
     A boot into a group locks its project, then the group (for the group's member quota). A claim
@@ -156,7 +116,7 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
         return None  # placed, deleted or reaped meanwhile
     group_ids = sorted({member.server_group_id for member in batch if member.server_group_id})
     if group_ids:
-        _share_lock_projects(sorted({member.project_id for member in batch}))
+        share_lock_projects(sorted({member.project_id for member in batch}))
     groups = {
         group.pk: group for group in ServerGroup.objects.select_for_update().filter(pk__in=group_ids).order_by("pk")
     }
@@ -209,7 +169,7 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
         action = lifecycle.current_action(member, request_id)
         lifecycle.record_event(action, SCHEDULE_EVENT, host=host.host, details=requested_host_note(member))
         alternates = [alternate.host for alternate in selection.alternates(conf["MAX_ALTERNATES"])]
-        build = _build_request(member, action.request_id if action else request_id, alternates)
+        build = build_request(member, action.request_id if action else request_id, alternates=alternates)
         # Sent once committed, with the server's volumes made and connected for the host first, if any.
         transaction.on_commit(
             lambda h=host.host, b=build: volumes.build_with_volumes(host=h, build=b, user_token=user_token)
@@ -253,7 +213,7 @@ def schedule_and_build(
 
 
 def _terminate_on_host(instance: Instance, host: str, request_id: str) -> None:
-    ref = rpc.InstanceRef(instance_uuid=str(instance.uuid), domain_name=instance.domain_name, request_id=request_id)
+    ref = instance_ref(instance, request_id)
     transaction.on_commit(lambda: rpc.terminate_instance(host, ref))
 
 
@@ -278,6 +238,8 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
         if done:
             # A success clears the host's record of failures (the row is only written when there were any).
             ComputeHost.objects.filter(name=report.host, failed_builds__gt=0).update(failed_builds=0)
+            if instance.shelved_image:
+                _unshelved(instance)
             transaction.on_commit(lambda: volumes.boot_volumes_complete(instance_uuid=report.instance_uuid))
         elif instance.vm_state == VmState.DELETED or instance.task_state == TaskState.DELETING:
             # Deleted while it was being built: the host may have finished after it saw the delete.
@@ -286,6 +248,14 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
             # A build the instance no longer waits for on that host (its lease ended it, or it was
             # rescheduled elsewhere, and a redelivered message built it anyway): nothing of it may stay.
             _terminate_on_host(instance, report.host, report.request_id)
+
+
+def _unshelved(instance: Instance) -> None:
+    """An unshelved server came up from its shelved image, which is no longer needed."""
+    image = Image.objects.filter(pk=instance.shelved_image).exclude(status=Image.Status.DELETED).first()
+    Instance.objects.filter(pk=instance.pk).update(shelved_image=None, shelved_at=None)
+    if image is not None:
+        transaction.on_commit(lambda: image_delete(ctx=None, image=image))
 
 
 def build_failed(*, report: rpc.BuildFailed) -> None:
@@ -307,6 +277,19 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
         if instance.host is not None and instance.host.name != report.host:
             return  # a late report from a host the build already left
         ComputeHost.objects.filter(name=report.host).update(failed_builds=F("failed_builds") + 1)
+        if instance.vm_state == VmState.SHELVED_OFFLOADED:
+            # An unshelve: the server stays shelved, its image kept, for the user to try again.
+            lifecycle.task_fail(
+                instance=instance,
+                expected_task_states=[TaskState.SPAWNING],
+                event="compute_unshelve_instance",
+                message=f"Unshelving instance {instance.uuid} failed on host {report.host}: {report.message}",
+                details=report.details,
+                request_id=report.request_id,
+                host=report.host,
+                host_id=None,
+            )
+            return
         attempted = list(dict.fromkeys([*(instance.attempted_hosts or []), report.host]))
         message = f"Build of instance {instance.uuid} failed on host {report.host}: {report.message}"
         # A request that named its host has no alternates: it is built there or not at all, as in Nova.
@@ -349,67 +332,3 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
     if reschedule:
         log.info("Rescheduling instance %s after a failed build on %s", report.instance_uuid, report.host)
         schedule_and_build(instance_uuid=report.instance_uuid, request_id=report.request_id, previous_failure=message)
-
-
-_FINISHED = {
-    # action reported by the host -> (task state it ends, vm_state it sets)
-    "start": (TaskState.POWERING_ON, VmState.ACTIVE),
-    "stop": (TaskState.POWERING_OFF, VmState.STOPPED),
-}
-
-
-def action_result(*, report: rpc.ActionResult) -> None:
-    instance = Instance.objects.filter(uuid=report.instance_uuid).first()
-    if instance is None:
-        return
-    if report.action == "terminate":
-        if report.error:
-            lifecycle.record_event(
-                lifecycle.current_action(instance, report.request_id),
-                "compute_terminate_instance",
-                result="Error",
-                reported_by=report.host,
-                details=report.error,
-            )
-            return  # stays deleting; the reaper ends it when the lease runs out
-        lifecycle.mark_deleted(
-            instance=instance,
-            expected_task_states=[TaskState.DELETING],
-            event="compute_terminate_instance",
-            reported_by=report.host,
-        )
-        return
-
-    if report.action == "reboot":
-        expected = [TaskState.REBOOTING, TaskState.REBOOTING_HARD]
-        vm_state = VmState.ACTIVE
-    else:
-        expected_one, vm_state = _FINISHED[report.action]
-        expected = [expected_one]
-    event = f"compute_{report.action}_instance"
-    if report.error:
-        lifecycle.task_fail(
-            instance=instance,
-            expected_task_states=expected,
-            event=event,
-            message=report.error,
-            details=report.details,
-            request_id=report.request_id,
-            reported_by=report.host,
-            power_state=report.power_state,
-        )
-        return
-    with transaction.atomic():
-        for task_state in expected:
-            if lifecycle.task_finish(
-                instance=instance,
-                expected_task_state=task_state,
-                event=event,
-                request_id=report.request_id,
-                reported_by=report.host,
-                vm_state=vm_state,
-                power_state=report.power_state,
-                vnc_host=report.vnc_host or "",
-                vnc_port=report.vnc_port,
-            ):
-                break

@@ -213,8 +213,28 @@ CLOUD = {
         "resuming": env_int("LEASE_POWER", 180),
         "rebuilding": env_int("LEASE_SPAWNING", 600),
         "image_snapshot": env_int("LEASE_SNAPSHOT", 1800),
+        "resize_prep": env_int("LEASE_SCHEDULING", 120),
+        "resize_migrating": env_int("LEASE_SNAPSHOT", 1800),
+        "resize_migrated": env_int("LEASE_POWER", 180),
+        "resize_finish": env_int("LEASE_SPAWNING", 600),
+        "resize_confirming": env_int("LEASE_DELETING", 300),
+        "resize_reverting": env_int("LEASE_SPAWNING", 600),
+        "shelving": env_int("LEASE_SNAPSHOT", 1800),
+        "shelving_offloading": env_int("LEASE_DELETING", 300),
+        "unshelving": env_int("LEASE_SPAWNING", 600),
+        "rescuing": env_int("LEASE_SPAWNING", 600),
+        "unrescuing": env_int("LEASE_SPAWNING", 600),
         "deleting": env_int("LEASE_DELETING", 300),
     },
+    # A moved server waiting in VERIFY_RESIZE is confirmed by the conductor after this many seconds
+    # (0: never, as Nova's ``resize_confirm_window`` default).
+    "RESIZE_CONFIRM_WINDOW": env_int("RESIZE_CONFIRM_WINDOW", 0),
+    # A shelved server's host is freed this many seconds after it was shelved: 0 at once, -1 never
+    # (Nova's ``shelved_offload_time``).
+    "SHELVED_OFFLOAD_TIME": env_int("SHELVED_OFFLOAD_TIME", 0),
+    # A resize may keep the server on its host when the scheduler finds that best (a cold migration
+    # always leaves it).
+    "ALLOW_RESIZE_TO_SAME_HOST": env_bool("ALLOW_RESIZE_TO_SAME_HOST", True),
     "NETWORK": {"label": env("NETWORK_LABEL", "private"), "mode": "user"},
     # A request still waiting for a host this long after it was sent is sent again (its message was
     # lost), at most this many times; the scheduling lease ends it in ERROR after that.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from portal.auth.context import RequestContext
@@ -18,13 +17,6 @@ class ButtonSpec:
     confirm: str = ""
 
 
-def _power(action: str) -> Callable[..., None]:
-    def call(*, ctx: RequestContext, instance: Instance) -> None:
-        instance_services.instance_power_action(ctx=ctx, instance=instance, action=action)
-
-    return call
-
-
 # Every action of the state table that needs no further input: what its button says, what it calls.
 BUTTONS: dict[str, ButtonSpec] = {
     "start": ButtonSpec("Start"),
@@ -38,22 +30,12 @@ BUTTONS: dict[str, ButtonSpec] = {
     "delete": ButtonSpec("Delete", danger=True, confirm="Delete this instance? Its disk is removed."),
 }
 
-_SERVICES: dict[str, Callable[..., None]] = {
-    "start": _power("start"),
-    "stop": _power("stop"),
-    "reboot": _power("reboot"),
-    "reboot_hard": _power("reboot_hard"),
-    "pause": action_services.instance_pause,
-    "unpause": action_services.instance_unpause,
-    "suspend": action_services.instance_suspend,
-    "resume": action_services.instance_resume,
-    "delete": instance_services.instance_delete,
-}
-
 
 def perform(*, ctx: RequestContext, instance: Instance, action: str) -> None:
     """Run a button's action; raises StateConflict (or the service's own refusal) as the API sees them."""
-    service = _SERVICES.get(action)
-    if service is None:
+    if action == "delete":
+        instance_services.instance_delete(ctx=ctx, instance=instance)
+    elif action in action_services.SIMPLE_ACTIONS:
+        action_services.instance_action(ctx=ctx, instance=instance, action=action)
+    else:
         raise ValueError(f"There is no such action: {action[:40]}")
-    service(ctx=ctx, instance=instance)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 
-from django.db import transaction
-
 from portal.auth.context import RequestContext
 from portal.models import Instance
 from portal.services import instances as instance_services
-from portal.services.quotas import QuotaExceeded, instance_quota_check
+from portal.services.quotas import QuotaExceeded
 
 from .forms import LaunchForm
 
@@ -31,40 +29,17 @@ _WORD_FIELDS = (
 
 
 def launch(*, ctx: RequestContext, form: LaunchForm) -> list[Instance] | None:
-    """Create ``count`` instances like ``POST /servers`` does (all or none); None with form errors."""
-    arguments = form.launch_arguments()
+    """Create ``count`` instances through the API's create service (all or none); None with form errors."""
     count = form.cleaned_data["count"]
-    name = arguments.pop("name")
-    reservation_id = instance_services.new_reservation_id()
     try:
-        with transaction.atomic():
-            if count > 1:
-                # The batch as a whole first, so the refusal names what was asked for (as Nova's does).
-                flavor = arguments["flavor"]
-                instance_quota_check(
-                    project=ctx.project,
-                    user=ctx.user,
-                    instances=count,
-                    cores=count * flavor.vcpus,
-                    ram=count * flavor.memory_mb,
-                )
-            created = [
-                instance_services.instance_create(
-                    ctx=ctx,
-                    name=name if count == 1 else f"{name}-{index + 1}",
-                    reservation_id=reservation_id,
-                    launch_index=index,
-                    **arguments,
-                )
-                for index in range(count)
-            ]
+        return instance_services.servers_create(
+            ctx=ctx, spec=instance_services.ServerSpec(**form.launch_arguments()), min_count=count, max_count=count
+        )
     except QuotaExceeded as exc:
         _quota_error(form, str(exc))
-        return None
     except instance_services.InvalidRequest as exc:
         form.add_error(_field_for(str(exc)), str(exc))
-        return None
-    return created
+    return None
 
 
 def _quota_error(form: LaunchForm, message: str) -> None:

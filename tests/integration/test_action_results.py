@@ -28,7 +28,7 @@ def instance(db):
 
 
 def begin(instance, verb):
-    getattr(actions, f"instance_{verb}")(ctx=instance.ctx, instance=instance)
+    actions.instance_action(ctx=instance.ctx, instance=instance, action=verb)
     instance.refresh_from_db()
 
 

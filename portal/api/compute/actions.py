@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
 from portal.api.errors import APIError, BadRequest, Conflict, Forbidden, NotFound
+from portal.selectors.flavors import flavor_get
 from portal.selectors.images import image_get
 from portal.selectors.keypairs import keypair_get
 from portal.services import actions as action_services
 from portal.services import console_output
 from portal.services import consoles as console_services
 from portal.services import instances as instance_services
+from portal.services import moves as move_services
 from portal.services.images import ImageError, ImageForbidden, ImageQuotaExceeded, ImageTooLarge
 from portal.services.lifecycle import StateConflict
 from portal.services.quotas import QuotaExceeded
@@ -22,10 +26,13 @@ from .serializers import (
     ConsoleOutputSerializer,
     CreateImageSerializer,
     LockSerializer,
+    MigrateSerializer,
     RebootSerializer,
     RebuildSerializer,
     RemoteConsoleSerializer,
+    RescueSerializer,
     ResetStateSerializer,
+    ResizeSerializer,
 )
 from .server_views import server_brief
 from .servers import get_instance_or_404
@@ -70,21 +77,21 @@ class ServerActionView(ComputeAPIView):
         except (action_services.NotAllowed, console_services.ConsoleForbidden, QuotaExceeded) as exc:
             raise Forbidden(str(exc)) from None
 
-    def _power(self, instance, action: str):
-        instance_services.instance_power_action(ctx=self.ctx, instance=instance, action=action)
+    def _simple(self, instance, action: str):
+        action_services.instance_action(ctx=self.ctx, instance=instance, action=action)
         return Response(status=202)
 
     def action_os_start(self, request, instance, args):
-        return self._power(instance, "start")
+        return self._simple(instance, "start")
 
     def action_os_stop(self, request, instance, args):
-        return self._power(instance, "stop")
+        return self._simple(instance, "stop")
 
     def action_reboot(self, request, instance, args):
         serializer = RebootSerializer(data=args if isinstance(args, dict) else {})
         serializer.is_valid(raise_exception=True)
         hard = serializer.validated_data["type"].upper() == "HARD"
-        return self._power(instance, "reboot_hard" if hard else "reboot")
+        return self._simple(instance, "reboot_hard" if hard else "reboot")
 
     def action_os_getVNCConsole(self, request, instance, args):  # noqa: N802
         if request.api_version >= "2.6":
@@ -97,20 +104,16 @@ class ServerActionView(ComputeAPIView):
     # --- pause, suspend, lock, reset -------------------------------------------------------------------
 
     def action_pause(self, request, instance, args):
-        action_services.instance_pause(ctx=self.ctx, instance=instance)
-        return Response(status=202)
+        return self._simple(instance, "pause")
 
     def action_unpause(self, request, instance, args):
-        action_services.instance_unpause(ctx=self.ctx, instance=instance)
-        return Response(status=202)
+        return self._simple(instance, "unpause")
 
     def action_suspend(self, request, instance, args):
-        action_services.instance_suspend(ctx=self.ctx, instance=instance)
-        return Response(status=202)
+        return self._simple(instance, "suspend")
 
     def action_resume(self, request, instance, args):
-        action_services.instance_resume(ctx=self.ctx, instance=instance)
-        return Response(status=202)
+        return self._simple(instance, "resume")
 
     def action_lock(self, request, instance, args):
         reason = None
@@ -174,6 +177,71 @@ class ServerActionView(ComputeAPIView):
         response["Location"] = f"{settings.CLOUD['PUBLIC_URL']}/image/v2/images/{image.id}"
         return response
 
+    # --- moves ------------------------------------------------------------------------------------------
+
+    def action_resize(self, request, instance, args):
+        data = _args(ResizeSerializer, args, request)
+        flavor = flavor_get(self.ctx, data["flavorRef"])
+        if flavor is None:
+            raise BadRequest(f"Unable to find flavor {data['flavorRef'][:64]}")
+        move_services.instance_resize(ctx=self.ctx, instance=instance, flavor=flavor)
+        return Response(status=202)
+
+    def action_migrate(self, request, instance, args):
+        host = ""
+        if args is not None:
+            data = _args(MigrateSerializer, args, request, required=False)
+            if data.get("host") and request.api_version < "2.56":
+                raise BadRequest("Additional properties are not allowed ('host' was unexpected)")
+            host = data.get("host") or ""
+        try:
+            move_services.instance_migrate(ctx=self.ctx, instance=instance, host=host)
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
+        return Response(status=202)
+
+    def action_confirmResize(self, request, instance, args):  # noqa: N802
+        move_services.instance_confirm_resize(ctx=self.ctx, instance=instance)
+        return Response(status=204)
+
+    def action_revertResize(self, request, instance, args):  # noqa: N802
+        move_services.instance_revert_resize(ctx=self.ctx, instance=instance)
+        return Response(status=202)
+
+    def action_shelve(self, request, instance, args):
+        try:
+            move_services.instance_shelve(ctx=self.ctx, instance=instance)
+        except (ImageForbidden, ImageQuotaExceeded) as exc:
+            raise Forbidden(str(exc)) from None
+        return Response(status=202)
+
+    def action_shelveOffload(self, request, instance, args):  # noqa: N802
+        move_services.instance_shelve_offload(ctx=self.ctx, instance=instance)
+        return Response(status=202)
+
+    def action_unshelve(self, request, instance, args):
+        # The availability zone (2.77) and host (2.91) arguments come with those microversions.
+        if args not in (None, {}):
+            raise BadRequest("Invalid input for field/attribute unshelve. Value: must be null.")
+        move_services.instance_unshelve(ctx=self.ctx, instance=instance)
+        return Response(status=202)
+
+    def action_rescue(self, request, instance, args):
+        data = _args(RescueSerializer, args, request, required=False)
+        image = None
+        if data.get("rescue_image_ref"):
+            image = image_get(ctx=self.ctx, image_id=data["rescue_image_ref"])
+            if image is None:
+                raise BadRequest(f"Image {data['rescue_image_ref'][:64]} could not be found.")
+        move_services.instance_rescue(ctx=self.ctx, instance=instance, rescue_image=image)
+        # As Nova with ``enable_instance_password``: the password is returned, and only a guest agent
+        # could set it (this cloud injects none, like Nova's libvirt driver without file injection).
+        return Response({"adminPass": data.get("adminPass") or secrets.token_urlsafe(9)})
+
+    def action_unrescue(self, request, instance, args):
+        move_services.instance_unrescue(ctx=self.ctx, instance=instance)
+        return Response(status=202)
+
     # --- console log ------------------------------------------------------------------------------------
 
     def action_os_getConsoleOutput(self, request, instance, args):  # noqa: N802
@@ -202,6 +270,15 @@ _ACTIONS = {
     "rebuild",
     "createImage",
     "os-getConsoleOutput",
+    "resize",
+    "migrate",
+    "confirmResize",
+    "revertResize",
+    "shelve",
+    "shelveOffload",
+    "unshelve",
+    "rescue",
+    "unrescue",
 }
 
 

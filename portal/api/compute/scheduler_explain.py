@@ -18,9 +18,9 @@ from portal.selectors.images import image_get
 from portal.selectors.server_groups import server_group_get
 
 from .requested_hosts import host_request, split_availability_zone
+from .scheduler_hints import scheduler_hints
 
 MAX_COUNT = 100
-_HINT_KEYS = ("os:scheduler_hints", "OS-SCH-HNT:scheduler_hints")
 
 
 def _text(value, name: str, *, required: bool = False) -> str | None:
@@ -69,20 +69,12 @@ class SchedulerExplainView(ComputeAPIView):
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
             raise BadRequest(f"Invalid input for field/attribute max_count: must be an integer from 1 to {MAX_COUNT}.")
 
-        hints: dict = {}
-        for key in _HINT_KEYS:
-            value = body.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                raise BadRequest(f"Invalid input for field/attribute {key}: must be an object.")
-            hints.update(value)
+        hints = scheduler_hints(body)
         group = None
         if hints.get("group"):
-            group_ref = hints["group"][0] if isinstance(hints["group"], list) and hints["group"] else hints["group"]
-            group = server_group_get(self.ctx, str(group_ref))
+            group = server_group_get(self.ctx, hints["group"])
             if group is None:
-                raise BadRequest(f"Invalid server group {str(group_ref)[:64]}: it could not be found.")
+                raise BadRequest(f"Invalid server group {hints['group']}: it could not be found.")
         project_id = _text(body.get("project_id"), "project_id") or self.ctx.project.pk
 
         placement = explain_placement(

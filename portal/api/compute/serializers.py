@@ -348,3 +348,16 @@ class RebootSerializer(serializers.Serializer):
 class RemoteConsoleSerializer(serializers.Serializer):
     protocol = serializers.ChoiceField(choices=["vnc", "spice", "serial", "rdp", "mks"])
     type = serializers.ChoiceField(choices=["novnc", "xvpvnc", "spice-html5", "serial", "rdp-html5", "webmks"])
+
+
+class ResizeSerializer(serializers.Serializer):
+    flavorRef = serializers.CharField(max_length=255)  # noqa: N815 - the API's name
+
+
+class MigrateSerializer(serializers.Serializer):
+    host = serializers.CharField(required=False, allow_null=True, max_length=255)
+
+
+class RescueSerializer(serializers.Serializer):
+    adminPass = serializers.CharField(required=False, max_length=255, trim_whitespace=False)  # noqa: N815
+    rescue_image_ref = serializers.CharField(required=False, max_length=255)

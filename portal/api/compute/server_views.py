@@ -15,7 +15,7 @@ from portal.selectors.hosts import host_is_up
 from portal.selectors.instances import latest_fault
 from portal.selectors.users import api_user_id
 from portal.selectors.volumes import instance_volumes
-from portal.services.instances import hostname_from
+from portal.services.host_requests import hostname_from
 from portal.states import api_status
 
 from .links import links

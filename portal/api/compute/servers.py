@@ -5,10 +5,6 @@ The representation of a server per microversion is in ``server_views``.
 
 from __future__ import annotations
 
-import json
-import uuid
-
-from django.db import transaction
 from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
@@ -28,39 +24,10 @@ from portal.services.quotas import QuotaExceeded
 from .boot_volumes import resolve_boot_volumes, user_token
 from .links import collection_next
 from .requested_hosts import host_request, split_availability_zone
+from .scheduler_hints import scheduler_hints
 from .serializers import ServerCreateSerializer, ServerUpdateSerializer
 from .server_filters import server_query
 from .server_views import server_brief, server_detail, server_summary
-
-_SCHEDULER_HINT_KEYS = ("os:scheduler_hints", "OS-SCH-HNT:scheduler_hints")
-_MAX_HINTS_BYTES = 16384
-
-
-def _scheduler_hints(body: dict) -> dict:
-    hints: dict = {}
-    for key in _SCHEDULER_HINT_KEYS:
-        value = body.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise BadRequest(f"Invalid input for field/attribute {key}: must be an object.")
-        hints.update(value)
-    if len(json.dumps(hints)) > _MAX_HINTS_BYTES:
-        raise BadRequest("The scheduler hints are too large.")
-    for name in ("same_host", "different_host"):
-        if name in hints:
-            values = hints[name] if isinstance(hints[name], list) else [hints[name]]
-            try:
-                hints[name] = [str(uuid.UUID(str(v))) for v in values]
-            except ValueError:
-                raise BadRequest(f"Invalid input for field/attribute {name}: expected server UUIDs.") from None
-    if "group" in hints:
-        group = hints["group"][0] if isinstance(hints["group"], list) and len(hints["group"]) == 1 else hints["group"]
-        try:
-            hints["group"] = str(uuid.UUID(str(group)))
-        except ValueError:
-            raise BadRequest("Invalid input for field/attribute group: expected a server group UUID.") from None
-    return hints
 
 
 class ServerListView(ComputeAPIView):
@@ -94,7 +61,7 @@ class ServerListView(ComputeAPIView):
         serializer = ServerCreateSerializer(data=body["server"], context={"api_version": request.api_version})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        hints = _scheduler_hints(body)
+        hints = scheduler_hints(body)
         # Policy first, as in Nova: naming a host is an admin's privilege whatever else the request holds.
         zone, forced_host, forced_node = split_availability_zone(data.get("availability_zone"))
         requested = host_request(
@@ -128,36 +95,31 @@ class ServerListView(ComputeAPIView):
             tags = instance_properties.validate_tags(data.get("tags", []))
         except instance_services.InvalidRequest as exc:
             raise BadRequest(str(exc)) from None
-        count = data.get("max_count", data.get("min_count", 1))
-        boot_volumes = resolve_boot_volumes(self, data["boot_volumes"], flavor=flavor, count=count)
-        reservation_id = instance_services.new_reservation_id()
+        max_count = data.get("max_count", data.get("min_count", 1))
+        boot_volumes = resolve_boot_volumes(self, data["boot_volumes"], flavor=flavor, count=max_count)
+        spec = instance_services.ServerSpec(
+            name=data["name"],
+            flavor=flavor,
+            image=image,
+            networks=data.get("networks", "auto"),
+            user_data=data.get("user_data"),
+            keypair=keypair,
+            metadata=data.get("metadata"),
+            description=data.get("description"),
+            availability_zone=zone,
+            tags=tags,
+            scheduler_hints=hints,
+            server_group=group,
+            config_drive=data.get("config_drive", False),
+            block_devices=boot_volumes,
+            user_token=user_token(self.request),
+            requested_host=requested.host if requested is not None else "",
+            force_host=requested is not None and requested.forced,
+        )
         try:
-            with transaction.atomic():
-                created = [
-                    instance_services.instance_create(
-                        ctx=self.ctx,
-                        name=data["name"] if count == 1 else f"{data['name']}-{index + 1}",
-                        flavor=flavor,
-                        image=image,
-                        networks=data.get("networks", "auto"),
-                        user_data=data.get("user_data"),
-                        keypair=keypair,
-                        metadata=data.get("metadata"),
-                        description=data.get("description"),
-                        availability_zone=zone,
-                        reservation_id=reservation_id,
-                        launch_index=index,
-                        tags=tags,
-                        scheduler_hints=hints,
-                        server_group=group,
-                        config_drive=data.get("config_drive", False),
-                        block_devices=boot_volumes,
-                        user_token=user_token(self.request),
-                        requested_host=requested.host if requested is not None else "",
-                        force_host=requested is not None and requested.forced,
-                    )
-                    for index in range(count)
-                ]
+            created = instance_services.servers_create(
+                ctx=self.ctx, spec=spec, min_count=data.get("min_count", max_count), max_count=max_count
+            )
         except instance_services.InvalidRequest as exc:
             raise BadRequest(str(exc)) from None
         except QuotaExceeded as exc:

@@ -13,7 +13,8 @@ from django.utils import timezone
 from compute_tasks import rpc
 from portal.auth.context import RequestContext, resolve_context
 from portal.models import ConsoleSession, ConsoleToken, Instance, InstanceActionEvent, Membership, Role
-from portal.services import scheduling
+from portal.services import actions
+from portal.services.actions import instance_action
 from portal.services.console_sessions import console_sessions_close_stale
 from portal.services.consoles import ConsoleForbidden, console_token_create
 from portal.services.identity import (
@@ -22,7 +23,6 @@ from portal.services.identity import (
     keystone_sign_in_sync,
     keystone_user_sync,
 )
-from portal.services.instances import instance_power_action
 from portal.services.lifecycle import compare_and_swap
 from portal.services.projects_admin import membership_remove, membership_set, user_deactivate
 from portal.states import VmState
@@ -224,7 +224,7 @@ def test_consoleauth_leads_where_the_screen_is_now_not_where_it_was(portal_membe
     client = proxy(settings)
     assert consoleauth(client, token).json()["port"] == 5901
     ctx = RequestContext(user=portal_member.user, project=portal_member.project, role=Role.MEMBER)
-    instance_power_action(ctx=ctx, instance=running, action="reboot_hard")
+    instance_action(ctx=ctx, instance=running, action="reboot_hard")
     # While QEMU restarts, the row still names the port it is leaving: nothing until the host reports.
     assert consoleauth(client, token).status_code == 404
     assert open_session(client, token).status_code == 404
@@ -237,7 +237,7 @@ def test_consoleauth_leads_where_the_screen_is_now_not_where_it_was(portal_membe
         vnc_host="127.0.0.1",
         vnc_port=5907,
     )
-    scheduling.action_result(report=moved)  # what the conductor does with the host's report
+    actions.action_result(report=moved)  # what the conductor does with the host's report
     answer = consoleauth(client, token)
     assert answer.status_code == 200
     assert (answer.json()["host"], answer.json()["port"]) == ("127.0.0.1", 5907)

@@ -6,7 +6,7 @@ from django.db import transaction
 from portal.auth.context import RequestContext
 from portal.models import Instance, Keypair, QuotaClassLimit, QuotaLimit, ServerGroup
 from portal.services import quotas
-from portal.services.instances import instance_create
+from portal.services.instances import ServerSpec, instance_create
 from tests.factories import FlavorFactory, ImageFactory, InstanceFactory, MembershipFactory
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ def ctx(db):
 
 
 def boot(ctx, flavor, image, **kwargs):
-    return instance_create(ctx=ctx, name="vm", flavor=flavor, image=image, **kwargs)
+    return instance_create(ctx=ctx, spec=ServerSpec(name="vm", flavor=flavor, image=image, **kwargs))
 
 
 def test_cores_and_ram_are_checked_together(ctx):

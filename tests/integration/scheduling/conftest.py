@@ -76,7 +76,9 @@ def boot(flavor, image):
         kwargs.setdefault("flavor", flavor)
         kwargs.setdefault("image", image)
         kwargs.setdefault("networks", "none")
-        return instance_services.instance_create(ctx=ctx, name=name, **kwargs)
+        placement = {key: kwargs.pop(key) for key in ("reservation_id", "launch_index") if key in kwargs}
+        spec = instance_services.ServerSpec(name=name, **kwargs)
+        return instance_services.instance_create(ctx=ctx, spec=spec, **placement)
 
     return create
 

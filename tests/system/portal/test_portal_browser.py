@@ -212,10 +212,12 @@ def test_an_expired_token_and_an_ended_session_are_explained_and_reconnect_works
     cloud, member, operator, page, browser, live_server, settings
 ):
     from portal.auth.context import RequestContext
-    from portal.services.instances import instance_create
+    from portal.services.instances import ServerSpec, instance_create
 
     ctx = RequestContext(user=member.user, project=member.project, role=member.role)
-    instance = instance_create(ctx=ctx, name="console-vm", flavor=cloud.flavor, image=cloud.image, networks="none")
+    instance = instance_create(
+        ctx=ctx, spec=ServerSpec(name="console-vm", flavor=cloud.flavor, image=cloud.image, networks="none")
+    )
     try:
         wait_until(lambda: Instance.objects.get(pk=instance.pk).vm_state == "active", 180, message="ACTIVE")
         wait_for_prompt(cloud, instance)

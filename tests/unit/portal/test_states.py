@@ -80,11 +80,29 @@ def test_available_actions_are_what_the_buttons_show():
         "suspend",
         "rebuild",
         "snapshot",
+        "resize",
+        "migrate",
+        "shelve",
+        "rescue",
         "delete",
     ]
-    assert available_actions(VmState.STOPPED, None) == ["start", "reboot_hard", "rebuild", "snapshot", "delete"]
-    assert available_actions(VmState.PAUSED, None) == ["reboot_hard", "unpause", "snapshot", "delete"]
-    assert available_actions(VmState.SUSPENDED, None) == ["reboot_hard", "resume", "snapshot", "delete"]
+    assert available_actions(VmState.STOPPED, None) == [
+        "start",
+        "reboot_hard",
+        "rebuild",
+        "snapshot",
+        "resize",
+        "migrate",
+        "shelve",
+        "rescue",
+        "delete",
+    ]
+    assert available_actions(VmState.PAUSED, None) == ["reboot_hard", "unpause", "snapshot", "shelve", "delete"]
+    assert available_actions(VmState.SUSPENDED, None) == ["reboot_hard", "resume", "snapshot", "shelve", "delete"]
+    assert available_actions(VmState.RESIZED, None) == ["confirm_resize", "revert_resize", "delete"]
+    assert available_actions(VmState.SHELVED, None) == ["shelve_offload", "unshelve", "delete"]
+    assert available_actions(VmState.SHELVED_OFFLOADED, None) == ["unshelve", "delete"]
+    assert available_actions(VmState.RESCUED, None) == ["unrescue", "delete"]
     assert available_actions(VmState.BUILDING, TaskState.SPAWNING) == ["delete"]
 
 
@@ -113,12 +131,30 @@ def test_pause_suspend_rebuild_and_snapshot_follow_the_compute_api():
 
 
 def test_every_action_has_a_result_and_a_lock_rule():
-    assert set(RESULT_VM_STATE) | {"delete"} == set(ALLOWED)
+    # The moves are finished step by step by their own reports (portal.services.moves).
+    moves = {"resize", "migrate", "confirm_resize", "revert_resize", "unshelve"}
+    assert set(RESULT_VM_STATE) | {"delete"} | moves == set(ALLOWED)
     assert "snapshot" not in LOCKED_ACTIONS and set(ALLOWED) >= LOCKED_ACTIONS
 
 
 @pytest.mark.parametrize(
-    "status", ["ACTIVE", "BUILD", "SHUTOFF", "PAUSED", "SUSPENDED", "REBUILD", "HARD_REBOOT", "ERROR"]
+    "status",
+    [
+        "ACTIVE",
+        "BUILD",
+        "SHUTOFF",
+        "PAUSED",
+        "SUSPENDED",
+        "REBUILD",
+        "HARD_REBOOT",
+        "ERROR",
+        "RESIZE",
+        "VERIFY_RESIZE",
+        "REVERT_RESIZE",
+        "SHELVED",
+        "SHELVED_OFFLOADED",
+        "RESCUE",
+    ],
 )
 def test_a_status_filter_selects_exactly_what_shows_that_status(status):
     """Every (vm_state, task_state) pair the table knows is selected by its own status and no other."""
@@ -143,5 +179,5 @@ def test_a_status_filter_selects_exactly_what_shows_that_status(status):
 
 def test_unknown_and_never_shown_statuses():
     assert states_for_status("BOGUS") is None
-    assert states_for_status("SHELVED") == []
+    assert states_for_status("SOFT_DELETED") == []
     assert states_for_status("paused") == states_for_status("PAUSED")

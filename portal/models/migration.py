@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from .host import ComputeHost
+from .identity import Project
+from .instance import Instance
+
+
+class Migration(models.Model):
+    """One move of a server between hosts (or onto the same one, for a resize), as the compute API's
+    ``os-migrations`` shows it.
+
+    While a migration is *in progress* (``ACTIVE_STATUSES``) it holds a claim: the host the instance is
+    not on keeps room for it (the destination with the new flavor until the guest is built there, then
+    the source with the old one until the move is confirmed or reverted). Its end (confirmed, reverted,
+    error) releases that claim; nothing else has to be counted down.
+    """
+
+    class Status(models.TextChoices):
+        PRE_MIGRATING = "pre-migrating"
+        MIGRATING = "migrating"
+        POST_MIGRATING = "post-migrating"
+        FINISHED = "finished"
+        CONFIRMING = "confirming"
+        REVERTING = "reverting"
+        CONFIRMED = "confirmed"
+        REVERTED = "reverted"
+        ERROR = "error"
+
+    ACTIVE_STATUSES = (
+        Status.PRE_MIGRATING,
+        Status.MIGRATING,
+        Status.POST_MIGRATING,
+        Status.FINISHED,
+        Status.CONFIRMING,
+        Status.REVERTING,
+    )
+
+    class Type(models.TextChoices):
+        RESIZE = "resize"
+        MIGRATION = "migration"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="migrations")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="migrations")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    migration_type = models.CharField(max_length=16, choices=Type.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PRE_MIGRATING)
+    source_host = models.ForeignKey(ComputeHost, on_delete=models.PROTECT, related_name="migrations_out")
+    dest_host = models.ForeignKey(
+        ComputeHost, null=True, blank=True, on_delete=models.PROTECT, related_name="migrations_in"
+    )
+    # The flavors as the instance copies them: {"name", "flavorid", "vcpus", "memory_mb", "root_gb",
+    # "ephemeral_gb", "swap", "extra_specs"}.
+    old_flavor = models.JSONField()
+    new_flavor = models.JSONField()
+    power_on = models.BooleanField(default=True)  # the guest ran before the move and runs after it
+    # The image the source uploads the disk into and the destination builds from; deleted at the end.
+    transfer_image = models.UUIDField(null=True, blank=True)
+    requested_host = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)  # when the guest came up on the destination
+
+    class Meta:
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["created_at", "id"])]
+        constraints = [
+            # At most one move of a server at a time.
+            models.UniqueConstraint(
+                fields=["instance"],
+                condition=models.Q(
+                    status__in=[
+                        "pre-migrating",
+                        "migrating",
+                        "post-migrating",
+                        "finished",
+                        "confirming",
+                        "reverting",
+                    ]
+                ),
+                name="one_active_migration_per_instance",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.migration_type} {self.pk} of {self.instance_id}: {self.status}"
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
