@@ -8,6 +8,7 @@ from django.db.models import Prefetch
 
 from portal.auth.context import RequestContext
 from portal.models import BlockDeviceMapping, Instance, InstanceAction, InstanceActionEvent
+from portal.selectors.flavors import flavors_visible
 from portal.selectors.images import image_get
 from portal.selectors.volumes import instance_volumes
 from portal.services import cinder
@@ -101,4 +102,12 @@ def detail_context(instance: Instance, ctx: RequestContext) -> dict:
     else:
         root = next((row for row in panel.rows if row.root), None)
         image_name = f"booted from volume {root.name or root.volume_id}" if root else "none"
-    return {"view": present(instance, ctx), "actions": actions, "image_name": image_name, "volumes": panel}
+    view = present(instance, ctx)
+    flavors = []
+    if view.can_resize:
+        flavors = [
+            flavor
+            for flavor in flavors_visible(ctx).filter(disabled=False).order_by("vcpus", "memory_mb", "name")
+            if flavor.pk != instance.flavor_id and flavor.root_gb >= instance.root_gb
+        ]
+    return {"view": view, "actions": actions, "image_name": image_name, "volumes": panel, "resize_flavors": flavors}

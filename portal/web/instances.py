@@ -10,12 +10,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from portal.selectors.instances import instances_visible
 from portal.services.actions import NotAllowed
+from portal.services.instances import InvalidRequest
 from portal.services.lifecycle import StateConflict
+from portal.services.quotas import QuotaExceeded
 
 from .context import instance_or_404, page, portal_view
 from .detail import detail_context
 from .forms import LaunchForm
-from .instance_actions import BUTTONS, perform
+from .instance_actions import BUTTONS, perform, resize
 from .launch import launch
 from .presenters import present
 
@@ -53,6 +55,14 @@ def instance_action(request: HttpRequest, server_id) -> HttpResponse:
     back = reverse("portal:instance", args=[instance.uuid])
     if request.POST.get("from") == "list":
         back = reverse("portal:instances")
+    if action == "resize" and ctx.can_write:
+        try:
+            resize(ctx=ctx, instance=instance, flavor_id=request.POST.get("flavor", ""))
+        except (StateConflict, NotAllowed, ValueError, InvalidRequest, QuotaExceeded) as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Resize: requested for {instance.name}.")
+        return HttpResponseRedirect(back)
     if action not in BUTTONS:
         messages.error(request, "There is no such action.")
         return HttpResponseRedirect(back)
@@ -61,7 +71,7 @@ def instance_action(request: HttpRequest, server_id) -> HttpResponse:
         return HttpResponseRedirect(back)
     try:
         perform(ctx=ctx, instance=instance, action=action)
-    except (StateConflict, NotAllowed, ValueError) as exc:
+    except (StateConflict, NotAllowed, ValueError, InvalidRequest, QuotaExceeded) as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{BUTTONS[action].label}: requested for {instance.name}.")

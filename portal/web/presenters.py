@@ -37,6 +37,7 @@ class InstanceView:
     can_console: bool
     host: str | None  # None when the viewer may not see hosts
     fault: object | None
+    can_resize: bool = False
 
     @property
     def uuid(self) -> str:
@@ -52,7 +53,7 @@ def present(instance: Instance, ctx: RequestContext) -> InstanceView:
     buttons = []
     for action in actions:
         spec = BUTTONS.get(action)
-        if spec is not None:
+        if spec is not None and (ctx.is_admin or not spec.admin_only):
             buttons.append(Button(action=action, label=spec.label, danger=spec.danger, confirm=spec.confirm))
     status = api_status(instance.vm_state, instance.task_state)
     show_fault = instance.vm_state in (VmState.ERROR, VmState.DELETED)
@@ -66,4 +67,5 @@ def present(instance: Instance, ctx: RequestContext) -> InstanceView:
         can_console=console_permitted(ctx) and instance_has_console(instance),
         host=(instance.host.name if instance.host_id else "") if ctx.is_admin else None,
         fault=latest_fault(instance) if show_fault else None,
+        can_resize="resize" in actions,
     )
