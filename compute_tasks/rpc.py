@@ -50,6 +50,15 @@ GET_CONSOLE_OUTPUT = "compute.get_console_output"
 CONSOLE_OUTPUT_REPLY = "reply.console_output"  # not a task: what a host's answer is signed as
 ATTACH_VOLUME = "compute.attach_volume"
 DETACH_VOLUME = "compute.detach_volume"
+MIGRATE_DISK = "compute.migrate_disk"  # resize / cold migrate, on the source
+FINISH_MIGRATION = "compute.finish_migration"  # on the destination
+CONFIRM_MIGRATION = "compute.confirm_migration"  # on the source
+REVERT_MIGRATION = "compute.revert_migration"  # on the destination
+FINISH_REVERT_MIGRATION = "compute.finish_revert_migration"  # on the source
+SHELVE_INSTANCE = "compute.shelve_instance"
+SHELVE_OFFLOAD_INSTANCE = "compute.shelve_offload_instance"
+RESCUE_INSTANCE = "compute.rescue_instance"
+UNRESCUE_INSTANCE = "compute.unrescue_instance"
 
 # Compute host / API -> conductor (queue conductor)
 SCHEDULE_AND_BUILD = "conductor.schedule_and_build"
@@ -243,7 +252,8 @@ class ActionResult(Message):
     host: str
     request_id: str
     # "start" | "stop" | "reboot" | "terminate" | "pause" | "unpause" | "suspend" | "resume" | "rebuild"
-    # | "snapshot"
+    # | "snapshot" | "migrate_disk" | "finish_migration" | "confirm_migration" | "revert_migration"
+    # | "finish_revert_migration" | "shelve" | "shelve_offload" | "rescue" | "unrescue"
     action: str
     power_state: int
     vnc_host: str | None = None
@@ -251,7 +261,9 @@ class ActionResult(Message):
     error: str = ""
     details: str = ""
     addresses: list[dict[str, Any]] | None = None  # rebuild: the addresses the new guest has
-    image_id: str = ""  # snapshot: the image the disk was uploaded to
+    image_id: str = ""  # snapshot, shelve, migrate_disk: the image the disk was uploaded to
+    migration_id: int | None = None  # the migration steps: the migration this result belongs to
+    offloaded: bool = False  # shelve: the domain and its files are gone from the host
 
 
 @dataclass(frozen=True)
@@ -278,6 +290,80 @@ class SnapshotRequest(Message):
     upload_url: str
     request_id: str = ""
     disk_format: str = "qcow2"
+
+
+@dataclass(frozen=True)
+class MigrateDiskRequest(Message):
+    """First step of a resize or cold migration, on the source host.
+
+    The guest is powered off, its domain undefined (its XML kept) and its instance directory renamed
+    ``<dir>_resize``; its disk is copied into one standalone image and uploaded to ``upload_url`` as a
+    snapshot is. The guest's volumes are disconnected from the source.
+    """
+
+    instance_uuid: str
+    domain_name: str
+    migration_id: int
+    image_id: str
+    upload_url: str
+    request_id: str = ""
+    disk_format: str = "qcow2"
+
+
+@dataclass(frozen=True)
+class FinishMigrationRequest(Message):
+    """Second step, on the destination: build the guest as a build does, from ``build.image`` (the
+    uploaded disk) with ``build.flavor`` the new flavor, its root disk grown to the new size (never
+    shrunk). Started only when ``power_on``."""
+
+    build: BuildRequest
+    migration_id: int
+    power_on: bool = True
+
+
+@dataclass(frozen=True)
+class MigrationRef(Message):
+    """A migration step that needs no more than the instance and the migration: confirm (on the source)
+    and revert (on the destination)."""
+
+    instance_uuid: str
+    domain_name: str
+    migration_id: int
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class FinishRevertRequest(Message):
+    """Last step of a revert, on the source: the kept ``<dir>_resize`` and domain come back."""
+
+    instance_uuid: str
+    domain_name: str
+    migration_id: int
+    power_on: bool
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class ShelveRequest(Message):
+    """Power the guest off and upload its disk to ``upload_url``; with ``offload`` the domain and its
+    files then go from the host."""
+
+    instance_uuid: str
+    domain_name: str
+    image_id: str
+    upload_url: str
+    request_id: str = ""
+    offload: bool = False
+
+
+@dataclass(frozen=True)
+class RescueRequest(Message):
+    """Boot the guest from ``rescue_image`` with its own disk as the second disk."""
+
+    instance_uuid: str
+    domain_name: str
+    rescue_image: ImageSpec
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -331,6 +417,8 @@ _NESTED: dict[tuple[str, str], type[Message]] = {
     ("BuildRequest", "block_devices"): VolumeConnection,
     ("VolumeConnection", "image"): ImageSpec,
     ("VolumeRequest", "volume"): VolumeConnection,
+    ("FinishMigrationRequest", "build"): BuildRequest,
+    ("RescueRequest", "rescue_image"): ImageSpec,
 }
 
 
@@ -423,6 +511,47 @@ def attach_volume(host: str, request: VolumeRequest) -> None:
 
 def detach_volume(host: str, request: VolumeRequest) -> None:
     _send(DETACH_VOLUME, compute_queue(host), request)
+
+
+def migrate_disk(host: str, request: MigrateDiskRequest) -> None:
+    """To the source host of a resize or cold migration."""
+    _send(MIGRATE_DISK, compute_queue(host), request)
+
+
+def finish_migration(host: str, request: FinishMigrationRequest) -> None:
+    """To the destination host."""
+    _send(FINISH_MIGRATION, compute_queue(host), request)
+
+
+def confirm_migration(host: str, request: MigrationRef) -> None:
+    """To the source host, once the user confirmed."""
+    _send(CONFIRM_MIGRATION, compute_queue(host), request)
+
+
+def revert_migration(host: str, request: MigrationRef) -> None:
+    """To the destination host."""
+    _send(REVERT_MIGRATION, compute_queue(host), request)
+
+
+def finish_revert_migration(host: str, request: FinishRevertRequest) -> None:
+    """To the source host, after the destination reverted."""
+    _send(FINISH_REVERT_MIGRATION, compute_queue(host), request)
+
+
+def shelve_instance(host: str, request: ShelveRequest) -> None:
+    _send(SHELVE_INSTANCE, compute_queue(host), request)
+
+
+def shelve_offload_instance(host: str, ref: InstanceRef) -> None:
+    _send(SHELVE_OFFLOAD_INSTANCE, compute_queue(host), ref)
+
+
+def rescue_instance(host: str, request: RescueRequest) -> None:
+    _send(RESCUE_INSTANCE, compute_queue(host), request)
+
+
+def unrescue_instance(host: str, ref: InstanceRef) -> None:
+    _send(UNRESCUE_INSTANCE, compute_queue(host), ref)
 
 
 # --- request and reply: the console log ---------------------------------------------------------------
