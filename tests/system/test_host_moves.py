@@ -137,7 +137,7 @@ def boot(manager, reports, store, made):
     made.append(request)
     manager.build_and_run_instance(request)
     assert reports.last().power_state == rpc.RUNNING
-    wait_for_console(manager, request, "login:")
+    wait_for_console(manager, request, "demo#")
     return request
 
 
@@ -210,7 +210,7 @@ def test_a_same_host_resize_is_confirmed_and_another_reverted(host):
     assert root.findtext("vcpu") == "2" and root.find("memory").text == str(384 * 1024)
     assert qemu_img_info(instance_dir / "disk")["virtual-size"] == 2 * GIB
     assert (resize_dir(instance_dir) / "disk").is_file()
-    wait_for_console(manager, request, "login:")
+    wait_for_console(manager, request, "demo#")
     pattern = subprocess.run(
         ["qemu-io", "-U", "-c", "read -P 0x5c 900M 64k", str(instance_dir / "disk")], capture_output=True, text=True
     )
@@ -241,7 +241,7 @@ def test_a_same_host_resize_is_confirmed_and_another_reverted(host):
     assert active and root.findtext("vcpu") == "2"
     assert not resize_dir(instance_dir).exists()
     assert qemu_img_info(instance_dir / "disk")["backing-filename"].endswith("migrated-1")
-    wait_for_console(manager, request, "login:")
+    wait_for_console(manager, request, "demo#")
 
 
 def test_rescue_boots_from_the_rescue_disk_and_unrescue_restores_the_guest(host):
@@ -266,7 +266,7 @@ def test_rescue_boots_from_the_rescue_disk_and_unrescue_restores_the_guest(host)
     assert active
     assert disks(root) == [(str(instance_dir / "disk.rescue"), "vda"), (str(instance_dir / "disk"), "vdb")]
     assert root.find("./devices/disk/boot").get("order") == "1"
-    wait_for_console(manager, request, "login:")
+    wait_for_console(manager, request, "demo#")
 
     manager.unrescue_instance(InstanceRef(instance_uuid=request.instance_uuid, domain_name=request.domain_name))
 
@@ -280,5 +280,5 @@ def test_rescue_boots_from_the_rescue_disk_and_unrescue_restores_the_guest(host)
         conn.close()
     assert after == before
     assert sorted(p.name for p in instance_dir.iterdir()) == ["console.log", "disk"]
-    wait_for_console(manager, request, "login:", since=0)
+    wait_for_console(manager, request, "demo#", since=0)
     assert os.path.getsize(log) > 0
