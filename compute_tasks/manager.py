@@ -40,11 +40,17 @@ from compute_tasks.rpc import (
     ConsoleOutput,
     ConsoleOutputRequest,
     DomainState,
+    FinishMigrationRequest,
+    FinishRevertRequest,
     Heartbeat,
     ImageSpec,
     InstanceBuilt,
     InstanceRef,
+    MigrateDiskRequest,
+    MigrationRef,
     RebuildRequest,
+    RescueRequest,
+    ShelveRequest,
     SnapshotRequest,
     VolumeRequest,
     VolumeResult,
@@ -309,6 +315,249 @@ class ComputeManager:
             target.unlink(missing_ok=True)
         self.reporter.action_done(result)
 
+    # --- resize and cold migration ----------------------------------------------------------------------
+    #
+    # The disk travels through the image API: the source uploads it as a snapshot is uploaded, the
+    # destination downloads it as a build downloads its image (checksum verified). Hosts share nothing.
+    # Volumes: stopping the guest on the source closes QEMU's connections to them (the host itself holds
+    # no session; an NFS share stays mounted for the other guests on it); the destination plugs them in
+    # from ``build.block_devices``. The source keeps a volume's iSCSI secret until the move is confirmed,
+    # so that a revert opens the volumes again from the kept definition.
+
+    def migrate_disk(self, request: MigrateDiskRequest) -> None:
+        ref = InstanceRef(
+            instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
+        )
+
+        def copy(target: Path) -> int:
+            self.driver.migrate_disk(ref, target, disk_format=request.disk_format)
+            return rpc.SHUTDOWN
+
+        self._copy_and_upload(
+            "migrate_disk",
+            ref,
+            copy,
+            request.upload_url,
+            request.disk_format,
+            request.image_id,
+            migration_id=request.migration_id,
+        )
+
+    def finish_migration(self, request: FinishMigrationRequest) -> None:
+        build = request.build
+        ref = InstanceRef(instance_uuid=build.instance_uuid, domain_name=build.domain_name, request_id=build.request_id)
+        with self._instance_lock(build.instance_uuid):
+            try:
+                result = self._finish_migration(request, ref)
+            except Exception as exc:
+                result = self._failed("finish_migration", ref, exc, migration_id=request.migration_id)
+                try:
+                    self.driver.revert_migration(ref, migration_id=request.migration_id)
+                except Exception:
+                    log.exception("cleaning up after the failed migration of instance %s failed", ref.instance_uuid)
+        self.reporter.action_done(result)
+
+    def _finish_migration(self, request: FinishMigrationRequest, ref: InstanceRef) -> ActionResult:
+        build = request.build
+        try:
+            state = self.driver.power_state(ref)
+        except DomainNotFound:
+            state = None
+        if state is not None:
+            log.info(
+                "instance %s already has a domain here; migration %s is done", ref.instance_uuid, request.migration_id
+            )
+            if request.power_on and state != rpc.RUNNING:
+                state = self.driver.power_on(ref)
+            vnc_host, vnc_port = self.driver.vnc_address(ref)
+            addresses = nic_addresses(build.nics)
+        else:
+            if build.image is None:
+                raise InvalidRequest(f"migration {request.migration_id} names no disk image to build from")
+            disk = self.images.fetch(build.image)
+            spawned = self.driver.finish_migration(
+                build, disk, migration_id=request.migration_id, power_on=request.power_on
+            )
+            state, vnc_host, vnc_port, addresses = (
+                spawned.power_state,
+                spawned.vnc_host,
+                spawned.vnc_port,
+                spawned.addresses,
+            )
+            log.info("instance %s: migration %s finished here", ref.instance_uuid, request.migration_id)
+        return ActionResult(
+            instance_uuid=ref.instance_uuid,
+            host=self.host,
+            request_id=ref.request_id,
+            action="finish_migration",
+            power_state=state,
+            vnc_host=vnc_host,
+            vnc_port=vnc_port,
+            addresses=addresses,
+            migration_id=request.migration_id,
+        )
+
+    def confirm_migration(self, request: MigrationRef) -> None:
+        ref = self._migration_ref(request)
+
+        def confirm() -> int:
+            self.driver.confirm_migration(ref, migration_id=request.migration_id)
+            return self._power_state_or_nostate(ref)
+
+        self._act("confirm_migration", ref, confirm, with_console=False, migration_id=request.migration_id)
+
+    def revert_migration(self, request: MigrationRef) -> None:
+        ref = self._migration_ref(request)
+
+        def revert() -> int:
+            self.driver.revert_migration(ref, migration_id=request.migration_id)
+            return self._power_state_or_nostate(ref)
+
+        self._act("revert_migration", ref, revert, with_console=False, migration_id=request.migration_id)
+
+    def finish_revert_migration(self, request: FinishRevertRequest) -> None:
+        ref = self._migration_ref(request)
+        self._act(
+            "finish_revert_migration",
+            ref,
+            lambda: self.driver.finish_revert_migration(
+                ref, migration_id=request.migration_id, power_on=request.power_on
+            ),
+            migration_id=request.migration_id,
+            with_addresses=True,
+        )
+
+    @staticmethod
+    def _migration_ref(request: MigrationRef | FinishRevertRequest) -> InstanceRef:
+        return InstanceRef(
+            instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
+        )
+
+    # --- shelve ----------------------------------------------------------------------------------------
+
+    def shelve_instance(self, request: ShelveRequest) -> None:
+        """Power off, upload the disk as the shelved image; with ``offload``, then remove the guest.
+
+        A redelivered offloading shelve that finds no domain is done: the guest is removed only after
+        its image was uploaded.
+        """
+        ref = InstanceRef(
+            instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
+        )
+        if request.offload:
+            with self._instance_lock(ref.instance_uuid):
+                try:
+                    self.driver.power_state(ref)
+                except DomainNotFound:
+                    log.info("instance %s is shelved and offloaded already", ref.instance_uuid)
+                    self.reporter.action_done(self._shelved(ref, request.image_id, rpc.NOSTATE, offloaded=True))
+                    return
+                except Exception:  # noqa: S110 - the copy below meets it again and reports it
+                    pass
+
+        def copy(target: Path) -> int:
+            self.driver.power_off(ref)
+            return self.driver.snapshot(ref, target, disk_format="qcow2")
+
+        def offload() -> int:
+            self.driver.destroy(ref)
+            return rpc.NOSTATE
+
+        self._copy_and_upload(
+            "shelve",
+            ref,
+            copy,
+            request.upload_url,
+            "qcow2",
+            request.image_id,
+            then=offload if request.offload else None,
+        )
+
+    def shelve_offload_instance(self, ref: InstanceRef) -> None:
+        def offload() -> int:
+            self.driver.destroy(ref)
+            return rpc.NOSTATE
+
+        self._act("shelve_offload", ref, offload, with_console=False, offloaded=True)
+
+    def _shelved(self, ref: InstanceRef, image_id: str, power_state: int, *, offloaded: bool) -> ActionResult:
+        return ActionResult(
+            instance_uuid=ref.instance_uuid,
+            host=self.host,
+            request_id=ref.request_id,
+            action="shelve",
+            power_state=power_state,
+            image_id=image_id,
+            offloaded=offloaded,
+        )
+
+    def _copy_and_upload(
+        self,
+        action: str,
+        ref: InstanceRef,
+        copy: Callable[[Path], int],
+        upload_url: str,
+        disk_format: str,
+        image_id: str,
+        *,
+        migration_id: int | None = None,
+        then: Callable[[], int] | None = None,
+    ) -> None:
+        """``copy(target)`` under the instance's lock, the upload of ``target`` without it (a delete need
+        not wait for an upload), then ``then()`` under the lock again; one report, the copy removed."""
+        snapshots = self.config.state_dir / "snapshots"
+        target = snapshots / f"{canonical_uuid(ref.instance_uuid)}-{uuid.uuid4().hex}.{disk_format}"
+        try:
+            private_dir(snapshots)
+            with self._instance_lock(ref.instance_uuid):
+                started = time.monotonic()
+                power_state = copy(target)
+                log.info(
+                    "instance %s: disk copied for image %s in %.1fs (%d bytes)",
+                    ref.instance_uuid,
+                    image_id,
+                    time.monotonic() - started,
+                    target.stat().st_size,
+                )
+            self.uploads.upload(target, upload_url)
+            if then is not None:
+                with self._instance_lock(ref.instance_uuid):
+                    power_state = then()
+        except Exception as exc:
+            result = self._failed(action, ref, exc, image_id=image_id, migration_id=migration_id)
+        else:
+            result = ActionResult(
+                instance_uuid=ref.instance_uuid,
+                host=self.host,
+                request_id=ref.request_id,
+                action=action,
+                power_state=power_state,
+                image_id=image_id,
+                migration_id=migration_id,
+                offloaded=then is not None,
+            )
+        finally:
+            target.unlink(missing_ok=True)
+        self.reporter.action_done(result)
+
+    # --- rescue ----------------------------------------------------------------------------------------
+
+    def rescue_instance(self, request: RescueRequest) -> None:
+        """The rescue image is fetched before the guest is touched: a download that fails leaves it as
+        it was."""
+        ref = InstanceRef(
+            instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
+        )
+
+        def rescue() -> int:
+            image_path = self.images.fetch(request.rescue_image)
+            return self.driver.rescue(ref, request.rescue_image, image_path)
+
+        self._act("rescue", ref, rescue)
+
+    def unrescue_instance(self, ref: InstanceRef) -> None:
+        self._act("unrescue", ref, lambda: self.driver.unrescue(ref))
+
     # --- console output --------------------------------------------------------------------------------
 
     def get_console_output(self, request: ConsoleOutputRequest) -> None:
@@ -327,7 +576,9 @@ class ComputeManager:
             result = ConsoleOutput(instance_uuid=request.instance_uuid, host=self.host, error=_readable(exc))
         self.reporter.reply_console_output(request.reply_to, result)
 
-    def _failed(self, action: str, ref: InstanceRef, exc: Exception, *, image_id: str = "") -> ActionResult:
+    def _failed(
+        self, action: str, ref: InstanceRef, exc: Exception, *, image_id: str = "", migration_id: int | None = None
+    ) -> ActionResult:
         log.warning("%s of instance %s failed: %s", action, ref.instance_uuid, exc)
         return ActionResult(
             instance_uuid=ref.instance_uuid,
@@ -338,18 +589,32 @@ class ComputeManager:
             error=_readable(exc),
             details="".join(traceback.format_exception(exc)),
             image_id=image_id,
+            migration_id=migration_id,
         )
 
-    def _act(self, action: str, ref: InstanceRef, work: Callable[[], int], *, with_console: bool = True) -> None:
+    def _act(
+        self,
+        action: str,
+        ref: InstanceRef,
+        work: Callable[[], int],
+        *,
+        with_console: bool = True,
+        migration_id: int | None = None,
+        offloaded: bool = False,
+        with_addresses: bool = False,
+    ) -> None:
         vnc_host: str | None = None
         vnc_port: int | None = None
+        addresses: list[dict[str, Any]] | None = None
         with self._instance_lock(ref.instance_uuid):
             try:
                 power_state = work()
                 if with_console:
                     vnc_host, vnc_port = self.driver.vnc_address(ref)
+                if with_addresses:
+                    addresses = self.driver.addresses(ref)
             except Exception as exc:
-                result = self._failed(action, ref, exc)
+                result = self._failed(action, ref, exc, migration_id=migration_id)
             else:
                 result = ActionResult(
                     instance_uuid=ref.instance_uuid,
@@ -359,6 +624,9 @@ class ComputeManager:
                     power_state=power_state,
                     vnc_host=vnc_host,
                     vnc_port=vnc_port,
+                    addresses=addresses,
+                    migration_id=migration_id,
+                    offloaded=offloaded,
                 )
         self.reporter.action_done(result)
 

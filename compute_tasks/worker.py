@@ -47,9 +47,15 @@ from compute_tasks.rpc import (
     BuildFailed,
     BuildRequest,
     ConsoleOutputRequest,
+    FinishMigrationRequest,
+    FinishRevertRequest,
     InstanceRef,
     Message,
+    MigrateDiskRequest,
+    MigrationRef,
     RebuildRequest,
+    RescueRequest,
+    ShelveRequest,
     SnapshotRequest,
     VolumeRequest,
 )
@@ -330,6 +336,53 @@ def snapshot_instance(request: SnapshotRequest) -> None:
 
 # An undecodable volume request cannot say which volume it meant: the conductor's volume sweep finds the
 # attachment still waiting and asks again.
+# --- moving servers: resize and cold migration, shelve, rescue ---------------------------------------
+
+
+@control_plane_task(rpc.MIGRATE_DISK, MigrateDiskRequest, on_error=_action_undecodable("migrate_disk"))
+def migrate_disk(request: MigrateDiskRequest) -> None:
+    get_manager().migrate_disk(request)
+
+
+# Like a rebuild, a malformed finish_migration names its instance only inside ``build``: it is dropped.
+@control_plane_task(rpc.FINISH_MIGRATION, FinishMigrationRequest, on_error=_action_undecodable("finish_migration"))
+def finish_migration(request: FinishMigrationRequest) -> None:
+    get_manager().finish_migration(request)
+
+
+@control_plane_task(rpc.CONFIRM_MIGRATION, MigrationRef, on_error=_action_undecodable("confirm_migration"))
+def confirm_migration(request: MigrationRef) -> None:
+    get_manager().confirm_migration(request)
+
+
+@control_plane_task(rpc.REVERT_MIGRATION, MigrationRef, on_error=_action_undecodable("revert_migration"))
+def revert_migration(request: MigrationRef) -> None:
+    get_manager().revert_migration(request)
+
+
+@control_plane_task(
+    rpc.FINISH_REVERT_MIGRATION, FinishRevertRequest, on_error=_action_undecodable("finish_revert_migration")
+)
+def finish_revert_migration(request: FinishRevertRequest) -> None:
+    get_manager().finish_revert_migration(request)
+
+
+@control_plane_task(rpc.SHELVE_INSTANCE, ShelveRequest, on_error=_action_undecodable("shelve"))
+def shelve_instance(request: ShelveRequest) -> None:
+    get_manager().shelve_instance(request)
+
+
+shelve_offload_instance = _instance_action(rpc.SHELVE_OFFLOAD_INSTANCE, "shelve_offload", "shelve_offload_instance")
+
+
+@control_plane_task(rpc.RESCUE_INSTANCE, RescueRequest, on_error=_action_undecodable("rescue"))
+def rescue_instance(request: RescueRequest) -> None:
+    get_manager().rescue_instance(request)
+
+
+unrescue_instance = _instance_action(rpc.UNRESCUE_INSTANCE, "unrescue", "unrescue_instance")
+
+
 @control_plane_task(rpc.ATTACH_VOLUME, VolumeRequest, on_error=lambda _message, _problem: None)
 def attach_volume(request: VolumeRequest) -> None:
     get_manager().attach_volume(request)

@@ -25,10 +25,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compute_tasks.rpc import BuildRequest, InstanceRef, NicSpec, VolumeConnection
+from compute_tasks.rpc import BuildRequest, ImageSpec, InstanceRef, NicSpec, VolumeConnection
 
 INSTANCE_METADATA_NS = "http://cloud.invalid/xmlns/compute/instance/1.0"
 INSTANCE_METADATA_PREFIX = "cloud"
+
+# Moving a server (resize, cold migration) keeps the source's instance directory under this suffix until
+# the move is confirmed or reverted, so that the destination may be the same host.
+RESIZE_SUFFIX = "_resize"
+# In the directory of an instance made by a finish_migration: the id of that migration. It tells the
+# guest a migration made from the one it replaced when both live on one host.
+MIGRATION_MARKER = "migration"
+
+
+def resize_dir(instance_dir: Path) -> Path:
+    return instance_dir.with_name(instance_dir.name + RESIZE_SUFFIX)
+
+
+def migration_of(instance_dir: Path) -> int | None:
+    """The migration that made the instance in ``instance_dir``, or None (a build, or no directory)."""
+    try:
+        return int((instance_dir / MIGRATION_MARKER).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
 
 # The address QEMU's user-mode network hands to the first guest interface on it.
 USER_NETWORK_GUEST_ADDRESS = "10.0.2.15"
@@ -120,6 +140,56 @@ class ComputeDriver(abc.ABC):
         from the definition. A volume that is not attached, or an instance without a domain, is done."""
         raise DriverError("this hypervisor driver cannot detach volumes", reschedulable=False)
 
+    # --- moving servers --------------------------------------------------------------------------------
+    #
+    # Resize and cold migration: ``migrate_disk`` on the source, ``finish_migration`` on the destination,
+    # then ``confirm_migration`` on the source, or ``revert_migration`` on the destination followed by
+    # ``finish_revert_migration`` on the source. The source and the destination may be one host: the
+    # source's directory waits as ``<dir>_resize`` (``resize_dir``) and the new guest's directory carries
+    # the migration's id (``MIGRATION_MARKER``), which is how each step tells the two guests apart.
+
+    def migrate_disk(self, ref: InstanceRef, target: Path, *, disk_format: str = "qcow2") -> None:
+        """Power the guest off (ACPI, then hard after the shutdown timeout), keep its definition in its
+        directory, undefine the domain, rename the directory to ``<dir>_resize`` and write the root disk
+        to ``target`` as one standalone image. When ``<dir>_resize`` exists already (a redelivery), only
+        the copy is made again. A guest without a local root disk cannot be moved (``InvalidRequest``)."""
+        raise DriverError("this hypervisor driver cannot migrate servers", reschedulable=False)
+
+    def finish_migration(
+        self, request: BuildRequest, disk_image_path: Path, *, migration_id: int, power_on: bool = True
+    ) -> SpawnResult:
+        """``spawn`` on the migrated disk, with its root disk grown to the new flavor's (never shrunk)
+        and its directory marked with ``migration_id``. Raises, like ``spawn``, if the domain exists."""
+        raise DriverError("this hypervisor driver cannot migrate servers", reschedulable=False)
+
+    def confirm_migration(self, ref: InstanceRef, *, migration_id: int) -> None:
+        """Remove ``<dir>_resize`` and any definition of the old guest; the guest of ``migration_id`` on
+        this host, if any, stays. Nothing left to remove is not an error."""
+        raise DriverError("this hypervisor driver cannot migrate servers", reschedulable=False)
+
+    def revert_migration(self, ref: InstanceRef, *, migration_id: int) -> None:
+        """Destroy the guest ``migration_id`` made here, as ``destroy`` does, never ``<dir>_resize``. A
+        domain the migration did not make (the old guest, already back) is left alone."""
+        raise DriverError("this hypervisor driver cannot migrate servers", reschedulable=False)
+
+    def finish_revert_migration(self, ref: InstanceRef, *, migration_id: int, power_on: bool) -> int:
+        """Move ``<dir>_resize`` back, define the kept definition again and start it if ``power_on``;
+        return the power state. Done already (no ``<dir>_resize``, the domain defined) is not an error."""
+        raise DriverError("this hypervisor driver cannot migrate servers", reschedulable=False)
+
+    # --- rescue ----------------------------------------------------------------------------------------
+
+    def rescue(self, ref: InstanceRef, rescue_image: ImageSpec, rescue_image_path: Path) -> int:
+        """Keep the guest's definition in its directory, power it off and boot it from an overlay of the
+        rescue image as ``vda``, with its own root disk as ``vdb``; return the power state. A guest in
+        rescue already is only started if it is not running."""
+        raise DriverError("this hypervisor driver cannot rescue servers", reschedulable=False)
+
+    def unrescue(self, ref: InstanceRef) -> int:
+        """Stop the rescue guest, remove its rescue disk, define the kept definition again and start it.
+        A guest that is not in rescue is only started."""
+        raise DriverError("this hypervisor driver cannot rescue servers", reschedulable=False)
+
     @abc.abstractmethod
     def power_on(self, ref: InstanceRef) -> int:
         """Start a stopped domain (resume a paused one); return the new power state."""
@@ -176,6 +246,11 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def power_state(self, ref: InstanceRef) -> int:
         """The rpc power state of the instance's domain; ``DomainNotFound`` if it has none."""
+
+    def addresses(self, ref: InstanceRef) -> list[dict[str, Any]] | None:
+        """The addresses of the domain's NICs as far as the host knows them (``nic_addresses``), from its
+        definition; None when the driver cannot tell."""
+        return None
 
     @abc.abstractmethod
     def vnc_address(self, ref: InstanceRef) -> tuple[str | None, int | None]:

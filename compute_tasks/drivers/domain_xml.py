@@ -243,3 +243,84 @@ def _text(parent: ET.Element, tag: str, text: str, **attrib: str) -> ET.Element:
     element = ET.SubElement(parent, tag, attrib)
     element.text = text
     return element
+
+
+RESCUE_DISK_DEVICE = "vda"
+RESCUED_DISK_DEVICE = "vdb"
+
+
+def rescue_domain_xml(domain_xml: str, *, own_disk: Path, rescue_disk: Path) -> str:
+    """The definition ``domain_xml`` (an inactive one) booting from ``rescue_disk`` (an overlay, ``vda``)
+    with its own root disk ``own_disk`` as ``vdb``.
+
+    Both disks are bootable, so the rescue disk is named first with ``<boot order='1'/>`` (which excludes
+    the ``<os><boot dev>`` form). The config drive stays; the Cinder volumes are left out, as in Nova's
+    rescue, so that no device name is taken twice.
+    """
+    root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own output
+    os_el = root.find("os")
+    if os_el is not None:
+        for boot in os_el.findall("boot"):
+            os_el.remove(boot)
+    devices = root.find("devices")
+    if devices is None:
+        raise InvalidDomainSpec("the domain has no devices")
+    found = False
+    for disk in list(devices.findall("disk")):
+        source = disk.find("source")
+        path = source.get("file") if source is not None else None
+        for boot in disk.findall("boot"):
+            disk.remove(boot)
+        if disk.get("device") == "cdrom":
+            continue
+        if path == str(own_disk):
+            found = True
+            target = disk.find("target")
+            if target is None:
+                target = ET.SubElement(disk, "target")
+            target.set("dev", RESCUED_DISK_DEVICE)
+            target.set("bus", "virtio")
+            address = disk.find("address")
+            if address is not None:
+                disk.remove(address)
+        else:
+            devices.remove(disk)
+    if not found:
+        raise InvalidDomainSpec(f"the domain has no disk {own_disk} to rescue")
+    for element in devices:
+        for boot in element.findall("boot"):
+            element.remove(boot)
+    rescue = ET.Element("disk", type="file", device="disk")
+    ET.SubElement(rescue, "driver", name="qemu", type="qcow2")
+    ET.SubElement(rescue, "source", file=str(rescue_disk))
+    ET.SubElement(rescue, "target", dev=RESCUE_DISK_DEVICE, bus="virtio")
+    ET.SubElement(rescue, "boot", order="1")
+    devices.insert(0, rescue)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode")
+
+
+def is_rescue_of(domain_xml: str, rescue_disk: Path) -> bool:
+    return str(rescue_disk) in disk_paths(domain_xml)
+
+
+def user_nic_macs(domain_xml: str) -> list[str]:
+    """The MACs of the user-mode NICs ``_user_nics`` put on QEMU's command line, in order."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own output
+    macs = []
+    for arg in root.findall(f"./{_qemu('commandline')}/{_qemu('arg')}"):
+        value = arg.get("value", "")
+        if value.startswith("virtio-net-pci,") and "netdev=cloud-user" in value:
+            macs += [part[len("mac=") :] for part in value.split(",") if part.startswith("mac=")]
+    return macs
+
+
+def network_nics(domain_xml: str) -> list[tuple[str, str]]:
+    """(MAC, network) of the domain's libvirt-network NICs."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own output
+    nics = []
+    for interface in root.findall("./devices/interface[@type='network']"):
+        mac, source = interface.find("mac"), interface.find("source")
+        if mac is not None and source is not None:
+            nics.append((mac.get("address", ""), source.get("network", "")))
+    return nics

@@ -21,31 +21,43 @@ What it models, and how a real driver is expected to behave:
   twice or detaching what is not there does nothing. ``fail_attach``/``fail_detach`` make the next calls
   fail as a hypervisor would (a guest that does not release a disk, say). A build's ``block_devices`` are
   attached at spawn; one with ``boot_index`` 0 is the root disk, and no base image is needed then.
+- The moves keep the libvirt driver's rules on the files: ``migrate_disk`` forgets the domain (kept in
+  ``resizing``) and renames its directory ``<dir>_resize``; ``finish_migration`` spawns with the
+  migration's marker in the new directory; ``confirm``/``revert``/``finish_revert_migration`` tell the old
+  and the new guest apart by that marker. ``rescue`` keeps the domain as it was in ``rescued`` and boots
+  it again from a ``disk.rescue`` file; ``unrescue`` brings the kept one back.
 - Every call is recorded in ``calls`` as ``(method, instance_uuid)``; ``events`` notes the fallbacks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
 import shutil
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from compute_tasks import rpc
 from compute_tasks.config import canonical_uuid, instances_dir_entry
 from compute_tasks.drivers.base import (
+    MIGRATION_MARKER,
     ComputeDriver,
     DomainInventory,
     DomainNotFound,
     DriverError,
     HostResources,
+    InvalidRequest,
     SpawnResult,
+    migration_of,
     nic_addresses,
+    resize_dir,
 )
-from compute_tasks.private_files import create_private_file, private_dir, private_file
-from compute_tasks.rpc import BuildRequest, InstanceRef, VolumeConnection
+from compute_tasks.private_files import create_private_file, open_private, private_dir, private_file
+from compute_tasks.rpc import BuildRequest, ImageSpec, InstanceRef, NicSpec, VolumeConnection
 
 
 @dataclass
@@ -54,6 +66,11 @@ class FakeDomain:
     power_state: int
     vnc_port: int | None = None
     boots: int = 0
+    flavor: str = ""
+    nics: list[NicSpec] = field(default_factory=list)
+    migration_id: int | None = None
+    root_volume: bool = False
+    rescue_image: str | None = None  # the rescue image it boots from, while in rescue
 
 
 class FakeDriver(ComputeDriver):
@@ -84,6 +101,8 @@ class FakeDriver(ComputeDriver):
         self.volumes: dict[str, dict[str, str]] = {}  # instance uuid -> {volume id: device}
         self.fail_attach: Exception | None = None
         self.fail_detach: Exception | None = None
+        self.resizing: dict[str, FakeDomain] = {}  # instance uuid -> the old guest, while a move is open
+        self.rescued: dict[str, FakeDomain] = {}  # instance uuid -> the guest as it was before its rescue
         self._ports = itertools.count(5900)
         self._lock = threading.RLock()
 
@@ -109,9 +128,20 @@ class FakeDriver(ComputeDriver):
         power_on: bool = True,
         volume_images: Mapping[str, Path] | None = None,
     ) -> SpawnResult:
+        return self._spawn(request, base_image_path, power_on=power_on, volume_images=volume_images)
+
+    def _spawn(
+        self,
+        request: BuildRequest,
+        base_image_path: Path | None,
+        *,
+        power_on: bool = True,
+        volume_images: Mapping[str, Path] | None = None,
+        migration_id: int | None = None,
+    ) -> SpawnResult:
         instance_uuid = canonical_uuid(request.instance_uuid)
         with self._lock:
-            self.calls.append(("spawn", instance_uuid))
+            self.calls.append(("spawn" if migration_id is None else "finish_migration", instance_uuid))
             if instance_uuid in self.domains:
                 raise DriverError(f"instance {instance_uuid} already has a domain on this host")
             root_volume = any(device.boot_index == 0 for device in request.block_devices)
@@ -126,7 +156,17 @@ class FakeDriver(ComputeDriver):
                 # Private, as the libvirt driver makes them.
                 private_dir(instance_dir)
                 create_private_file(instance_dir / "disk")
-            domain = FakeDomain(name=request.domain_name, power_state=rpc.SHUTDOWN)
+                if migration_id is not None:
+                    with open_private(instance_dir / MIGRATION_MARKER, "w") as marker:
+                        marker.write(str(migration_id))
+            domain = FakeDomain(
+                name=request.domain_name,
+                power_state=rpc.SHUTDOWN,
+                flavor=request.flavor.name,
+                nics=list(request.nics),
+                migration_id=migration_id,
+                root_volume=root_volume,
+            )
             self.domains[instance_uuid] = domain
             self.volumes[instance_uuid] = {device.volume_id: device.device for device in request.block_devices}
             if self.fail_spawn is not None:
@@ -247,12 +287,129 @@ class FakeDriver(ComputeDriver):
             self.calls.append(("destroy", instance_uuid))
             self.domains.pop(instance_uuid, None)
             self.volumes.pop(instance_uuid, None)
+            self.rescued.pop(instance_uuid, None)
             if self.instances_dir is not None:
                 shutil.rmtree(instances_dir_entry(self.instances_dir, instance_uuid), ignore_errors=True)
 
     def power_state(self, ref: InstanceRef) -> int:
         with self._lock:
             return self._get(ref.instance_uuid).power_state
+
+    def addresses(self, ref: InstanceRef) -> list[dict[str, Any]] | None:
+        with self._lock:
+            return nic_addresses(self._get(ref.instance_uuid).nics)
+
+    # --- moving servers --------------------------------------------------------------------------------
+
+    def migrate_disk(self, ref: InstanceRef, target: Path, *, disk_format: str = "qcow2") -> None:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        with self._lock:
+            self.calls.append(("migrate_disk", instance_uuid))
+            if instance_uuid not in self.resizing:
+                domain = self._get(instance_uuid)
+                if domain.root_volume:
+                    raise InvalidRequest(f"instance {instance_uuid} has no local disk to migrate")
+                if domain.power_state == rpc.RUNNING and self.ignore_acpi:
+                    self.events.append(("power_off_forced", instance_uuid))
+                domain.power_state, domain.vnc_port = rpc.SHUTDOWN, None
+                self.resizing[instance_uuid] = self.domains.pop(instance_uuid)
+                if self.instances_dir is not None:
+                    instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+                    if instance_dir.exists():
+                        os.rename(instance_dir, resize_dir(instance_dir))
+            disk = None
+            if self.instances_dir is not None:
+                disk = resize_dir(instances_dir_entry(self.instances_dir, instance_uuid)) / "disk"
+            data = disk.read_bytes() if disk is not None and disk.is_file() else b""
+            Path(target).write_bytes(data or b"fake migrated disk")
+            private_file(target)
+
+    def finish_migration(
+        self, request: BuildRequest, disk_image_path: Path, *, migration_id: int, power_on: bool = True
+    ) -> SpawnResult:
+        return self._spawn(request, disk_image_path, power_on=power_on, migration_id=migration_id)
+
+    def confirm_migration(self, ref: InstanceRef, *, migration_id: int) -> None:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        with self._lock:
+            self.calls.append(("confirm_migration", instance_uuid))
+            live = self.domains.get(instance_uuid)
+            if instance_uuid in self.resizing and live is not None and live.migration_id != migration_id:
+                del self.domains[instance_uuid]  # a definition of the old guest, left behind
+            self.resizing.pop(instance_uuid, None)
+            if self.instances_dir is not None:
+                shutil.rmtree(resize_dir(instances_dir_entry(self.instances_dir, instance_uuid)), ignore_errors=True)
+
+    def revert_migration(self, ref: InstanceRef, *, migration_id: int) -> None:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        with self._lock:
+            self.calls.append(("revert_migration", instance_uuid))
+            live = self.domains.get(instance_uuid)
+            if live is not None and live.migration_id != migration_id:
+                return  # the old guest, back already
+            self.domains.pop(instance_uuid, None)
+            self.volumes.pop(instance_uuid, None)
+            if self.instances_dir is not None:
+                instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+                if live is not None or migration_of(instance_dir) == migration_id:
+                    shutil.rmtree(instance_dir, ignore_errors=True)
+
+    def finish_revert_migration(self, ref: InstanceRef, *, migration_id: int, power_on: bool) -> int:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        with self._lock:
+            self.calls.append(("finish_revert_migration", instance_uuid))
+            if instance_uuid in self.resizing:
+                live = self.domains.get(instance_uuid)
+                if live is not None and live.migration_id == migration_id:
+                    raise DriverError(
+                        f"the guest migration {migration_id} made of instance {instance_uuid} is still here"
+                    )
+                if self.instances_dir is not None:
+                    instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+                    shutil.rmtree(instance_dir, ignore_errors=True)
+                    if resize_dir(instance_dir).exists():
+                        os.rename(resize_dir(instance_dir), instance_dir)
+                self.domains[instance_uuid] = self.resizing.pop(instance_uuid)
+            domain = self._get(instance_uuid)
+            if power_on and domain.power_state != rpc.RUNNING:
+                self._boot(domain)
+            return domain.power_state
+
+    # --- rescue ----------------------------------------------------------------------------------------
+
+    def rescue(self, ref: InstanceRef, rescue_image: ImageSpec, rescue_image_path: Path) -> int:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        with self._lock:
+            domain = self._record_and_get("rescue", ref)
+            if not Path(rescue_image_path).is_file():
+                raise DriverError(f"rescue image {rescue_image_path} does not exist")
+            if instance_uuid not in self.rescued:
+                if domain.root_volume:
+                    raise InvalidRequest(f"instance {instance_uuid} has no local disk to rescue")
+                self.rescued[instance_uuid] = dataclasses.replace(domain, power_state=rpc.SHUTDOWN, vnc_port=None)
+                domain.power_state, domain.vnc_port = rpc.SHUTDOWN, None
+                rescue_disk = self._instance_file(ref, "disk.rescue")
+                if rescue_disk is not None:
+                    create_private_file(rescue_disk)
+            domain.rescue_image = rescue_image.id
+            if domain.power_state != rpc.RUNNING:
+                self._boot(domain)
+            return domain.power_state
+
+    def unrescue(self, ref: InstanceRef) -> int:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        with self._lock:
+            self._record_and_get("unrescue", ref)
+            kept = self.rescued.pop(instance_uuid, None)
+            if kept is not None:
+                self.domains[instance_uuid] = kept
+                rescue_disk = self._instance_file(ref, "disk.rescue")
+                if rescue_disk is not None:
+                    rescue_disk.unlink(missing_ok=True)
+            domain = self._get(instance_uuid)
+            if domain.power_state != rpc.RUNNING:
+                self._boot(domain)
+            return domain.power_state
 
     def vnc_address(self, ref: InstanceRef) -> tuple[str | None, int | None]:
         with self._lock:

@@ -29,6 +29,7 @@ from compute_tasks.config import canonical_uuid, instances_dir_entry
 from compute_tasks.drivers import config_drive, domain_xml, volume_xml
 from compute_tasks.drivers.base import (
     INSTANCE_METADATA_NS,
+    MIGRATION_MARKER,
     ComputeDriver,
     DomainInventory,
     DomainNotFound,
@@ -38,9 +39,10 @@ from compute_tasks.drivers.base import (
     nic_addresses,
     read_tail,
 )
+from compute_tasks.drivers.libvirt_moves import LibvirtMoves, undefine_secrets
 from compute_tasks.drivers.qemu_img import QemuImg
-from compute_tasks.private_files import create_private_file, private_dir, private_file
-from compute_tasks.rpc import BuildRequest, InstanceRef, VolumeConnection
+from compute_tasks.private_files import create_private_file, open_private, private_dir, private_file
+from compute_tasks.rpc import BuildRequest, ImageSpec, InstanceRef, VolumeConnection
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class ForeignDomain(DriverError):
         )
 
 
-class LibvirtDriver(ComputeDriver):
+class LibvirtDriver(LibvirtMoves, ComputeDriver):
     def __init__(
         self,
         *,
@@ -199,6 +201,19 @@ class LibvirtDriver(ComputeDriver):
         power_on: bool = True,
         volume_images: Mapping[str, Path] | None = None,
     ) -> SpawnResult:
+        return self._spawn(request, base_image_path, power_on=power_on, volume_images=volume_images)
+
+    def _spawn(
+        self,
+        request: BuildRequest,
+        base_image_path: Path | None,
+        *,
+        power_on: bool = True,
+        volume_images: Mapping[str, Path] | None = None,
+        migration_id: int | None = None,
+    ) -> SpawnResult:
+        """``spawn``; with a ``migration_id``, the base image is a migrated disk, which the root disk grows
+        to the flavor's size but never shrinks below, and the directory is marked with the migration."""
         instance_uuid = canonical_uuid(request.instance_uuid)
         instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
         console_log_path = instance_dir / "console.log"
@@ -234,8 +249,20 @@ class LibvirtDriver(ComputeDriver):
             # makes the serial log 0600 itself, but QEMU opening it directly (qemu.conf stdio_handler =
             # "file") would use its umask; made here first, the file keeps this mode either way.
             create_private_file(console_log_path)
+            if migration_id is not None:
+                with open_private(instance_dir / MIGRATION_MARKER, "w") as marker:
+                    marker.write(str(migration_id))
             if disk_path is not None:
-                self._create_overlay(base_image_path, disk_path, request)
+                if request.image is None or base_image_path is None:
+                    raise DriverError(f"instance {instance_uuid} has neither an image nor a root volume")
+                self._create_overlay(
+                    base_image_path,
+                    disk_path,
+                    request.image,
+                    root_gb=request.flavor.root_gb,
+                    flavor_name=request.flavor.name,
+                    never_shrink=migration_id is not None,
+                )
                 private_file(disk_path)
             if config_drive_path is not None:
                 config_drive.write_config_drive(request, config_drive_path)
@@ -416,24 +443,8 @@ class LibvirtDriver(ComputeDriver):
                 return
             if dom.isActive():
                 _destroy_quietly(dom)
-            _undefine_secrets(conn, volume_xml.secret_usages(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
-            flags = (
-                libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-            )
-            try:
-                dom.undefineFlags(flags)
-            except libvirt.libvirtError as exc:
-                code = exc.get_error_code()
-                if code == libvirt.VIR_ERR_NO_DOMAIN:
-                    return
-                if code not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
-                    raise
-                # Without the flags, libvirt refuses to undefine a domain that has saved memory.
-                if dom.hasManagedSaveImage(0):
-                    dom.managedSaveRemove(0)
-                dom.undefine()
+            undefine_secrets(conn, volume_xml.secret_usages(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
+            self._undefine(dom)
 
         self._call(f"destroying instance {instance_uuid}", remove)
         instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
@@ -443,6 +454,26 @@ class LibvirtDriver(ComputeDriver):
             pass
         except OSError as exc:
             raise DriverError(f"cannot remove {instance_dir}: {exc}") from exc
+
+    def _undefine(self, dom: libvirt.virDomain) -> None:
+        """Undefine a stopped domain with everything libvirt keeps for it; one already gone is done."""
+        flags = (
+            libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        )
+        try:
+            dom.undefineFlags(flags)
+        except libvirt.libvirtError as exc:
+            code = exc.get_error_code()
+            if code == libvirt.VIR_ERR_NO_DOMAIN:
+                return
+            if code not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+                raise
+            # Without the flags, libvirt refuses to undefine a domain that has saved memory.
+            if dom.hasManagedSaveImage(0):
+                dom.managedSaveRemove(0)
+            dom.undefine()
 
     def power_state(self, ref: InstanceRef) -> int:
         return self._call(
@@ -560,7 +591,7 @@ class LibvirtDriver(ComputeDriver):
             disk = volume_xml.find_volume_disk(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), volume.volume_id)
             if disk is not None and dom.isPersistent():
                 dom.detachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-            _undefine_secrets(conn, [volume_xml.iscsi_secret_usage(volume.volume_id)])
+            undefine_secrets(conn, [volume_xml.iscsi_secret_usage(volume.volume_id)])
 
         self._call(what, forget)
 
@@ -669,28 +700,41 @@ class LibvirtDriver(ComputeDriver):
             time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0)))
         return True
 
-    def _create_overlay(self, base: Path, disk: Path, request: BuildRequest) -> None:
-        """A qcow2 overlay backed by the cached image, grown to the flavor's root disk size."""
-        fmt = request.image.disk_format
+    def _create_overlay(
+        self,
+        base: Path,
+        disk: Path,
+        image: ImageSpec,
+        *,
+        root_gb: int,
+        flavor_name: str = "",
+        never_shrink: bool = False,
+    ) -> None:
+        """A qcow2 overlay backed by the cached image, grown to ``root_gb`` (0: the image's size). A root
+        disk smaller than the image is refused, or, with ``never_shrink`` (a migrated disk), ignored."""
+        fmt = image.disk_format
         if fmt not in SUPPORTED_DISK_FORMATS:
             raise DriverError(
-                f"image {request.image.id} has disk format {fmt!r}; supported: {', '.join(SUPPORTED_DISK_FORMATS)}",
+                f"image {image.id} has disk format {fmt!r}; supported: {', '.join(SUPPORTED_DISK_FORMATS)}",
                 reschedulable=False,
             )
         # The image was uploaded by a user: one that names another file of the host (a backing file, an
         # external data file) is refused, as is a format other than declared (info fails).
-        info = self.qemu_img.checked_info(base, fmt, f"image {request.image.id}")
+        info = self.qemu_img.checked_info(base, fmt, f"image {image.id}")
         virtual_size = int(info.get("virtual-size", 0))
-        root_bytes = request.flavor.root_gb * GIB
+        root_bytes = root_gb * GIB
         if root_bytes and root_bytes < virtual_size:
-            raise DriverError(
-                f"flavor {request.flavor.name!r} has a {request.flavor.root_gb} GiB root disk, smaller than "
-                f"image {request.image.id} ({virtual_size / GIB:.1f} GiB)",
-                reschedulable=False,
-            )
+            if not never_shrink:
+                raise DriverError(
+                    f"flavor {flavor_name!r} has a {root_gb} GiB root disk, smaller than "
+                    f"image {image.id} ({virtual_size / GIB:.1f} GiB)",
+                    reschedulable=False,
+                )
+            log.info("image %s is larger than the new flavor's %d GiB root disk; its size is kept", image.id, root_gb)
+            root_bytes = 0
         args = ["create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(base), str(disk)]
         if root_bytes:
-            args.append(f"{request.flavor.root_gb}G")
+            args.append(f"{root_gb}G")
         self.qemu_img.run(*args)
 
     def _disk_gb(self) -> int:
@@ -725,15 +769,6 @@ def _destroy_quietly(dom: libvirt.virDomain) -> None:
         # It stopped on its own in the meantime.
         if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or dom.isActive():
             raise
-
-
-def _undefine_secrets(conn: libvirt.virConnect, usages: list[str]) -> None:
-    for usage in usages:
-        try:
-            conn.secretLookupByUsage(libvirt.VIR_SECRET_USAGE_TYPE_ISCSI, usage).undefine()
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SECRET, libvirt.VIR_ERR_NO_SUPPORT):
-                raise
 
 
 def _is_mounted(path: Path) -> bool:
