@@ -56,6 +56,9 @@ class HostConfig:
     hosts: tuple[str, ...] = ()
     # The host's private key and the control plane's public key, as `manage.py host_enroll` wrote them.
     credentials_file: Path | None = None
+    # The address other hosts' libvirtds and QEMUs reach this host at for migrations (its libvirtd's
+    # TCP port and QEMU's migration ports listen there).
+    migration_address: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HostConfig:
@@ -105,6 +108,13 @@ class HostConfig:
                 "addresses: name the address the console proxy connects to (127.0.0.1 when it runs here)"
             )
         vnc_address = get("COMPUTE_VNC_ADDRESS", vnc_listen)
+        my_ip = str(_parse_ip("COMPUTE_MY_IP", get("COMPUTE_MY_IP", _route_address(broker_url))))
+        migration_address = get("COMPUTE_MIGRATION_ADDRESS", my_ip)
+        if _parse_ip("COMPUTE_MIGRATION_ADDRESS", migration_address).is_unspecified:
+            raise ConfigError(
+                f"COMPUTE_MIGRATION_ADDRESS={migration_address!r} is not an address other hosts can reach: name "
+                "this host's address on the network between the hypervisors"
+            )
 
         return cls(
             host=host,
@@ -118,11 +128,12 @@ class HostConfig:
             vnc_address=vnc_address,
             http_timeout=_positive_seconds(env, "COMPUTE_HTTP_TIMEOUT", 30.0),
             shutdown_timeout=_positive_seconds(env, "COMPUTE_SHUTDOWN_TIMEOUT", 60.0, allow_zero=True),
-            my_ip=str(_parse_ip("COMPUTE_MY_IP", get("COMPUTE_MY_IP", _route_address(broker_url)))),
+            my_ip=my_ip,
             nfs_mount_point_base=Path(get("COMPUTE_NFS_MOUNT_POINT_BASE", str(state_dir / "mnt"))).expanduser(),
             volume_detach_timeout=_positive_seconds(env, "COMPUTE_VOLUME_DETACH_TIMEOUT", 30.0),
             hosts=hosts,
             credentials_file=Path(get("COMPUTE_CREDENTIALS", str(state_dir / "credentials.json"))).expanduser(),
+            migration_address=migration_address,
         )
 
     @property

@@ -1,8 +1,13 @@
 """Run the whole cloud on this machine with a demo VM, in the foreground; Ctrl-C stops everything.
 
-Called by ``make demo`` after scripts/bootstrap.sh. Starts every process of the Procfile with honcho,
-boots (or restarts) ``demo-1`` through the compute API, prints where everything is, and on Ctrl-C stops
-the VMs it finds running, then every process.
+Called by ``make demo`` after scripts/bootstrap.sh. Starts every process of the Procfile under supervisord
+(scripts/supervision.py: a process that dies is started again, the others keep serving), boots (or
+restarts) ``demo-1`` through the compute API, prints where everything is, and on Ctrl-C stops the VMs it
+finds running, then every process.
+
+``DEMO_HOSTS=N`` (default 1) runs N hypervisor hosts: with more than one, each is a private libvirtd on
+its own loopback address 127.0.0.21, .22, … (scripts/libvirt_host.py) with its own compute worker named
+``<COMPUTE_HOST>-1`` …, state directory and console address; one host drives the system's libvirtd.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import time
 from pathlib import Path
 
 import requests
+from libvirt_host import HostError, LibvirtHost  # scripts/ is this script's directory
+from supervision import Supervisor, programs_for
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("CLOUD_STATE_DIR", ROOT / "var"))
@@ -24,6 +31,7 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 API = os.environ.get("CLOUD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 COMPUTE = f"{API}/compute/v2.1"
 HEADERS = {"OpenStack-API-Version": "compute 2.47"}
+MAX_DEMO_HOSTS = 9  # 127.0.0.21 .. 127.0.0.29
 
 
 def say(text: str) -> None:
@@ -126,13 +134,18 @@ def server_by_name(session, name: str) -> dict | None:
     return servers[0] if servers else None
 
 
-def boot_demo(session) -> dict:
+def boot_demo(session, host: str | None = None) -> dict:
+    """demo-1, booted on ``host`` when given (an admin may name the host from microversion 2.74)."""
     server = server_by_name(session, "demo-1")
     if server is None:
         image = session.get(f"{API}/image/v2/images", params={"name": "demo"}, timeout=10).json()["images"][0]
-        say("booting demo-1")
+        say(f"booting demo-1{f' on {host}' if host else ''}")
         body = {"server": {"name": "demo-1", "imageRef": image["id"], "flavorRef": "1", "networks": "auto"}}
-        response = session.post(f"{COMPUTE}/servers", json=body, timeout=30)
+        headers = {}
+        if host:
+            body["server"]["host"] = host
+            headers = {"OpenStack-API-Version": "compute 2.74"}
+        response = session.post(f"{COMPUTE}/servers", json=body, headers=headers, timeout=30)
         response.raise_for_status()
         server_id = response.json()["server"]["id"]
     else:
@@ -146,7 +159,7 @@ def boot_demo(session) -> dict:
             say("demo-1 is in ERROR; deleting it and booting a new one")
             session.delete(f"{COMPUTE}/servers/{server_id}", timeout=30)
             wait_for("demo-1 to be deleted", lambda: server_by_name(session, "demo-1") is None, 120)
-            return boot_demo(session)
+            return boot_demo(session, host)
 
     def active():
         body = session.get(f"{COMPUTE}/servers/{server_id}", timeout=10).json()["server"]
@@ -209,16 +222,16 @@ def main() -> int:
 
     cinder = start_local_cinder(env) if env.get("DEMO_CINDER") == "1" else None
     broker = start_broker(env)
-    say(f"enrolling compute host {env['COMPUTE_HOST']}")
-    manage(env, "host_enroll", env["COMPUTE_HOST"], "--output", env["COMPUTE_CREDENTIALS"])
+    libvirt_hosts: list[LibvirtHost] = []
+    try:
+        compute_hosts = start_hosts(env, libvirt_hosts)
+    except (HostError, subprocess.CalledProcessError) as exc:
+        for host in libvirt_hosts:
+            host.stop()
+        raise SystemExit(f"could not start the hypervisor hosts: {exc}") from None
 
-    say("starting api, conductor, beat, compute and consoleproxy")
-    procs = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "honcho"), "start", "-f", "Procfile"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,  # Ctrl-C reaches us first; we stop the VMs before the processes
-    )
+    say(f"starting api, conductor, beat, consoleproxy and compute for {', '.join(compute_hosts)} under supervisord")
+    supervisor = Supervisor(programs_for(ROOT / "Procfile", compute_hosts), STATE / "log", env).start()
     session = requests.Session()
     session.auth = ("admin", password)
     session.headers.update(HEADERS)
@@ -234,12 +247,12 @@ def main() -> int:
             stop_running_servers(session)
         except (requests.RequestException, SystemExit) as exc:
             say(f"could not stop servers through the API: {exc}")
-        os.killpg(procs.pid, signal.SIGTERM)
-        try:
-            procs.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(procs.pid, signal.SIGKILL)
-        destroy_leftover_domains()
+        supervisor.stop()
+        if libvirt_hosts:
+            for host in libvirt_hosts:
+                host.stop()  # its QEMUs too
+        else:
+            destroy_leftover_domains()
         if cinder is not None:
             cinder.stop()
         if broker is not None:
@@ -251,8 +264,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, shutdown)
 
     wait_for("the API", lambda: requests.get(f"{API}/compute/", timeout=2).ok, 60)
-    wait_for("the compute host's first heartbeat", lambda: _host_up(env), 60)
-    server = boot_demo(session)
+    wait_for("every compute host's first heartbeat", lambda: _hosts_up(env, list(compute_hosts)), 90)
+    server = boot_demo(session, next(iter(compute_hosts)) if libvirt_hosts else None)
     console = session.post(
         f"{COMPUTE}/servers/{server['id']}/action",
         json={"os-getVNCConsole": {"type": "novnc"}},
@@ -260,6 +273,16 @@ def main() -> int:
         timeout=10,
     ).json()["console"]["url"]
     volumes = f"  Volumes       {API}/volumes/ (Cinder at {cinder.endpoint}, noauth)\n" if cinder is not None else ""
+    hosts = "".join(
+        f"  Host          {name}"
+        + (
+            f" (libvirtd {settings['COMPUTE_LIBVIRT_URI']}, VNC on {settings['COMPUTE_VNC_LISTEN']})"
+            if libvirt_hosts
+            else ""
+        )
+        + "\n"
+        for name, settings in compute_hosts.items()
+    )
     print(
         f"""
   The cloud is running. Ctrl-C stops it (and the VMs).
@@ -268,16 +291,44 @@ def main() -> int:
   Compute API   {COMPUTE}
   Image API     {API}/image/v2
   Credentials   admin / {password}   (HTTP Basic for the APIs)
-  demo-1        {server["id"]} ({server["status"]})
+{hosts}  demo-1        {server["id"]} ({server["status"]})
   Console       {console}
                 (valid for 10 minutes; the portal's Console button makes a new one)
+  Logs          {STATE / "log"}/<process>.log   (a process that dies is started again)
 {volumes}{keystone}""",
         flush=True,
     )
-    # Poll rather than wait(): a blocking wait() holds the lock the Ctrl-C handler needs to reap honcho.
-    while procs.poll() is None:
+    # Poll rather than wait(): a blocking wait() holds the lock the Ctrl-C handler needs to reap supervisord.
+    while supervisor.alive():
         time.sleep(0.5)
-    return procs.returncode or 0
+    return supervisor.popen.returncode or 0
+
+
+def start_hosts(env: dict[str, str], libvirt_hosts: list[LibvirtHost]) -> dict[str, dict[str, str]]:
+    """Enroll the demo's hypervisor hosts and return each one's compute worker settings. One host (the
+    default) is ``COMPUTE_HOST`` on the system's libvirtd; with ``DEMO_HOSTS=N`` each of the N gets a private
+    libvirtd on 127.0.0.21, .22, …, appended to ``libvirt_hosts`` as it starts."""
+    raw = env.get("DEMO_HOSTS", "1").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DEMO_HOSTS:
+        raise SystemExit(f"DEMO_HOSTS={raw!r}: give a number of hosts from 1 to {MAX_DEMO_HOSTS}")
+    count = int(raw)
+    if count == 1:
+        say(f"enrolling compute host {env['COMPUTE_HOST']}")
+        manage(env, "host_enroll", env["COMPUTE_HOST"], "--output", env["COMPUTE_CREDENTIALS"])
+        return {env["COMPUTE_HOST"]: {"COMPUTE_CREDENTIALS": env["COMPUTE_CREDENTIALS"]}}
+    hosts = {}
+    for number in range(1, count + 1):
+        name, address = f"{env['COMPUTE_HOST']}-{number}", f"127.0.0.{20 + number}"
+        directory = STATE / "libvirt" / name
+        directory.mkdir(parents=True, exist_ok=True)
+        say(f"starting a private libvirtd for {name} on {address}")
+        host = LibvirtHost(directory, address)
+        libvirt_hosts.append(host.start())
+        credentials = STATE / "secrets" / f"compute-{name}.json"
+        say(f"enrolling compute host {name} (console at {address})")
+        manage(env, "host_enroll", name, "--output", str(credentials), "--console-address", address)
+        hosts[name] = {**host.environment(), "COMPUTE_CREDENTIALS": str(credentials)}
+    return hosts
 
 
 def openrc_variables(env) -> dict[str, str]:
@@ -316,7 +367,11 @@ def keystone_summary(env) -> str:
 """
 
 
-def _host_up(env) -> bool:
+def _hosts_up(env, names: list[str]) -> bool:
+    query = (
+        "from portal.models import ComputeHost; "
+        f"print(ComputeHost.objects.filter(name__in={names!r}).exclude(last_heartbeat=None).count() == {len(names)})"
+    )
     out = subprocess.run(
         [
             PYTHON,
@@ -324,7 +379,7 @@ def _host_up(env) -> bool:
             "shell",
             "--no-imports",
             "-c",
-            "from portal.models import ComputeHost; print(ComputeHost.objects.exclude(last_heartbeat=None).exists())",
+            query,
         ],
         cwd=ROOT,
         env=env,

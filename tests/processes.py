@@ -156,6 +156,7 @@ class Process:
 # autouse fixture in tests/conftest.py) puts the live hosts' keys back before each test.
 
 _host_keys: dict[str, signing.Ed25519PrivateKey] = {}
+_console_addresses: dict[str, str] = {}
 _live_hosts: set[str] = set()
 _db_blocker = None
 
@@ -170,10 +171,12 @@ def _database():
     return _db_blocker.unblock() if _db_blocker is not None else contextlib.nullcontext()
 
 
-def enroll(names: list[str], credentials_file: Path) -> None:
-    """Enroll test hosts and write their credentials where their worker reads them."""
+def enroll(names: list[str], credentials_file: Path, console_address: str = "127.0.0.1") -> None:
+    """Enroll test hosts (their consoles at ``console_address``) and write their credentials where their
+    worker reads them."""
     from portal.services import host_trust
 
+    _console_addresses.update(dict.fromkeys(names, console_address))
     keys = {name: _host_keys.setdefault(name, signing.new_private_key()) for name in names}
     signing.HostCredentials.write(
         credentials_file, keys=keys, control_plane_public_key=host_trust.control_plane_public_key()
@@ -186,10 +189,15 @@ def enroll_again(names: list[str] | None = None) -> None:
     from portal.services import host_trust
 
     names = sorted(_live_hosts) if names is None else names
-    if names:
-        with _database():
+    by_address: dict[str, list[str]] = {}
+    for name in names:
+        by_address.setdefault(_console_addresses.get(name, "127.0.0.1"), []).append(name)
+    with _database():
+        for address, group in by_address.items():
             host_trust.host_enroll_many(
-                names=names, public_keys={name: signing.encode_public(_host_keys[name]) for name in names}
+                names=group,
+                public_keys={name: signing.encode_public(_host_keys[name]) for name in group},
+                console_address=address,
             )
 
 
@@ -214,6 +222,7 @@ class Cluster:
         self.work_dir = work_dir
         self.processes: dict[str, Process] = {}
         self.started_at = time.time()
+        self.qemu_log_dirs = [QEMU_LOG_DIR]  # where the libvirtds of its hosts keep the QEMU logs
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "portal.settings.base",
@@ -256,10 +265,17 @@ class Cluster:
         )
 
     def start_compute(
-        self, host: str, *, uri: str = "test:///default", heartbeat: float = 1.0, driver: str = "libvirt"
+        self,
+        host: str,
+        *,
+        uri: str = "test:///default",
+        heartbeat: float = 1.0,
+        driver: str = "libvirt",
+        console_address: str = "127.0.0.1",
+        **env: str,
     ) -> Process:
         state_dir = self.work_dir / "compute" / host
-        enroll([host], state_dir / "credentials.json")
+        enroll([host], state_dir / "credentials.json", console_address=console_address)
         return self._start(
             f"compute-{host}",
             [
@@ -286,6 +302,7 @@ class Cluster:
             COMPUTE_STATE_DIR=str(state_dir),
             COMPUTE_HEARTBEAT_INTERVAL=str(heartbeat),
             **HOST_ENV,
+            **env,
         )
 
     def restart(self, name: str) -> Process:
@@ -353,7 +370,8 @@ class Cluster:
         cluster started (what QEMU said when a guest would not start or died)."""
         parts = [f"===== {name} =====\n{p.output()[-6000:]}" for name, p in self.processes.items()]
         if any(p.env.get("COMPUTE_LIBVIRT_URI", "").startswith("qemu") for p in self.processes.values()):
-            recent = [path for path in QEMU_LOG_DIR.glob("*.log") if path.stat().st_mtime >= self.started_at]
+            logs = [path for directory in self.qemu_log_dirs for path in directory.glob("*.log")]
+            recent = [path for path in logs if path.stat().st_mtime >= self.started_at]
             for path in sorted(recent, key=lambda path: path.stat().st_mtime)[-8:]:
                 parts.append(f"===== libvirt {path} =====\n{path.read_text(errors='replace')[-3000:]}")
         return "\n".join(parts)

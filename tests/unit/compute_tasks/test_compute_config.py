@@ -55,6 +55,19 @@ def test_vnc_servers_never_listen_on_every_address(wildcard):
         HostConfig.from_env({"COMPUTE_VNC_LISTEN": wildcard})
 
 
+def test_the_migration_address_defaults_to_the_address_towards_the_broker():
+    assert HostConfig.from_env({}).migration_address == "127.0.0.1"
+    config = HostConfig.from_env({"COMPUTE_MY_IP": "192.0.2.7"})
+    assert config.migration_address == config.my_ip == "192.0.2.7"
+    assert HostConfig.from_env({"COMPUTE_MIGRATION_ADDRESS": "127.0.0.22"}).migration_address == "127.0.0.22"
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])  # noqa: S104 - only parsed
+def test_other_hosts_need_a_real_migration_address(wildcard):
+    with pytest.raises(ConfigError, match="COMPUTE_MIGRATION_ADDRESS.*other hosts"):
+        HostConfig.from_env({"COMPUTE_MIGRATION_ADDRESS": wildcard})
+
+
 def test_the_state_dir_defaults_per_host():
     assert HostConfig.from_env({"COMPUTE_HOST": "a"}).state_dir.name == "a"
     assert HostConfig.from_env({"COMPUTE_HOST": "b"}).state_dir.name == "b"
@@ -73,6 +86,7 @@ def test_the_state_dir_defaults_per_host():
         ("COMPUTE_VNC_LISTEN", "localhost:5900"),
         ("CELERY_BROKER_URL", "127.0.0.1:6379"),
         ("COMPUTE_LIBVIRT_URI", "qemu"),
+        ("COMPUTE_MIGRATION_ADDRESS", "hv-02"),
     ],
 )
 def test_an_invalid_value_fails_naming_the_variable(name, value):

@@ -1,0 +1,54 @@
+"""Real hypervisor hosts side by side for tests: each its own libvirtd (scripts/libvirt_host.py) on its own
+loopback address, with its own compute worker, state directory, VNC address and migration ports.
+
+The libvirt cache of each address is kept in /var/tmp between runs, so a host starts in under a second
+after the first run's QEMU capability probe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import libvirt
+
+from scripts.libvirt_host import LibvirtHost, default_cache_dir
+from tests.processes import Cluster, Process
+
+
+class LibvirtHosts:
+    """The private libvirtds of one test module, by host name."""
+
+    def __init__(self, work_dir: Path):
+        self.work_dir = work_dir
+        self.hosts: dict[str, LibvirtHost] = {}
+
+    def start(self, name: str, address: str) -> LibvirtHost:
+        directory = self.work_dir / name
+        directory.mkdir(parents=True, exist_ok=True)
+        host = LibvirtHost(directory, address, cache_dir=default_cache_dir(address))
+        self.hosts[name] = host
+        return host.start()
+
+    def stop(self) -> None:
+        for host in self.hosts.values():
+            host.stop()
+
+    def domain_uuids(self, name: str) -> set[str]:
+        """Every domain the libvirtd of host ``name`` knows, running or not."""
+        conn = libvirt.open(self.hosts[name].uri)
+        try:
+            return {domain.UUIDString() for domain in conn.listAllDomains()}
+        finally:
+            conn.close()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== libvirtd of {name} =====\n{host.log_tail()}" for name, host in self.hosts.items())
+
+
+def start_compute_on(cluster: Cluster, name: str, host: LibvirtHost, **env: str) -> Process:
+    """A compute worker for host ``name`` driving its private libvirtd, enrolled with its console address."""
+    cluster.qemu_log_dirs.append(host.qemu_log_dir)
+    settings = {**host.environment(), **env}
+    return cluster.start_compute(
+        name, uri=settings.pop("COMPUTE_LIBVIRT_URI"), console_address=host.vnc_listen, **settings
+    )
