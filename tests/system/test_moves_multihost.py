@@ -46,6 +46,7 @@ def wait_status(admin, server_id, status, timeout=240):
     def reached():
         server = admin.server(server_id)
         assert server["status"] != "ERROR", server.get("fault")
+        assert "fault" not in server or server["status"] == status, server["fault"]
         return server["status"] == status and server.get("OS-EXT-STS:task_state") is None
 
     wait_until(reached, timeout, message=status)
@@ -80,7 +81,11 @@ def host_of(server_id) -> str:
     return Instance.objects.select_related("host").get(uuid=server_id).host.name
 
 
-def test_a_server_moves_between_two_hosts_and_back(two_host_cluster, admin, tiny_flavor, demo_image, settings):
+def test_a_server_moves_between_two_hosts_and_back(
+    two_host_cluster, admin, tiny_flavor, demo_image, settings, live_server
+):
+    # The API (this process) signs the shelve's upload URL for the hosts.
+    settings.CLOUD = {**settings.CLOUD, "PUBLIC_URL": live_server.url}
     cluster = two_host_cluster
     hosts = cluster.libvirt_hosts
     first, second = TWO_HOSTS
