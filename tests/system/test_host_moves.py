@@ -197,9 +197,11 @@ def test_a_same_host_resize_is_confirmed_and_another_reverted(host):
     manager, reports, store, made = host
     request = boot(manager, reports, store, made)
     instance_dir = manager.config.instance_dir(request.instance_uuid)
-    # Something only this guest's disk holds, to recognise it after the moves.
+    # Something only this guest's disk holds, to recognise it after the moves (written while it is off).
+    manager.stop_instance(InstanceRef(instance_uuid=request.instance_uuid, domain_name=request.domain_name))
+    assert reports.last().power_state == rpc.SHUTDOWN
     subprocess.run(
-        ["qemu-io", "-U", "-c", "write -P 0x5c 900M 64k", str(instance_dir / "disk")], check=True, capture_output=True
+        ["qemu-io", "-c", "write -P 0x5c 900M 64k", str(instance_dir / "disk")], check=True, capture_output=True
     )
 
     finished = resize_on_the_same_host(manager, reports, store, request, 1)
@@ -212,7 +214,9 @@ def test_a_same_host_resize_is_confirmed_and_another_reverted(host):
     assert (resize_dir(instance_dir) / "disk").is_file()
     wait_for_console(manager, request, "demo#")
     pattern = subprocess.run(
-        ["qemu-io", "-U", "-c", "read -P 0x5c 900M 64k", str(instance_dir / "disk")], capture_output=True, text=True
+        ["qemu-io", "-r", "-U", "-c", "read -P 0x5c 900M 64k", str(instance_dir / "disk")],
+        capture_output=True,
+        text=True,
     )
     assert pattern.returncode == 0 and "Pattern verification failed" not in pattern.stdout
 
