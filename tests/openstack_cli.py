@@ -191,11 +191,11 @@ def identity_cli_cloud(cli_identity, request):
 
 
 @pytest.fixture
-def cli(identity_cli_cloud, cli_identity, request):
-    """The module's CLIs for one test; on failure, the commands the test ran and what they printed."""
+def cli(identity_cli_cloud, cli_identity, transactional_db, request):
+    """The module's CLIs for one test (the live API they talk to uses the test's database); on failure, the
+    commands the test ran and what they printed."""
     cloud = identity_cli_cloud
     if cli_identity == "builtin":
-        request.getfixturevalue("transactional_db")
         builtin_people_make(cloud)
     users = (cloud.admin, cloud.member, cloud.other)
     for user in users:
