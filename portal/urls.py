@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from portal.api.identity.auth_views import VersionsView as IdentityVersionsView
 from portal.api.image.views import VersionsView as ImageVersionsView
 
 urlpatterns = [
@@ -8,6 +9,9 @@ urlpatterns = [
     # The catalog's image endpoint is <public URL>/image, without a slash; clients discover versions there.
     path("image", ImageVersionsView.as_view(), name="image-versions-root"),
     path("image/", include("portal.api.image.urls")),
+    # The built-in identity API v3 (OS_AUTH_URL=<public URL>/identity/v3); versions at /identity.
+    path("identity", IdentityVersionsView.as_view(), name="identity-versions-root"),
+    path("identity/", include("portal.api.identity.urls")),
     path("internal/", include("portal.internal.urls")),
     path("admin/", admin.site.urls),
     path("", include("portal.web.urls")),

@@ -12,6 +12,7 @@ its own loopback address 127.0.0.21, .22, … (scripts/libvirt_host.py) with its
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -219,6 +220,8 @@ def main() -> int:
         say(f"registering compute and image in the Keystone catalog at {env['KEYSTONE_AUTH_URL']}")
         manage(env, "register_catalog")
         keystone = keystone_summary(env)
+    else:
+        keystone = builtin_identity_openrc(password)
 
     cinder = start_local_cinder(env) if env.get("DEMO_CINDER") == "1" else None
     broker = start_broker(env)
@@ -364,6 +367,51 @@ def keystone_summary(env) -> str:
 {shown}
                 then: openstack server create --image demo --flavor m1.tiny --wait vm1
                       openstack console url show vm1
+"""
+
+
+def builtin_identity_openrc(password: str) -> str:
+    """Writes <state>/openrc and <state>/clouds.yaml (0600) for ``admin`` at the cloud's own identity API."""
+    variables = {
+        "OS_AUTH_URL": f"{API}/identity/v3",
+        "OS_IDENTITY_API_VERSION": "3",
+        "OS_USERNAME": "admin",
+        "OS_PASSWORD": password,
+        "OS_PROJECT_NAME": "admin",
+        "OS_USER_DOMAIN_NAME": "Default",
+        "OS_PROJECT_DOMAIN_NAME": "Default",
+        "OS_REGION_NAME": "RegionOne",
+        "OS_INTERFACE": "public",
+    }
+    clouds = (
+        "clouds:\n  demo:\n    auth:\n"
+        + "".join(
+            f"      {key}: {json.dumps(variables[name])}\n"
+            for key, name in (
+                ("auth_url", "OS_AUTH_URL"),
+                ("username", "OS_USERNAME"),
+                ("password", "OS_PASSWORD"),
+                ("project_name", "OS_PROJECT_NAME"),
+                ("user_domain_name", "OS_USER_DOMAIN_NAME"),
+                ("project_domain_name", "OS_PROJECT_DOMAIN_NAME"),
+            )
+        )
+        + '    region_name: RegionOne\n    interface: public\n    identity_api_version: "3"\n'
+    )
+    files = {
+        STATE / "openrc": "".join(f"export {name}={shlex.quote(value)}\n" for name, value in variables.items()),
+        STATE / "clouds.yaml": clouds,
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(text)
+    return f"""
+  Identity      {variables["OS_AUTH_URL"]}  (built in; clouds.yaml: {STATE / "clouds.yaml"}, cloud "demo")
+  openrc        source {STATE / "openrc"}
+                then: openstack server list
+                      openstack server create --image demo --flavor m1.tiny --wait vm1
 """
 
 

@@ -3,7 +3,8 @@
 ``OpenStackCLI`` runs one command at a time as a subprocess with an openrc-like environment and nothing
 else from ours (no clouds.yaml, no OS_* leaking in); ``json()`` and ``value()`` parse what it prints.
 ``cli_cloud`` makes a test module's live API use the session's Keystone and registers the live server in
-Keystone's catalog, as `manage.py register_catalog` does for a real cloud.
+Keystone's catalog, as `manage.py register_catalog` does for a real cloud; ``builtin_cli_cloud`` gives the
+same users with no Keystone at all: the CLI authenticates at the cloud's own ``/identity/v3``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import json
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +37,9 @@ class CommandFailed(AssertionError):
 class OpenStackCLI:
     """One Keystone user's ``openstack`` command line, as a person with an openrc would type it."""
 
-    def __init__(self, keystone: KeystoneServer, *, username: str, password: str, project: str, home: Path):
+    def __init__(
+        self, keystone: KeystoneServer | str, *, username: str, password: str, project: str, home: Path, region=REGION
+    ):
         if not (VENV_BIN / "openstack").exists():
             raise CommandFailed("no .venv-openstack: run `WITH_TEST_DEPS=1 scripts/bootstrap.sh`")
         home.mkdir(parents=True, exist_ok=True)
@@ -47,14 +51,15 @@ class OpenStackCLI:
             "PATH": f"{VENV_BIN}:/usr/bin:/bin",
             "HOME": str(home),
             "LANG": "C.UTF-8",
-            "OS_AUTH_URL": keystone.auth_url,
+            # A Keystone, or the URL of the cloud's built-in identity API.
+            "OS_AUTH_URL": keystone if isinstance(keystone, str) else keystone.auth_url,
             "OS_IDENTITY_API_VERSION": "3",
             "OS_USERNAME": username,
             "OS_PASSWORD": password,
             "OS_PROJECT_NAME": project,
             "OS_USER_DOMAIN_NAME": "Default",
             "OS_PROJECT_DOMAIN_NAME": "Default",
-            "OS_REGION_NAME": REGION,
+            "OS_REGION_NAME": region,
             "OS_INTERFACE": "public",
         }
 
@@ -126,7 +131,7 @@ def rows_by(rows: list[dict], key: str) -> dict:
 
 @dataclass
 class CliCloud:
-    keystone: KeystoneServer
+    keystone: KeystoneServer | None  # None: the cloud's built-in identity
     api_url: str
     admin: OpenStackCLI
     member: OpenStackCLI
@@ -171,15 +176,87 @@ def cli_cloud(keystone, live_server, tmp_path_factory):
         settings_override.disable()
 
 
+@pytest.fixture(scope="module")
+def cli_identity():
+    """Which identity the CLI authenticates with: ``keystone`` (a real Keystone) or ``builtin`` (the cloud's
+    own); a test directory parametrizes it to run its tests with both."""
+    return "keystone"
+
+
+@pytest.fixture(scope="module")
+def identity_cli_cloud(cli_identity, request):
+    """The module's cloud for ``cli_identity``. Module-scoped so that its settings are in place before any
+    test's own (pytest-django's live server restores per test what it found at the test's start)."""
+    return request.getfixturevalue("builtin_cli_cloud" if cli_identity == "builtin" else "cli_cloud")
+
+
 @pytest.fixture
-def cli(cli_cloud, request):
-    """The module's CLIs for one test; on failure, the commands the test ran and what they printed."""
-    users = (cli_cloud.admin, cli_cloud.member, cli_cloud.other)
+def cli(identity_cli_cloud, cli_identity, transactional_db, request):
+    """The module's CLIs for one test (the live API they talk to uses the test's database); on failure, the
+    commands the test ran and what they printed."""
+    cloud = identity_cli_cloud
+    if cli_identity == "builtin":
+        builtin_people_make(cloud)
+    users = (cloud.admin, cloud.member, cloud.other)
     for user in users:
         user.history.clear()
-    yield cli_cloud
+    yield cloud
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print("===== openstack CLI transcript =====")
         for user in users:
             print(user.transcript())
+
+
+BUILTIN_PEOPLE = (
+    ("admin", "admin", "admin"),
+    ("cli-member", MEMBER_PROJECT, "member"),
+    ("cli-other", OTHER_PROJECT, "member"),
+)
+
+
+@pytest.fixture(scope="module")
+def builtin_cli_cloud(live_server, tmp_path_factory):
+    """The live API with its built-in identity (no Keystone), and the CLIs of local users ``admin`` (admin
+    of project ``admin``), ``cli-member`` and ``cli-other`` (members of two other projects). The users
+    themselves are made for each test by ``cli``."""
+    settings_override = override_settings(
+        KEYSTONE={**settings.KEYSTONE, "AUTH_URL": ""}, CLOUD={**settings.CLOUD, "PUBLIC_URL": live_server.url}
+    )
+    settings_override.enable()
+    auth_url = f"{live_server.url}/identity/v3"
+    home = tmp_path_factory.mktemp("openstack-cli-builtin")
+    project_ids = {project: uuid.uuid4().hex for _, project, _ in BUILTIN_PEOPLE}
+    clis = {
+        username: OpenStackCLI(
+            auth_url, username=username, password=f"{username}-pw", project=project, home=home / username
+        )
+        for username, project, _ in BUILTIN_PEOPLE
+    }
+    try:
+        yield CliCloud(
+            keystone=None,
+            api_url=live_server.url,
+            admin=clis["admin"],
+            member=clis["cli-member"],
+            other=clis["cli-other"],
+            member_project_id=project_ids[MEMBER_PROJECT],
+            admin_project_id=project_ids["admin"],
+            member_user_id="cli-member",
+        )
+    finally:
+        settings_override.disable()
+
+
+def builtin_people_make(cloud: CliCloud) -> None:
+    """The built-in identity's users, projects and roles (each test's database starts empty)."""
+    from portal.models import Membership, Project
+    from tests.factories import UserFactory
+
+    ids = {MEMBER_PROJECT: cloud.member_project_id, "admin": cloud.admin_project_id}
+    for username, project_name, role in BUILTIN_PEOPLE:
+        user = UserFactory(username=username, password=f"{username}-pw")
+        project, _ = Project.objects.get_or_create(
+            name=project_name, defaults={"id": ids.get(project_name) or uuid.uuid4().hex}
+        )
+        Membership.objects.update_or_create(user=user, project=project, defaults={"role": role})

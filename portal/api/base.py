@@ -6,8 +6,14 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from portal.auth.context import NoProject, ProjectMismatch, RequestContext, resolve_context, token_context
-from portal.auth.keystone_authentication import TokenScope
+from portal.auth.context import (
+    NoProject,
+    ProjectMismatch,
+    ProjectScopedToken,
+    RequestContext,
+    resolve_context,
+    token_context,
+)
 
 from . import microversion
 from .errors import BadRequest, Forbidden
@@ -17,7 +23,8 @@ class ProjectAPIView(APIView):
     """Every authenticated endpoint: ``self.ctx`` says who asks for which project.
 
     The project is the one in the URL (``/v2.1/{project_id}/…``), else the ``X-Project-Id`` header,
-    else the caller's first project; with a Keystone token, always the token's project.
+    else the caller's first project; with a token (Keystone's or the built-in identity's), always the
+    token's project.
     """
 
     ctx: RequestContext
@@ -32,7 +39,7 @@ class ProjectAPIView(APIView):
         super().initial(request, *args, **kwargs)
         project_id = self.project_hint or request.headers.get("X-Project-Id")
         try:
-            if isinstance(request.auth, TokenScope):
+            if isinstance(request.auth, ProjectScopedToken):
                 scope = request.auth
                 self.ctx = token_context(request.user, scope.project, scope.role, self.project_hint)
             else:

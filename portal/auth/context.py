@@ -10,6 +10,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from portal.models import Membership, Project, Role
 
 
+class ProjectScopedToken:
+    """``request.auth`` for a token scoped to a project (Keystone's or the built-in identity's): subclasses
+    carry ``project`` and ``role``, which stand for the caller's project and role whatever they ask for."""
+
+    project: Project
+    role: str
+
+
 class NoProject(Exception):
     """The user has no role in the project asked for (or in any project)."""
 

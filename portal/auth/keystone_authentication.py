@@ -11,6 +11,7 @@ from portal.models import Project
 from portal.services.identity import LocalUserConflict, keystone_principal_sync
 
 from . import keystone
+from .context import ProjectScopedToken
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class IdentityUnavailable(exceptions.APIException):
 
 
 @dataclass(frozen=True)
-class TokenScope:
+class TokenScope(ProjectScopedToken):
     """``request.auth`` for a Keystone token: the project it is scoped to and the portal role it grants."""
 
     project: Project

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portal', '0009_failed_sign_ins'),
+        ('portal', '0010_identity_tokens'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -3,6 +3,7 @@ from .console import ConsoleSession, ConsoleToken
 from .flavor import Flavor, FlavorAccess
 from .host import ComputeHost, HostCredential, MessageRefusal, SeenMessage
 from .identity import Membership, Project, Role
+from .identity_token import ApplicationCredential, IdentityToken, secret_hash
 from .image import Image
 from .instance import Instance, InstanceAction, InstanceActionEvent, InstanceFault, InstanceTag
 from .keypair import Keypair
@@ -15,6 +16,7 @@ from .volume import BlockDeviceMapping
 __all__ = [
     "AVAILABILITY_ZONE_KEY",
     "Aggregate",
+    "ApplicationCredential",
     "BlockDeviceMapping",
     "ComputeHost",
     "ConsoleSession",
@@ -23,6 +25,7 @@ __all__ = [
     "Flavor",
     "FlavorAccess",
     "HostCredential",
+    "IdentityToken",
     "Image",
     "Instance",
     "InstanceAction",
@@ -39,4 +42,5 @@ __all__ = [
     "Role",
     "SeenMessage",
     "ServerGroup",
+    "secret_hash",
 ]

@@ -162,6 +162,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "portal.auth.authentication.ProjectBasicAuthentication",
         "portal.auth.keystone_authentication.KeystoneTokenAuthentication",
+        "portal.auth.identity_authentication.LocalTokenAuthentication",
         "portal.auth.authentication.ProjectSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -315,6 +316,27 @@ if KEYSTONE["AUTH_URL"]:
     _missing = [f"KEYSTONE_{k}" for k in ("USERNAME", "PASSWORD", "PROJECT_NAME") if not KEYSTONE[k]]
     if _missing:
         raise ImproperlyConfigured(f"KEYSTONE_AUTH_URL is set, so {', '.join(_missing)} must be set too")
+
+# The built-in identity API v3 (docs/identity.md), served at <CLOUD_PUBLIC_URL>/identity when KEYSTONE_AUTH_URL
+# is not set: tokens for the cloud's own users, and the catalog the OpenStack clients read.
+IDENTITY = {
+    "TOKEN_TTL": env_int("IDENTITY_TOKEN_TTL", 3600),
+    # A validated token is remembered in Django's cache (keyed by its SHA-256) for at most this long; revoking
+    # it deletes the entry, which with a per-process cache reaches only the process that revoked it, so this
+    # bounds how long a token revoked elsewhere keeps working. A shared cache (CACHE_URL) makes it immediate.
+    "TOKEN_CACHE_TTL": env_int("IDENTITY_TOKEN_CACHE_TTL", 60),
+    "REGION_NAME": env("IDENTITY_REGION_NAME", "RegionOne"),
+}
+
+# Django's cache: per process unless CACHE_URL names a Redis (redis://host:port/db) shared by every API process.
+_CACHE_URL = env("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL, "TIMEOUT": 300}
+        if _CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 20000}}
+    )
+}
 
 # Block storage (docs/volumes.md): volumes come from a Cinder. With Keystone configured its endpoint is taken
 # from the catalog (service type block-storage, or volumev3) and service tokens go with every request; without

@@ -10,8 +10,8 @@ from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, Forbidden
-from portal.models import Project
 from portal.selectors import quotas as selectors
+from portal.services.projects import project_by_id
 
 # quota resource -> the absolute limits it is shown as
 _LIMIT_NAMES = {
@@ -71,7 +71,7 @@ class LimitsView(ComputeAPIView):
         if tenant_id is not None and tenant_id != project.pk:
             if not self.ctx.is_admin:
                 raise Forbidden("Policy doesn't allow os_compute_api:limits:other_project to be performed.")
-            project = Project.objects.filter(pk=tenant_id).first()
+            project = project_by_id(tenant_id)
             if project is None:
                 raise BadRequest(f"Project ID {tenant_id[:64]} is not a valid project.")
         limits = selectors.project_limits(project)

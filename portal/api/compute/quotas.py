@@ -17,6 +17,7 @@ from portal.models import Project
 from portal.selectors import quotas as selectors
 from portal.selectors.users import user_by_api_id
 from portal.services import quotas as services
+from portal.services.projects import project_by_id
 
 _LIMIT_RE = re.compile(r"^-?[0-9]{1,20}$")  # longer is out of range anyway
 _NETWORK = ("fixed_ips", "floating_ips", "security_group_rules", "security_groups")
@@ -101,7 +102,7 @@ class QuotaAPIView(ComputeAPIView):
     def tenant(self, tenant_id: str, *, action: str) -> Project:
         if tenant_id != self.ctx.project.pk and not self.ctx.is_admin:
             raise Forbidden(f"Policy doesn't allow os_compute_api:os-quota-sets:{action} to be performed.")
-        project = Project.objects.filter(pk=tenant_id).first()
+        project = project_by_id(tenant_id)
         if project is None:
             raise BadRequest(f"Project ID {tenant_id[:64]} is not a valid project.")
         return project
@@ -161,7 +162,7 @@ class QuotaSetDefaultsView(QuotaAPIView):
     query_params = ()
 
     def get(self, request, tenant_id):
-        project = Project.objects.filter(pk=tenant_id).first()
+        project = project_by_id(tenant_id)
         if project is None:
             raise BadRequest(f"Project ID {tenant_id[:64]} is not a valid project.")
         defaults = selectors.default_limits()

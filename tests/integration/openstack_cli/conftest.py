@@ -4,7 +4,7 @@ import pytest
 
 from portal.services.images import image_create, image_upload
 from tests.cinder_service import keystone_cinder  # noqa: F401 (fixture)
-from tests.openstack_cli import cli, cli_cloud  # noqa: F401 (fixtures)
+from tests.openstack_cli import builtin_cli_cloud, cli, cli_cloud, cli_identity, identity_cli_cloud  # noqa: F401 (fixtures)
 from tests.processes import wait_for_host
 
 HOST = "testhost1"
@@ -26,3 +26,11 @@ def demo_image(transactional_db, tmp_path_factory):
         image_upload(image=image, stream=stream)
     image.refresh_from_db()
     return image
+
+
+def pytest_generate_tests(metafunc):
+    """Every CLI test runs against a real Keystone and against the cloud's built-in identity, but for
+    modules that name the identities they need in ``CLI_IDENTITIES``."""
+    if "cli_identity" in metafunc.fixturenames:
+        identities = getattr(metafunc.module, "CLI_IDENTITIES", ("keystone", "builtin"))
+        metafunc.parametrize("cli_identity", identities, scope="module")

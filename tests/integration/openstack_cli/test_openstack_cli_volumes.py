@@ -22,6 +22,8 @@ from tests.openstack_cli import CommandFailed, rows_by
 from tests.processes import Cluster, purge_broker
 
 pytestmark = pytest.mark.integration
+# Cinder here validates Keystone tokens.
+CLI_IDENTITIES = ("keystone",)
 
 HOST = "testhost1"  # the name the package's ``host_up`` waits for
 SERVICE_USER = "compute"
