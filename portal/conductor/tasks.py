@@ -17,7 +17,17 @@ from typing import Any
 from celery import shared_task
 
 from compute_tasks import rpc
-from portal.services import actions, host_trust, hosts, moves, reaper, scheduling, sign_in_throttle, volumes
+from portal.services import (
+    actions,
+    host_trust,
+    hosts,
+    identity_tokens,
+    moves,
+    reaper,
+    scheduling,
+    sign_in_throttle,
+    volumes,
+)
 
 
 def signed_task(name: str, *, from_hosts: bool = True, replay_check: bool = True):
@@ -119,7 +129,11 @@ def advance_moves() -> int:
 
 @shared_task(name="conductor.purge_console_tokens")
 def purge_console_tokens() -> int:
-    return reaper.purge_console_tokens() + host_trust.purge_seen_messages()
+    return (
+        reaper.purge_console_tokens()
+        + host_trust.purge_seen_messages()
+        + identity_tokens.identity_tokens_purge_expired()
+    )
 
 
 @shared_task(name="conductor.purge_failed_sign_ins")

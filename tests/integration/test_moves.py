@@ -138,9 +138,7 @@ def resize_to_finished(cloud, sent, capture):
         str(transfer.id),
     )
 
-    report(
-        capture, instance, "hv2", "finish_migration", migration_id=migration.pk, vnc_host="127.0.0.1", vnc_port=5902
-    )
+    report(capture, instance, "hv2", "finish_migration", migration_id=migration.pk, vnc_host="127.0.0.1", vnc_port=5902)
     migration.refresh_from_db()
     assert (instance.vm_state, instance.task_state, instance.host.name) == (VmState.RESIZED, None, "hv2")
     assert (instance.vcpus, instance.memory_mb, instance.flavor_id) == (2, 1024, cloud.large.pk)
