@@ -261,14 +261,11 @@ def action_result(*, report: rpc.ActionResult) -> None:
         fields: dict[str, Any] = {"power_state": report.power_state}
         if report.action == "rebuild":
             fields["vm_state"] = VmState.ERROR  # the old disk is gone and the new one did not come up
-        failed = lifecycle.task_fail(
+        failed = lifecycle.report_failed(
+            report,
             instance=instance,
             expected_task_states=expected,
             event=event,
-            message=report.error,
-            details=report.details,
-            request_id=report.request_id,
-            reported_by=report.host,
             **fields,
         )
         if report.action == "snapshot" and (report.image_id or failed):

@@ -252,6 +252,27 @@ def task_fail(
     return changed
 
 
+def report_failed(
+    report: rpc.ActionResult,
+    *,
+    instance: Instance,
+    expected_task_states: Iterable[str | None],
+    event: str,
+    **fields: Any,
+) -> bool:
+    """``task_fail`` with what a host's failed report says: its error, details, request and host."""
+    return task_fail(
+        instance=instance,
+        expected_task_states=expected_task_states,
+        event=event,
+        message=report.error,
+        details=report.details,
+        request_id=report.request_id,
+        reported_by=report.host,
+        **fields,
+    )
+
+
 def mark_deleted(
     *, instance: Instance, expected_task_states: Iterable[str | None], event: str, reported_by: str | None = None
 ) -> bool:

@@ -47,7 +47,7 @@ from portal.selectors.hosts import (
 from portal.states import TaskState, VmState
 from scheduler import Explanation, recheck_placements, select_hosts_for_batch
 
-from . import lifecycle, quotas
+from . import lifecycle, quotas, volumes
 from .actions import NotAllowed, host_action, host_of
 from .host_requests import build_request, instance_ref
 from .image_uploads import snapshot_upload_url
@@ -370,14 +370,11 @@ def _disk_migrated(report: rpc.ActionResult) -> None:
     with transaction.atomic():
         if report.error:
             _set_status(migration, Migration.Status.ERROR)
-            lifecycle.task_fail(
+            lifecycle.report_failed(
+                report,
                 instance=instance,
                 expected_task_states=[TaskState.RESIZE_MIGRATING],
                 event="compute_migrate_disk",
-                message=report.error,
-                details=report.details,
-                request_id=report.request_id,
-                reported_by=report.host,
                 power_state=report.power_state,
             )
             transaction.on_commit(lambda: _drop_transfer_image(migration))
@@ -404,7 +401,16 @@ def _disk_migrated(report: rpc.ActionResult) -> None:
             power_on=migration.power_on,
         )
         dest = migration.dest_host.name
-        transaction.on_commit(lambda: rpc.finish_migration(dest, request))
+        transaction.on_commit(lambda: _finish_with_volumes(dest, request))
+
+
+def _finish_with_volumes(dest: str, request: rpc.FinishMigrationRequest) -> None:
+    """Send the build to the destination with the server's volumes attached for it first."""
+    instance = Instance.objects.get(uuid=request.build.instance_uuid)
+    devices = volumes.attachments_move(instance=instance, host=dest)
+    if devices:
+        request = dataclasses.replace(request, build=dataclasses.replace(request.build, block_devices=devices))
+    rpc.finish_migration(dest, request)
 
 
 def _migration_finished(report: rpc.ActionResult) -> None:
@@ -453,7 +459,10 @@ def _migration_finished(report: rpc.ActionResult) -> None:
 
 
 def _send_finish_revert(migration: Migration, request_id: str) -> None:
+    """The source brings the old guest back, its volumes attached for it again."""
     instance = migration.instance
+    if migration.dest_host_id != migration.source_host_id:
+        volumes.attachments_move(instance=instance, host=migration.source_host.name)
     rpc.finish_revert_migration(
         migration.source_host.name,
         rpc.FinishRevertRequest(
@@ -547,14 +556,11 @@ def _migration_reverted(report: rpc.ActionResult) -> None:
         return
     instance = migration.instance
     if report.error:
-        lifecycle.task_fail(
+        lifecycle.report_failed(
+            report,
             instance=instance,
             expected_task_states=[TaskState.RESIZE_REVERTING],
             event="compute_revert_migration",
-            message=report.error,
-            details=report.details,
-            request_id=report.request_id,
-            reported_by=report.host,
             vm_state=VmState.ERROR,
         )
         _set_status(migration, Migration.Status.ERROR)
@@ -800,14 +806,11 @@ def _offloaded(report: rpc.ActionResult) -> None:
     if instance is None or instance.host is None or instance.host.name != report.host:
         return
     if report.error:
-        lifecycle.task_fail(
+        lifecycle.report_failed(
+            report,
             instance=instance,
             expected_task_states=[TaskState.SHELVING_OFFLOADING],
             event="compute_shelve_offload_instance",
-            message=report.error,
-            details=report.details,
-            request_id=report.request_id,
-            reported_by=report.host,
         )
         return
     lifecycle.task_finish(

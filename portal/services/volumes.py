@@ -554,6 +554,42 @@ def _prepare_boot_volumes(instance: Instance, host: str, mappings: list[BlockDev
     return devices
 
 
+def attachments_move(*, instance: Instance, host: str) -> list[rpc.VolumeConnection]:
+    """The server's attached volumes, attached again for ``host`` (a move's destination, or its source
+    on a revert): a new attachment with that host's connector, completed, then the old one deleted, as
+    Nova's migrations do. Returns what the host plugs in. A Cinder failure keeps the old attachment and
+    its connection (which a host that reaches the same targets can still use) and logs it."""
+    mappings = list(BlockDeviceMapping.objects.filter(instance=instance, status=Status.ATTACHED).order_by("id"))
+    if not mappings:
+        return []
+    connector = dict(ComputeHost.objects.get(name=host).volume_connector or {})
+    cinder = _cinder(instance)
+    for mapping in mappings:
+        if not connector:
+            log.warning(
+                "Host %s has not reported a volume connector; volume %s keeps its attachment", host, mapping.volume_id
+            )
+            continue
+        try:
+            attachment = cinder.reserve(mapping.volume_id, str(instance.uuid))
+            info = cinder.connect(attachment["id"], {**connector, "mountpoint": mapping.device})
+            cinder.complete(attachment["id"])
+        except BlockStorageError as exc:
+            log.warning("Volume %s of %s keeps its attachment: %s", mapping.volume_id, instance.uuid, exc)
+            continue
+        old = mapping.attachment_id
+        mapping.attachment_id, mapping.connection_info = attachment["id"], nested_connection_info(info)
+        BlockDeviceMapping.objects.filter(pk=mapping.pk).update(
+            attachment_id=mapping.attachment_id, connection_info=mapping.connection_info, updated_at=timezone.now()
+        )
+        if old:
+            try:
+                cinder.delete_attachment(old)
+            except BlockStorageError as exc:
+                log.warning("Could not delete the old attachment %s of volume %s: %s", old, mapping.volume_id, exc)
+    return [_connection(mapping) for mapping in mappings]
+
+
 def boot_volumes_complete(*, instance_uuid: str, host: str = "", request_id: str = "") -> None:
     """The build was reported: the boot's attachments are completed (the sweep retries any that fail)."""
     instance = Instance.objects.filter(uuid=instance_uuid).first()

@@ -6,7 +6,7 @@ import pytest
 
 from portal.api import microversion
 from portal.models import BlockDeviceMapping, Instance
-from tests.factories import MembershipFactory
+from tests.factories import FlavorFactory, MembershipFactory
 from tests.processes import wait_until
 
 from .conftest import HOST, boot, project_of, wait_status
@@ -269,3 +269,44 @@ def test_the_attachment_list_costs_the_same_queries_for_one_and_many(host_up, ap
         len(api_user.get(f"/servers/{server_id}/os-volume_attachments?limit=3&offset=2").json()["volumeAttachments"])
         == 3
     )
+
+
+def test_a_resized_server_takes_its_volume_along_with_a_new_attachment(
+    host_up, api_user, tiny_flavor, small_image, cinder
+):
+    """The volume follows the move: Cinder gets a new attachment with the destination's connector (the
+    same host here), the old one goes, and a revert does the same back."""
+    FlavorFactory(flavorid="2", name="m1.bigger", vcpus=2, memory_mb=tiny_flavor.memory_mb, root_gb=tiny_flavor.root_gb)
+    server_id = boot(api_user, small_image)
+    wait_status(api_user, server_id, "ACTIVE")
+    project = project_of(api_user)
+    volume = cinder.create_volume(project, name="data")
+    response = api_user.post(
+        f"/servers/{server_id}/os-volume_attachments", {"volumeAttachment": {"volumeId": volume["id"]}}
+    )
+    assert response.status_code == 200, response.text
+    cinder.wait_for_status(project, volume["id"], "in-use")
+    wait_until(
+        lambda: BlockDeviceMapping.objects.filter(volume_id=volume["id"], status="attached").exists(),
+        30,
+        message="attached",
+    )
+    (before,) = [a["id"] for a in cinder.attachments(project, volume["id"])]
+
+    def resize_and(verb):
+        moved = api_user.post(f"/servers/{server_id}/action", {"resize": {"flavorRef": "2"}})
+        assert moved.status_code == 202, moved.text
+        wait_status(api_user, server_id, "VERIFY_RESIZE", timeout=120)
+        (during,) = cinder.attachments(project, volume["id"])
+        assert during["id"] != before
+        mapping = BlockDeviceMapping.objects.get(volume_id=volume["id"])
+        assert mapping.attachment_id == during["id"]
+        done = api_user.post(f"/servers/{server_id}/action", {verb: None})
+        assert done.status_code in (202, 204), done.text
+        wait_status(api_user, server_id, "ACTIVE", timeout=120)
+        return during["id"]
+
+    resize_and("confirmResize")
+    assert api_user.server(server_id)["flavor"]["original_name"] == "m1.bigger"
+    assert cinder.wait_for_status(project, volume["id"], "in-use")
+    assert len(cinder.attachments(project, volume["id"])) == 1
