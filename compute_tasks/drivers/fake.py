@@ -35,6 +35,7 @@ import dataclasses
 import itertools
 import os
 import shutil
+import struct
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,13 @@ from compute_tasks.drivers.base import (
 )
 from compute_tasks.private_files import create_private_file, open_private, private_dir, private_file
 from compute_tasks.rpc import BuildRequest, ImageSpec, InstanceRef, NicSpec, VolumeConnection
+
+
+def empty_qcow2(virtual_size: int = 1024**3) -> bytes:
+    """The header of an empty qcow2 (version 2, no backing file): what an image store accepts as a disk."""
+    # magic, version, backing file offset and size, cluster bits, size, encryption, L1 size and offset,
+    # refcount table offset and clusters, snapshots and their offset.
+    return struct.pack(">4sIQIIQIIQQIIQ", b"QFI\xfb", 2, 0, 0, 16, virtual_size, 0, 0, 0, 0, 0, 0, 0)
 
 
 @dataclass
@@ -244,8 +252,8 @@ class FakeDriver(ComputeDriver):
             if domain.power_state == rpc.RUNNING:
                 self.events.append(("paused_for_snapshot", canonical_uuid(ref.instance_uuid)))
             disk = self._instance_file(ref, "disk")
-            data = disk.read_bytes() if disk is not None and disk.is_file() else b"fake snapshot"
-            Path(target).write_bytes(data or b"fake snapshot")
+            data = disk.read_bytes() if disk is not None and disk.is_file() else b""
+            Path(target).write_bytes(data or empty_qcow2())
             private_file(target)
             return domain.power_state
 
@@ -321,7 +329,7 @@ class FakeDriver(ComputeDriver):
             if self.instances_dir is not None:
                 disk = resize_dir(instances_dir_entry(self.instances_dir, instance_uuid)) / "disk"
             data = disk.read_bytes() if disk is not None and disk.is_file() else b""
-            Path(target).write_bytes(data or b"fake migrated disk")
+            Path(target).write_bytes(data or empty_qcow2())
             private_file(target)
 
     def finish_migration(

@@ -297,8 +297,10 @@ def test_a_resized_server_takes_its_volume_along_with_a_new_attachment(
         moved = api_user.post(f"/servers/{server_id}/action", {"resize": {"flavorRef": "2"}})
         assert moved.status_code == 202, moved.text
         wait_status(api_user, server_id, "VERIFY_RESIZE", timeout=120)
+        # The old attachment goes once the new one is complete.
+        wait_until(lambda: len(cinder.attachments(project, volume["id"])) == 1, 30, message="one attachment")
         (during,) = cinder.attachments(project, volume["id"])
-        assert during["id"] != before
+        assert during["id"] != before, during
         mapping = BlockDeviceMapping.objects.get(volume_id=volume["id"])
         assert mapping.attachment_id == during["id"]
         done = api_user.post(f"/servers/{server_id}/action", {verb: None})
