@@ -79,6 +79,8 @@ RELEASE_VOLUMES = "conductor.release_volumes"
 MOVE_SERVER = "conductor.move_server"  # resize / cold migrate: choose and claim the destination
 UNSHELVE_SERVER = "conductor.unshelve_server"  # place an offloaded server again
 MIGRATION_PROGRESS = "conductor.migration_progress"  # a live migration's transfer, about every second
+LIVE_MIGRATE_SERVER = "conductor.live_migrate_server"  # choose and claim a live migration's destination
+EVACUATE_SERVER = "conductor.evacuate_server"  # place the server of a host that is down elsewhere
 
 # Power states, numbered as Nova numbers them (nova/compute/power_state.py).
 NOSTATE = 0
@@ -748,6 +750,14 @@ class MoveRequest(Message):
 
 def move_server(request: MoveRequest) -> None:
     _send(MOVE_SERVER, CONDUCTOR_QUEUE, request)
+
+
+def live_migrate_server(request: MoveRequest) -> None:
+    _send(LIVE_MIGRATE_SERVER, CONDUCTOR_QUEUE, request)
+
+
+def evacuate_server(request: MoveRequest) -> None:
+    _send(EVACUATE_SERVER, CONDUCTOR_QUEUE, request)
 
 
 @dataclass(frozen=True)

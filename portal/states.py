@@ -51,6 +51,7 @@ class TaskState:
     UNSHELVING = "unshelving"
     RESCUING = "rescuing"
     UNRESCUING = "unrescuing"
+    MIGRATING = "migrating"  # a live migration: the guest keeps running while it moves
     DELETING = "deleting"
 
 
@@ -110,11 +111,13 @@ _STATUS_BY_TASK = {
         )
     },
     (VmState.RESIZED, TaskState.RESIZE_REVERTING): "REVERT_RESIZE",
+    (VmState.ACTIVE, TaskState.MIGRATING): "MIGRATING",
+    (VmState.PAUSED, TaskState.MIGRATING): "MIGRATING",
 }
 
 # Statuses of the compute API that this cloud never produces: valid in a ``status`` filter, where they
 # simply match nothing.
-OTHER_API_STATUSES = frozenset({"MIGRATING", "PASSWORD", "SOFT_DELETED", "UNKNOWN"})
+OTHER_API_STATUSES = frozenset({"PASSWORD", "SOFT_DELETED", "UNKNOWN"})
 
 
 def api_status(vm_state: str, task_state: str | None) -> str:
@@ -243,6 +246,10 @@ ALLOWED: dict[str, Transition] = {
     "unshelve": _rule({VmState.SHELVED, VmState.SHELVED_OFFLOADED}, TaskState.UNSHELVING),
     "rescue": _rule({VmState.ACTIVE, VmState.STOPPED, VmState.ERROR}, TaskState.RESCUING, VmState.RESCUED),
     "unrescue": _rule({VmState.RESCUED}, TaskState.UNRESCUING, VmState.ACTIVE),
+    # An admin's live migration (os-migrateLive): the guest runs on while its memory and disk move.
+    "live_migrate": _rule({VmState.ACTIVE, VmState.PAUSED}, TaskState.MIGRATING, record_as="live-migration"),
+    # An admin's evacuate: the host is down, the server is built again elsewhere from its image.
+    "evacuate": _rule({VmState.ACTIVE, VmState.STOPPED, VmState.ERROR}, TaskState.REBUILDING, record_as="evacuate"),
     # Delete wins over any task but another delete: the user must always be able to get rid of a VM.
     "delete": _rule(
         _ANY_LIVE,
@@ -272,6 +279,7 @@ ALLOWED: dict[str, Transition] = {
                 TaskState.UNSHELVING,
                 TaskState.RESCUING,
                 TaskState.UNRESCUING,
+                TaskState.MIGRATING,
             }
         ),
     ),

@@ -19,9 +19,11 @@ from celery import shared_task
 from compute_tasks import rpc
 from portal.services import (
     actions,
+    drains,
     host_trust,
     hosts,
     identity_tokens,
+    live_migrations,
     moves,
     reaper,
     scheduling,
@@ -70,6 +72,24 @@ def move_server(message: dict, _verified) -> None:
 def unshelve_server(message: dict, _verified) -> None:
     request = rpc.UnshelveRequest.from_dict(message)
     moves.unshelve_server(instance_uuid=request.instance_uuid, request_id=request.request_id, host=request.host)
+
+
+@signed_task(rpc.LIVE_MIGRATE_SERVER, from_hosts=False)
+def live_migrate_server(message: dict, _verified) -> None:
+    request = rpc.MoveRequest.from_dict(message)
+    live_migrations.live_migrate_server(migration_id=request.migration_id, request_id=request.request_id)
+
+
+@signed_task(rpc.EVACUATE_SERVER, from_hosts=False)
+def evacuate_server(message: dict, _verified) -> None:
+    request = rpc.MoveRequest.from_dict(message)
+    live_migrations.evacuate_server(migration_id=request.migration_id, request_id=request.request_id)
+
+
+# Progress comes every second while a guest moves; like heartbeats, only its freshness matters.
+@signed_task(rpc.MIGRATION_PROGRESS, replay_check=False)
+def migration_progress(message: dict, _verified) -> None:
+    live_migrations.migration_progress(progress=rpc.MigrationProgress.from_dict(message))
 
 
 @signed_task(rpc.INSTANCE_BUILT)
@@ -123,8 +143,9 @@ def reap_expired_tasks() -> int:
 
 @shared_task(name="conductor.advance_moves")
 def advance_moves() -> int:
-    """Confirm the moves nobody confirmed within the window, offload the servers shelved long enough."""
-    return moves.confirm_expired_resizes() + moves.offload_shelved()
+    """Confirm the moves nobody confirmed within the window, offload the servers shelved long enough, and
+    take every host drain a step further."""
+    return moves.confirm_expired_resizes() + moves.offload_shelved() + drains.advance_drains()
 
 
 @shared_task(name="conductor.purge_console_tokens")

@@ -7,7 +7,7 @@ from .identity_token import ApplicationCredential, IdentityToken, secret_hash
 from .image import Image
 from .instance import Instance, InstanceAction, InstanceActionEvent, InstanceFault, InstanceTag
 from .keypair import Keypair
-from .migration import Migration
+from .migration import HostDrain, HostDrainItem, Migration
 from .quota import QuotaClassLimit, QuotaLimit
 from .server_group import ServerGroup
 from .sign_in import FailedSignIn
@@ -25,6 +25,8 @@ __all__ = [
     "Flavor",
     "FlavorAccess",
     "HostCredential",
+    "HostDrain",
+    "HostDrainItem",
     "IdentityToken",
     "Image",
     "Instance",

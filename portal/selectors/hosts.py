@@ -98,8 +98,11 @@ def migration_claims(host_ids=None) -> list[tuple[int, dict[str, Any]]]:
     is). A move that ended holds nothing.
     """
     claims = []
-    rows = Migration.objects.filter(status__in=Migration.ACTIVE_STATUSES).values(
-        "status", "source_host_id", "dest_host_id", "old_flavor", "new_flavor"
+    # An evacuation moves the instance's own claim at once: its row counts where it goes.
+    rows = (
+        Migration.objects.filter(status__in=Migration.ACTIVE_STATUSES)
+        .exclude(migration_type=Migration.Type.EVACUATION)
+        .values("status", "source_host_id", "dest_host_id", "old_flavor", "new_flavor")
     )
     for row in rows:
         built = row["status"] in _BUILT_ON_DESTINATION
@@ -231,20 +234,33 @@ def hinted_instances(hints: Mapping[str, Any]) -> set[str]:
 
 
 def group_spec(group: ServerGroup | None, *, excluding: Iterable[int] = ()) -> GroupSpec | None:
-    """The group's policy and where its members hold resources now (one query).
+    """The group's policy and where its members hold resources now (two queries): where they are, and
+    where a move in progress has claimed room for them (a member on its way somewhere counts there too,
+    so two members moving at once cannot both go to one host).
 
     ``excluding`` leaves out instances being placed right now (a reschedule's own old claim, a batch's
     members), so they do not count against themselves.
     """
     if group is None:
         return None
-    members = (
+    members = dict(
         Instance.objects.filter(server_group=group, host__isnull=False)
         .exclude(vm_state=VmState.DELETED)
         .exclude(pk__in=list(excluding))
         .values_list("host__name")
         .annotate(count=Count("id"))
     )
+    moving = (
+        Migration.objects.filter(
+            instance__server_group=group, status__in=Migration.ACTIVE_STATUSES, dest_host__isnull=False
+        )
+        .exclude(migration_type=Migration.Type.EVACUATION)
+        .exclude(instance_id__in=list(excluding))
+        .exclude(dest_host_id=F("instance__host_id"))
+        .values_list("dest_host__name", flat=True)
+    )
+    for name in moving:
+        members[name] = members.get(name, 0) + 1
     rules = group.rules or {}
     max_per_host = 1
     if group.policy == ServerGroup.Policy.ANTI_AFFINITY:
@@ -252,7 +268,7 @@ def group_spec(group: ServerGroup | None, *, excluding: Iterable[int] = ()) -> G
             max_per_host = max(1, int(rules.get("max_server_per_host", 1)))
         except (TypeError, ValueError):
             max_per_host = 1
-    return GroupSpec(uuid=str(group.uuid), policy=group.policy, max_server_per_host=max_per_host, members=dict(members))
+    return GroupSpec(uuid=str(group.uuid), policy=group.policy, max_server_per_host=max_per_host, members=members)
 
 
 def instance_request_spec(

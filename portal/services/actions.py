@@ -242,9 +242,13 @@ def action_result(*, report: rpc.ActionResult) -> None:
     """Finish (or fail) the task a host reports on. Stale or repeated reports change nothing: the
     compare-and-swap on the task state (and on the host the instance is placed on) lets only the first
     one through."""
-    from .moves import REPORT_HANDLERS as move_reports  # moves begin through this module
+    # The moves begin through this module, so their report handlers are looked up when a report comes.
+    from .live_migrations import REPORT_HANDLERS as live_reports
+    from .moves import REPORT_HANDLERS as move_reports
 
-    handler = move_reports.get(report.action) or (_terminated if report.action == "terminate" else None)
+    handler = move_reports.get(report.action) or live_reports.get(report.action)
+    if handler is None and report.action == "terminate":
+        handler = _terminated
     if handler is not None:
         handler(report)
         return

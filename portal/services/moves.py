@@ -405,9 +405,11 @@ def _disk_migrated(report: rpc.ActionResult) -> None:
 
 
 def _finish_with_volumes(dest: str, request: rpc.FinishMigrationRequest) -> None:
-    """Send the build to the destination with the server's volumes attached for it first."""
-    instance = Instance.objects.get(uuid=request.build.instance_uuid)
-    devices = volumes.attachments_move(instance=instance, host=dest)
+    """Send the build to the destination with the server's volumes attached for it first (on the same
+    host they stay as they are: Cinder refuses a second attachment with the same connector)."""
+    instance = Instance.objects.select_related("host").get(uuid=request.build.instance_uuid)
+    same_host = instance.host is not None and instance.host.name == dest
+    devices = [] if same_host else volumes.attachments_move(instance=instance, host=dest)
     if devices:
         request = dataclasses.replace(request, build=dataclasses.replace(request.build, block_devices=devices))
     rpc.finish_migration(dest, request)

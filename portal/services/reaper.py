@@ -15,7 +15,7 @@ from compute_tasks import rpc
 from portal.models import ConsoleToken, Instance, InstanceAction, InstanceActionEvent
 from portal.states import TaskState, VmState
 
-from . import actions, lifecycle, moves
+from . import actions, lifecycle, live_migrations, moves
 from .host_requests import instance_ref
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def reap_expired_tasks(*, limit: int = 500) -> int:
                 **actions.expired_task_fields(task),
             )
             if done:
+                live_migrations.moves_expired(instance=instance, task_state=task)
                 actions.expired_task_cleanup(instance=instance, task_state=task)
         if done:
             ended += 1

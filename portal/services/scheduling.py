@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from compute_tasks import rpc
-from portal.models import ComputeHost, Image, Instance, Project, ServerGroup
+from portal.models import ComputeHost, Image, Instance, Migration, Project, ServerGroup
 from portal.selectors.hosts import (
     group_spec,
     hinted_instances,
@@ -221,10 +221,12 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
     instance = Instance.objects.filter(uuid=report.instance_uuid).first()
     if instance is None:
         return
+    # An evacuation's build is reported as a boot's is, while the server's task is still ``rebuilding``.
+    expected = TaskState.REBUILDING if instance.task_state == TaskState.REBUILDING else TaskState.SPAWNING
     with transaction.atomic():
         done = lifecycle.task_finish(
             instance=instance,
-            expected_task_state=TaskState.SPAWNING,
+            expected_task_state=expected,
             event=BUILD_EVENT,
             request_id=report.request_id,
             reported_by=report.host,
@@ -240,6 +242,8 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
             ComputeHost.objects.filter(name=report.host, failed_builds__gt=0).update(failed_builds=0)
             if instance.shelved_image:
                 _unshelved(instance)
+            if expected == TaskState.REBUILDING:
+                evacuation_ended(instance, built=True)
             transaction.on_commit(lambda: volumes.boot_volumes_complete(instance_uuid=report.instance_uuid))
         elif instance.vm_state == VmState.DELETED or instance.task_state == TaskState.DELETING:
             # Deleted while it was being built: the host may have finished after it saw the delete.
@@ -248,6 +252,13 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
             # A build the instance no longer waits for on that host (its lease ended it, or it was
             # rescheduled elsewhere, and a redelivered message built it anyway): nothing of it may stay.
             _terminate_on_host(instance, report.host, report.request_id)
+
+
+def evacuation_ended(instance: Instance, *, built: bool) -> None:
+    """The evacuated server's build on its new host was reported (inside the report's transaction)."""
+    Migration.objects.filter(
+        instance=instance, migration_type=Migration.Type.EVACUATION, status=Migration.Status.PRE_MIGRATING
+    ).update(status=Migration.Status.DONE if built else Migration.Status.FAILED, updated_at=timezone.now())
 
 
 def _unshelved(instance: Instance) -> None:
@@ -272,10 +283,24 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
             .filter(uuid=report.instance_uuid)
             .first()
         )
-        if instance is None or instance.task_state != TaskState.SPAWNING:
+        if instance is None or instance.task_state not in (TaskState.SPAWNING, TaskState.REBUILDING):
             return  # a duplicate report, or the instance moved on (deleted, reaped)
         if instance.host is not None and instance.host.name != report.host:
             return  # a late report from a host the build already left
+        if instance.task_state == TaskState.REBUILDING:
+            # An evacuation that failed on its new host: the server is in ERROR there, with the fault.
+            evacuation_ended(instance, built=False)
+            lifecycle.task_fail(
+                instance=instance,
+                expected_task_states=[TaskState.REBUILDING],
+                event="compute_evacuate_instance",
+                message=f"Evacuation of instance {instance.uuid} to {report.host} failed: {report.message}",
+                details=report.details,
+                request_id=report.request_id,
+                host=report.host,
+                vm_state=VmState.ERROR,
+            )
+            return
         ComputeHost.objects.filter(name=report.host).update(failed_builds=F("failed_builds") + 1)
         if instance.vm_state == VmState.SHELVED_OFFLOADED:
             # An unshelve: the server stays shelved, its image kept, for the user to try again.

@@ -225,6 +225,7 @@ CLOUD = {
         "unshelving": env_int("LEASE_SPAWNING", 600),
         "rescuing": env_int("LEASE_SPAWNING", 600),
         "unrescuing": env_int("LEASE_SPAWNING", 600),
+        "migrating": env_int("LEASE_LIVE_MIGRATION", 1800),
         "deleting": env_int("LEASE_DELETING", 300),
     },
     # A moved server waiting in VERIFY_RESIZE is confirmed by the conductor after this many seconds
@@ -236,6 +237,10 @@ CLOUD = {
     # A resize may keep the server on its host when the scheduler finds that best (a cold migration
     # always leaves it).
     "ALLOW_RESIZE_TO_SAME_HOST": env_bool("ALLOW_RESIZE_TO_SAME_HOST", True),
+    # Whether every host mounts the same instance directory (then a live migration need not copy disks).
+    "SHARED_INSTANCE_STORAGE": env_bool("SHARED_INSTANCE_STORAGE", False),
+    # How many servers of one host a drain moves at the same time.
+    "DRAIN_PARALLEL": env_int("DRAIN_PARALLEL", 2),
     "NETWORK": {"label": env("NETWORK_LABEL", "private"), "mode": "user"},
     # A request still waiting for a host this long after it was sent is sent again (its message was
     # lost), at most this many times; the scheduling lease ends it in ERROR after that.

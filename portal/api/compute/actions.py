@@ -13,7 +13,7 @@ from portal.selectors.flavors import flavor_get
 from portal.selectors.images import image_get
 from portal.selectors.keypairs import keypair_get
 from portal.services import actions as action_services
-from portal.services import console_output
+from portal.services import console_output, live_migrations
 from portal.services import consoles as console_services
 from portal.services import instances as instance_services
 from portal.services import moves as move_services
@@ -25,6 +25,8 @@ from .links import links
 from .serializers import (
     ConsoleOutputSerializer,
     CreateImageSerializer,
+    EvacuateSerializer,
+    LiveMigrateSerializer,
     LockSerializer,
     MigrateSerializer,
     RebootSerializer,
@@ -242,6 +244,37 @@ class ServerActionView(ComputeAPIView):
         move_services.instance_unrescue(ctx=self.ctx, instance=instance)
         return Response(status=202)
 
+    def action_os_migrateLive(self, request, instance, args):  # noqa: N802
+        data = _args(LiveMigrateSerializer, args, request)
+        block = data["block_migration"]
+        if block == "auto" and request.api_version >= "2.25":
+            block = None
+        elif isinstance(block, str) and block.lower() in ("true", "false"):
+            block = block.lower() == "true"
+        if block is not None and not isinstance(block, bool):
+            raise BadRequest("Invalid input for field/attribute block_migration: must be a boolean or 'auto' (2.25).")
+        if "force" in data and not "2.30" <= request.api_version <= "2.67":
+            raise BadRequest("Additional properties are not allowed ('force' was unexpected)")
+        try:
+            live_migrations.instance_live_migrate(
+                ctx=self.ctx, instance=instance, host=data.get("host") or "", block_migration=block
+            )
+        except LookupError as exc:
+            raise BadRequest(str(exc)) from None
+        return Response(status=202)
+
+    def action_evacuate(self, request, instance, args):
+        data = _args(EvacuateSerializer, args, request)
+        if "onSharedStorage" in data and request.api_version >= "2.14":
+            raise BadRequest("Additional properties are not allowed ('onSharedStorage' was unexpected)")
+        try:
+            password = live_migrations.instance_evacuate(ctx=self.ctx, instance=instance, host=data.get("host") or "")
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
+        if request.api_version >= "2.14":
+            return Response(status=200)
+        return Response({"adminPass": data.get("adminPass") or password})
+
     # --- console log ------------------------------------------------------------------------------------
 
     def action_os_getConsoleOutput(self, request, instance, args):  # noqa: N802
@@ -279,6 +312,8 @@ _ACTIONS = {
     "unshelve",
     "rescue",
     "unrescue",
+    "os-migrateLive",
+    "evacuate",
 }
 
 

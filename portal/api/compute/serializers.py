@@ -361,3 +361,18 @@ class MigrateSerializer(serializers.Serializer):
 class RescueSerializer(serializers.Serializer):
     adminPass = serializers.CharField(required=False, max_length=255, trim_whitespace=False)  # noqa: N815
     rescue_image_ref = serializers.CharField(required=False, max_length=255)
+
+
+class LiveMigrateSerializer(serializers.Serializer):
+    host = serializers.CharField(required=True, allow_null=True, max_length=255)
+    # "auto" from 2.25; a boolean (or its string form) before.
+    block_migration = serializers.JSONField()
+    disk_over_commit = serializers.JSONField(required=False)
+    force = serializers.BooleanField(required=False)
+
+
+class EvacuateSerializer(serializers.Serializer):
+    host = serializers.CharField(required=False, allow_null=True, max_length=255)
+    onSharedStorage = serializers.BooleanField(required=False)  # noqa: N815 - until 2.14
+    adminPass = serializers.CharField(required=False, max_length=255, trim_whitespace=False)  # noqa: N815
+    force = serializers.BooleanField(required=False)

@@ -5,9 +5,10 @@ against a real Cinder. Cinder's own view (volume status, attachments) is the jud
 import pytest
 
 from portal.api import microversion
-from portal.models import BlockDeviceMapping, Instance
-from tests.factories import FlavorFactory, MembershipFactory
-from tests.processes import wait_until
+from portal.models import BlockDeviceMapping, Instance, Role
+from tests.factories import MembershipFactory
+from tests.http import ApiUser
+from tests.processes import wait_for_host, wait_until
 
 from .conftest import HOST, boot, project_of, wait_status
 
@@ -271,12 +272,11 @@ def test_the_attachment_list_costs_the_same_queries_for_one_and_many(host_up, ap
     )
 
 
-def test_a_resized_server_takes_its_volume_along_with_a_new_attachment(
-    host_up, api_user, tiny_flavor, small_image, cinder
+def test_a_migrated_server_takes_its_volume_along_with_a_new_attachment(
+    volume_cloud, host_up, api_user, tiny_flavor, small_image, cinder, live_server
 ):
-    """The volume follows the move: Cinder gets a new attachment with the destination's connector (the
-    same host here), the old one goes, and a revert does the same back."""
-    FlavorFactory(flavorid="2", name="m1.bigger", vcpus=2, memory_mb=tiny_flavor.memory_mb, root_gb=tiny_flavor.root_gb)
+    """The volume follows the move to another host: Cinder gets a new attachment with the destination's
+    connector, and the old one goes."""
     server_id = boot(api_user, small_image)
     wait_status(api_user, server_id, "ACTIVE")
     project = project_of(api_user)
@@ -291,24 +291,24 @@ def test_a_resized_server_takes_its_volume_along_with_a_new_attachment(
         30,
         message="attached",
     )
-    (before,) = [a["id"] for a in cinder.attachments(project, volume["id"])]
+    (before,) = cinder.attachments(project, volume["id"])
 
-    def resize_and(verb):
-        moved = api_user.post(f"/servers/{server_id}/action", {"resize": {"flavorRef": "2"}})
+    other = f"{HOST}-2"
+    volume_cloud.start_compute(other, driver="fake")
+    admin = ApiUser(live_server.url, role=Role.ADMIN)
+    try:
+        wait_for_host(other)
+        moved = admin.post(f"/servers/{server_id}/action", {"migrate": None})
         assert moved.status_code == 202, moved.text
-        wait_status(api_user, server_id, "VERIFY_RESIZE", timeout=120)
-        # The old attachment goes once the new one is complete.
+        wait_status(admin, server_id, "VERIFY_RESIZE", timeout=120)
+        assert Instance.objects.get(uuid=server_id).host.name == other
         wait_until(lambda: len(cinder.attachments(project, volume["id"])) == 1, 30, message="one attachment")
-        (during,) = cinder.attachments(project, volume["id"])
-        assert during["id"] != before, during
-        mapping = BlockDeviceMapping.objects.get(volume_id=volume["id"])
-        assert mapping.attachment_id == during["id"]
-        done = api_user.post(f"/servers/{server_id}/action", {verb: None})
-        assert done.status_code in (202, 204), done.text
-        wait_status(api_user, server_id, "ACTIVE", timeout=120)
-        return during["id"]
-
-    resize_and("confirmResize")
-    assert api_user.server(server_id)["flavor"]["original_name"] == "m1.bigger"
-    assert cinder.wait_for_status(project, volume["id"], "in-use")
-    assert len(cinder.attachments(project, volume["id"])) == 1
+        (after,) = cinder.attachments(project, volume["id"])
+        assert after["id"] != before["id"]
+        assert BlockDeviceMapping.objects.get(volume_id=volume["id"]).attachment_id == after["id"]
+        confirmed = admin.post(f"/servers/{server_id}/action", {"confirmResize": None})
+        assert confirmed.status_code == 204, confirmed.text
+        wait_status(admin, server_id, "ACTIVE", timeout=60)
+        assert cinder.wait_for_status(project, volume["id"], "in-use")
+    finally:
+        volume_cloud.processes[f"compute-{other}"].stop()
