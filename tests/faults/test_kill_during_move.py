@@ -4,11 +4,15 @@
    guest is already powered off and kept aside (``<dir>_resize``).
 2. The destination, while it downloads that disk to build the guest (``compute.finish_migration``).
 
-Promise: the move ends, never stuck in progress. With Redis the unacknowledged message waits for the
-transport's visibility timeout (an hour), so the step's lease runs out and the reaper sends the server
-back to its source, which brings back the guest it kept: ACTIVE there, the migration ``reverted``. In both
-cases nothing leaks: one domain, on the source; no files of the move on either host; the claims and the
-quota usage exactly those of one server on the source.
+Promise: the move ends, never stuck in progress, and nothing leaks: one domain, on the host the server
+is on; no files of the move left on either host; the claims and the quota usage exactly those of one
+server; the transfer image gone.
+
+With RabbitMQ the broker gives the unacknowledged step back the moment the worker's connection dies, so
+the restarted worker does it again and the move completes (confirmed here: the server on the
+destination). With Redis the message waits for the transport's visibility timeout (an hour), so the
+step's lease runs out and the reaper sends the server back to its source, which brings back the guest
+it kept: ACTIVE there, the migration ``reverted``.
 """
 
 from __future__ import annotations
@@ -126,24 +130,28 @@ def host_pk(name: str) -> int:
     return ComputeHost.objects.get(name=name).pk
 
 
-def assert_one_server_on_source(cluster, tenant, server_id: str) -> None:
-    """Nothing of the move is left: the guest on its source, its files only there, the claims and the
+def assert_one_server_on(cluster, tenant, server_id: str, host: str) -> None:
+    """Nothing of the move is left: the guest on ``host``, its files only there, the claims and the
     quota usage those of one m1.tiny, the transfer image gone, no host reporting a stray domain of it."""
+    other = DEST if host == SOURCE else SOURCE
     instance = Instance.objects.get(uuid=server_id)
-    assert instance.host.name == SOURCE
+    assert instance.host.name == host
     assert (instance.vm_state, instance.task_state) == ("active", None)
-    source_dir = cluster.instance_dir(SOURCE, server_id)
-    assert source_dir.is_dir()
-    assert not source_dir.with_name(source_dir.name + "_resize").exists()
-    wait_until(lambda: not cluster.instance_dir(DEST, server_id).exists(), 30, message="the destination's files to go")
+    here = cluster.instance_dir(host, server_id)
+    assert here.is_dir()
+    for directory in (here, cluster.instance_dir(other, server_id)):
+        resize_dir = directory.with_name(directory.name + "_resize")
+        wait_until(lambda d=resize_dir: not d.exists(), 30, message=f"{resize_dir} to go")
+    gone = cluster.instance_dir(other, server_id)
+    wait_until(lambda: not gone.exists(), 30, message=f"{gone} to go")
 
     claims = claimed_usage([host_pk(SOURCE), host_pk(DEST)])
-    assert {k: claims[host_pk(SOURCE)][k] for k in ("vcpus", "memory_mb", "disk_gb")} == {
+    assert {k: claims[host_pk(host)][k] for k in ("vcpus", "memory_mb", "disk_gb")} == {
         "vcpus": 1,
         "memory_mb": 64,
         "disk_gb": 1,
     }, claims
-    assert host_pk(DEST) not in claims or claims[host_pk(DEST)]["vcpus"] == 0, claims
+    assert host_pk(other) not in claims or claims[host_pk(other)]["vcpus"] == 0, claims
     assert instance_usage(tenant.project) == {"instances": 1, "cores": 1, "ram": 64}
 
     migration = Migration.objects.get(instance=instance)
@@ -199,31 +207,49 @@ def wait_move_ended(cluster, tenant, server_id: str, killed_at: float) -> dict:
     return final
 
 
-def test_kill_source_during_migrate_disk(tenant, admin_session, image, faults, tmp_path):
-    cluster = MoveCluster(tmp_path, broker_url=broker_for("redis", tmp_path, faults))
+def confirm(cluster, session, server_id: str) -> None:
+    response = session.post(
+        f"{cluster.api_url}/compute/v2.1/servers/{server_id}/action", json={"confirmResize": None}, timeout=60
+    )
+    assert response.status_code == 204, response.text
+    wait_status(cluster, session, server_id, "ACTIVE", timeout=60)
+
+
+def check_outcome(cluster, tenant, server_id: str, broker: str, killed_at: float, killed_event: str) -> None:
+    final = wait_move_ended(cluster, tenant, server_id, killed_at)
+    migration = Migration.objects.get(instance__uuid=server_id)
+    events = build_events(server_id)
+    if broker == "rabbitmq":
+        # The broker gave the unacknowledged step back when the worker's connection died: the restarted
+        # worker did it, and the move completes.
+        assert final["status"] == "VERIFY_RESIZE", final
+        assert migration.status == "finished", migration.status
+        assert events.count((killed_event, "Success")) == 1, events
+        confirm(cluster, tenant.session, server_id)
+        assert Migration.objects.get(pk=migration.pk).status == "confirmed"
+        assert_one_server_on(cluster, tenant, server_id, DEST)
+    else:
+        # The message waits for the visibility timeout: the lease ends the step, the server goes back.
+        assert final["status"] == "ACTIVE", final
+        assert migration.status == "reverted", migration.status
+        assert ("conductor_reap_expired_task", "Error") in events, events
+        assert ("compute_finish_revert_migration", "Success") in events, events
+        assert_one_server_on(cluster, tenant, server_id, SOURCE)
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_kill_source_during_migrate_disk(broker, tenant, admin_session, image, faults, tmp_path):
+    cluster = MoveCluster(tmp_path, broker_url=broker_for(broker, tmp_path, faults))
     faults.append(cluster)
     server_id, killed_at = run_until_kill(cluster, tenant, admin_session, image, "PUT", SOURCE)
     assert Instance.objects.get(uuid=server_id).task_state == "resize_migrating"
-
-    final = wait_move_ended(cluster, tenant, server_id, killed_at)
-    assert final["status"] == "ACTIVE", final
-    assert Migration.objects.get(instance__uuid=server_id).status == "reverted"
-    events = build_events(server_id)
-    assert ("conductor_reap_expired_task", "Error") in events, events
-    assert ("compute_finish_revert_migration", "Success") in events, events
-    assert_one_server_on_source(cluster, tenant, server_id)
+    check_outcome(cluster, tenant, server_id, broker, killed_at, "compute_migrate_disk")
 
 
-def test_kill_destination_during_finish_migration(tenant, admin_session, image, faults, tmp_path):
-    cluster = MoveCluster(tmp_path, broker_url=broker_for("redis", tmp_path, faults))
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_kill_destination_during_finish_migration(broker, tenant, admin_session, image, faults, tmp_path):
+    cluster = MoveCluster(tmp_path, broker_url=broker_for(broker, tmp_path, faults))
     faults.append(cluster)
     server_id, killed_at = run_until_kill(cluster, tenant, admin_session, image, "GET", DEST)
     assert Instance.objects.get(uuid=server_id).task_state == "resize_finish"
-
-    final = wait_move_ended(cluster, tenant, server_id, killed_at)
-    assert final["status"] == "ACTIVE", final
-    assert Migration.objects.get(instance__uuid=server_id).status == "reverted"
-    events = build_events(server_id)
-    assert ("conductor_reap_expired_task", "Error") in events, events
-    assert ("compute_finish_revert_migration", "Success") in events, events
-    assert_one_server_on_source(cluster, tenant, server_id)
+    check_outcome(cluster, tenant, server_id, broker, killed_at, "compute_finish_migration")
