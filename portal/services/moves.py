@@ -232,6 +232,9 @@ def _place_move(migration_id: int, request_id: str) -> str | None:
         owner_id=None,
         properties={"image_type": "migration", "instance_uuid": str(instance.uuid)},
     )
+    # The message expires with the step's lease (taken before the swap sets it, so never after it): once
+    # the lease sent the server back, a late copy of it must not take the guest down again.
+    expires = lifecycle.lease_deadline(TaskState.RESIZE_MIGRATING)
     if not lifecycle.compare_and_swap(
         instance, expected_task_states=[TaskState.RESIZE_PREP], task_state=TaskState.RESIZE_MIGRATING
     ):
@@ -249,7 +252,7 @@ def _place_move(migration_id: int, request_id: str) -> str | None:
         request_id=request_id,
     )
     source = migration.source_host.name
-    transaction.on_commit(lambda: rpc.migrate_disk(source, request))
+    transaction.on_commit(lambda: rpc.migrate_disk(source, request, expires=expires))
     log.info("instance %s moves from %s to %s (migration %s)", instance.uuid, source, chosen.name, migration.pk)
     return chosen.name
 
@@ -385,6 +388,7 @@ def _disk_migrated(report: rpc.ActionResult) -> None:
         image = Image.objects.filter(pk=migration.transfer_image).first()
         if image is None or image.status != Image.Status.ACTIVE:
             return  # the upload is not complete: a later report (or the lease) decides
+        expires = lifecycle.lease_deadline(TaskState.RESIZE_FINISH)
         if not lifecycle.compare_and_swap(
             instance,
             expected_task_states=[TaskState.RESIZE_MIGRATING],
@@ -404,7 +408,7 @@ def _disk_migrated(report: rpc.ActionResult) -> None:
             power_on=migration.power_on,
         )
         dest = migration.dest_host.name
-        transaction.on_commit(lambda: rpc.finish_migration(dest, request))
+        transaction.on_commit(lambda: rpc.finish_migration(dest, request, expires=expires))
 
 
 def _migration_finished(report: rpc.ActionResult) -> None:

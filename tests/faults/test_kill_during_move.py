@@ -18,11 +18,14 @@ it kept: ACTIVE there, the migration ``reverted``.
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import time
 
 import pytest
+import redis
 import requests
+from django.conf import settings
 
 from portal.models import ComputeHost, Image, Instance, Migration
 from portal.selectors.hosts import claimed_usage
@@ -253,3 +256,39 @@ def test_kill_destination_during_finish_migration(broker, tenant, admin_session,
     server_id, killed_at = run_until_kill(cluster, tenant, admin_session, image, "GET", DEST)
     assert Instance.objects.get(uuid=server_id).task_state == "resize_finish"
     check_outcome(cluster, tenant, server_id, broker, killed_at, "compute_finish_migration")
+
+
+def unacked_message(task: str) -> tuple[str, str]:
+    """The message of ``task`` that a killed worker left in the Redis transport's unacknowledged set:
+    (the raw payload, the queue it came from)."""
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    for raw in broker.hvals("unacked"):
+        payload, _exchange, routing_key = json.loads(raw)
+        if payload["headers"]["task"] == task:
+            return json.dumps(payload), routing_key
+    raise AssertionError(f"no unacknowledged {task} in the broker")
+
+
+def test_a_step_delivered_again_after_its_move_ended_changes_nothing(tenant, admin_session, image, faults, tmp_path):
+    """The Redis transport gives a killed worker's message back after its visibility timeout (an hour),
+    long after the lease sent the server back to its source. The test gives it back now, as kombu's
+    restore does: that late ``migrate_disk`` has expired with its step's lease and is dropped unread,
+    instead of taking the running guest down again."""
+    cluster = MoveCluster(tmp_path, broker_url=broker_for("redis", tmp_path, faults))
+    faults.append(cluster)
+    server_id, killed_at = run_until_kill(cluster, tenant, admin_session, image, "PUT", SOURCE)
+    payload, queue = unacked_message("compute.migrate_disk")
+    assert queue == f"compute.{SOURCE}"
+    check_outcome(cluster, tenant, server_id, "redis", killed_at, "compute_migrate_disk")
+
+    source = cluster.processes[f"compute-{SOURCE}"]
+    seen = len(source.output())
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).lpush(queue, payload)
+    wait_until(
+        lambda: "Discarding revoked task: compute.migrate_disk" in source.output()[seen:],
+        30,
+        message="the source to drop the late migrate_disk",
+    )
+    time.sleep(2)  # a message run anyway would have taken the guest down by now
+    assert "migrate_disk of instance" not in source.output()[seen:]
+    assert_one_server_on(cluster, tenant, server_id, SOURCE)
