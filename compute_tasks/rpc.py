@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from celery import current_app
@@ -503,7 +504,7 @@ def verify(name: str, recipient: str, body: Any, auth: Any) -> signing.Verified:
     return signing.verify(name, recipient, body, auth, _public_key_of)
 
 
-def _send(name: str, queue: str, message: Message, expires: float | None = None) -> None:
+def _send(name: str, queue: str, message: Message, expires: float | datetime | None = None) -> None:
     body = message.to_dict()
     current_app.send_task(name, args=[body, sign(name, queue, body)], queue=queue, expires=expires)
 
@@ -563,14 +564,16 @@ def detach_volume(host: str, request: VolumeRequest) -> None:
     _send(DETACH_VOLUME, compute_queue(host), request)
 
 
-def migrate_disk(host: str, request: MigrateDiskRequest) -> None:
-    """To the source host of a resize or cold migration."""
-    _send(MIGRATE_DISK, compute_queue(host), request)
+def migrate_disk(host: str, request: MigrateDiskRequest, *, expires: datetime | None = None) -> None:
+    """To the source host of a resize or cold migration. ``expires``: the step's deadline, after which
+    the control plane has given up on it; a copy delivered later (a broker's redelivery) is dropped
+    unread instead of taking the guest down again."""
+    _send(MIGRATE_DISK, compute_queue(host), request, expires=expires)
 
 
-def finish_migration(host: str, request: FinishMigrationRequest) -> None:
-    """To the destination host."""
-    _send(FINISH_MIGRATION, compute_queue(host), request)
+def finish_migration(host: str, request: FinishMigrationRequest, *, expires: datetime | None = None) -> None:
+    """To the destination host; ``expires`` as for ``migrate_disk``."""
+    _send(FINISH_MIGRATION, compute_queue(host), request, expires=expires)
 
 
 def confirm_migration(host: str, request: MigrationRef) -> None:

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -232,6 +232,9 @@ def _place_move(migration_id: int, request_id: str) -> str | None:
         owner_id=None,
         properties={"image_type": "migration", "instance_uuid": str(instance.uuid)},
     )
+    # The message expires with the step's lease (taken before the swap sets it, so never after it): once
+    # the lease sent the server back, a late copy of it must not take the guest down again.
+    expires = lifecycle.lease_deadline(TaskState.RESIZE_MIGRATING)
     if not lifecycle.compare_and_swap(
         instance, expected_task_states=[TaskState.RESIZE_PREP], task_state=TaskState.RESIZE_MIGRATING
     ):
@@ -249,7 +252,7 @@ def _place_move(migration_id: int, request_id: str) -> str | None:
         request_id=request_id,
     )
     source = migration.source_host.name
-    transaction.on_commit(lambda: rpc.migrate_disk(source, request))
+    transaction.on_commit(lambda: rpc.migrate_disk(source, request, expires=expires))
     log.info("instance %s moves from %s to %s (migration %s)", instance.uuid, source, chosen.name, migration.pk)
     return chosen.name
 
@@ -382,6 +385,7 @@ def _disk_migrated(report: rpc.ActionResult) -> None:
         image = Image.objects.filter(pk=migration.transfer_image).first()
         if image is None or image.status != Image.Status.ACTIVE:
             return  # the upload is not complete: a later report (or the lease) decides
+        expires = lifecycle.lease_deadline(TaskState.RESIZE_FINISH)
         if not lifecycle.compare_and_swap(
             instance,
             expected_task_states=[TaskState.RESIZE_MIGRATING],
@@ -401,10 +405,10 @@ def _disk_migrated(report: rpc.ActionResult) -> None:
             power_on=migration.power_on,
         )
         dest = migration.dest_host.name
-        transaction.on_commit(lambda: _finish_with_volumes(dest, request))
+        transaction.on_commit(lambda: _finish_with_volumes(dest, request, expires))
 
 
-def _finish_with_volumes(dest: str, request: rpc.FinishMigrationRequest) -> None:
+def _finish_with_volumes(dest: str, request: rpc.FinishMigrationRequest, expires: datetime | None) -> None:
     """Send the build to the destination with the server's volumes attached for it first (on the same
     host they stay as they are: Cinder refuses a second attachment with the same connector)."""
     instance = Instance.objects.select_related("host").get(uuid=request.build.instance_uuid)
@@ -412,7 +416,7 @@ def _finish_with_volumes(dest: str, request: rpc.FinishMigrationRequest) -> None
     devices = [] if same_host else volumes.attachments_move(instance=instance, host=dest)
     if devices:
         request = dataclasses.replace(request, build=dataclasses.replace(request.build, block_devices=devices))
-    rpc.finish_migration(dest, request)
+    rpc.finish_migration(dest, request, expires=expires)
 
 
 def _migration_finished(report: rpc.ActionResult) -> None:

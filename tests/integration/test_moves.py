@@ -40,7 +40,7 @@ def sent(monkeypatch):
         "start_instance",
         "terminate_instance",
     ):
-        monkeypatch.setattr(rpc, name, lambda host, message, _n=name: calls.append((_n, host, message)))
+        monkeypatch.setattr(rpc, name, lambda host, message, _n=name, **_options: calls.append((_n, host, message)))
     for name in ("move_server", "unshelve_server"):
         monkeypatch.setattr(rpc, name, lambda message, _n=name: calls.append((_n, None, message)))
     return calls
