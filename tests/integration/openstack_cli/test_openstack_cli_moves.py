@@ -9,7 +9,7 @@ import pytest
 from portal.models import Instance
 from tests.factories import FlavorFactory
 from tests.openstack_cli import rows_by
-from tests.processes import Cluster, purge_broker, wait_for_host
+from tests.processes import Cluster, purge_broker, wait_for_host, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -58,13 +58,15 @@ def test_server_resize_confirm(cli, vm1):
     assert shown["status"] == "VERIFY_RESIZE"
     assert shown["OS-EXT-STS:vm_state"] == "resized"
     assert "m1.small" in str(shown["flavor"])
+    # The disk travels as a hidden image: the member's image list does not show it.
+    assert cli.member.value("image", "list", "-c", "Name").split() == ["demo"]
 
     cli.member.ok("server", "resize", "confirm", "vm1")
     shown = cli.member.wait_for_status("vm1", "ACTIVE")
     assert "m1.small" in str(shown["flavor"])
     assert shown["OS-EXT-STS:task_state"] is None
     # Confirming again is a conflict: there is no resize waiting any more.
-    assert "409" in cli.member.fails("server", "resize", "confirm", "vm1")
+    assert "Exception: 409:" in cli.member.fails("server", "resize", "confirm", "vm1")
 
     (row,) = cli.admin.json("server", "migration", "list", "--server", vm1["id"])
     assert row["Type"] == "resize"
@@ -72,6 +74,8 @@ def test_server_resize_confirm(cli, vm1):
     assert row["Server UUID"] == vm1["id"]
     assert row["Old Flavor"] != row["New Flavor"]
     assert row["UUID"]  # the CLI negotiated 2.59 or later: migrations carry their uuid
+    actions = sorted(event["Action"] for event in cli.member.json("server", "event", "list", "vm1"))
+    assert actions == ["confirmResize", "create", "resize"]
 
 
 def test_server_resize_revert(cli, vm1):
@@ -87,6 +91,8 @@ def test_server_resize_revert(cli, vm1):
 
     (row,) = cli.admin.json("server", "migration", "list", "--server", vm1["id"])
     assert (row["Type"], row["Status"]) == ("resize", "reverted")
+    actions = sorted(event["Action"] for event in cli.member.json("server", "event", "list", "vm1"))
+    assert actions == ["create", "resize", "revertResize"]
 
 
 def test_server_migrate_and_migration_list(cli, vm1):
@@ -94,7 +100,7 @@ def test_server_migrate_and_migration_list(cli, vm1):
     source = host_of(server)
     (target,) = set(HOSTS) - {source}
     # Cold migration is for admins.
-    assert "403" in cli.member.fails("server", "migrate", "vm1")
+    assert "Exception: 403:" in cli.member.fails("server", "migrate", "vm1")
 
     cli.admin.ok("server", "migrate", "--wait", server)
     shown = cli.admin.json("server", "show", server)
@@ -106,13 +112,24 @@ def test_server_migrate_and_migration_list(cli, vm1):
     assert "m1.tiny" in str(shown["flavor"])
     assert host_of(server) == target
 
+    # A named host must exist and be another one: both are the request's fault (400), and nothing moves.
+    refused = cli.admin.fails("server", "migrate", "--host", "ghost", server)
+    assert "Exception: 400:" in refused and "Compute host ghost could not be found." in refused, refused
+    refused = cli.admin.fails("server", "migrate", "--host", target, server)
+    assert "Exception: 400:" in refused and f"to current host ({target})" in refused, refused
+    assert cli.admin.json("server", "show", server)["status"] == "ACTIVE"
+
     # Back again, naming the host (2.56).
     cli.admin.ok("server", "migrate", "--host", source, "--wait", server)
     assert cli.admin.json("server", "show", server)["OS-EXT-SRV-ATTR:host"] == source
     cli.admin.ok("server", "migrate", "revert", server)
     assert cli.admin.wait_for_status(server, "ACTIVE")["OS-EXT-SRV-ATTR:host"] == target
 
-    rows = cli.admin.json("server", "migration", "list", "--server", vm1["id"])
+    # Each move is in the server's action log, as the CLI lists it.
+    actions = [event["Action"] for event in cli.admin.json("server", "event", "list", server)]
+    assert sorted(actions) == ["confirmResize", "create", "migrate", "migrate", "revertResize"]
+
+    rows = cli.admin.json("server", "migration", "list", "--server", server)
     assert sorted((row["Type"], row["Status"], row["Source Compute"], row["Dest Compute"]) for row in rows) == [
         ("migration", "confirmed", source, target),
         ("migration", "reverted", target, source),
@@ -122,7 +139,7 @@ def test_server_migrate_and_migration_list(cli, vm1):
     assert by_status["confirmed"]["Server UUID"] == vm1["id"]
     assert cli.admin.json("server", "migration", "list", "--type", "resize") == []
     # The member cannot list migrations.
-    assert "403" in cli.member.fails("server", "migration", "list")
+    assert "Exception: 403:" in cli.member.fails("server", "migration", "list")
 
 
 def test_server_shelve_unshelve(cli, vm1):
@@ -130,11 +147,20 @@ def test_server_shelve_unshelve(cli, vm1):
     shown = cli.member.wait_for_status("vm1", "SHELVED_OFFLOADED")
     assert shown["OS-EXT-STS:vm_state"] == "shelved_offloaded"
     assert Instance.objects.get(uuid=vm1["id"]).host is None
+    # The disk is kept as the member's snapshot while the server is shelved.
+    assert "vm1-shelved" in cli.member.value("image", "list", "-c", "Name").split()
 
     cli.member.ok("server", "unshelve", "vm1")
     shown = cli.member.wait_for_status("vm1", "ACTIVE")
     assert shown["OS-EXT-STS:task_state"] is None
     assert host_of(vm1["id"]) in HOSTS
+    wait_until(
+        lambda: "vm1-shelved" not in cli.member.value("image", "list", "-c", "Name").split(),
+        30,
+        message="the shelved image deleted after the unshelve",
+    )
+    actions = sorted(event["Action"] for event in cli.member.json("server", "event", "list", "vm1"))
+    assert actions == ["create", "shelve", "unshelve"]
 
 
 def test_server_rescue_unrescue(cli, vm1):
@@ -142,8 +168,10 @@ def test_server_rescue_unrescue(cli, vm1):
     shown = cli.member.wait_for_status("vm1", "RESCUE")
     assert shown["OS-EXT-STS:vm_state"] == "rescued"
     # A rescued server cannot be resized.
-    assert "409" in cli.member.fails("server", "resize", "--flavor", "m1.small", "vm1")
+    assert "Exception: 409:" in cli.member.fails("server", "resize", "--flavor", "m1.small", "vm1")
 
     cli.member.ok("server", "unrescue", "vm1")
     shown = cli.member.wait_for_status("vm1", "ACTIVE")
     assert shown["OS-EXT-STS:vm_state"] == "active"
+    actions = sorted(event["Action"] for event in cli.member.json("server", "event", "list", "vm1"))
+    assert actions == ["create", "rescue", "unrescue"]
