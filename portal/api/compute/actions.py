@@ -198,8 +198,8 @@ class ServerActionView(ComputeAPIView):
             host = data.get("host") or ""
         try:
             move_services.instance_migrate(ctx=self.ctx, instance=instance, host=host)
-        except LookupError as exc:
-            raise NotFound(str(exc)) from None
+        except LookupError as exc:  # an unknown host is a bad argument, as Nova has it, not a missing server
+            raise BadRequest(str(exc)) from None
         return Response(status=202)
 
     def action_confirmResize(self, request, instance, args):  # noqa: N802
