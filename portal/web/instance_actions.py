@@ -10,6 +10,7 @@ from portal.models import Instance
 from portal.selectors.flavors import flavor_get
 from portal.services import actions as action_services
 from portal.services import instances as instance_services
+from portal.services import live_migrations
 from portal.services import moves as move_services
 
 
@@ -34,6 +35,8 @@ BUTTONS: dict[str, ButtonSpec] = {
     "confirm_resize": ButtonSpec("Confirm resize"),
     "revert_resize": ButtonSpec("Revert resize"),
     "migrate": ButtonSpec("Migrate", admin_only=True, confirm="Move this instance to another host? It is shut down."),
+    "live_migrate": ButtonSpec("Live migrate", admin_only=True),
+    "evacuate": ButtonSpec("Evacuate", admin_only=True, confirm="Rebuild this server on another host from its image?"),
     "shelve": ButtonSpec("Shelve", confirm="Shelve this instance? It is shut down and its disk saved as an image."),
     "shelve_offload": ButtonSpec("Shelve offload"),
     "unshelve": ButtonSpec("Unshelve"),
@@ -46,6 +49,8 @@ _MOVES: dict[str, Callable[..., object]] = {
     "confirm_resize": move_services.instance_confirm_resize,
     "revert_resize": move_services.instance_revert_resize,
     "migrate": move_services.instance_migrate,
+    "live_migrate": live_migrations.instance_live_migrate,
+    "evacuate": live_migrations.instance_evacuate,
     "shelve": move_services.instance_shelve,
     "shelve_offload": move_services.instance_shelve_offload,
     "unshelve": move_services.instance_unshelve,

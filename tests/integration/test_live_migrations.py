@@ -39,7 +39,7 @@ def sent(monkeypatch):
         "confirm_migration",
         "terminate_instance",
     ):
-        monkeypatch.setattr(rpc, name, lambda host, message, _n=name: calls.append((_n, host, message)))
+        monkeypatch.setattr(rpc, name, lambda host, message, _n=name, **_: calls.append((_n, host, message)))
     for name in ("live_migrate_server", "evacuate_server", "move_server"):
         monkeypatch.setattr(rpc, name, lambda message, _n=name: calls.append((_n, None, message)))
     return calls

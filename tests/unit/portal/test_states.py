@@ -84,6 +84,8 @@ def test_available_actions_are_what_the_buttons_show():
         "migrate",
         "shelve",
         "rescue",
+        "live_migrate",
+        "evacuate",
         "delete",
     ]
     assert available_actions(VmState.STOPPED, None) == [
@@ -95,9 +97,17 @@ def test_available_actions_are_what_the_buttons_show():
         "migrate",
         "shelve",
         "rescue",
+        "evacuate",
         "delete",
     ]
-    assert available_actions(VmState.PAUSED, None) == ["reboot_hard", "unpause", "snapshot", "shelve", "delete"]
+    assert available_actions(VmState.PAUSED, None) == [
+        "reboot_hard",
+        "unpause",
+        "snapshot",
+        "shelve",
+        "live_migrate",
+        "delete",
+    ]
     assert available_actions(VmState.SUSPENDED, None) == ["reboot_hard", "resume", "snapshot", "shelve", "delete"]
     assert available_actions(VmState.RESIZED, None) == ["confirm_resize", "revert_resize", "delete"]
     assert available_actions(VmState.SHELVED, None) == ["shelve_offload", "unshelve", "delete"]
@@ -132,7 +142,7 @@ def test_pause_suspend_rebuild_and_snapshot_follow_the_compute_api():
 
 def test_every_action_has_a_result_and_a_lock_rule():
     # The moves are finished step by step by their own reports (portal.services.moves).
-    moves = {"resize", "migrate", "confirm_resize", "revert_resize", "unshelve"}
+    moves = {"resize", "migrate", "confirm_resize", "revert_resize", "unshelve", "live_migrate", "evacuate"}
     assert set(RESULT_VM_STATE) | {"delete"} | moves == set(ALLOWED)
     assert "snapshot" not in LOCKED_ACTIONS and set(ALLOWED) >= LOCKED_ACTIONS
 
@@ -154,6 +164,7 @@ def test_every_action_has_a_result_and_a_lock_rule():
         "SHELVED",
         "SHELVED_OFFLOADED",
         "RESCUE",
+        "MIGRATING",
     ],
 )
 def test_a_status_filter_selects_exactly_what_shows_that_status(status):
