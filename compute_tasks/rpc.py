@@ -59,6 +59,12 @@ SHELVE_INSTANCE = "compute.shelve_instance"
 SHELVE_OFFLOAD_INSTANCE = "compute.shelve_offload_instance"
 RESCUE_INSTANCE = "compute.rescue_instance"
 UNRESCUE_INSTANCE = "compute.unrescue_instance"
+PREPARE_LIVE_MIGRATION = "compute.prepare_live_migration"  # on the destination
+LIVE_MIGRATE = "compute.live_migrate"  # on the source
+ABORT_LIVE_MIGRATION = "compute.abort_live_migration"  # on the source
+FORCE_COMPLETE_LIVE_MIGRATION = "compute.force_complete_live_migration"  # on the source
+POST_LIVE_MIGRATION = "compute.post_live_migration"  # on the destination
+ROLLBACK_LIVE_MIGRATION = "compute.rollback_live_migration"  # on the destination
 
 # Compute host / API -> conductor (queue conductor)
 SCHEDULE_AND_BUILD = "conductor.schedule_and_build"
@@ -72,6 +78,7 @@ VOLUME_DETACHED = "conductor.volume_detached"
 RELEASE_VOLUMES = "conductor.release_volumes"
 MOVE_SERVER = "conductor.move_server"  # resize / cold migrate: choose and claim the destination
 UNSHELVE_SERVER = "conductor.unshelve_server"  # place an offloaded server again
+MIGRATION_PROGRESS = "conductor.migration_progress"  # a live migration's transfer, about every second
 
 # Power states, numbered as Nova numbers them (nova/compute/power_state.py).
 NOSTATE = 0
@@ -83,6 +90,7 @@ SUSPENDED = 7
 
 
 HEARTBEAT_TTL_SECONDS = 30.0
+MIGRATION_PROGRESS_TTL_SECONDS = 30.0
 
 
 def compute_queue(host: str) -> str:
@@ -256,6 +264,8 @@ class ActionResult(Message):
     # "start" | "stop" | "reboot" | "terminate" | "pause" | "unpause" | "suspend" | "resume" | "rebuild"
     # | "snapshot" | "migrate_disk" | "finish_migration" | "confirm_migration" | "revert_migration"
     # | "finish_revert_migration" | "shelve" | "shelve_offload" | "rescue" | "unrescue"
+    # | "prepare_live_migration" | "live_migrate" | "abort_live_migration" | "post_live_migration"
+    # | "rollback_live_migration"
     action: str
     power_state: int
     vnc_host: str | None = None
@@ -266,6 +276,7 @@ class ActionResult(Message):
     image_id: str = ""  # snapshot, shelve, migrate_disk: the image the disk was uploaded to
     migration_id: int | None = None  # the migration steps: the migration this result belongs to
     offloaded: bool = False  # shelve: the domain and its files are gone from the host
+    migrate_uri: str = ""  # prepare_live_migration: the libvirt URI the source migrates the guest to
 
 
 @dataclass(frozen=True)
@@ -369,6 +380,40 @@ class RescueRequest(Message):
 
 
 @dataclass(frozen=True)
+class PrepareLiveMigrationRequest(Message):
+    """First step of a live migration, on the destination: make ready what QEMU will not bring.
+
+    With ``block_migration`` (each host its own instance directory) the base image ``build.image`` is
+    fetched into the host's cache, the instance directory made with an empty overlay of the guest's disk
+    size on that base, and the config drive made again from ``build.metadata``; without it (a shared
+    instance directory) the host only checks. The reply carries the ``migrate_uri`` to migrate to.
+    """
+
+    build: BuildRequest
+    migration_id: int
+    block_migration: bool
+
+
+@dataclass(frozen=True)
+class LiveMigrateRequest(Message):
+    """Second step, on the source: migrate the running guest to ``dest_uri`` (peer to peer).
+
+    ``dest_vnc_listen`` is the address the guest's VNC server listens on at the destination. With
+    ``block_migration`` the disks are copied (incrementally: the destination has the base image) and the
+    source's instance directory goes once the guest runs on the destination.
+    """
+
+    instance_uuid: str
+    domain_name: str
+    migration_id: int
+    dest_host: str
+    dest_uri: str
+    dest_vnc_listen: str
+    block_migration: bool
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
 class ConsoleOutputRequest(Message):
     """Send back the last ``length`` lines of the serial log (all of the kept tail when None)."""
 
@@ -421,6 +466,7 @@ _NESTED: dict[tuple[str, str], type[Message]] = {
     ("VolumeRequest", "volume"): VolumeConnection,
     ("FinishMigrationRequest", "build"): BuildRequest,
     ("RescueRequest", "rescue_image"): ImageSpec,
+    ("PrepareLiveMigrationRequest", "build"): BuildRequest,
 }
 
 
@@ -554,6 +600,36 @@ def rescue_instance(host: str, request: RescueRequest) -> None:
 
 def unrescue_instance(host: str, ref: InstanceRef) -> None:
     _send(UNRESCUE_INSTANCE, compute_queue(host), ref)
+
+
+def prepare_live_migration(host: str, request: PrepareLiveMigrationRequest) -> None:
+    """To the destination host of a live migration."""
+    _send(PREPARE_LIVE_MIGRATION, compute_queue(host), request)
+
+
+def live_migrate(host: str, request: LiveMigrateRequest) -> None:
+    """To the source host, once the destination is prepared."""
+    _send(LIVE_MIGRATE, compute_queue(host), request)
+
+
+def abort_live_migration(host: str, ref: MigrationRef) -> None:
+    """To the source host: cancel the running migration job (the live_migrate report says it failed)."""
+    _send(ABORT_LIVE_MIGRATION, compute_queue(host), ref)
+
+
+def force_complete_live_migration(host: str, ref: MigrationRef) -> None:
+    """To the source host: switch the running migration to post-copy, or allow the downtime it needs."""
+    _send(FORCE_COMPLETE_LIVE_MIGRATION, compute_queue(host), ref)
+
+
+def post_live_migration(host: str, ref: MigrationRef) -> None:
+    """To the destination host, after the source reported success."""
+    _send(POST_LIVE_MIGRATION, compute_queue(host), ref)
+
+
+def rollback_live_migration(host: str, ref: MigrationRef) -> None:
+    """To the destination host, after the migration failed: what prepare made goes."""
+    _send(ROLLBACK_LIVE_MIGRATION, compute_queue(host), ref)
 
 
 # --- request and reply: the console log ---------------------------------------------------------------
@@ -702,6 +778,25 @@ def action_done(result: ActionResult) -> None:
 def heartbeat(beat: Heartbeat) -> None:
     # A heartbeat is only worth its freshness: one that waited longer than this is dropped unread.
     _send(HEARTBEAT, CONDUCTOR_QUEUE, beat, expires=HEARTBEAT_TTL_SECONDS)
+
+
+@dataclass(frozen=True)
+class MigrationProgress(Message):
+    """How far a running live migration is, from the source's migration job (bytes)."""
+
+    migration_id: int
+    host: str
+    memory_total_bytes: int = 0
+    memory_processed_bytes: int = 0
+    memory_remaining_bytes: int = 0
+    disk_total_bytes: int = 0
+    disk_processed_bytes: int = 0
+    disk_remaining_bytes: int = 0
+
+
+def migration_progress(progress: MigrationProgress) -> None:
+    # Like a heartbeat, only worth its freshness: a newer one follows within a second.
+    _send(MIGRATION_PROGRESS, CONDUCTOR_QUEUE, progress, expires=MIGRATION_PROGRESS_TTL_SECONDS)
 
 
 def volume_done(result: VolumeResult) -> None:
