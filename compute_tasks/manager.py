@@ -12,6 +12,7 @@ is still running waits for it instead of racing it.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -29,6 +30,7 @@ from compute_tasks.drivers.base import (
     DomainNotFound,
     DriverError,
     InvalidRequest,
+    MigrationStats,
     nic_addresses,
 )
 from compute_tasks.images import ImageCache, ImageError, ImageUploader
@@ -46,8 +48,11 @@ from compute_tasks.rpc import (
     ImageSpec,
     InstanceBuilt,
     InstanceRef,
+    LiveMigrateRequest,
     MigrateDiskRequest,
+    MigrationProgress,
     MigrationRef,
+    PrepareLiveMigrationRequest,
     RebuildRequest,
     RescueRequest,
     ShelveRequest,
@@ -74,6 +79,8 @@ class Reporter(Protocol):
     def reply_console_output(self, reply_to: str, result: ConsoleOutput) -> None: ...
 
     def volume_done(self, result: VolumeResult) -> None: ...
+
+    def migration_progress(self, progress: MigrationProgress) -> None: ...
 
 
 class ImageSource(Protocol):
@@ -433,6 +440,123 @@ class ComputeManager:
             instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
         )
 
+    # --- live migration ---------------------------------------------------------------------------------
+    #
+    # The guest runs throughout: QEMU carries its memory (and, with block migration, its disk) from the
+    # source's libvirtd to the destination's, peer to peer. ``live_migrate`` holds the instance's lock for
+    # the whole migration; ``abort`` and ``force_complete`` act on the running job without it, and the
+    # progress goes out from a thread of its own, so a slow broker delays neither.
+
+    def prepare_live_migration(self, request: PrepareLiveMigrationRequest) -> None:
+        build = request.build
+        ref = InstanceRef(instance_uuid=build.instance_uuid, domain_name=build.domain_name, request_id=build.request_id)
+        with self._instance_lock(build.instance_uuid):
+            try:
+                base_image = None
+                if request.block_migration and build.image is not None:
+                    base_image = self.images.fetch(build.image)
+                self.driver.prepare_live_migration(
+                    build, base_image, migration_id=request.migration_id, block_migration=request.block_migration
+                )
+            except Exception as exc:
+                result = self._failed("prepare_live_migration", ref, exc, migration_id=request.migration_id)
+            else:
+                log.info(
+                    "instance %s: ready for live migration %s (%s)",
+                    ref.instance_uuid,
+                    request.migration_id,
+                    "block migration" if request.block_migration else "shared directory",
+                )
+                result = ActionResult(
+                    instance_uuid=ref.instance_uuid,
+                    host=self.host,
+                    request_id=ref.request_id,
+                    action="prepare_live_migration",
+                    power_state=rpc.NOSTATE,
+                    vnc_host=self.config.vnc_listen,
+                    migration_id=request.migration_id,
+                    migrate_uri=self.migrate_uri,
+                )
+        self.reporter.action_done(result)
+
+    @property
+    def migrate_uri(self) -> str:
+        """Where other hosts' libvirtds send a guest migrating here."""
+        address = self.config.migration_address
+        return f"qemu+tcp://[{address}]/system" if ":" in address else f"qemu+tcp://{address}/system"
+
+    def live_migrate(self, request: LiveMigrateRequest) -> None:
+        ref = InstanceRef(
+            instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
+        )
+        progress = _ProgressSender(self.reporter, request.migration_id, self.host)
+        with self._instance_lock(request.instance_uuid):
+            progress.start()
+            try:
+                self.driver.live_migrate(
+                    ref,
+                    dest_uri=request.dest_uri,
+                    dest_instances_dir=peer_instances_dir(self.config.instances_dir, self.host, request.dest_host),
+                    dest_vnc_listen=request.dest_vnc_listen,
+                    block_migration=request.block_migration,
+                    on_progress=progress.update,
+                )
+            except Exception as exc:
+                result = self._failed("live_migrate", ref, exc, migration_id=request.migration_id)
+            else:
+                result = ActionResult(
+                    instance_uuid=ref.instance_uuid,
+                    host=self.host,
+                    request_id=ref.request_id,
+                    action="live_migrate",
+                    power_state=rpc.NOSTATE,
+                    migration_id=request.migration_id,
+                )
+            finally:
+                progress.stop()
+        self.reporter.action_done(result)
+
+    def abort_live_migration(self, request: MigrationRef) -> None:
+        """No instance lock: the live_migrate holding it is what this stops. Its report says "cancelled"."""
+        ref = self._migration_ref(request)
+        try:
+            if self.driver.abort_live_migration(ref):
+                log.info("instance %s: migration %s aborted", ref.instance_uuid, request.migration_id)
+                return
+            error: Exception = DriverError("no migration is running")
+        except Exception as exc:
+            error = exc
+        self.reporter.action_done(self._failed("abort_live_migration", ref, error, migration_id=request.migration_id))
+
+    def force_complete_live_migration(self, request: MigrationRef) -> None:
+        """No instance lock, no report: the live_migrate's report follows."""
+        ref = self._migration_ref(request)
+        try:
+            how = self.driver.force_complete_live_migration(ref)
+        except Exception as exc:
+            log.warning("instance %s: cannot force migration %s: %s", ref.instance_uuid, request.migration_id, exc)
+        else:
+            log.info("instance %s: migration %s forced (%s)", ref.instance_uuid, request.migration_id, how)
+
+    def post_live_migration(self, request: MigrationRef) -> None:
+        ref = self._migration_ref(request)
+        self._act(
+            "post_live_migration",
+            ref,
+            lambda: self.driver.post_live_migration(ref, migration_id=request.migration_id),
+            migration_id=request.migration_id,
+            with_addresses=True,
+        )
+
+    def rollback_live_migration(self, request: MigrationRef) -> None:
+        ref = self._migration_ref(request)
+
+        def rollback() -> int:
+            self.driver.rollback_live_migration(ref, migration_id=request.migration_id)
+            return rpc.NOSTATE
+
+        self._act("rollback_live_migration", ref, rollback, with_console=False, migration_id=request.migration_id)
+
     # --- shelve ----------------------------------------------------------------------------------------
 
     def shelve_instance(self, request: ShelveRequest) -> None:
@@ -723,6 +847,73 @@ class ComputeManager:
                 lock.users -= 1
                 if lock.users == 0:
                     del self._locks[instance_uuid]
+
+
+def peer_instances_dir(instances_dir: Path, host: str, peer: str) -> Path:
+    """Where host ``peer`` keeps its instance directories, as this host (``host``) can tell: the same path,
+    with the path component named after this host (``var/compute/<host>``, the default, and how hosts
+    sharing one machine are set apart) named after the peer instead."""
+    parts = list(instances_dir.parts)
+    for index in range(len(parts) - 1, -1, -1):
+        if parts[index] == host:
+            parts[index] = peer
+            return Path(*parts)
+    return instances_dir
+
+
+class _ProgressSender:
+    """Sends the newest progress of a migration about once a second from a thread of its own, in the
+    context (the host identity) of the task that made it."""
+
+    def __init__(self, reporter: Reporter, migration_id: int, host: str, interval: float = 1.0) -> None:
+        self._reporter = reporter
+        self._migration_id = migration_id
+        self._host = host
+        self._interval = interval
+        self._latest: MigrationStats | None = None
+        self._sent: MigrationStats | None = None
+        self._changed = threading.Event()
+        self._stopped = threading.Event()
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name=f"migration-{migration_id}-progress", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def update(self, stats: MigrationStats) -> None:
+        self._latest = stats
+        self._changed.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._changed.set()
+        self._thread.join(timeout=self._interval * 2)
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._changed.wait(self._interval)
+            self._changed.clear()
+            stats = self._latest
+            if stats is None or stats == self._sent or self._stopped.is_set():
+                continue
+            try:
+                self._reporter.migration_progress(
+                    MigrationProgress(
+                        migration_id=self._migration_id,
+                        host=self._host,
+                        memory_total_bytes=stats.memory_total,
+                        memory_processed_bytes=stats.memory_processed,
+                        memory_remaining_bytes=stats.memory_remaining,
+                        disk_total_bytes=stats.disk_total,
+                        disk_processed_bytes=stats.disk_processed,
+                        disk_remaining_bytes=stats.disk_remaining,
+                    )
+                )
+                self._sent = stats
+            except Exception:
+                log.exception("sending the progress of migration %s failed", self._migration_id)
 
 
 class _RefCountedLock:

@@ -50,9 +50,11 @@ from compute_tasks.rpc import (
     FinishMigrationRequest,
     FinishRevertRequest,
     InstanceRef,
+    LiveMigrateRequest,
     Message,
     MigrateDiskRequest,
     MigrationRef,
+    PrepareLiveMigrationRequest,
     RebuildRequest,
     RescueRequest,
     ShelveRequest,
@@ -296,6 +298,7 @@ def _action_undecodable(action: str) -> Callable[[dict[str, Any], str], None]:
                 action=action,
                 power_state=rpc.NOSTATE,
                 error=problem,
+                migration_id=message["migration_id"] if isinstance(message.get("migration_id"), int) else None,
             )
         )
 
@@ -381,6 +384,48 @@ def rescue_instance(request: RescueRequest) -> None:
 
 
 unrescue_instance = _instance_action(rpc.UNRESCUE_INSTANCE, "unrescue", "unrescue_instance")
+
+
+# --- live migration ----------------------------------------------------------------------------------
+
+
+# Like finish_migration, a malformed prepare names its instance only inside ``build``: it is dropped.
+@control_plane_task(
+    rpc.PREPARE_LIVE_MIGRATION, PrepareLiveMigrationRequest, on_error=_action_undecodable("prepare_live_migration")
+)
+def prepare_live_migration(request: PrepareLiveMigrationRequest) -> None:
+    get_manager().prepare_live_migration(request)
+
+
+@control_plane_task(rpc.LIVE_MIGRATE, LiveMigrateRequest, on_error=_action_undecodable("live_migrate"))
+def live_migrate(request: LiveMigrateRequest) -> None:
+    # The progress is sent from a thread of the manager's: it signs as this host, not the worker's first.
+    token = _acting_as.set(current_host())
+    try:
+        get_manager().live_migrate(request)
+    finally:
+        _acting_as.reset(token)
+
+
+@control_plane_task(rpc.ABORT_LIVE_MIGRATION, MigrationRef, on_error=_action_undecodable("abort_live_migration"))
+def abort_live_migration(request: MigrationRef) -> None:
+    get_manager().abort_live_migration(request)
+
+
+# Reports nothing, so an undecodable one is only logged.
+@control_plane_task(rpc.FORCE_COMPLETE_LIVE_MIGRATION, MigrationRef, on_error=lambda _message, _problem: None)
+def force_complete_live_migration(request: MigrationRef) -> None:
+    get_manager().force_complete_live_migration(request)
+
+
+@control_plane_task(rpc.POST_LIVE_MIGRATION, MigrationRef, on_error=_action_undecodable("post_live_migration"))
+def post_live_migration(request: MigrationRef) -> None:
+    get_manager().post_live_migration(request)
+
+
+@control_plane_task(rpc.ROLLBACK_LIVE_MIGRATION, MigrationRef, on_error=_action_undecodable("rollback_live_migration"))
+def rollback_live_migration(request: MigrationRef) -> None:
+    get_manager().rollback_live_migration(request)
 
 
 @control_plane_task(rpc.ATTACH_VOLUME, VolumeRequest, on_error=lambda _message, _problem: None)

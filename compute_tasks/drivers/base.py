@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,11 @@ def migration_of(instance_dir: Path) -> int | None:
         return int((instance_dir / MIGRATION_MARKER).read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+# In an instance directory a live migration's prepare made on the destination: the migration's id. It tells
+# a rollback what it may remove; the step after the migration (post) removes it.
+LIVE_MIGRATION_MARKER = "live-migration"
 
 
 # The address QEMU's user-mode network hands to the first guest interface on it.
@@ -104,6 +109,18 @@ class DomainInventory:
 
     instances: dict[str, int] = field(default_factory=dict)  # instance uuid -> power state
     foreign: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MigrationStats:
+    """How far a live migration is (bytes), from the source's migration job."""
+
+    memory_total: int = 0
+    memory_processed: int = 0
+    memory_remaining: int = 0
+    disk_total: int = 0
+    disk_processed: int = 0
+    disk_remaining: int = 0
 
 
 class ComputeDriver(abc.ABC):
@@ -176,6 +193,60 @@ class ComputeDriver(abc.ABC):
         """Move ``<dir>_resize`` back, define the kept definition again and start it if ``power_on``;
         return the power state. Done already (no ``<dir>_resize``, the domain defined) is not an error."""
         raise DriverError("this hypervisor driver cannot migrate servers", reschedulable=False)
+
+    # --- live migration --------------------------------------------------------------------------------
+    #
+    # ``prepare_live_migration`` on the destination, ``live_migrate`` on the source (``abort`` and
+    # ``force_complete`` act on its running job from other threads), then ``post_live_migration`` or
+    # ``rollback_live_migration`` on the destination. QEMU carries the guest's memory and, with
+    # ``block_migration``, its local disk; everything else the destination makes itself.
+
+    def prepare_live_migration(
+        self, request: BuildRequest, base_image_path: Path | None, *, migration_id: int, block_migration: bool
+    ) -> None:
+        """With ``block_migration``: the instance directory, marked with ``migration_id``, with an empty
+        overlay of the root disk's size on ``base_image_path`` and the config drive made again. An
+        existing directory not made by this migration is never touched (it may be the source's, shared):
+        an error. Without: check the (shared) instance directory is here. Either way the instance must
+        have no domain here. On failure, what it made is removed before it raises."""
+        raise DriverError("this hypervisor driver cannot live-migrate servers", reschedulable=False)
+
+    def live_migrate(
+        self,
+        ref: InstanceRef,
+        *,
+        dest_uri: str,
+        dest_instances_dir: Path,
+        dest_vnc_listen: str,
+        block_migration: bool,
+        on_progress: Callable[[MigrationStats], None],
+    ) -> None:
+        """Migrate the running guest to ``dest_uri`` and return once it runs there (its definition gone
+        from here, its directory too after a block migration), calling ``on_progress`` about every
+        second meanwhile. A guest no longer here has moved already: done. A migration job running
+        already (an earlier delivery) is waited for. On failure or abort the guest runs on here and
+        ``DriverError`` says why."""
+        raise DriverError("this hypervisor driver cannot live-migrate servers", reschedulable=False)
+
+    def abort_live_migration(self, ref: InstanceRef) -> bool:
+        """Cancel the instance's running migration job; False when none runs."""
+        raise DriverError("this hypervisor driver cannot live-migrate servers", reschedulable=False)
+
+    def force_complete_live_migration(self, ref: InstanceRef) -> str:
+        """Make the running migration finish: switch it to post-copy, or allow it the downtime it needs.
+        Returns which of the two ("post-copy" or "downtime"); ``DriverError`` when no migration runs."""
+        raise DriverError("this hypervisor driver cannot live-migrate servers", reschedulable=False)
+
+    def post_live_migration(self, ref: InstanceRef, *, migration_id: int) -> int:
+        """On the destination: the guest runs here (``DriverError`` if not); the prepare's marker goes.
+        Returns the power state."""
+        raise DriverError("this hypervisor driver cannot live-migrate servers", reschedulable=False)
+
+    def rollback_live_migration(self, ref: InstanceRef, *, migration_id: int) -> None:
+        """On the destination, after a failed migration: a definition of the instance that does not run
+        goes, and the directory ``migration_id``'s prepare made. A guest that runs here (the migration
+        completed after all) is never touched: ``DriverError``. Nothing to remove is not an error."""
+        raise DriverError("this hypervisor driver cannot live-migrate servers", reschedulable=False)
 
     # --- rescue ----------------------------------------------------------------------------------------
 

@@ -324,3 +324,50 @@ def network_nics(domain_xml: str) -> list[tuple[str, str]]:
         if mac is not None and source is not None:
             nics.append((mac.get("address", ""), source.get("network", "")))
     return nics
+
+
+def live_migration_xml(domain_xml: str, *, source_dir: Path, dest_dir: Path, vnc_listen: str | None) -> str:
+    """The definition ``domain_xml`` (the live one, as libvirt gives it for migration) as it is to be on the
+    destination: every file below ``source_dir`` moved below ``dest_dir`` (a disk's backing chain is the
+    destination's own, so it is left for QEMU to read from the overlay), the VNC server listening on
+    ``vnc_listen``. When the directories are one (shared), the serial log is appended to, not truncated."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own output
+    prefix = str(source_dir).rstrip("/") + "/"
+    moved = str(source_dir) != str(dest_dir)
+    for element in root.iter():
+        path = element.get("file")
+        if moved and path and path.startswith(prefix):
+            element.set("file", str(dest_dir).rstrip("/") + "/" + path[len(prefix) :])
+    devices = root.find("devices")
+    if devices is not None:
+        if moved:
+            for disk in devices.findall("disk"):
+                source = disk.find("source")
+                if source is not None and (source.get("file") or "").startswith(str(dest_dir)):
+                    for backing in disk.findall("backingStore"):
+                        disk.remove(backing)
+        else:
+            for log in devices.findall("./serial/log"):
+                log.set("append", "on")
+        if vnc_listen:
+            for graphics in devices.findall("graphics[@type='vnc']"):
+                graphics.set("listen", vnc_listen)
+                for listen in graphics.findall("listen"):
+                    if listen.get("type") == "address":
+                        listen.set("address", vnc_listen)
+    return ET.tostring(root, encoding="unicode")
+
+
+def local_disk_targets(domain_xml: str, directory: Path) -> list[str]:
+    """The target devices of the writable disks whose files are below ``directory``: what a block migration
+    copies (volumes are on shared storage, the read-only config drive is made again on the destination)."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own output
+    prefix = str(directory).rstrip("/") + "/"
+    targets = []
+    for disk in root.findall("./devices/disk"):
+        source, target = disk.find("source"), disk.find("target")
+        if source is None or target is None or disk.find("readonly") is not None:
+            continue
+        if (source.get("file") or "").startswith(prefix) and target.get("dev"):
+            targets.append(target.get("dev", ""))
+    return targets

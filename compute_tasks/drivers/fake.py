@@ -26,6 +26,12 @@ What it models, and how a real driver is expected to behave:
   migration's marker in the new directory; ``confirm``/``revert``/``finish_revert_migration`` tell the old
   and the new guest apart by that marker. ``rescue`` keeps the domain as it was in ``rescued`` and boots
   it again from a ``disk.rescue`` file; ``unrescue`` brings the kept one back.
+- Live migration moves a domain to another ``FakeDriver`` registered in ``peers`` under its migrate URI.
+  ``prepare_live_migration`` makes the instance directory (marked with the migration) for a block
+  migration, or checks it exists without one. ``live_migrate`` reports progress and, while
+  ``migration_gate`` (an Event) is not set, keeps running, so that a test can abort it
+  (``abort_live_migration``), force it (``force_complete_live_migration`` sets the gate) or watch it;
+  ``fail_live_migration`` makes it fail as QEMU would, leaving the guest where it was.
 - Every call is recorded in ``calls`` as ``(method, instance_uuid)``; ``events`` notes the fallbacks.
 """
 
@@ -37,7 +43,8 @@ import os
 import shutil
 import struct
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,7 @@ from typing import Any
 from compute_tasks import rpc
 from compute_tasks.config import canonical_uuid, instances_dir_entry
 from compute_tasks.drivers.base import (
+    LIVE_MIGRATION_MARKER,
     MIGRATION_MARKER,
     ComputeDriver,
     DomainInventory,
@@ -52,6 +60,7 @@ from compute_tasks.drivers.base import (
     DriverError,
     HostResources,
     InvalidRequest,
+    MigrationStats,
     SpawnResult,
     migration_of,
     nic_addresses,
@@ -111,6 +120,10 @@ class FakeDriver(ComputeDriver):
         self.fail_detach: Exception | None = None
         self.resizing: dict[str, FakeDomain] = {}  # instance uuid -> the old guest, while a move is open
         self.rescued: dict[str, FakeDomain] = {}  # instance uuid -> the guest as it was before its rescue
+        self.peers: dict[str, FakeDriver] = {}  # migrate URI -> the host a live migration reaches there
+        self.migration_gate: threading.Event | None = None
+        self.fail_live_migration: Exception | None = None
+        self.migration_jobs: dict[str, threading.Event] = {}  # instance uuid -> set to abort its migration
         self._ports = itertools.count(5900)
         self._lock = threading.RLock()
 
@@ -383,6 +396,136 @@ class FakeDriver(ComputeDriver):
                 self._boot(domain)
             return domain.power_state
 
+    # --- live migration --------------------------------------------------------------------------------
+
+    def prepare_live_migration(
+        self, request: BuildRequest, base_image_path: Path | None, *, migration_id: int, block_migration: bool
+    ) -> None:
+        instance_uuid = canonical_uuid(request.instance_uuid)
+        with self._lock:
+            self.calls.append(("prepare_live_migration", instance_uuid))
+            if instance_uuid in self.domains:
+                raise DriverError(f"instance {instance_uuid} already has a domain on this host")
+            if self.instances_dir is None:
+                return
+            instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+            if not block_migration:
+                if not instance_dir.is_dir():
+                    raise DriverError(f"the directory of instance {instance_uuid} is not on this host")
+                return
+            if instance_dir.exists() and _marker(instance_dir, LIVE_MIGRATION_MARKER) != migration_id:
+                raise DriverError(f"instance {instance_uuid} has a directory on this host already")
+            shutil.rmtree(instance_dir, ignore_errors=True)
+            try:
+                private_dir(instance_dir)
+                with open_private(instance_dir / LIVE_MIGRATION_MARKER, "w") as marker:
+                    marker.write(str(migration_id))
+                if request.image is not None:
+                    if base_image_path is None or not Path(base_image_path).is_file():
+                        raise DriverError(f"base image {base_image_path} does not exist")
+                    create_private_file(instance_dir / "disk")
+                if self.fail_spawn is not None:
+                    raise self.fail_spawn
+            except Exception:
+                shutil.rmtree(instance_dir, ignore_errors=True)
+                raise
+
+    def live_migrate(
+        self,
+        ref: InstanceRef,
+        *,
+        dest_uri: str,
+        dest_instances_dir: Path,
+        dest_vnc_listen: str,
+        block_migration: bool,
+        on_progress: Callable[[MigrationStats], None],
+    ) -> None:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        with self._lock:
+            self.calls.append(("live_migrate", instance_uuid))
+            domain = self.domains.get(instance_uuid)
+            if domain is None:
+                self._remove_migrated_dir(instance_uuid, block_migration)
+                return
+            if domain.power_state != rpc.RUNNING:
+                raise DriverError(f"instance {instance_uuid} is not running", reschedulable=False)
+            abort = self.migration_jobs.setdefault(instance_uuid, threading.Event())
+        try:
+            step = 0
+            while self.migration_gate is not None and not self.migration_gate.is_set():
+                if abort.is_set():
+                    raise DriverError(f"the live migration of instance {instance_uuid} was cancelled")
+                step += 1
+                on_progress(MigrationStats(memory_total=1000, memory_processed=step, memory_remaining=1000 - step))
+                time.sleep(0.05)
+            if abort.is_set():
+                raise DriverError(f"the live migration of instance {instance_uuid} was cancelled")
+            if self.fail_live_migration is not None:
+                raise self.fail_live_migration
+            on_progress(MigrationStats(memory_total=1000, memory_processed=1000))
+            with self._lock:
+                peer = self.peers.get(dest_uri)
+                if peer is None:
+                    raise DriverError(f"cannot connect to {dest_uri}")
+                moved = self.domains.pop(instance_uuid)
+                peer.receive(instance_uuid, moved, self.volumes.pop(instance_uuid, {}))
+                self._remove_migrated_dir(instance_uuid, block_migration)
+        finally:
+            with self._lock:
+                self.migration_jobs.pop(instance_uuid, None)
+
+    def receive(self, instance_uuid: str, domain: FakeDomain, volumes: dict[str, str]) -> None:
+        """A guest arriving by live migration: it runs on, with a VNC port of this host."""
+        with self._lock:
+            self.domains[instance_uuid] = dataclasses.replace(domain, vnc_port=next(self._ports))
+            self.volumes[instance_uuid] = dict(volumes)
+
+    def _remove_migrated_dir(self, instance_uuid: str, block_migration: bool) -> None:
+        if block_migration and self.instances_dir is not None:
+            shutil.rmtree(instances_dir_entry(self.instances_dir, instance_uuid), ignore_errors=True)
+
+    def abort_live_migration(self, ref: InstanceRef) -> bool:
+        with self._lock:
+            self.calls.append(("abort_live_migration", canonical_uuid(ref.instance_uuid)))
+            job = self.migration_jobs.get(canonical_uuid(ref.instance_uuid))
+            if job is None:
+                return False
+            job.set()
+            return True
+
+    def force_complete_live_migration(self, ref: InstanceRef) -> str:
+        with self._lock:
+            self.calls.append(("force_complete_live_migration", canonical_uuid(ref.instance_uuid)))
+            if canonical_uuid(ref.instance_uuid) not in self.migration_jobs:
+                raise DriverError(f"no migration of instance {ref.instance_uuid} is running")
+            if self.migration_gate is not None:
+                self.migration_gate.set()
+            return "post-copy"
+
+    def post_live_migration(self, ref: InstanceRef, *, migration_id: int) -> int:
+        with self._lock:
+            domain = self._record_and_get("post_live_migration", ref)
+            if domain.power_state != rpc.RUNNING:
+                raise DriverError(f"the guest of instance {ref.instance_uuid} does not run here after its migration")
+            marker = self._instance_file(ref, LIVE_MIGRATION_MARKER)
+            if marker is not None and _marker(marker.parent, LIVE_MIGRATION_MARKER) == migration_id:
+                marker.unlink()
+            return domain.power_state
+
+    def rollback_live_migration(self, ref: InstanceRef, *, migration_id: int) -> None:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        with self._lock:
+            self.calls.append(("rollback_live_migration", instance_uuid))
+            domain = self.domains.get(instance_uuid)
+            if domain is not None:
+                if domain.power_state in (rpc.RUNNING, rpc.PAUSED):
+                    raise DriverError(f"the guest of instance {instance_uuid} runs on this host; left alone")
+                del self.domains[instance_uuid]
+            if self.instances_dir is not None:
+                instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+                if _marker(instance_dir, LIVE_MIGRATION_MARKER) == migration_id:
+                    shutil.rmtree(instance_dir, ignore_errors=True)
+
     # --- rescue ----------------------------------------------------------------------------------------
 
     def rescue(self, ref: InstanceRef, rescue_image: ImageSpec, rescue_image_path: Path) -> int:
@@ -458,3 +601,10 @@ class FakeDriver(ComputeDriver):
     def _record_and_get(self, method: str, ref: InstanceRef) -> FakeDomain:
         self.calls.append((method, canonical_uuid(ref.instance_uuid)))
         return self._get(ref.instance_uuid)
+
+
+def _marker(instance_dir: Path, name: str) -> int | None:
+    try:
+        return int((instance_dir / name).read_text().strip())
+    except (OSError, ValueError):
+        return None

@@ -39,7 +39,7 @@ from compute_tasks.drivers.base import (
     nic_addresses,
     read_tail,
 )
-from compute_tasks.drivers.libvirt_moves import LibvirtMoves, undefine_secrets
+from compute_tasks.drivers.libvirt_moves import CONFIG_DRIVE_FILE, LibvirtMoves, undefine_secrets
 from compute_tasks.drivers.qemu_img import QemuImg
 from compute_tasks.private_files import create_private_file, open_private, private_dir, private_file
 from compute_tasks.rpc import BuildRequest, ImageSpec, InstanceRef, VolumeConnection
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 GIB = 1024**3
-CONFIG_DRIVE_FILE = "disk.config"
 
 # libvirt prints every error to stderr unless a handler takes them; ours arrive as exceptions anyway.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)

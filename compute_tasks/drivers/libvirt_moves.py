@@ -13,23 +13,28 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import libvirt
 
 from compute_tasks.config import canonical_uuid, instances_dir_entry
-from compute_tasks.drivers import domain_xml, volume_xml
+from compute_tasks.drivers import config_drive, domain_xml, volume_xml
 from compute_tasks.drivers.base import (
+    LIVE_MIGRATION_MARKER,
     USER_NETWORK_GUEST_ADDRESS,
     DomainNotFound,
     DriverError,
     InvalidRequest,
+    MigrationStats,
     SpawnResult,
     migration_of,
     resize_dir,
 )
-from compute_tasks.private_files import open_private, private_file
+from compute_tasks.private_files import create_private_file, open_private, private_dir, private_file
 from compute_tasks.rpc import BuildRequest, ImageSpec, InstanceRef
 
 if TYPE_CHECKING:
@@ -44,6 +49,20 @@ log = logging.getLogger(__name__)
 SAVED_DOMAIN = "domain.xml"
 UNRESCUE_DOMAIN = "unrescue.xml"
 RESCUE_DISK = "disk.rescue"
+CONFIG_DRIVE_FILE = "disk.config"
+
+# Always allowed, so that a migration that does not converge can be switched to post-copy.
+LIVE_MIGRATION_FLAGS = (
+    libvirt.VIR_MIGRATE_LIVE
+    | libvirt.VIR_MIGRATE_PEER2PEER
+    | libvirt.VIR_MIGRATE_PERSIST_DEST
+    | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+    | libvirt.VIR_MIGRATE_POSTCOPY
+)
+# The downtime a forced migration may take when it cannot switch to post-copy: enough for QEMU to send the
+# rest of a small guest's memory in one go.
+FORCE_COMPLETE_DOWNTIME_MS = 30_000
+MIGRATION_POLL_SECONDS = 1.0
 
 
 class LibvirtMoves(_Base):
@@ -195,6 +214,241 @@ class LibvirtMoves(_Base):
 
         return self._call(f"reverting the migration of instance {instance_uuid}", bring_back)
 
+    # --- live migration --------------------------------------------------------------------------------
+
+    def prepare_live_migration(
+        self, request: BuildRequest, base_image_path: Path | None, *, migration_id: int, block_migration: bool
+    ) -> None:
+        instance_uuid = canonical_uuid(request.instance_uuid)
+        instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+
+        def no_domain(conn: libvirt.virConnect) -> None:
+            try:
+                dom = self._lookup(conn, instance_uuid)
+            except DomainNotFound:
+                return
+            how = "running" if dom.isActive() else "defined"
+            raise DriverError(f"instance {instance_uuid} already has a domain on this host ({how})")
+
+        self._call(f"preparing the live migration of instance {instance_uuid}", no_domain)
+        if not block_migration:
+            if not instance_dir.is_dir() or (request.image is not None and not (instance_dir / "disk").is_file()):
+                raise DriverError(
+                    f"the directory of instance {instance_uuid} is not on this host: a live migration without "
+                    "block migration needs an instance directory the hosts share",
+                    reschedulable=False,
+                )
+            return
+        if instance_dir.exists():
+            if _live_migration_of(instance_dir) != migration_id:
+                raise DriverError(
+                    f"instance {instance_uuid} has a directory on this host already ({instance_dir}); if the "
+                    "hosts share it, migrate without block migration",
+                    reschedulable=False,
+                )
+            _remove_tree(instance_dir)  # an earlier delivery's, made again below
+        try:
+            private_dir(instance_dir)
+            with open_private(instance_dir / LIVE_MIGRATION_MARKER, "w") as marker:
+                marker.write(str(migration_id))
+            create_private_file(instance_dir / "console.log")
+            if request.image is not None:
+                if base_image_path is None:
+                    raise DriverError(f"no base image was fetched for instance {instance_uuid}")
+                self._create_overlay(
+                    base_image_path,
+                    instance_dir / "disk",
+                    request.image,
+                    root_gb=request.flavor.root_gb,
+                    flavor_name=request.flavor.name,
+                    never_shrink=True,
+                )
+                private_file(instance_dir / "disk")
+            if request.metadata is not None:
+                config_drive.write_config_drive(request, instance_dir / CONFIG_DRIVE_FILE)
+        except Exception:
+            _remove_tree(instance_dir)
+            raise
+
+    def live_migrate(
+        self,
+        ref: InstanceRef,
+        *,
+        dest_uri: str,
+        dest_instances_dir: Path,
+        dest_vnc_listen: str,
+        block_migration: bool,
+        on_progress: Callable[[MigrationStats], None],
+    ) -> None:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+        what = f"live-migrating instance {instance_uuid}"
+
+        def begin(conn: libvirt.virConnect) -> tuple[libvirt.virDomain | None, bool]:
+            try:
+                dom = self._lookup(conn, instance_uuid)
+            except DomainNotFound:
+                return None, False
+            if _job_running(dom):
+                return dom, True
+            if not dom.isActive():
+                raise DriverError(
+                    f"instance {instance_uuid} is not running; only a running guest is live-migrated",
+                    reschedulable=False,
+                )
+            return dom, False
+
+        dom, running = self._call(what, begin)
+        if dom is None:
+            log.info("instance %s is no longer on this host: migrated already", instance_uuid)
+        elif running:
+            log.info("instance %s: a migration job runs already; waiting for it", instance_uuid)
+            self._watch(dom, None, on_progress)
+            if self._call(what, lambda conn: _still_here(self, conn, instance_uuid)):
+                raise DriverError(f"the migration that was running ended with instance {instance_uuid} still here")
+        else:
+            xml = self._call(what, lambda conn: dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE))
+            dest_dir = instances_dir_entry(dest_instances_dir, instance_uuid) if block_migration else instance_dir
+            params: dict[str, Any] = {
+                libvirt.VIR_MIGRATE_PARAM_DEST_XML: domain_xml.live_migration_xml(
+                    xml, source_dir=instance_dir, dest_dir=dest_dir, vnc_listen=dest_vnc_listen
+                )
+            }
+            flags = LIVE_MIGRATION_FLAGS
+            if block_migration:
+                flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
+                disks = domain_xml.local_disk_targets(xml, instance_dir)
+                if disks:
+                    params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = disks
+            else:
+                # libvirt cannot see that the directory is shared, and refuses without this.
+                flags |= libvirt.VIR_MIGRATE_UNSAFE
+            started = time.monotonic()
+            outcome: list[BaseException | None] = []
+
+            def migrate() -> None:
+                try:
+                    dom.migrateToURI3(dest_uri, params, flags)
+                    outcome.append(None)
+                except BaseException as exc:  # noqa: BLE001 - handed over to the waiting thread
+                    outcome.append(exc)
+
+            mover = threading.Thread(target=migrate, name=f"migrate-{instance_uuid}", daemon=True)
+            mover.start()
+            self._watch(dom, mover, on_progress)
+            error = outcome[0] if outcome else RuntimeError("the migration thread ended without an outcome")
+            if error is not None:
+                if isinstance(error, libvirt.libvirtError):
+                    if error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
+                        raise DriverError(f"the live migration of instance {instance_uuid} was cancelled") from error
+                    raise DriverError(f"{what} failed: {error.get_error_message() or error}") from error
+                raise error
+            log.info("instance %s migrated live to %s in %.1fs", instance_uuid, dest_uri, time.monotonic() - started)
+        if block_migration:
+            _remove_tree(instance_dir)
+
+    def _watch(
+        self, dom: libvirt.virDomain, mover: threading.Thread | None, on_progress: Callable[[MigrationStats], None]
+    ) -> None:
+        """Report the job's progress about every second until ``mover`` ends (or, without one, the job)."""
+        while True:
+            if mover is not None:
+                mover.join(MIGRATION_POLL_SECONDS)
+                if not mover.is_alive():
+                    return
+            try:
+                stats = dom.jobStats(0)
+            except libvirt.libvirtError:
+                stats = {}
+            if mover is None and stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
+                return
+            if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE:
+                try:
+                    on_progress(_migration_stats(stats))
+                except Exception:
+                    log.exception("reporting the progress of a migration failed")
+            if mover is None:
+                time.sleep(MIGRATION_POLL_SECONDS)
+
+    def abort_live_migration(self, ref: InstanceRef) -> bool:
+        def abort(conn: libvirt.virConnect) -> bool:
+            dom = self._lookup(conn, ref.instance_uuid)
+            if not _job_running(dom):
+                return False
+            try:
+                dom.abortJob()
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and not _job_running(dom):
+                    return False
+                raise
+            return True
+
+        try:
+            return self._call(f"aborting the migration of instance {ref.instance_uuid}", abort)
+        except DomainNotFound:
+            return False
+
+    def force_complete_live_migration(self, ref: InstanceRef) -> str:
+        def force(conn: libvirt.virConnect) -> str:
+            dom = self._lookup(conn, ref.instance_uuid)
+            if not _job_running(dom):
+                raise DriverError(f"no migration of instance {ref.instance_uuid} is running")
+            try:
+                dom.migrateStartPostCopy(0)
+                return "post-copy"
+            except libvirt.libvirtError as exc:
+                log.info(
+                    "instance %s: cannot switch to post-copy (%s); allowing %d ms of downtime",
+                    ref.instance_uuid,
+                    exc.get_error_message(),
+                    FORCE_COMPLETE_DOWNTIME_MS,
+                )
+            dom.migrateSetMaxDowntime(FORCE_COMPLETE_DOWNTIME_MS, 0)
+            return "downtime"
+
+        return self._call(f"forcing the migration of instance {ref.instance_uuid} to complete", force)
+
+    def post_live_migration(self, ref: InstanceRef, *, migration_id: int) -> int:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+
+        def check(conn: libvirt.virConnect) -> int:
+            dom = self._lookup(conn, instance_uuid)
+            state = self._state(dom)
+            if not dom.isActive():
+                raise DriverError(
+                    f"the guest of instance {instance_uuid} does not run on this host after its migration"
+                )
+            return state
+
+        state = self._call(f"checking the migrated guest of instance {instance_uuid}", check)
+        marker = instances_dir_entry(self.instances_dir, instance_uuid) / LIVE_MIGRATION_MARKER
+        if _live_migration_of(marker.parent) == migration_id:
+            marker.unlink(missing_ok=True)
+        return state
+
+    def rollback_live_migration(self, ref: InstanceRef, *, migration_id: int) -> None:
+        instance_uuid = canonical_uuid(ref.instance_uuid)
+        instance_dir = instances_dir_entry(self.instances_dir, instance_uuid)
+
+        def forget(conn: libvirt.virConnect) -> None:
+            try:
+                dom = self._lookup(conn, instance_uuid)
+            except DomainNotFound:
+                return
+            if dom.isActive():
+                state, reason = dom.state()
+                if state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_MIGRATION:
+                    raise DriverError(f"a migration of instance {instance_uuid} into this host is still running")
+                raise DriverError(
+                    f"the guest of instance {instance_uuid} runs on this host: its migration completed; left alone"
+                )
+            log.info("instance %s: removing the definition a failed migration left here", instance_uuid)
+            self._undefine(dom)
+
+        self._call(f"rolling back the migration of instance {instance_uuid}", forget)
+        if _live_migration_of(instance_dir) == migration_id:
+            _remove_tree(instance_dir)
+
     # --- rescue ----------------------------------------------------------------------------------------
 
     def rescue(self, ref: InstanceRef, rescue_image: ImageSpec, rescue_image_path: Path) -> int:
@@ -255,6 +509,40 @@ class LibvirtMoves(_Base):
             ]
 
         return self._call(f"reading the addresses of instance {ref.instance_uuid}", read, retry=True)
+
+
+def _live_migration_of(instance_dir: Path) -> int | None:
+    try:
+        return int((instance_dir / LIVE_MIGRATION_MARKER).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _job_running(dom: libvirt.virDomain) -> bool:
+    try:
+        return dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
+            return False  # a hypervisor without jobs (libvirt's test driver) runs no migration
+        raise
+
+
+def _still_here(driver: LibvirtMoves, conn: libvirt.virConnect, instance_uuid: str) -> bool:
+    try:
+        return bool(driver._lookup(conn, instance_uuid).isActive())
+    except DomainNotFound:
+        return False
+
+
+def _migration_stats(stats: dict[str, Any]) -> MigrationStats:
+    return MigrationStats(
+        memory_total=int(stats.get("memory_total", 0)),
+        memory_processed=int(stats.get("memory_processed", 0)),
+        memory_remaining=int(stats.get("memory_remaining", 0)),
+        disk_total=int(stats.get("disk_total", 0)),
+        disk_processed=int(stats.get("disk_processed", 0)),
+        disk_remaining=int(stats.get("disk_remaining", 0)),
+    )
 
 
 def _destroy_if_active(dom: libvirt.virDomain) -> None:
