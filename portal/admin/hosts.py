@@ -5,9 +5,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from portal.models import ComputeHost
+from portal.models import ComputeHost, HostDrain, HostDrainItem, Migration
 from portal.selectors.availability_zones import host_zone_names
 from portal.selectors.hosts import claimed_usage, host_is_up
+from portal.services import drains
 from portal.services.compute_hosts import compute_host_update
 
 from .base import ServiceAdmin
@@ -37,11 +38,11 @@ class ComputeHostAdmin(ServiceAdmin):
     form = ComputeHostForm
     list_display = [
         "name", "state", "enabled", "disabled_reason", "last_heartbeat", "zone", "instances", "vcpu_use",
-        "memory_use", "disk_use",
+        "memory_use", "disk_use", "drain_state",
     ]  # fmt: skip
     list_filter = ["enabled", "forced_down"]
     search_fields = ["name"]
-    actions = ["enable_hosts", "disable_hosts"]
+    actions = ["enable_hosts", "disable_hosts", "drain_hosts"]
     readonly_fields = [
         "name", "state", "last_heartbeat", "zone", "console_address", *_RESOURCES, "failed_builds", "orphan_domains",
     ]  # fmt: skip
@@ -111,6 +112,21 @@ class ComputeHostAdmin(ServiceAdmin):
             compute_host_update(host=host, enabled=True)
         self.message_user(request, f"Enabled {queryset.count()} host(s).", messages.SUCCESS)
 
+    @admin.display(description="Drain")
+    def drain_state(self, host: ComputeHost) -> str:
+        drain = HostDrain.objects.filter(host=host).order_by("-created_at").first()
+        return f"{drain.status} since {drain.created_at:%Y-%m-%d %H:%M}" if drain else ""
+
+    @admin.action(description="Drain the selected hosts (disable, move every server away)")
+    def drain_hosts(self, request, queryset):
+        for host in queryset:
+            try:
+                drains.drain_start(user=request.user, host=host)
+            except drains.DrainConflict as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"Draining {host.name}.", messages.SUCCESS)
+
     @admin.action(description="Disable the selected hosts (give a reason)")
     def disable_hosts(self, request, queryset):
         form = DisableForm(request.POST if "reason" in request.POST else None)
@@ -127,3 +143,64 @@ class ComputeHostAdmin(ServiceAdmin):
             {**self.admin_site.each_context(request), "hosts": queryset, "form": form, "opts": self.model._meta,
              "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME, "title": "Disable hosts"},
         )  # fmt: skip
+
+
+class DrainItemInline(admin.TabularInline):
+    model = HostDrainItem
+    fields = ["instance", "status", "migration", "reason", "updated_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(HostDrain)
+class HostDrainAdmin(admin.ModelAdmin):
+    list_display = ["host", "status", "created_at", "updated_at", "user"]
+    list_filter = ["status"]
+    readonly_fields = ["uuid", "host", "status", "created_at", "updated_at", "user"]
+    inlines = [DrainItemInline]
+    actions = ["cancel_drains"]
+
+    def has_add_permission(self, request):
+        return False  # a drain starts from a host's page (the "Drain" action) or the API
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Cancel the selected drains (moves under way finish)")
+    def cancel_drains(self, request, queryset):
+        for drain in queryset:
+            try:
+                drains.drain_cancel(drain=drain)
+            except drains.DrainConflict as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+
+
+@admin.register(Migration)
+class MigrationAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "instance", "migration_type", "status", "source_host", "dest_host", "progress", "created_at",
+    ]  # fmt: skip
+    list_filter = ["migration_type", "status"]
+    search_fields = ["instance__uuid", "instance__name"]
+    list_select_related = ["instance", "source_host", "dest_host"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in Migration._meta.fields] + ["progress"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Progress")
+    def progress(self, migration: Migration) -> str:
+        total = (migration.memory_total_bytes or 0) + (migration.disk_total_bytes or 0)
+        if not total:
+            return ""
+        done = (migration.memory_processed_bytes or 0) + (migration.disk_processed_bytes or 0)
+        return f"{min(100, round(100 * done / total))}%"

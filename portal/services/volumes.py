@@ -556,37 +556,37 @@ def _prepare_boot_volumes(instance: Instance, host: str, mappings: list[BlockDev
 
 def attachments_move(*, instance: Instance, host: str) -> list[rpc.VolumeConnection]:
     """The server's attached volumes, attached again for ``host`` (a move's destination, or its source
-    on a revert): a new attachment with that host's connector, completed, then the old one deleted, as
-    Nova's migrations do. Returns what the host plugs in. A Cinder failure keeps the old attachment and
-    its connection (which a host that reaches the same targets can still use) and logs it."""
+    on a revert), as Nova's migrations do: a new attachment is reserved, the old one deleted (Cinder
+    connects a volume that is not multi-attach through one attachment at a time), then the new one
+    connected with ``host``'s connector and completed. Returns what the host plugs in. A Cinder failure
+    before the old attachment is gone keeps it and its connection (which a host that reaches the same
+    targets can still use); after, the mapping keeps the reserved attachment for the sweep."""
     mappings = list(BlockDeviceMapping.objects.filter(instance=instance, status=Status.ATTACHED).order_by("id"))
-    if not mappings:
-        return []
-    connector = dict(ComputeHost.objects.get(name=host).volume_connector or {})
-    cinder = _cinder(instance)
+    connector = dict(ComputeHost.objects.get(name=host).volume_connector or {}) if mappings else {}
+    if mappings and not connector:
+        log.warning("Host %s has not reported a volume connector; the volumes of %s keep theirs", host, instance.uuid)
+        return [_connection(mapping) for mapping in mappings]
+    cinder = _cinder(instance) if mappings else None
     for mapping in mappings:
-        if not connector:
-            log.warning(
-                "Host %s has not reported a volume connector; volume %s keeps its attachment", host, mapping.volume_id
-            )
-            continue
         try:
             attachment = cinder.reserve(mapping.volume_id, str(instance.uuid))
+            if mapping.attachment_id:
+                cinder.delete_attachment(mapping.attachment_id)
+            BlockDeviceMapping.objects.filter(pk=mapping.pk).update(
+                attachment_id=attachment["id"], connection_info={}, updated_at=timezone.now()
+            )
+            mapping.attachment_id, mapping.connection_info = attachment["id"], {}
             info = cinder.connect(attachment["id"], {**connector, "mountpoint": mapping.device})
             cinder.complete(attachment["id"])
         except BlockStorageError as exc:
-            log.warning("Volume %s of %s keeps its attachment: %s", mapping.volume_id, instance.uuid, exc)
+            log.warning(
+                "Volume %s of %s was not attached again for %s: %s", mapping.volume_id, instance.uuid, host, exc
+            )
             continue
-        old = mapping.attachment_id
-        mapping.attachment_id, mapping.connection_info = attachment["id"], nested_connection_info(info)
+        mapping.connection_info = nested_connection_info(info)
         BlockDeviceMapping.objects.filter(pk=mapping.pk).update(
-            attachment_id=mapping.attachment_id, connection_info=mapping.connection_info, updated_at=timezone.now()
+            connection_info=mapping.connection_info, updated_at=timezone.now()
         )
-        if old:
-            try:
-                cinder.delete_attachment(old)
-            except BlockStorageError as exc:
-                log.warning("Could not delete the old attachment %s of volume %s: %s", old, mapping.volume_id, exc)
     return [_connection(mapping) for mapping in mappings]
 
 

@@ -273,7 +273,7 @@ def test_a_drain_moves_every_server_once_and_names_those_that_cannot_move(
     suspended = InstanceFactory(
         project=cloud.instance.project, user=cloud.instance.user, flavor=cloud.flavor, host=hv1, vm_state="suspended"
     )
-    drain = run(capture, drains.drain_start, ctx=cloud.admin, host=hv1)
+    drain = run(capture, drains.drain_start, user=cloud.admin.user, host=hv1)
     hv1.refresh_from_db()
     assert not hv1.enabled
     items = {item.instance_id: item for item in drain.items.all()}
@@ -294,21 +294,21 @@ def test_a_drain_moves_every_server_once_and_names_those_that_cannot_move(
     # Two members of the anti-affinity group moving at once go to two different hosts.
     assert sorted(m.dest_host.name for m in Migration.objects.select_related("dest_host")) == ["hv2", "hv3"]
 
-    run(capture, drains.drain_cancel, ctx=cloud.admin, drain=drain)
+    run(capture, drains.drain_cancel, drain=drain)
     drain.refresh_from_db()
     assert drain.status == HostDrain.Status.CANCELLED
     statuses = sorted(item.status for item in drain.items.all())
     assert statuses.count("skipped") == 2 and statuses.count("moving") == 2 and statuses.count("failed") == 1
     with pytest.raises(drains.DrainConflict):
-        drains.drain_cancel(ctx=cloud.admin, drain=drain)
+        drains.drain_cancel(drain=drain)
 
 
 def test_a_drain_finishes_when_its_moves_end(cloud, sent, django_capture_on_commit_callbacks):
     capture = django_capture_on_commit_callbacks
     hv1 = ComputeHost.objects.get(name="hv1")
-    drain = run(capture, drains.drain_start, ctx=cloud.admin, host=hv1)
+    drain = run(capture, drains.drain_start, user=cloud.admin.user, host=hv1)
     with pytest.raises(drains.DrainConflict):
-        drains.drain_start(ctx=cloud.admin, host=hv1)
+        drains.drain_start(user=cloud.admin.user, host=hv1)
     (item,) = drain.items.all()
     migration = item.migration
     run(capture, live_migrations.live_migrate_server, migration_id=migration.pk)

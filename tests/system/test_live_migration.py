@@ -18,7 +18,7 @@ from portal.models import ComputeHost, Instance, Migration, Role, ServerGroup
 from tests.http import ApiUser
 from tests.images import public_image
 from tests.processes import wait_for_host, wait_until
-from tests.system.conftest import TWO_HOSTS, start_compute_on
+from tests.system.conftest import TWO_HOSTS
 from tests.wsclient import WebSocketClient
 
 pytestmark = pytest.mark.system
@@ -106,7 +106,8 @@ def console_handshake(cluster, admin, server_id) -> None:
     )
     assert response.status_code == 200, response.text
     token = re.search(r"token%3D([A-Za-z0-9_-]+)", response.json()["remote_console"]["url"]).group(1)
-    with WebSocketClient.connect("127.0.0.1", cluster.proxy_port, f"/?token={token}", origin=cluster.proxy_origin) as ws:
+    path = f"/?token={token}"
+    with WebSocketClient.connect("127.0.0.1", cluster.proxy_port, path, origin=cluster.proxy_origin) as ws:
         assert ws.recv_exactly(12) == b"RFB 003.008\n"
 
 
@@ -215,9 +216,9 @@ def test_evacuation_and_the_old_host_cleaning_up_when_it_returns(two_host_cluste
         wait_status(admin, server_id, "ACTIVE")
         _n, boot_id = wait_ticking(admin, server_id)
 
-        # The first host dies: its worker and its libvirtd are killed (the guest's QEMU may live on).
+        # The first host dies: its worker, its libvirtd and its guests stop at once.
         cluster.processes[f"compute-{first}"].kill()
-        cluster.libvirt_hosts.stop(first, kill_guests=False)
+        cluster.libvirt_hosts.hosts[first].stop()
         refused = admin.post(f"/servers/{server_id}/action", {"evacuate": {}}, headers=VERSION)
         assert refused.status_code == 409, refused.text  # its service still counts as up
         ComputeHost.objects.filter(name=first).update(forced_down=True)
@@ -232,7 +233,8 @@ def test_evacuation_and_the_old_host_cleaning_up_when_it_returns(two_host_cluste
 
         # The first host returns: it still has the domain; the cloud removes it, and never runs it there.
         ComputeHost.objects.filter(name=first).update(forced_down=False)
-        start_compute_on(cluster, first, cluster.libvirt_hosts.start(first, TWO_HOSTS[first]), restart=True)
+        cluster.libvirt_hosts.start(first, TWO_HOSTS[first])
+        cluster.restart(f"compute-{first}")
         wait_until(lambda: server_id not in cluster.libvirt_hosts.domain_uuids(first), 90, message="the leftover gone")
         assert not cluster.instance_dir(first, server_id).exists()
         assert host_of(server_id) == second
@@ -252,8 +254,16 @@ def test_a_drain_moves_what_can_move_and_names_what_cannot(two_host_cluster, adm
     try:
         # One member of an anti-affinity group on each host, and a server of no group on the first.
         for host, name in ((first, "apart-1"), (second, "apart-2")):
-            body = {"server": {"name": name, "imageRef": str(image.id), "flavorRef": tiny_flavor.flavorid,
-                               "networks": "none", "host": host}, **hints}
+            body = {
+                "server": {
+                    "name": name,
+                    "imageRef": str(image.id),
+                    "flavorRef": tiny_flavor.flavorid,
+                    "networks": "none",
+                    "host": host,
+                },
+                **hints,
+            }
             response = admin.post("/servers", body, headers=VERSION)
             assert response.status_code == 202, response.text
             servers.append(response.json()["server"]["id"])

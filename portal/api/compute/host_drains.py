@@ -81,7 +81,7 @@ class HostDrainListView(ComputeAPIView):
         if host is None:
             raise NotFound(f"Compute host {name[:64]} could not be found.")
         try:
-            drain = drains.drain_start(ctx=self.ctx, host=host)
+            drain = drains.drain_start(user=self.ctx.user, host=host)
         except drains.DrainConflict as exc:
             raise Conflict(str(exc)) from None
         return Response({"drain": drain_view(drain, items=True)}, status=202)
@@ -95,7 +95,7 @@ class HostDrainView(ComputeAPIView):
     def delete(self, request, drain_id):
         self.require_admin()
         try:
-            drains.drain_cancel(ctx=self.ctx, drain=_drain(drain_id))
+            drains.drain_cancel(drain=_drain(drain_id))
         except drains.DrainConflict as exc:
             raise Conflict(str(exc)) from None
         return Response(status=202)
