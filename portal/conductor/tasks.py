@@ -66,6 +66,7 @@ def schedule_and_build(message: dict, _verified) -> None:
 def move_server(message: dict, _verified) -> None:
     request = rpc.MoveRequest.from_dict(message)
     moves.move_server(migration_id=request.migration_id, request_id=request.request_id)
+    drains.advance_drains()
 
 
 @signed_task(rpc.UNSHELVE_SERVER, from_hosts=False)
@@ -78,6 +79,7 @@ def unshelve_server(message: dict, _verified) -> None:
 def live_migrate_server(message: dict, _verified) -> None:
     request = rpc.MoveRequest.from_dict(message)
     live_migrations.live_migrate_server(migration_id=request.migration_id, request_id=request.request_id)
+    drains.advance_drains()
 
 
 @signed_task(rpc.EVACUATE_SERVER, from_hosts=False)
@@ -103,7 +105,10 @@ def build_failed(message: dict, _verified) -> None:
 
 
 def _action_result(message: dict, _verified) -> None:
-    actions.action_result(report=rpc.ActionResult.from_dict(message))
+    report = rpc.ActionResult.from_dict(message)
+    actions.action_result(report=report)
+    if report.migration_id is not None:
+        drains.advance_drains()  # a move's step ended: a drain waiting for it goes on at once
 
 
 action_done = signed_task(rpc.ACTION_DONE)(_action_result)
