@@ -887,9 +887,13 @@ class _ProgressSender:
         self._changed.set()
 
     def stop(self) -> None:
+        """Stop, and send the newest figures if they were not sent yet (a short migration may end before
+        the thread's first round)."""
         self._stopped.set()
         self._changed.set()
         self._thread.join(timeout=self._interval * 2)
+        if self._latest is not None and self._latest != self._sent:
+            self._send(self._latest)
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -898,22 +902,25 @@ class _ProgressSender:
             stats = self._latest
             if stats is None or stats == self._sent or self._stopped.is_set():
                 continue
-            try:
-                self._reporter.migration_progress(
-                    MigrationProgress(
-                        migration_id=self._migration_id,
-                        host=self._host,
-                        memory_total_bytes=stats.memory_total,
-                        memory_processed_bytes=stats.memory_processed,
-                        memory_remaining_bytes=stats.memory_remaining,
-                        disk_total_bytes=stats.disk_total,
-                        disk_processed_bytes=stats.disk_processed,
-                        disk_remaining_bytes=stats.disk_remaining,
-                    )
+            self._send(stats)
+
+    def _send(self, stats: MigrationStats) -> None:
+        try:
+            self._reporter.migration_progress(
+                MigrationProgress(
+                    migration_id=self._migration_id,
+                    host=self._host,
+                    memory_total_bytes=stats.memory_total,
+                    memory_processed_bytes=stats.memory_processed,
+                    memory_remaining_bytes=stats.memory_remaining,
+                    disk_total_bytes=stats.disk_total,
+                    disk_processed_bytes=stats.disk_processed,
+                    disk_remaining_bytes=stats.disk_remaining,
                 )
-                self._sent = stats
-            except Exception:
-                log.exception("sending the progress of migration %s failed", self._migration_id)
+            )
+            self._sent = stats
+        except Exception:
+            log.exception("sending the progress of migration %s failed", self._migration_id)
 
 
 class _RefCountedLock:

@@ -322,11 +322,12 @@ def _abort_refused(report: rpc.ActionResult) -> None:
 
 
 def migration_progress(*, progress: rpc.MigrationProgress) -> None:
-    """What the source reports while the guest moves (only the source of a running live migration)."""
+    """What the source reports while the guest moves (only the source of the live migration speaks)."""
     Migration.objects.filter(
         pk=progress.migration_id,
         migration_type=Migration.Type.LIVE_MIGRATION,
-        status=Migration.Status.RUNNING,
+        # The last figures may come after the source's report of the end: they are the final ones.
+        status__in=[Migration.Status.RUNNING, Migration.Status.POST_MIGRATING, Migration.Status.COMPLETED],
         source_host__name=progress.host,
     ).update(
         memory_total_bytes=progress.memory_total_bytes,

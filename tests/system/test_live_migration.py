@@ -153,7 +153,13 @@ def test_a_live_migrated_guest_keeps_counting_on_the_other_host(two_host_cluster
             "completed",
             True,
         )
-        assert migration.memory_total_bytes, "the source reported the transfer's progress"
+        # The source reported the transfer's progress (at least its final figures).
+        reported = wait_until(
+            lambda: Migration.objects.filter(pk=migration.pk).exclude(disk_total_bytes=None).first(),
+            10,
+            message="the transfer's progress",
+        )
+        assert reported.disk_total_bytes + reported.memory_total_bytes > 0, vars(reported)
         # The same boot goes on counting: the guest never restarted.
         after, same_boot = wait_ticking(admin, server_id, after=before + 2, boot_id=boot_id)
         assert same_boot == boot_id and after > before
