@@ -59,6 +59,8 @@ class HostConfig:
     # The address other hosts' libvirtds and QEMUs reach this host at for migrations (its libvirtd's
     # TCP port and QEMU's migration ports listen there).
     migration_address: str = "127.0.0.1"
+    # A live migration's transfer speed limit in MiB/s (0: none), as Nova's ``live_migration_bandwidth``.
+    live_migration_bandwidth: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HostConfig:
@@ -134,6 +136,7 @@ class HostConfig:
             hosts=hosts,
             credentials_file=Path(get("COMPUTE_CREDENTIALS", str(state_dir / "credentials.json"))).expanduser(),
             migration_address=migration_address,
+            live_migration_bandwidth=_non_negative_int(env, "COMPUTE_LIVE_MIGRATION_BANDWIDTH"),
         )
 
     @property
@@ -244,3 +247,16 @@ def _route_address(broker_url: str) -> str:
             return probe.getsockname()[0]
     except OSError:
         return "127.0.0.1"
+
+
+def _non_negative_int(env, name: str, default: int = 0) -> int:
+    value = env.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if number < 0:
+        raise ConfigError(f"{name}={value!r} must not be negative")
+    return number

@@ -26,5 +26,6 @@ def load_driver(config: HostConfig) -> ComputeDriver:
             shutdown_timeout=config.shutdown_timeout,
             nfs_mount_point_base=config.nfs_mount_base,
             volume_detach_timeout=config.volume_detach_timeout,
+            live_migration_bandwidth=config.live_migration_bandwidth,
         )
     raise ValueError(f"unknown compute driver {config.driver!r}")

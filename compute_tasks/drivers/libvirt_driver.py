@@ -106,6 +106,7 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
         snapshot_timeout: float = 1800.0,
         nfs_mount_point_base: Path | None = None,
         volume_detach_timeout: float = 30.0,
+        live_migration_bandwidth: int = 0,
     ) -> None:
         self.uri = uri
         self.virt_type = virt_type
@@ -118,6 +119,7 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
         self.snapshot_timeout = snapshot_timeout
         self.nfs_mount_point_base = nfs_mount_point_base or instances_dir.parent / "mnt"
         self.volume_detach_timeout = volume_detach_timeout
+        self.live_migration_bandwidth = live_migration_bandwidth  # MiB/s, 0: no limit
         self._lock = threading.Lock()
         self._conn: libvirt.virConnect | None = None
 

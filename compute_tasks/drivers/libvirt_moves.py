@@ -315,6 +315,8 @@ class LibvirtMoves(_Base):
                 )
             }
             flags = LIVE_MIGRATION_FLAGS
+            if self.live_migration_bandwidth:
+                params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = self.live_migration_bandwidth
             if block_migration:
                 flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
                 disks = domain_xml.local_disk_targets(xml, instance_dir)

@@ -109,3 +109,11 @@ def test_config_is_frozen():
     with pytest.raises(AttributeError):
         config.host = "other"  # type: ignore[misc]
     assert isinstance(config.state_dir, Path)
+
+
+def test_the_live_migration_bandwidth_is_a_limit_in_mib_per_second():
+    assert HostConfig.from_env({}).live_migration_bandwidth == 0
+    assert HostConfig.from_env({"COMPUTE_LIVE_MIGRATION_BANDWIDTH": "8"}).live_migration_bandwidth == 8
+    for bad in ("-1", "fast"):
+        with pytest.raises(ConfigError, match="COMPUTE_LIVE_MIGRATION_BANDWIDTH"):
+            HostConfig.from_env({"COMPUTE_LIVE_MIGRATION_BANDWIDTH": bad})
