@@ -27,6 +27,7 @@ from portal.services import (
     moves,
     reaper,
     scheduling,
+    shelving,
     sign_in_throttle,
     volumes,
 )
@@ -72,7 +73,7 @@ def move_server(message: dict, _verified) -> None:
 @signed_task(rpc.UNSHELVE_SERVER, from_hosts=False)
 def unshelve_server(message: dict, _verified) -> None:
     request = rpc.UnshelveRequest.from_dict(message)
-    moves.unshelve_server(instance_uuid=request.instance_uuid, request_id=request.request_id, host=request.host)
+    shelving.unshelve_server(instance_uuid=request.instance_uuid, request_id=request.request_id, host=request.host)
 
 
 @signed_task(rpc.LIVE_MIGRATE_SERVER, from_hosts=False)
@@ -150,7 +151,7 @@ def reap_expired_tasks() -> int:
 def advance_moves() -> int:
     """Confirm the moves nobody confirmed within the window, offload the servers shelved long enough, and
     take every host drain a step further."""
-    return moves.confirm_expired_resizes() + moves.offload_shelved() + drains.advance_drains()
+    return moves.confirm_expired_resizes() + shelving.offload_shelved() + drains.advance_drains()
 
 
 @shared_task(name="conductor.purge_console_tokens")

@@ -235,6 +235,30 @@ def _abandon_snapshot_images(instance: Instance, image_id: str = "") -> None:
             log.warning("Could not delete the image %s of a failed snapshot: %s", image.id, exc)
 
 
+# --- rescue -------------------------------------------------------------------------------------------
+
+
+def instance_rescue(*, ctx: RequestContext, instance: Instance, rescue_image: Image | None = None) -> None:
+    """Boot the server from ``rescue_image`` (its own image by default) with its own disk second."""
+    if instance.image_ref is None:
+        raise InvalidRequest(f"Instance {instance.uuid} boots from a volume; rescuing it is not supported.")
+    image = rescue_image or instance.image
+    if image is None:
+        raise InvalidRequest(f"The image of instance {instance.uuid} is gone: name a rescue image.")
+    if image.status != Image.Status.ACTIVE:
+        raise InvalidRequest(f"Image {image.id} is not active.")
+    spec = build_request(instance, ctx.request_id, image=image).image
+    request = rpc.RescueRequest(
+        instance_uuid=str(instance.uuid), domain_name=instance.domain_name, rescue_image=spec, request_id=ctx.request_id
+    )
+    host_action(ctx=ctx, instance=instance, action="rescue", send=lambda host: rpc.rescue_instance(host, request))
+
+
+def instance_unrescue(*, ctx: RequestContext, instance: Instance) -> None:
+    ref = instance_ref(instance, ctx.request_id)
+    host_action(ctx=ctx, instance=instance, action="unrescue", send=lambda host: rpc.unrescue_instance(host, ref))
+
+
 # --- reports from hosts -------------------------------------------------------------------------------
 
 
@@ -245,8 +269,9 @@ def action_result(*, report: rpc.ActionResult) -> None:
     # The moves begin through this module, so their report handlers are looked up when a report comes.
     from .live_migrations import REPORT_HANDLERS as live_reports
     from .moves import REPORT_HANDLERS as move_reports
+    from .shelving import REPORT_HANDLERS as shelve_reports
 
-    handler = move_reports.get(report.action) or live_reports.get(report.action)
+    handler = move_reports.get(report.action) or live_reports.get(report.action) or shelve_reports.get(report.action)
     if handler is None and report.action == "terminate":
         handler = _terminated
     if handler is not None:

@@ -34,7 +34,7 @@ from . import lifecycle
 from .actions import NotAllowed, host_action, host_of
 from .host_requests import build_request
 from .instances import InvalidRequest
-from .moves import _LostRace, flavor_snapshot, select_destination
+from .moves import LostRace, flavor_snapshot, select_destination
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def live_migrate_server(*, migration_id: int, request_id: str = "") -> str | Non
         try:
             with transaction.atomic():
                 return _place_live(migration_id, request_id)
-        except _LostRace:
+        except LostRace:
             continue
     _live_not_placed(migration_id, request_id, "The hosts that fitted were claimed by concurrent requests.")
     return None
@@ -444,7 +444,7 @@ def evacuate_server(*, migration_id: int, request_id: str = "") -> str | None:
         try:
             with transaction.atomic():
                 return _place_evacuation(migration_id, request_id)
-        except _LostRace:
+        except LostRace:
             continue
     return None
 
@@ -478,7 +478,7 @@ def _place_evacuation(migration_id: int, request_id: str) -> str | None:
         vnc_host="",
         vnc_port=None,
     ):
-        raise _LostRace
+        raise LostRace
     Migration.objects.filter(pk=migration.pk).update(
         dest_host=chosen, status=Migration.Status.PRE_MIGRATING, updated_at=timezone.now()
     )

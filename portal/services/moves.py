@@ -1,4 +1,4 @@
-"""Moving servers: resize and cold migration (with confirm and revert), shelve and unshelve, rescue.
+"""Moving servers: resize and cold migration, with confirm and revert.
 
 Each move begins like every action (``actions.host_action`` claims its task state from the state table)
 and ends from its hosts' reports (``REPORT_HANDLERS``, which ``actions.action_result`` dispatches to).
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,32 +35,20 @@ from django.utils import timezone
 
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
-from portal.models import ComputeHost, Flavor, Image, Instance, Migration, ServerGroup
-from portal.selectors.hosts import (
-    group_spec,
-    hinted_instances,
-    host_state_snapshots,
-    instance_request_spec,
-    scheduler_config,
-)
+from portal.models import ComputeHost, Flavor, Image, Instance, Migration
 from portal.states import TaskState, VmState
-from scheduler import Explanation, recheck_placements, select_hosts_for_batch
 
 from . import lifecycle, quotas, volumes
 from .actions import NotAllowed, host_action, host_of
-from .host_requests import build_request, instance_ref
+from .host_requests import build_request
 from .image_uploads import snapshot_upload_url
 from .images import ImageError, image_create, image_delete
 from .instances import InvalidRequest, check_image_fits
-from .scheduling import share_lock_projects
+from .scheduling import LostRace, select_destination
 
 log = logging.getLogger(__name__)
 
 MOVE_EVENT = "conductor_migrate_server"
-
-
-class _LostRace(Exception):
-    """The chosen destination filled up between the decision and its lock; decide again."""
 
 
 def flavor_snapshot(source: Instance | Flavor) -> dict[str, Any]:
@@ -201,7 +188,7 @@ def move_server(*, migration_id: int, request_id: str = "") -> str | None:
         try:
             with transaction.atomic():
                 return _place_move(migration_id, request_id)
-        except _LostRace:
+        except LostRace:
             continue
     with transaction.atomic():
         _move_not_placed(migration_id, request_id, "The hosts that fitted were claimed by concurrent requests.")
@@ -238,7 +225,7 @@ def _place_move(migration_id: int, request_id: str) -> str | None:
     if not lifecycle.compare_and_swap(
         instance, expected_task_states=[TaskState.RESIZE_PREP], task_state=TaskState.RESIZE_MIGRATING
     ):
-        raise _LostRace
+        raise LostRace
     Migration.objects.filter(pk=migration.pk).update(
         dest_host=chosen, status=Migration.Status.MIGRATING, transfer_image=image.id, updated_at=timezone.now()
     )
@@ -272,62 +259,6 @@ def _move_not_placed(migration_id: int, request_id: str, message: str) -> None:
         request_id=request_id,
         code=400,
     )
-
-
-def select_destination(
-    instance: Instance,
-    *,
-    flavor: dict[str, Any] | None = None,
-    ignore_hosts: frozenset[str] = frozenset(),
-    requested_host: str = "",
-) -> tuple[ComputeHost | None, Explanation | None]:
-    """Where ``instance`` can go now (with ``flavor`` instead of its own), the chosen host's row locked
-    and the choice checked again under the lock; or the scheduler's explanation why nowhere.
-
-    Runs inside the caller's transaction; raises ``_LostRace`` when the host filled up meanwhile.
-    """
-    group = None
-    if instance.server_group_id:
-        # As a boot does: the project in KEY SHARE mode, then the group, so placements into one group
-        # happen one after another.
-        share_lock_projects([instance.project_id])
-        group = group_spec(
-            ServerGroup.objects.select_for_update().filter(pk=instance.server_group_id).first(), excluding=[instance.pk]
-        )
-    spec = instance_request_spec(instance, group=group)
-    overrides: dict[str, Any] = {
-        "ignore_hosts": ignore_hosts,
-        "ignore_reason": "the server is there now",
-        "requested_host": requested_host or None,
-        "force_host": False,
-    }
-    if flavor is not None:
-        overrides.update(
-            vcpus=flavor["vcpus"],
-            memory_mb=flavor["memory_mb"],
-            root_gb=flavor["root_gb"],
-            ephemeral_gb=flavor["ephemeral_gb"],
-            swap_mb=flavor["swap"],
-            flavor_extra_specs=dict(flavor["extra_specs"]),
-        )
-    spec = dataclasses.replace(spec, **overrides)
-    named = hinted_instances(spec.scheduler_hints)
-    config = scheduler_config()
-    decision = select_hosts_for_batch(
-        host_state_snapshots(instance_uuids=named, host_name=requested_host or None),
-        [spec],
-        now=time.time(),
-        config=config,
-        limit=1,
-    )
-    if decision.failed is not None:
-        return None, decision.failed.explanation
-    name = decision.selections[0].hosts[0].host
-    host = ComputeHost.objects.select_for_update().get(name=name)
-    fresh = host_state_snapshots(instance_uuids=named, host_ids=[host.pk])
-    if recheck_placements(fresh, [spec], [name], now=time.time(), config=config) is not None:
-        raise _LostRace
-    return host, None
 
 
 # --- resize and cold migration: the hosts' reports ----------------------------------------------------
@@ -709,265 +640,6 @@ def moves_cleanup_on_delete(instance: Instance) -> None:
     transaction.on_commit(lambda: _drop_transfer_image(migration), robust=True)
 
 
-# --- shelve -------------------------------------------------------------------------------------------
-
-
-def instance_shelve(*, ctx: RequestContext, instance: Instance) -> Image:
-    """Power off and save the disk as an image (``<name>-shelved``); with ``SHELVED_OFFLOAD_TIME`` 0 the
-    host lets go of the server at once."""
-    host_of(instance, "shelve")
-    if instance.image_ref is None:
-        raise InvalidRequest(f"Instance {instance.uuid} boots from a volume; shelving it is not supported.")
-    base = instance.image
-    requests: list[rpc.ShelveRequest] = []
-    with transaction.atomic():
-        image = image_create(
-            ctx=None,
-            name=f"{instance.name}-shelved",
-            disk_format="qcow2",
-            container_format="bare",
-            visibility=Image.Visibility.PRIVATE,
-            owner_id=str(instance.project_id),
-            min_disk=max(instance.root_gb, base.min_disk if base else 0),
-            min_ram=base.min_ram if base else 0,
-            properties={
-                "image_type": "snapshot",
-                "instance_uuid": str(instance.uuid),
-                "base_image_ref": str(instance.image_ref),
-                "shelved": "true",
-            },
-        )
-        host_action(
-            ctx=ctx,
-            instance=instance,
-            action="shelve",
-            send=lambda host: rpc.shelve_instance(host, requests[0]),
-            shelved_image=image.id,
-        )
-        requests.append(
-            rpc.ShelveRequest(
-                instance_uuid=str(instance.uuid),
-                domain_name=instance.domain_name,
-                image_id=str(image.id),
-                upload_url=snapshot_upload_url(image=image),
-                request_id=ctx.request_id,
-                offload=settings.CLOUD["SHELVED_OFFLOAD_TIME"] == 0,
-            )
-        )
-    return image
-
-
-def instance_shelve_offload(*, ctx: RequestContext, instance: Instance) -> None:
-    ref = instance_ref(instance, ctx.request_id)
-    host_action(
-        ctx=ctx, instance=instance, action="shelve_offload", send=lambda host: rpc.shelve_offload_instance(host, ref)
-    )
-
-
-def _shelved(report: rpc.ActionResult) -> None:
-    instance = Instance.objects.filter(uuid=report.instance_uuid).select_related("host").first()
-    if instance is None or instance.host is None or instance.host.name != report.host:
-        return
-    image = Image.objects.filter(pk=report.image_id).first() if report.image_id else None
-    error = report.error
-    if not error and (image is None or image.status != Image.Status.ACTIVE or image.pk != instance.shelved_image):
-        error = f"The shelved image {report.image_id} did not become active"
-    if error:
-        if (
-            lifecycle.task_fail(
-                instance=instance,
-                expected_task_states=[TaskState.SHELVING],
-                event="compute_shelve_instance",
-                message=error,
-                details=report.details,
-                request_id=report.request_id,
-                reported_by=report.host,
-                power_state=report.power_state,
-                shelved_image=None,
-            )
-            and image is not None
-        ):
-            image_delete(ctx=None, image=image)
-        return
-    fields: dict[str, Any] = {
-        "vm_state": VmState.SHELVED,
-        "power_state": report.power_state,
-        "shelved_at": timezone.now(),
-        "vnc_port": None,
-    }
-    if report.offloaded:
-        fields.update(vm_state=VmState.SHELVED_OFFLOADED, host_id=None, vnc_host="", power_state=rpc.NOSTATE)
-    lifecycle.task_finish(
-        instance=instance,
-        expected_task_state=TaskState.SHELVING,
-        event="compute_shelve_instance",
-        request_id=report.request_id,
-        reported_by=report.host,
-        **fields,
-    )
-
-
-def _offloaded(report: rpc.ActionResult) -> None:
-    instance = Instance.objects.filter(uuid=report.instance_uuid).select_related("host").first()
-    if instance is None or instance.host is None or instance.host.name != report.host:
-        return
-    if report.error:
-        lifecycle.report_failed(
-            report,
-            instance=instance,
-            expected_task_states=[TaskState.SHELVING_OFFLOADING],
-            event="compute_shelve_offload_instance",
-        )
-        return
-    lifecycle.task_finish(
-        instance=instance,
-        expected_task_state=TaskState.SHELVING_OFFLOADING,
-        event="compute_shelve_offload_instance",
-        request_id=report.request_id,
-        reported_by=report.host,
-        vm_state=VmState.SHELVED_OFFLOADED,
-        host_id=None,
-        power_state=rpc.NOSTATE,
-        vnc_host="",
-        vnc_port=None,
-    )
-
-
-def offload_shelved(*, limit: int = 100) -> int:
-    """Offload the servers shelved longer than ``CLOUD['SHELVED_OFFLOAD_TIME']`` (> 0)."""
-    after = settings.CLOUD["SHELVED_OFFLOAD_TIME"]
-    if after <= 0:
-        return 0
-    due = timezone.now() - timedelta(seconds=after)
-    rows = Instance.objects.filter(
-        vm_state=VmState.SHELVED, task_state__isnull=True, shelved_at__lt=due
-    ).select_related("user", "project", "host")
-    offloaded = 0
-    for instance in rows[:limit]:
-        ctx = RequestContext(user=instance.user, project=instance.project, role="admin")
-        try:
-            instance_shelve_offload(ctx=ctx, instance=instance)
-        except lifecycle.StateConflict:
-            continue
-        offloaded += 1
-    return offloaded
-
-
-def instance_unshelve(
-    *, ctx: RequestContext, instance: Instance, availability_zone: str | None = None, host: str = ""
-) -> None:
-    """A shelved server still on its host is powered on there; an offloaded one is placed again by the
-    scheduler (in ``availability_zone``, on ``host`` when an admin names one) and built from its image."""
-    if instance.vm_state == VmState.SHELVED and (availability_zone or host):
-        raise lifecycle.StateConflict(
-            f"Instance {instance.uuid} is shelved on its host: only an offloaded server can be unshelved elsewhere."
-        )
-    if host and not ctx.is_admin:
-        raise NotAllowed("Policy doesn't allow os_compute_api:os-shelve:unshelve_to_host to be performed.")
-    with transaction.atomic():
-        fields: dict[str, Any] = {}
-        if availability_zone is not None:
-            fields["availability_zone"] = availability_zone
-        record = lifecycle.action_begin(instance=instance, action="unshelve", ctx=ctx, **fields)
-        if instance.vm_state == VmState.SHELVED:
-            # As Nova: still on its host, it is simply started there.
-            lifecycle.compare_and_swap(
-                instance, expected_task_states=[TaskState.UNSHELVING], task_state=TaskState.POWERING_ON
-            )
-            ref = instance_ref(instance, ctx.request_id)
-            on = instance.host.name
-            transaction.on_commit(lambda: rpc.start_instance(on, ref))
-            return
-        request = rpc.UnshelveRequest(instance_uuid=str(instance.uuid), request_id=record.request_id, host=host)
-        transaction.on_commit(lambda: rpc.unshelve_server(request))
-
-
-def unshelve_server(*, instance_uuid: str, request_id: str = "", host: str = "") -> str | None:
-    """The conductor places an offloaded server again and asks the chosen host to build it from its
-    shelved image. Returns the host, None if it was not placed."""
-    for _attempt in range(settings.SCHEDULER["CLAIM_RETRIES"] + 1):
-        try:
-            with transaction.atomic():
-                return _place_unshelve(instance_uuid, request_id, host)
-        except _LostRace:
-            continue
-    return None
-
-
-def _place_unshelve(instance_uuid: str, request_id: str, host: str) -> str | None:
-    instance = (
-        Instance.objects.select_for_update(of=("self",)).select_related("image").filter(uuid=instance_uuid).first()
-    )
-    if instance is None or instance.task_state != TaskState.UNSHELVING or instance.host_id is not None:
-        return None
-    chosen, explanation = select_destination(instance, requested_host=host)
-    if chosen is None:
-        lifecycle.task_fail(
-            instance=instance,
-            expected_task_states=[TaskState.UNSHELVING],
-            event="conductor_unshelve_instance",
-            message=f"No valid host was found. {explanation.render() if explanation else ''}".strip(),
-            request_id=request_id,
-            code=400,
-        )
-        return None
-    image = Image.objects.filter(pk=instance.shelved_image, status=Image.Status.ACTIVE).first()
-    if image is None:
-        lifecycle.task_fail(
-            instance=instance,
-            expected_task_states=[TaskState.UNSHELVING],
-            event="conductor_unshelve_instance",
-            message=f"The shelved image {instance.shelved_image} of the server is gone.",
-            request_id=request_id,
-            vm_state=VmState.ERROR,
-        )
-        return None
-    if not lifecycle.compare_and_swap(
-        instance,
-        expected_task_states=[TaskState.UNSHELVING],
-        task_state=TaskState.SPAWNING,
-        host_id=chosen.pk,
-        availability_zone=instance.availability_zone or _zone_of(chosen),
-    ):
-        raise _LostRace
-    lifecycle.record_event(
-        lifecycle.current_action(instance, request_id), "conductor_unshelve_instance", host=chosen.name
-    )
-    build = build_request(instance, request_id, image=image)
-    name = chosen.name
-    transaction.on_commit(lambda: rpc.build_and_run_instance(name, build))
-    return name
-
-
-def _zone_of(host: ComputeHost) -> str:
-    snapshot = host_state_snapshots(host_ids=[host.pk])
-    return snapshot[0].availability_zone if snapshot else ""
-
-
-# --- rescue -------------------------------------------------------------------------------------------
-
-
-def instance_rescue(*, ctx: RequestContext, instance: Instance, rescue_image: Image | None = None) -> None:
-    """Boot the server from ``rescue_image`` (its own image by default) with its own disk second."""
-    if instance.image_ref is None:
-        raise InvalidRequest(f"Instance {instance.uuid} boots from a volume; rescuing it is not supported.")
-    image = rescue_image or instance.image
-    if image is None:
-        raise InvalidRequest(f"The image of instance {instance.uuid} is gone: name a rescue image.")
-    if image.status != Image.Status.ACTIVE:
-        raise InvalidRequest(f"Image {image.id} is not active.")
-    spec = build_request(instance, ctx.request_id, image=image).image
-    request = rpc.RescueRequest(
-        instance_uuid=str(instance.uuid), domain_name=instance.domain_name, rescue_image=spec, request_id=ctx.request_id
-    )
-    host_action(ctx=ctx, instance=instance, action="rescue", send=lambda host: rpc.rescue_instance(host, request))
-
-
-def instance_unrescue(*, ctx: RequestContext, instance: Instance) -> None:
-    ref = instance_ref(instance, ctx.request_id)
-    host_action(ctx=ctx, instance=instance, action="unrescue", send=lambda host: rpc.unrescue_instance(host, ref))
-
-
 # Reports that end a move's step, by the action the host names (the rest end a row of the state table).
 REPORT_HANDLERS: dict[str, Callable[[rpc.ActionResult], None]] = {
     "migrate_disk": _disk_migrated,
@@ -975,6 +647,4 @@ REPORT_HANDLERS: dict[str, Callable[[rpc.ActionResult], None]] = {
     "confirm_migration": _migration_confirmed,
     "revert_migration": _migration_reverted,
     "finish_revert_migration": _revert_finished,
-    "shelve": _shelved,
-    "shelve_offload": _offloaded,
 }

@@ -17,9 +17,11 @@ place instances at once:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -49,7 +51,7 @@ SCHEDULE_EVENT = "conductor_schedule_and_build"
 BUILD_EVENT = "compute_build_and_run_instance"
 
 
-class _LostRace(Exception):
+class LostRace(Exception):
     """A chosen host filled up between the decision and its lock; the decision is taken again."""
 
 
@@ -109,7 +111,7 @@ def _no_valid_host_message(explanation: Explanation, previous_failure: str) -> s
 
 def _place_batch(instance: Instance, request_id: str, previous_failure: str, user_token: str = "") -> str | None:
     """One attempt, inside the caller's transaction: decide, lock, re-check, claim. Returns the host
-    chosen for ``instance`` (None if it was not placed); raises ``_LostRace`` to be run again."""
+    chosen for ``instance`` (None if it was not placed); raises ``LostRace`` to be run again."""
     conf = settings.SCHEDULER
     batch = _pending_batch(instance)
     if not any(member.pk == instance.pk for member in batch):
@@ -150,7 +152,7 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
     )
     fresh = host_state_snapshots(instance_uuids=named, host_ids=list(locked.values()))
     if recheck_placements(fresh, specs, chosen, now=time.time(), config=config) is not None:
-        raise _LostRace
+        raise LostRace
 
     placed_for_instance = None
     for member, selection in zip(batch, decision.selections, strict=True):
@@ -165,7 +167,7 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
             build_attempts=member.build_attempts + 1,
         )
         if not swapped:
-            raise _LostRace  # cannot happen while the row is locked; start again rather than half-claim
+            raise LostRace  # cannot happen while the row is locked; start again rather than half-claim
         action = lifecycle.current_action(member, request_id)
         lifecycle.record_event(action, SCHEDULE_EVENT, host=host.host, details=requested_host_note(member))
         alternates = [alternate.host for alternate in selection.alternates(conf["MAX_ALTERNATES"])]
@@ -199,7 +201,7 @@ def schedule_and_build(
         try:
             with transaction.atomic():
                 return _place_batch(instance, request_id, previous_failure, user_token)
-        except _LostRace:
+        except LostRace:
             continue
     with transaction.atomic():
         batch = _pending_batch(instance)
@@ -210,6 +212,62 @@ def schedule_and_build(
         _fail_batch(batch, message, message, request_id)
     log.warning("Gave up placing request %s after %d lost races", instance.reservation_id, retries + 1)
     return None
+
+
+def select_destination(
+    instance: Instance,
+    *,
+    flavor: dict[str, Any] | None = None,
+    ignore_hosts: frozenset[str] = frozenset(),
+    requested_host: str = "",
+) -> tuple[ComputeHost | None, Explanation | None]:
+    """Where ``instance`` can go now (with ``flavor`` instead of its own), the chosen host's row locked
+    and the choice checked again under the lock; or the scheduler's explanation why nowhere.
+
+    Runs inside the caller's transaction; raises ``LostRace`` when the host filled up meanwhile.
+    """
+    group = None
+    if instance.server_group_id:
+        # As a boot does: the project in KEY SHARE mode, then the group, so placements into one group
+        # happen one after another.
+        share_lock_projects([instance.project_id])
+        group = group_spec(
+            ServerGroup.objects.select_for_update().filter(pk=instance.server_group_id).first(), excluding=[instance.pk]
+        )
+    spec = instance_request_spec(instance, group=group)
+    overrides: dict[str, Any] = {
+        "ignore_hosts": ignore_hosts,
+        "ignore_reason": "the server is there now",
+        "requested_host": requested_host or None,
+        "force_host": False,
+    }
+    if flavor is not None:
+        overrides.update(
+            vcpus=flavor["vcpus"],
+            memory_mb=flavor["memory_mb"],
+            root_gb=flavor["root_gb"],
+            ephemeral_gb=flavor["ephemeral_gb"],
+            swap_mb=flavor["swap"],
+            flavor_extra_specs=dict(flavor["extra_specs"]),
+        )
+    spec = dataclasses.replace(spec, **overrides)
+    named = hinted_instances(spec.scheduler_hints)
+    config = scheduler_config()
+    decision = select_hosts_for_batch(
+        host_state_snapshots(instance_uuids=named, host_name=requested_host or None),
+        [spec],
+        now=time.time(),
+        config=config,
+        limit=1,
+    )
+    if decision.failed is not None:
+        return None, decision.failed.explanation
+    name = decision.selections[0].hosts[0].host
+    host = ComputeHost.objects.select_for_update().get(name=name)
+    fresh = host_state_snapshots(instance_uuids=named, host_ids=[host.pk])
+    if recheck_placements(fresh, [spec], [name], now=time.time(), config=config) is not None:
+        raise LostRace
+    return host, None
 
 
 def _terminate_on_host(instance: Instance, host: str, request_id: str) -> None:

@@ -10,7 +10,7 @@ from portal.models import Instance
 from portal.selectors.flavors import flavor_get
 from portal.services import actions as action_services
 from portal.services import instances as instance_services
-from portal.services import live_migrations
+from portal.services import live_migrations, shelving
 from portal.services import moves as move_services
 
 
@@ -51,11 +51,11 @@ _MOVES: dict[str, Callable[..., object]] = {
     "migrate": move_services.instance_migrate,
     "live_migrate": live_migrations.instance_live_migrate,
     "evacuate": live_migrations.instance_evacuate,
-    "shelve": move_services.instance_shelve,
-    "shelve_offload": move_services.instance_shelve_offload,
-    "unshelve": move_services.instance_unshelve,
-    "rescue": move_services.instance_rescue,
-    "unrescue": move_services.instance_unrescue,
+    "shelve": shelving.instance_shelve,
+    "shelve_offload": shelving.instance_shelve_offload,
+    "unshelve": shelving.instance_unshelve,
+    "rescue": action_services.instance_rescue,
+    "unrescue": action_services.instance_unrescue,
 }
 
 

@@ -14,7 +14,8 @@ from portal import states
 from portal.auth.context import RequestContext
 from portal.conductor import tasks
 from portal.models import ComputeHost, HostDrain, Instance, Migration, ServerGroup
-from portal.services import drains, lifecycle, live_migrations, moves, reaper
+from portal.services import actions, drains, lifecycle, live_migrations, moves, reaper
+from portal.services import instances as instance_services
 from portal.states import TaskState, VmState
 from tests.factories import FlavorFactory, InstanceFactory, MembershipFactory
 from tests.integration.scheduling.conftest import make_host
@@ -157,18 +158,18 @@ def test_force_complete_only_while_running(cloud, sent, django_capture_on_commit
     sent.clear()
     run(capture, live_migrations.force_complete, ctx=cloud.admin, instance=instance, migration=queued)
     assert sent.pop()[:2] == ("force_complete_live_migration", "hv1")
-    with pytest.raises(moves.NotAllowed):
+    with pytest.raises(actions.NotAllowed):
         live_migrations.force_complete(ctx=cloud.member, instance=instance, migration=queued)
 
 
 def test_live_migration_refusals(cloud, sent):
-    with pytest.raises(moves.NotAllowed):
+    with pytest.raises(actions.NotAllowed):
         live_migrations.instance_live_migrate(ctx=cloud.member, instance=cloud.instance)
     with pytest.raises(LookupError):
         live_migrations.instance_live_migrate(ctx=cloud.admin, instance=cloud.instance, host="nowhere")
-    with pytest.raises(moves.InvalidRequest, match="current host"):
+    with pytest.raises(instance_services.InvalidRequest, match="current host"):
         live_migrations.instance_live_migrate(ctx=cloud.admin, instance=cloud.instance, host="hv1")
-    with pytest.raises(moves.InvalidRequest, match="shared storage"):
+    with pytest.raises(instance_services.InvalidRequest, match="shared storage"):
         live_migrations.instance_live_migrate(ctx=cloud.admin, instance=cloud.instance, block_migration=False)
     Instance.objects.filter(pk=cloud.instance.pk).update(vm_state=VmState.STOPPED)
     cloud.instance.refresh_from_db()

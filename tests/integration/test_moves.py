@@ -12,8 +12,8 @@ from portal.conductor import tasks
 from portal.models import ComputeHost, Image, Instance, InstanceFault, Migration, QuotaLimit
 from portal.selectors.hosts import claimed_usage
 from portal.selectors.quotas import instance_usage
+from portal.services import actions, lifecycle, moves, quotas, reaper, shelving
 from portal.services import instances as instance_services
-from portal.services import lifecycle, moves, quotas, reaper
 from portal.states import TaskState, VmState
 from tests.factories import FlavorFactory, ImageFactory, InstanceFactory, MembershipFactory
 from tests.integration.scheduling.conftest import make_host
@@ -258,7 +258,7 @@ def test_resize_refusals(cloud, sent):
         moves.instance_resize(
             ctx=cloud.ctx, instance=cloud.instance, flavor=FlavorFactory(vcpus=4, memory_mb=512, root_gb=0)
         )
-    with pytest.raises(moves.NotAllowed):
+    with pytest.raises(actions.NotAllowed):
         moves.instance_migrate(ctx=cloud.ctx, instance=cloud.instance)
     Instance.objects.filter(pk=cloud.instance.pk).update(vm_state=VmState.PAUSED)
     cloud.instance.refresh_from_db()
@@ -300,7 +300,7 @@ def test_a_move_whose_host_never_answers_goes_back_to_its_source(cloud, sent, dj
 def test_shelve_offload_and_unshelve_on_another_host(cloud, sent, django_capture_on_commit_callbacks):
     capture = django_capture_on_commit_callbacks
     instance = cloud.instance
-    image = run(capture, moves.instance_shelve, ctx=cloud.ctx, instance=instance)
+    image = run(capture, shelving.instance_shelve, ctx=cloud.ctx, instance=instance)
     name, host, request = sent.pop()
     assert (name, host, request.image_id, request.offload) == ("shelve_instance", "hv1", str(image.id), True)
     upload_done(image.id)
@@ -309,9 +309,9 @@ def test_shelve_offload_and_unshelve_on_another_host(cloud, sent, django_capture
     assert usage("hv1") == (0, 0)
 
     ComputeHost.objects.filter(name="hv1").update(enabled=False)
-    run(capture, moves.instance_unshelve, ctx=cloud.ctx, instance=instance)
+    run(capture, shelving.instance_unshelve, ctx=cloud.ctx, instance=instance)
     assert sent.pop()[0] == "unshelve_server"
-    assert run(capture, moves.unshelve_server, instance_uuid=str(instance.uuid)) == "hv2"
+    assert run(capture, shelving.unshelve_server, instance_uuid=str(instance.uuid)) == "hv2"
     name, host, build = sent.pop()
     assert (name, host, build.image.id) == ("build_and_run_instance", "hv2", str(image.id))
     built = rpc.InstanceBuilt(
@@ -333,12 +333,12 @@ def test_rescue_and_unrescue(cloud, sent, django_capture_on_commit_callbacks):
     capture = django_capture_on_commit_callbacks
     instance = cloud.instance
     rescue_image = ImageFactory()
-    run(capture, moves.instance_rescue, ctx=cloud.ctx, instance=instance, rescue_image=rescue_image)
+    run(capture, actions.instance_rescue, ctx=cloud.ctx, instance=instance, rescue_image=rescue_image)
     name, host, request = sent.pop()
     assert (name, host, request.rescue_image.id) == ("rescue_instance", "hv1", str(rescue_image.id))
     report(capture, instance, "hv1", "rescue", vnc_port=5909)
     assert (instance.vm_state, instance.task_state, instance.vnc_port) == (VmState.RESCUED, None, 5909)
-    run(capture, moves.instance_unrescue, ctx=cloud.ctx, instance=instance)
+    run(capture, actions.instance_unrescue, ctx=cloud.ctx, instance=instance)
     assert sent.pop()[:2] == ("unrescue_instance", "hv1")
     report(capture, instance, "hv1", "unrescue", vnc_port=5910)
     assert (instance.vm_state, instance.vnc_port) == (VmState.ACTIVE, 5910)

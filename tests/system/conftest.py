@@ -1,3 +1,4 @@
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,10 @@ IMAGE_DIR = REPO_ROOT / "var" / "images"
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 SYSTEM_HOST = "systemhost"
 # Two hypervisors, each on its own libvirtd and loopback address.
-TWO_HOSTS = {"mhost-1": "127.0.0.21", "mhost-2": "127.0.0.22"}
+# The loopback addresses of the two hosts: 127.0.0.21 and .22, or from TEST_LIBVIRT_FIRST_ADDRESS on, so
+# that two test runs on one machine do not share them.
+_FIRST = int(os.environ.get("TEST_LIBVIRT_FIRST_ADDRESS", "21"))
+TWO_HOSTS = {"mhost-1": f"127.0.0.{_FIRST}", "mhost-2": f"127.0.0.{_FIRST + 1}"}
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from portal.selectors.flavors import flavor_get
 from portal.selectors.images import image_get
 from portal.selectors.keypairs import keypair_get
 from portal.services import actions as action_services
-from portal.services import console_output, live_migrations
+from portal.services import console_output, live_migrations, shelving
 from portal.services import consoles as console_services
 from portal.services import instances as instance_services
 from portal.services import moves as move_services
@@ -212,20 +212,20 @@ class ServerActionView(ComputeAPIView):
 
     def action_shelve(self, request, instance, args):
         try:
-            move_services.instance_shelve(ctx=self.ctx, instance=instance)
+            shelving.instance_shelve(ctx=self.ctx, instance=instance)
         except (ImageForbidden, ImageQuotaExceeded) as exc:
             raise Forbidden(str(exc)) from None
         return Response(status=202)
 
     def action_shelveOffload(self, request, instance, args):  # noqa: N802
-        move_services.instance_shelve_offload(ctx=self.ctx, instance=instance)
+        shelving.instance_shelve_offload(ctx=self.ctx, instance=instance)
         return Response(status=202)
 
     def action_unshelve(self, request, instance, args):
         # The availability zone (2.77) and host (2.91) arguments come with those microversions.
         if args not in (None, {}):
             raise BadRequest("Invalid input for field/attribute unshelve. Value: must be null.")
-        move_services.instance_unshelve(ctx=self.ctx, instance=instance)
+        shelving.instance_unshelve(ctx=self.ctx, instance=instance)
         return Response(status=202)
 
     def action_rescue(self, request, instance, args):
@@ -235,13 +235,13 @@ class ServerActionView(ComputeAPIView):
             image = image_get(ctx=self.ctx, image_id=data["rescue_image_ref"])
             if image is None:
                 raise BadRequest(f"Image {data['rescue_image_ref'][:64]} could not be found.")
-        move_services.instance_rescue(ctx=self.ctx, instance=instance, rescue_image=image)
+        action_services.instance_rescue(ctx=self.ctx, instance=instance, rescue_image=image)
         # As Nova with ``enable_instance_password``: the password is returned, and only a guest agent
         # could set it (this cloud injects none, like Nova's libvirt driver without file injection).
         return Response({"adminPass": data.get("adminPass") or secrets.token_urlsafe(9)})
 
     def action_unrescue(self, request, instance, args):
-        move_services.instance_unrescue(ctx=self.ctx, instance=instance)
+        action_services.instance_unrescue(ctx=self.ctx, instance=instance)
         return Response(status=202)
 
     def action_os_migrateLive(self, request, instance, args):  # noqa: N802
