@@ -633,6 +633,13 @@ def moves_cleanup_on_delete(instance: Instance) -> None:
     on = instance.host_id
     ref = _migration_ref(migration, "")
     source, dest = migration.source_host.name, migration.dest_host.name if migration.dest_host else ""
+    if migration.migration_type == Migration.Type.EVACUATION:
+        return  # the server's host is its new one; the dead one's copy goes when it returns
+    if migration.migration_type == Migration.Type.LIVE_MIGRATION:
+        # The terminate on the source ends the transfer; the destination drops what it made ready.
+        if dest:
+            transaction.on_commit(lambda: rpc.rollback_live_migration(dest, ref), robust=True)
+        return
     if dest and migration.dest_host_id != on:
         transaction.on_commit(lambda: rpc.revert_migration(dest, ref), robust=True)
     # The source's kept files go in every case (also on the same host, where they sit beside the guest).
