@@ -225,8 +225,14 @@ def get_manager(host: str | None = None) -> ComputeManager:
                     _shared["images"] = ImageCache(config.images_dir, timeout=config.http_timeout)
                 host_config = config.for_host(name)
                 private_dir(host_config.state_dir)
+                hypervisor = load_driver(host_config)
+                if config.driver == "fake":
+                    # The simulated hosts reach one another for live migrations: a guest goes to the fake
+                    # hypervisor whose instances directory the destination has.
+                    hypervisor.peers = _shared.setdefault("fake_peers", {})  # type: ignore[attr-defined]
+                    hypervisor.peers[str(host_config.instances_dir)] = hypervisor  # type: ignore[attr-defined]
                 driver = HostScopedDriver(
-                    load_driver(host_config), host_config.instances_dir, reports_foreign=name == config.hosts[0]
+                    hypervisor, host_config.instances_dir, reports_foreign=name == config.hosts[0]
                 )
                 manager = ComputeManager(host_config, driver, images=_shared["images"])  # type: ignore[arg-type]
             _managers[name] = manager

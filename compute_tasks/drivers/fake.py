@@ -26,7 +26,8 @@ What it models, and how a real driver is expected to behave:
   migration's marker in the new directory; ``confirm``/``revert``/``finish_revert_migration`` tell the old
   and the new guest apart by that marker. ``rescue`` keeps the domain as it was in ``rescued`` and boots
   it again from a ``disk.rescue`` file; ``unrescue`` brings the kept one back.
-- Live migration moves a domain to another ``FakeDriver`` registered in ``peers`` under its migrate URI.
+- Live migration moves a domain to another ``FakeDriver`` registered in ``peers`` under its migrate URI
+  or its instances directory (the simulated hosts of one COMPUTE_HOSTS worker reach one another so).
   ``prepare_live_migration`` makes the instance directory (marked with the migration) for a block
   migration, or checks it exists without one. ``live_migrate`` reports progress and, while
   ``migration_gate`` (an Event) is not set, keeps running, so that a test can abort it
@@ -464,7 +465,7 @@ class FakeDriver(ComputeDriver):
                 raise self.fail_live_migration
             on_progress(MigrationStats(memory_total=1000, memory_processed=1000))
             with self._lock:
-                peer = self.peers.get(dest_uri)
+                peer = self.peers.get(dest_uri) or self.peers.get(str(dest_instances_dir))
                 if peer is None:
                     raise DriverError(f"cannot connect to {dest_uri}")
                 moved = self.domains.pop(instance_uuid)
