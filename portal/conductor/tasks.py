@@ -144,6 +144,7 @@ def release_volumes(message: dict, _verified) -> None:
 @shared_task(name="conductor.reap_expired_tasks")
 def reap_expired_tasks() -> int:
     reaper.resend_lost_schedules()
+    reaper.resend_lost_moves()
     return reaper.reap_expired_tasks()
 
 

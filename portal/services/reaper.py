@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from compute_tasks import rpc
-from portal.models import ConsoleToken, Instance, InstanceAction, InstanceActionEvent
+from portal.models import ConsoleToken, Instance, InstanceAction, InstanceActionEvent, Migration
 from portal.states import TaskState, VmState
 
 from . import actions, lifecycle, live_migrations, moves
@@ -125,3 +125,42 @@ def resend_lost_schedules(*, limit: int = 500) -> int:
 def purge_console_tokens() -> int:
     deleted, _ = ConsoleToken.objects.filter(expires_at__lt=timezone.now()).delete()
     return deleted
+
+
+# The conductor's message each kind of move waits for while it has no destination yet.
+_PLACING = {
+    (Migration.Type.RESIZE, Migration.Status.PRE_MIGRATING): "move_server",
+    (Migration.Type.MIGRATION, Migration.Status.PRE_MIGRATING): "move_server",
+    (Migration.Type.LIVE_MIGRATION, Migration.Status.QUEUED): "live_migrate_server",
+    (Migration.Type.EVACUATION, Migration.Status.ACCEPTED): "evacuate_server",
+}
+
+
+def resend_lost_moves(*, limit: int = 200) -> int:
+    """Send a move's placing message again when the move still waits for its destination well after it
+    was sent (a conductor died holding it, or the broker lost it), as for boots. The migration row is the
+    intention; a copy that arrives after all finds the move placed and does nothing. At most one resend
+    every ``CLOUD['SCHEDULING_RESEND_AFTER']`` seconds (each bumps the row), until the move's lease ends it.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.CLOUD["SCHEDULING_RESEND_AFTER"])
+    waiting = Migration.objects.filter(
+        status__in=[Migration.Status.PRE_MIGRATING, Migration.Status.QUEUED, Migration.Status.ACCEPTED],
+        dest_host__isnull=True,
+        updated_at__lt=cutoff,
+        instance__task_state__isnull=False,
+    ).order_by("created_at", "id")[:limit]
+    sent = 0
+    for migration in waiting:
+        sender = _PLACING.get((migration.migration_type, migration.status))
+        if sender is None:
+            continue
+        with transaction.atomic():
+            if not Migration.objects.filter(pk=migration.pk, updated_at=migration.updated_at).update(
+                updated_at=timezone.now()
+            ):
+                continue  # another reaper, or the conductor, got to it
+            request = rpc.MoveRequest(migration_id=migration.pk)
+            transaction.on_commit(lambda s=sender, r=request: getattr(rpc, s)(r), robust=True)
+        sent += 1
+        log.warning("The %s %s seems lost while waiting for a host; sent again", migration.migration_type, migration.pk)
+    return sent
