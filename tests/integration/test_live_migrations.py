@@ -338,3 +338,20 @@ def test_a_drain_finishes_when_its_moves_end(cloud, sent, django_capture_on_comm
     item.refresh_from_db()
     assert (drain.status, item.status) == ("done", "moved")
     assert Instance.objects.get(pk=cloud.instance.pk).task_state != TaskState.MIGRATING
+
+
+def test_a_move_whose_placing_message_was_lost_is_sent_again(cloud, sent, settings, django_capture_on_commit_callbacks):
+    capture = django_capture_on_commit_callbacks
+    settings.CLOUD = {**settings.CLOUD, "SCHEDULING_RESEND_AFTER": 30}
+    migration = run(capture, live_migrations.instance_live_migrate, ctx=cloud.admin, instance=cloud.instance)
+    sent.clear()
+    assert reaper.resend_lost_moves() == 0  # not waiting long enough yet
+    Migration.objects.filter(pk=migration.pk).update(updated_at=timezone.now() - timedelta(seconds=60))
+    with capture(execute=True):
+        assert reaper.resend_lost_moves() == 1
+    assert sent == [("live_migrate_server", None, rpc.MoveRequest(migration_id=migration.pk))]
+    assert reaper.resend_lost_moves() == 0  # the resend counts as the last send
+    # Once placed, nothing is sent again however old it is.
+    run(capture, live_migrations.live_migrate_server, migration_id=migration.pk)
+    Migration.objects.filter(pk=migration.pk).update(updated_at=timezone.now() - timedelta(seconds=60))
+    assert reaper.resend_lost_moves() == 0
