@@ -107,10 +107,11 @@ def test_live_migration_there_and_back_and_what_the_cli_shows_of_it(cli, cluster
     # in-progress list, `GET /servers/{id}/migrations`.)
     refused = cli.admin.fails("server", "migration", "show", server, row["UUID"])
     assert "In-progress live migration" in refused and "is not found" in refused, refused
+    # Neither is there anything to abort or force: the server's state's conflict, as in Nova.
     refused = cli.admin.fails("server", "migration", "abort", server, migration_id)
-    assert "Exception: 404:" in refused, refused
+    assert "Exception: 409:" in refused and "while it is in task_state None" in refused, refused
     refused = cli.admin.fails("server", "migration", "force", "complete", server, migration_id)
-    assert "Exception: 404:" in refused, refused
+    assert "Exception: 409:" in refused and "while it is in task_state None" in refused, refused
     # The member may not touch migrations at all.
     assert "Exception: 403:" in cli.member.fails("server", "migration", "abort", server, migration_id)
     shown_on(cli, server, target)
@@ -184,8 +185,8 @@ def test_a_slow_live_migration_shown_with_its_progress_then_aborted(cli, cluster
     wait_until(lambda: server not in cluster.libvirt_hosts.domain_uuids(target), 30, message="nothing left there")
     assert not cluster.instance_dir(target, server).exists()
     # With nothing running, neither an abort nor a force-complete has anything to act on.
-    assert "Exception: 404:" in cli.admin.fails("server", "migration", "abort", server, str(shown["ID"]))
-    assert "Exception: 404:" in cli.admin.fails("server", "migration", "force", "complete", server, str(shown["ID"]))
+    assert "Exception: 409:" in cli.admin.fails("server", "migration", "abort", server, str(shown["ID"]))
+    assert "Exception: 409:" in cli.admin.fails("server", "migration", "force", "complete", server, str(shown["ID"]))
     actions = sorted(event["Action"] for event in cli.admin.json("server", "event", "list", server))
     assert actions == ["create", "live-migration", "live_migration_abort"], actions
 
