@@ -10,6 +10,7 @@ from portal.api.errors import BadRequest, Conflict, NotFound
 from portal.models import Migration
 from portal.services import live_migrations
 from portal.services.lifecycle import StateConflict
+from portal.states import TaskState
 
 from .servers import get_instance_or_404
 from .times import naive_iso
@@ -41,6 +42,14 @@ def progress_view(migration: Migration, version) -> dict:
 
 
 class _MigrationView(ComputeAPIView):
+    def require_migrating(self, instance, action: str) -> None:
+        """As Nova: an abort or a force-complete of a server with no migration under way is the server's
+        state's conflict (409), before any migration is looked up."""
+        if instance.task_state != TaskState.MIGRATING:
+            raise Conflict(
+                f"Cannot '{action}' instance {instance.uuid} while it is in task_state {instance.task_state}"
+            )
+
     def migration(self, instance, migration_id):
         migration = live_migrations.live_migration_for(instance, migration_id)
         if migration is None:
@@ -79,6 +88,7 @@ class ServerMigrationView(_MigrationView):
             raise NotFound()
         self.require_admin()
         instance = get_instance_or_404(self, server_id)
+        self.require_migrating(instance, "live_migrate_abort")
         migration = self.migration(instance, migration_id)
         if migration.status != Migration.Status.RUNNING and request.api_version < "2.65":
             raise BadRequest(
@@ -98,6 +108,7 @@ class ServerMigrationActionView(_MigrationView):
             raise BadRequest('The request body must be {"force_complete": null}.')
         self.require_admin()
         instance = get_instance_or_404(self, server_id)
+        self.require_migrating(instance, "live_migrate_force_complete")
         migration = self.migration(instance, migration_id)
         try:
             live_migrations.force_complete(ctx=self.ctx, instance=instance, migration=migration)
