@@ -61,6 +61,11 @@ class HostConfig:
     migration_address: str = "127.0.0.1"
     # A live migration's transfer speed limit in MiB/s (0: none), as Nova's ``live_migration_bandwidth``.
     live_migration_bandwidth: int = 0
+    # Where instance disks and cached images live, when not under ``state_dir`` (a directory every host
+    # mounts, for live migration on shared storage: both must then be shared, as the disks' base images
+    # are in the cache).
+    instances_dir_override: Path | None = None
+    images_dir_override: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HostConfig:
@@ -137,6 +142,12 @@ class HostConfig:
             credentials_file=Path(get("COMPUTE_CREDENTIALS", str(state_dir / "credentials.json"))).expanduser(),
             migration_address=migration_address,
             live_migration_bandwidth=_non_negative_int(env, "COMPUTE_LIVE_MIGRATION_BANDWIDTH"),
+            instances_dir_override=Path(env["COMPUTE_INSTANCES_DIR"]).expanduser()
+            if env.get("COMPUTE_INSTANCES_DIR", "").strip()
+            else None,
+            images_dir_override=Path(env["COMPUTE_IMAGES_DIR"]).expanduser()
+            if env.get("COMPUTE_IMAGES_DIR", "").strip()
+            else None,
         )
 
     @property
@@ -156,15 +167,17 @@ class HostConfig:
             hosts=(),
             state_dir=self.state_dir / name,
             nfs_mount_point_base=self.state_dir / name / "mnt",
+            instances_dir_override=None,
+            images_dir_override=None,
         )
 
     @property
     def images_dir(self) -> Path:
-        return self.state_dir / "images"
+        return self.images_dir_override or self.state_dir / "images"
 
     @property
     def instances_dir(self) -> Path:
-        return self.state_dir / "instances"
+        return self.instances_dir_override or self.state_dir / "instances"
 
     def instance_dir(self, instance_uuid: str) -> Path:
         return instances_dir_entry(self.instances_dir, instance_uuid)

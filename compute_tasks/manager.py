@@ -476,6 +476,7 @@ class ComputeManager:
                     vnc_host=self.config.vnc_listen,
                     migration_id=request.migration_id,
                     migrate_uri=self.migrate_uri,
+                    instances_dir=str(self.config.instances_dir),
                 )
         self.reporter.action_done(result)
 
@@ -496,7 +497,9 @@ class ComputeManager:
                 self.driver.live_migrate(
                     ref,
                     dest_uri=request.dest_uri,
-                    dest_instances_dir=peer_instances_dir(self.config.instances_dir, self.host, request.dest_host),
+                    dest_instances_dir=Path(request.dest_instances_dir)
+                    if request.dest_instances_dir
+                    else peer_instances_dir(self.config.instances_dir, self.host, request.dest_host),
                     dest_vnc_listen=request.dest_vnc_listen,
                     block_migration=request.block_migration,
                     on_progress=progress.update,

@@ -280,6 +280,7 @@ class ActionResult(Message):
     migration_id: int | None = None  # the migration steps: the migration this result belongs to
     offloaded: bool = False  # shelve: the domain and its files are gone from the host
     migrate_uri: str = ""  # prepare_live_migration: the libvirt URI the source migrates the guest to
+    instances_dir: str = ""  # prepare_live_migration: where the destination keeps its instance directories
 
 
 @dataclass(frozen=True)
@@ -414,6 +415,7 @@ class LiveMigrateRequest(Message):
     dest_vnc_listen: str
     block_migration: bool
     request_id: str = ""
+    dest_instances_dir: str = ""  # as the destination reported it; empty: found from this host's own
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,7 @@ def _prepared(report: rpc.ActionResult) -> None:
             dest_vnc_listen=report.vnc_host or "",
             block_migration=migration.block_migration,
             request_id=report.request_id,
+            dest_instances_dir=report.instances_dir,
         )
         source = migration.source_host.name
         transaction.on_commit(lambda: rpc.live_migrate(source, request))

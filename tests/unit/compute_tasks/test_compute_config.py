@@ -117,3 +117,19 @@ def test_the_live_migration_bandwidth_is_a_limit_in_mib_per_second():
     for bad in ("-1", "fast"):
         with pytest.raises(ConfigError, match="COMPUTE_LIVE_MIGRATION_BANDWIDTH"):
             HostConfig.from_env({"COMPUTE_LIVE_MIGRATION_BANDWIDTH": bad})
+
+
+def test_instances_and_images_may_live_on_shared_storage(tmp_path):
+    config = HostConfig.from_env({"COMPUTE_STATE_DIR": str(tmp_path / "state")})
+    assert (config.instances_dir, config.images_dir) == (
+        tmp_path / "state" / "instances",
+        tmp_path / "state" / "images",
+    )
+    shared = HostConfig.from_env(
+        {
+            "COMPUTE_STATE_DIR": str(tmp_path / "state"),
+            "COMPUTE_INSTANCES_DIR": str(tmp_path / "nfs" / "instances"),
+            "COMPUTE_IMAGES_DIR": str(tmp_path / "nfs" / "images"),
+        }
+    )
+    assert (shared.instances_dir, shared.images_dir) == (tmp_path / "nfs" / "instances", tmp_path / "nfs" / "images")
