@@ -14,6 +14,7 @@ from . import (
     keypairs,
     limits,
     migrations,
+    networks,
     openapi,
     orphans,
     quotas,
@@ -124,6 +125,8 @@ urlpatterns = [
     _api(r"os-quota-sets/(?P<tenant_id>[^/]+)/defaults", quotas.QuotaSetDefaultsView, "quota-set-defaults"),
     _api(r"os-quota-sets/(?P<tenant_id>[^/]+)/detail", quotas.QuotaSetDetailView, "quota-set-detail"),
     _api(r"os-quota-class-sets/(?P<class_name>[^/]+)", quotas.QuotaClassSetView, "quota-class-set"),
+    _api("os-networks", networks.NetworkListView, "networks"),
+    _api(r"os-networks/(?P<network_id>[^/]+)", networks.NetworkView, "network"),
     _api("os-orphan-domains", orphans.OrphanDomainsView, "orphan-domains"),
     path("openapi.json", openapi.OpenAPIView.as_view(), name="compute-openapi"),
 ]

@@ -250,6 +250,9 @@ ENDPOINTS: dict[str, Endpoint] = {
     "usages": Endpoint(f"{V}/os-simple-tenant-usage", {"GET": r("admin")}),
     "console-auth-token": Endpoint(f"{V}/os-console-auth-tokens/nosuchtoken", {"GET": r("admin", admin_codes={404})}),
     "orphan-domains": Endpoint(f"{V}/os-orphan-domains", {"GET": r("admin")}),
+    # The network proxy, until 2.35 (a 404 since).
+    "networks": Endpoint(f"{V}/os-networks", {"GET": r("global", version="2.35")}),
+    "network": Endpoint(f"{V}/os-networks/{{network}}", {"GET": r("global", version="2.35")}),
     # --- image API ------------------------------------------------------------------------------------
     "image-versions": Endpoint("/image/", {"GET": r("public")}),
     "image-versions-explicit": Endpoint("/image/versions", {"GET": r("public")}),
