@@ -19,6 +19,7 @@ from . import (
     orphans,
     quotas,
     scheduler_explain,
+    server_external_events,
     server_groups,
     server_metadata,
     server_migrations,
@@ -127,6 +128,7 @@ urlpatterns = [
     _api(r"os-quota-class-sets/(?P<class_name>[^/]+)", quotas.QuotaClassSetView, "quota-class-set"),
     _api("os-networks", networks.NetworkListView, "networks"),
     _api(r"os-networks/(?P<network_id>[^/]+)", networks.NetworkView, "network"),
+    _api("os-server-external-events", server_external_events.ServerExternalEventsView, "server-external-events"),
     _api("os-orphan-domains", orphans.OrphanDomainsView, "orphan-domains"),
     path("openapi.json", openapi.OpenAPIView.as_view(), name="compute-openapi"),
 ]
