@@ -24,6 +24,7 @@ from . import (
     server_metadata,
     server_migrations,
     server_tags,
+    server_topology,
     servers,
     services,
     usage,
@@ -100,6 +101,7 @@ urlpatterns = [
         "server-metadata-item",
     ),
     _api(r"servers/(?P<server_id>[^/]+)/tags", server_tags.ServerTagsView, "server-tags"),
+    _api(r"servers/(?P<server_id>[^/]+)/topology", server_topology.ServerTopologyView, "server-topology"),
     _api(
         r"servers/(?P<server_id>[^/]+)/os-volume_attachments",
         volume_attachments.VolumeAttachmentListView,

@@ -63,3 +63,18 @@ def test_2_77_a_server_shelved_on_its_host_cannot_change_zone(monkeypatch, membe
     )
     response = action(member, shelved, {"unshelve": {"availability_zone": zone_b}}, "2.77")
     assert response.status_code == 409
+
+
+# --- 2.78: server topology -------------------------------------------------------------------------
+
+
+def test_2_78_topology_is_empty_as_nova_without_numa(monkeypatch, member, admin, stranger):
+    allow_version(monkeypatch, "2.78")
+    server = InstanceFactory(project=member.project, user=member.user)
+    url = f"{BASE}/servers/{server.uuid}/topology"
+    assert member.client.get(url, **v("2.77")).status_code == 404
+    for caller in (member, admin):
+        response = caller.client.get(url, **v("2.78"))
+        assert response.status_code == 200
+        assert response.json() == {"nodes": [], "pagesize_kb": None}
+    assert stranger.client.get(url, **v("2.78")).status_code == 404
