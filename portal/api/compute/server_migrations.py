@@ -11,6 +11,7 @@ from portal.models import Migration
 from portal.services import live_migrations
 from portal.services.lifecycle import StateConflict
 
+from .migrations import owner_fields
 from .servers import get_instance_or_404
 from .times import naive_iso
 
@@ -37,6 +38,8 @@ def progress_view(migration: Migration, version) -> dict:
     }
     if version >= "2.59":
         body["uuid"] = str(migration.uuid)
+    if version >= "2.80":
+        body.update(owner_fields(migration))
     return body
 
 

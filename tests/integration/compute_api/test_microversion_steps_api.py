@@ -4,7 +4,7 @@ hypervisors, 2.92 with key pairs)."""
 
 import pytest
 
-from portal.models import Aggregate, InstanceAction
+from portal.models import Aggregate, InstanceAction, Migration
 from portal.states import TaskState, VmState
 from tests.factories import InstanceFactory
 
@@ -78,3 +78,55 @@ def test_2_78_topology_is_empty_as_nova_without_numa(monkeypatch, member, admin,
         assert response.status_code == 200
         assert response.json() == {"nodes": [], "pagesize_kb": None}
     assert stranger.client.get(url, **v("2.78")).status_code == 404
+
+
+# --- 2.80: who asked for a migration ------------------------------------------------------------------
+
+
+def _migration(instance, user, kind="migration", status="migrating"):
+    flavor = {"flavor_id": "1"}
+    return Migration.objects.create(
+        instance=instance,
+        project=instance.project,
+        user=user,
+        migration_type=kind,
+        status=status,
+        source_host=instance.host,
+        old_flavor=flavor,
+        new_flavor=flavor,
+    )
+
+
+def test_2_80_migrations_show_and_filter_user_and_project(monkeypatch, member, admin, stranger):
+    allow_version(monkeypatch, "2.80")
+    host = ComputeHostFactory()
+    mine = _migration(InstanceFactory(project=member.project, user=member.user, host=host), admin.user)
+    theirs = _migration(InstanceFactory(project=stranger.project, user=stranger.user, host=host), stranger.user)
+    url = f"{BASE}/os-migrations"
+    before = admin.client.get(url, **v("2.79")).json()["migrations"]
+    assert all("user_id" not in m and "project_id" not in m for m in before)
+    rows = {m["uuid"]: m for m in admin.client.get(url, **v("2.80")).json()["migrations"]}
+    assert rows[str(mine.uuid)]["user_id"] == admin.user.username
+    assert rows[str(mine.uuid)]["project_id"] == member.project.pk
+    assert rows[str(theirs.uuid)]["user_id"] == stranger.user.username
+
+    def uuids(query, version="2.80"):
+        return {m["uuid"] for m in admin.client.get(f"{url}?{query}", **v(version)).json()["migrations"]}
+
+    assert uuids(f"user_id={admin.user.username}") == {str(mine.uuid)}
+    assert uuids(f"project_id={stranger.project.pk}") == {str(theirs.uuid)}
+    assert uuids("user_id=nobody-at-all") == set()
+    assert uuids(f"user_id={admin.user.username}", "2.79") == {str(mine.uuid), str(theirs.uuid)}
+
+
+def test_2_80_server_migrations_show_user_and_project(monkeypatch, member, admin):
+    allow_version(monkeypatch, "2.80")
+    server = InstanceFactory(project=member.project, user=member.user, host=ComputeHostFactory())
+    _migration(server, admin.user, kind="live-migration", status="running")
+    url = f"{BASE}/servers/{server.uuid}/migrations"
+    (row,) = admin.client.get(url, **v("2.80")).json()["migrations"]
+    assert (row["user_id"], row["project_id"]) == (admin.user.username, member.project.pk)
+    shown = admin.client.get(f"{url}/{row['id']}", **v("2.80")).json()["migration"]
+    assert shown["user_id"] == admin.user.username
+    (old,) = admin.client.get(url, **v("2.79")).json()["migrations"]
+    assert "user_id" not in old
