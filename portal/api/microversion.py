@@ -46,7 +46,7 @@ def _coerce(value) -> APIVersion:
 
 
 MIN_VERSION = APIVersion("2.1")
-MAX_VERSION = APIVersion("2.75")
+MAX_VERSION = APIVersion("2.80")
 
 
 def requested_text(meta) -> str | None:

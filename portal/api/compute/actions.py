@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
 from portal.api.errors import APIError, BadRequest, Conflict, Forbidden, NotFound
+from portal.selectors.availability_zones import available_zone_names, default_zone
 from portal.selectors.flavors import flavor_get
 from portal.selectors.images import image_get
 from portal.selectors.keypairs import keypair_get
@@ -222,10 +223,21 @@ class ServerActionView(ComputeAPIView):
         return Response(status=202)
 
     def action_unshelve(self, request, instance, args):
-        # The availability zone (2.77) and host (2.91) arguments come with those microversions.
-        if args not in (None, {}):
+        # An offloaded server may be unshelved into another availability zone from 2.77.
+        zone = None
+        if args is not None and request.api_version >= "2.77":
+            if not isinstance(args, dict) or set(args) != {"availability_zone"}:
+                raise BadRequest(
+                    "Invalid input for field/attribute unshelve. Value: must be null or {'availability_zone': <name>}."
+                )
+            zone = args["availability_zone"]
+            if not isinstance(zone, str) or not zone.strip() or len(zone) > 255:
+                raise BadRequest("Invalid input for field/attribute availability_zone: must be a zone's name.")
+            if zone != default_zone() and zone not in available_zone_names():
+                raise BadRequest(f"The requested availability zone is not available: {zone[:64]}")
+        elif args not in (None, {}):
             raise BadRequest("Invalid input for field/attribute unshelve. Value: must be null.")
-        shelving.instance_unshelve(ctx=self.ctx, instance=instance)
+        shelving.instance_unshelve(ctx=self.ctx, instance=instance, availability_zone=zone)
         return Response(status=202)
 
     def action_rescue(self, request, instance, args):

@@ -3,7 +3,8 @@
 Filters: ``host`` (source or destination), ``source_compute``, ``status``, ``instance_uuid``,
 ``migration_type`` (``resize``, ``migration``); ``hidden`` is accepted and ignored (nothing is hidden).
 From 2.23 each row has ``migration_type``; from 2.59 ``uuid``, ``limit``/``marker`` (a migration's
-uuid) and ``changes-since``; from 2.66 ``changes-before``.
+uuid) and ``changes-since``; from 2.66 ``changes-before``; from 2.80 ``user_id`` and ``project_id``, as
+rows and filters (the user who asked for the move, and the server's project).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rest_framework.response import Response
 from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest
 from portal.models import Migration
+from portal.selectors.users import api_user_id, user_by_api_id
 
 from .links import collection_next
 from .params import paginate
@@ -57,14 +59,21 @@ def migration_view(migration: Migration, version) -> dict:
         body["migration_type"] = migration.migration_type
     if version >= "2.59":
         body["uuid"] = str(migration.uuid)
+    if version >= "2.80":
+        body.update(owner_fields(migration))
     return body
+
+
+def owner_fields(migration: Migration) -> dict:
+    """2.80: who asked for the move, and the project of the server moved."""
+    return {"user_id": api_user_id(migration.user), "project_id": migration.project_id}
 
 
 class MigrationListView(ComputeAPIView):
     def get(self, request):
         self.require_admin()
         version = request.api_version
-        query = Migration.objects.select_related("instance", "source_host", "dest_host")
+        query = Migration.objects.select_related("instance", "source_host", "dest_host", "user")
         for param, field in _FILTERS.items():
             value = request.GET.get(param)
             if value:
@@ -78,6 +87,12 @@ class MigrationListView(ComputeAPIView):
             since = _time_param(request, "changes-since")
             if since is not None:
                 query = query.filter(updated_at__gte=since)
+        if version >= "2.80":
+            if request.GET.get("user_id"):
+                user = user_by_api_id(request.GET["user_id"])
+                query = query.filter(user=user) if user is not None else query.none()
+            if request.GET.get("project_id"):
+                query = query.filter(project_id=request.GET["project_id"])
         if version >= "2.66":
             before = _time_param(request, "changes-before")
             if before is not None:

@@ -8,6 +8,8 @@ import re
 
 from rest_framework import serializers
 
+from .networks import servers_network_id
+
 _NAME_RE = re.compile(r"^\S(.*\S)?$", re.DOTALL)
 
 
@@ -197,9 +199,7 @@ class ServerCreateSerializer(VersionedSerializer):
         if isinstance(value, list):
             if not value:
                 return "none"
-            raise serializers.ValidationError(
-                "only 'auto' and 'none' are supported: this cloud has no network service to attach ports from"
-            )
+            return _one_network(value)
         raise serializers.ValidationError("must be 'auto', 'none' or a list of networks")
 
     def validate_user_data(self, value):
@@ -376,3 +376,23 @@ class EvacuateSerializer(serializers.Serializer):
     onSharedStorage = serializers.BooleanField(required=False)  # noqa: N815 - until 2.14
     adminPass = serializers.CharField(required=False, max_length=255, trim_whitespace=False)  # noqa: N815
     force = serializers.BooleanField(required=False)
+
+
+def _one_network(requested: list) -> str:
+    """A list naming the servers' one network (``os-networks``) by ``uuid`` is that NIC, as ``auto``; this
+    cloud has no network service to attach ports or other networks from."""
+    for entry in requested:
+        if not isinstance(entry, dict):
+            raise serializers.ValidationError("each network must be an object")
+        unknown = sorted(set(entry) - {"uuid", "port", "fixed_ip", "tag"})
+        if unknown:
+            raise serializers.ValidationError(f"additional properties are not allowed ({', '.join(unknown)})")
+        if entry.get("port") or entry.get("fixed_ip"):
+            raise serializers.ValidationError(
+                "ports and fixed addresses need a network service, which this cloud does not have"
+            )
+        if entry.get("uuid") != servers_network_id():
+            raise serializers.ValidationError(f"Network {str(entry.get('uuid'))[:64]} could not be found.")
+    if len(requested) > 1:
+        raise serializers.ValidationError("a server has one NIC here: name the network once")
+    return "auto"

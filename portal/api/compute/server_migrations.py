@@ -12,6 +12,7 @@ from portal.services import live_migrations
 from portal.services.lifecycle import StateConflict
 from portal.states import TaskState
 
+from .migrations import owner_fields
 from .servers import get_instance_or_404
 from .times import naive_iso
 
@@ -38,6 +39,8 @@ def progress_view(migration: Migration, version) -> dict:
     }
     if version >= "2.59":
         body["uuid"] = str(migration.uuid)
+    if version >= "2.80":
+        body.update(owner_fields(migration))
     return body
 
 

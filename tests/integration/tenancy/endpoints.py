@@ -250,6 +250,14 @@ ENDPOINTS: dict[str, Endpoint] = {
     "usages": Endpoint(f"{V}/os-simple-tenant-usage", {"GET": r("admin")}),
     "console-auth-token": Endpoint(f"{V}/os-console-auth-tokens/nosuchtoken", {"GET": r("admin", admin_codes={404})}),
     "orphan-domains": Endpoint(f"{V}/os-orphan-domains", {"GET": r("admin")}),
+    "server-topology": Endpoint(f"{V}/servers/{{server}}/topology", OWNED_GET),
+    "server-external-events": Endpoint(
+        f"{V}/os-server-external-events",
+        {"POST": r("admin", body=lambda w: {"events": [{"name": "network-changed", "server_uuid": w.ids["server"]}]})},
+    ),
+    # The network proxy, until 2.35 (a 404 since).
+    "networks": Endpoint(f"{V}/os-networks", {"GET": r("global", version="2.35")}),
+    "network": Endpoint(f"{V}/os-networks/{{network}}", {"GET": r("global", version="2.35")}),
     # --- image API ------------------------------------------------------------------------------------
     "image-versions": Endpoint("/image/", {"GET": r("public")}),
     "image-versions-explicit": Endpoint("/image/versions", {"GET": r("public")}),

@@ -22,6 +22,7 @@ from django.urls.resolvers import URLResolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from portal.api.compute.networks import servers_network_id
 from portal.models import Aggregate, ComputeHost, InstanceAction, InstanceTag, Keypair, Role, ServerGroup
 from tests.conftest import Caller
 from tests.factories import FlavorFactory, ImageFactory, InstanceFactory
@@ -143,6 +144,7 @@ def world(db, settings, tmp_path) -> World:
         "host_uuid": str(host.uuid),
         "host_name": host.name,
         "owner_id": owner.user.username,
+        "network": servers_network_id(),
     }
     secrets = [str(server.uuid), str(image.id), "a-secret-key", str(group.uuid), "a-secret-server"]
     return World(owner, reader, stranger, admin, ids, secrets, public_image=str(public_image.id))
