@@ -250,6 +250,26 @@ ENDPOINTS: dict[str, Endpoint] = {
     "usages": Endpoint(f"{V}/os-simple-tenant-usage", {"GET": r("admin")}),
     "console-auth-token": Endpoint(f"{V}/os-console-auth-tokens/nosuchtoken", {"GET": r("admin", admin_codes={404})}),
     "orphan-domains": Endpoint(f"{V}/os-orphan-domains", {"GET": r("admin")}),
+    "migrations": Endpoint(f"{V}/os-migrations", {"GET": r("admin")}),
+    "server-migrations": Endpoint(f"{V}/servers/{{server}}/migrations", {"GET": r("admin")}),
+    # No migration runs in the world: an admin gets past policy to a 404.
+    "server-migration": Endpoint(
+        f"{V}/servers/{{server}}/migrations/1",
+        {"GET": r("admin", admin_codes={404}), "DELETE": r("admin", admin_codes={404, 409})},
+    ),
+    "server-migration-action": Endpoint(
+        f"{V}/servers/{{server}}/migrations/1/action",
+        {"POST": r("admin", body=lambda w: {"force_complete": None}, admin_codes={404, 409})},
+    ),
+    # A drain of a host that does not exist: past policy to a 404, so no host of the world is disabled.
+    "host-drains": Endpoint(
+        f"{V}/os-host-drains",
+        {"GET": r("admin"), "POST": r("admin", body=lambda w: {"drain": {"host": "no-such-host"}}, admin_codes={404})},
+    ),
+    "host-drain": Endpoint(
+        f"{V}/os-host-drains/00000000-0000-0000-0000-000000000000",
+        {"GET": r("admin", admin_codes={404}), "DELETE": r("admin", admin_codes={404})},
+    ),
     "server-topology": Endpoint(f"{V}/servers/{{server}}/topology", OWNED_GET),
     "server-external-events": Endpoint(
         f"{V}/os-server-external-events",
