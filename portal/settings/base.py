@@ -283,6 +283,10 @@ SCHEDULER = {
     "DISK_ALLOCATION_RATIO": float(env("DISK_ALLOCATION_RATIO", "1.0")),
     "RESERVED_HOST_MEMORY_MB": env_int("RESERVED_HOST_MEMORY_MB", 0),
     "MAX_ALTERNATES": env_int("SCHEDULER_MAX_ALTERNATES", 2),
+    # Seconds a conductor process decides on the hosts' rows (capacity, liveness, aggregates) it read
+    # before, instead of reading every host for every decision; usage is always read fresh, and a claim
+    # re-checks the chosen hosts under their row locks. 0 reads every host for every decision.
+    "HOST_STATE_MAX_AGE": float(env("SCHEDULER_HOST_STATE_MAX_AGE", "3")),
 }
 
 CONSOLE = {
