@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -169,12 +170,13 @@ class Cloud:
         """User and system CPU so far of each process group the cloud started, PostgreSQL's included.
 
         A group's leader counts its own time and that of the children it reaped (``cutime``/``cstime``):
-        gunicorn's and Celery's restarted children, PostgreSQL's ended backends.
+        gunicorn's and Celery's restarted children, PostgreSQL's ended backends. PostgreSQL's children
+        each lead a session of their own, so they are found by their parent, the postmaster.
         """
         groups = {proc.pid: name for name, proc in self.named.items()}
         if self.postgres.process is not None:
             groups[self.postgres.process.pid] = "postgres"
-        ticks = dict.fromkeys(groups.values(), 0)
+        processes = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -182,12 +184,24 @@ class Cloud:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            name = groups.get(int(fields[2]))  # the process group id
+            # pid, parent, process group, utime + stime + cutime + cstime
+            processes.append((int(entry.name), int(fields[1]), int(fields[2]), sum(int(v) for v in fields[11:15])))
+        owner = {pid: groups[pgid] for pid, _parent, pgid, _ticks in processes if pgid in groups}
+        ticks = dict.fromkeys(groups.values(), 0)
+        for pid, parent, _pgid, count in processes:
+            name = owner.get(pid) or (owner.get(parent) if owner.get(parent) == "postgres" else None)
             if name is not None:
-                ticks[name] += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+                ticks[name] += count
         return {name: count / os.sysconf("SC_CLK_TCK") for name, count in ticks.items()}
 
+    def log_tail(self, name: str, chars: int = 4000) -> str:
+        path = self.work / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
     def stop(self) -> None:
+        if sys.exc_info()[0] is not None:  # stopped by a failure: say what the processes said
+            for name in self.named:
+                print(f"===== {name} =====\n{self.log_tail(name)}", file=sys.stderr)
         for proc in self.named.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
