@@ -22,7 +22,7 @@ from portal.models import Instance, InstanceTag
 from portal.selectors.volumes import shown_mappings
 from portal.states import VmState, states_for_status
 
-from .instances import instances_visible
+from .instances import instances_visible, with_latest_faults
 
 
 class InvalidQuery(Exception):
@@ -267,4 +267,4 @@ def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bo
     except DatabaseError:
         # A pattern the database's regular expressions do not accept (they differ from Python's).
         raise InvalidQuery("Invalid regular expression in a filter.") from None
-    return page[: q.limit], len(page) > q.limit
+    return with_latest_faults(page[: q.limit]), len(page) > q.limit

@@ -329,6 +329,9 @@ IDENTITY = {
     # it deletes the entry, which with a per-process cache reaches only the process that revoked it, so this
     # bounds how long a token revoked elsewhere keeps working. A shared cache (CACHE_URL) makes it immediate.
     "TOKEN_CACHE_TTL": env_int("IDENTITY_TOKEN_CACHE_TTL", 60),
+    # The compute and image APIs keep a validated token's user, project and role in the process for this
+    # long (docs/identity.md): a change to them reaches those APIs within it. 0 reads them every request.
+    "PRINCIPAL_CACHE_TTL": env_int("IDENTITY_PRINCIPAL_CACHE_TTL", 10),
     "REGION_NAME": env("IDENTITY_REGION_NAME", "RegionOne"),
 }
 
