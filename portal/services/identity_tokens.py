@@ -36,6 +36,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from portal.auth.context import forget_recent_identities
 from portal.models import ApplicationCredential, IdentityToken, Membership, Project, Role, secret_hash
 
 ROLE_ORDER = (Role.READER, Role.MEMBER, Role.ADMIN)
@@ -260,7 +261,13 @@ def token_revoke(*, secret: str) -> bool:
 
 
 def identity_tokens_revoke(*, user: AbstractBaseUser | None = None, project: Project | None = None) -> int:
-    """Revokes the tokens of ``user`` (in ``project`` only, when given), or of everyone in ``project``."""
+    """Revokes the tokens of ``user`` (in ``project`` only, when given), or of everyone in ``project``.
+
+    Called for every change to a user, project or membership: what this process keeps of identities for
+    password and session callers is read again too, now and once committed."""
+    for forget in (forget_recent_identities, recent_principals.clear):
+        forget()
+        transaction.on_commit(forget)
     tokens = IdentityToken.objects.all()
     if user is not None:
         tokens = tokens.filter(user=user)
