@@ -164,6 +164,8 @@ class _HostRows:
     def __init__(self) -> None:
         self.read_at = float("-inf")
         self.by_pk: dict[int, dict[str, Any]] = {}
+        # Each host's snapshot when it holds nothing: most hosts of a large fleet, reused as they are.
+        self.idle: dict[int, HostState] = {}
 
     def fresh_enough(self, max_age: float) -> bool:
         return max_age > 0 and time.monotonic() - self.read_at <= max_age
@@ -171,6 +173,7 @@ class _HostRows:
     def forget(self) -> None:
         self.read_at = float("-inf")
         self.by_pk = {}
+        self.idle = {}
 
 
 _host_rows = _HostRows()
@@ -248,12 +251,15 @@ def host_state_snapshots(
         # A request that names its host is decided on that host alone: no need to read the others.
         named_ids = ComputeHost.objects.filter(name=host_name).values_list("pk", flat=True)
         host_ids = [pk for pk in named_ids if host_ids is None or pk in host_ids]
+    idle: dict[int, HostState] = {}
     if recent and host_ids is None:
         if not _host_rows.fresh_enough(settings.SCHEDULER["HOST_STATE_MAX_AGE"]):
             read_at = time.monotonic()
             _host_rows.by_pk = _static_host_fields()
+            _host_rows.idle = {}
             _host_rows.read_at = read_at
         static = _host_rows.by_pk
+        idle = _host_rows.idle
     else:
         static = _static_host_fields(host_ids)
     usage = claimed_usage(host_ids)
@@ -261,7 +267,16 @@ def host_state_snapshots(
     snapshots = []
     no_usage: dict[str, int] = {}
     for pk, fields in static.items():
-        used = usage.get(pk) or no_usage
+        used = usage.get(pk)
+        if used is None and pk not in named:
+            snapshot = idle.get(pk)
+            if snapshot is None:
+                snapshot = idle[pk] = HostState(
+                    **fields, vcpus_used=0, memory_mb_used=0, disk_gb_used=0, num_instances=0
+                )
+            snapshots.append(snapshot)
+            continue
+        used = used or no_usage
         snapshots.append(
             HostState(
                 **fields,

@@ -242,6 +242,20 @@ def _after(columns: list[tuple[str, bool, bool]], marker: Instance) -> Q:
     return after
 
 
+# Columns no view of a server shows (each would be read and decoded for every server of a page).
+_NOT_SHOWN = (
+    "scheduler_hints",
+    "attempted_hosts",
+    "key_data",
+    "host__orphan_domains",
+    "host__volume_connector",
+    "host__uptime",
+    "flavor__extra_specs",
+    "flavor__description",
+    "user__password",
+)
+
+
 def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bool]:
     """One page of servers and whether more follow it."""
     rows = _filtered(ctx, q)
@@ -257,9 +271,13 @@ def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bo
         if marker is None:
             raise InvalidQuery(f"marker [{q.marker[:64]}] not found")
         rows = rows.filter(_after(columns, marker))
-    rows = rows.order_by(*_order(columns)).prefetch_related(
-        Prefetch("tags", queryset=InstanceTag.objects.order_by("tag"), to_attr="tag_list"),
-        Prefetch("block_devices", queryset=shown_mappings(), to_attr="volume_list"),
+    rows = (
+        rows.order_by(*_order(columns))
+        .defer(*_NOT_SHOWN)
+        .prefetch_related(
+            Prefetch("tags", queryset=InstanceTag.objects.order_by("tag"), to_attr="tag_list"),
+            Prefetch("block_devices", queryset=shown_mappings(), to_attr="volume_list"),
+        )
     )
     try:
         with transaction.atomic():
