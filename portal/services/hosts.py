@@ -119,7 +119,14 @@ def _sync_power_states(host: ComputeHost, beat: rpc.Heartbeat) -> None:
         vm_state__in=[VmState.ACTIVE, VmState.STOPPED],
         updated_at__lt=sent_at,
     )
-    for instance in idle:
+    # Nearly every beat finds every idle instance as it was recorded: read the power states alone, and
+    # whole rows only for the instances that differ.
+    differing = [
+        pk
+        for pk, instance_uuid, power_state in idle.values_list("pk", "uuid", "power_state")
+        if reported.get(str(instance_uuid), PowerState.NOSTATE) != power_state
+    ]
+    for instance in idle.filter(pk__in=differing) if differing else ():
         power = reported.get(str(instance.uuid), PowerState.NOSTATE)
         if power == instance.power_state:
             continue
