@@ -54,6 +54,34 @@ WORKER_PUBLISH_RETRY_POLICY = {"max_retries": 45, "interval_start": 0, "interval
 
 
 @signals.worker_init.connect
+def _keep_database_connections(sender=None, **_):
+    """Connections live as ``CONN_MAX_AGE`` and ``CONN_HEALTH_CHECKS`` say, across tasks, as across requests.
+
+    Celery's Django fixup closes every connection before and after each task, so each task (every
+    heartbeat among them) paid for a new PostgreSQL backend. Its receivers are swapped here, once the
+    fixup has installed them for this worker, for Django's own ``close_old_connections``: a connection
+    past its age, or one left unusable by an error, is closed; a broken one is found by the health check
+    when the next task uses it, and replaced. A forked child still drops what it inherited (the fixup's
+    ``worker_process_init`` stays)."""
+    for fixup in getattr(app, "_fixups", ()):
+        worker_fixup = getattr(fixup, "_worker_fixup", None)
+        if worker_fixup is None or getattr(worker_fixup, "worker", None) is not sender:
+            continue
+        signals.task_prerun.disconnect(worker_fixup.on_task_prerun)
+        signals.task_postrun.disconnect(worker_fixup.on_task_postrun)
+        signals.task_prerun.connect(_close_old_connections, weak=False)
+        signals.task_postrun.connect(_close_old_connections, weak=False)
+
+
+def _close_old_connections(sender=None, **_):
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # an eager task shares its caller's connection and transaction
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
+@signals.worker_init.connect
 def _patient_publishing(**_):
     app.conf.task_publish_retry_policy = WORKER_PUBLISH_RETRY_POLICY
     app.conf.broker_transport_options = {**(app.conf.broker_transport_options or {}), "connect_retries_timeout": 40}

@@ -91,6 +91,10 @@ class ForeignDomain(DriverError):
 
 
 class LibvirtDriver(LibvirtMoves, ComputeDriver):
+    # The host's CPU architecture, read once from its capabilities: every heartbeat reports it, and it
+    # cannot change while the worker runs (re-reading and parsing the capabilities XML was most of a beat).
+    _cpu_arch: str | None = None
+
     def __init__(
         self,
         *,
@@ -512,15 +516,16 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
     def host_resources(self) -> HostResources:
         def resources(conn: libvirt.virConnect) -> HostResources:
             _model, memory_mb, cpus, *_ = conn.getInfo()
-            caps = ET.fromstring(conn.getCapabilities())  # noqa: S314 - libvirt's own output
-            arch = caps.findtext("./host/cpu/arch") or "unknown"
+            if self._cpu_arch is None:
+                caps = ET.fromstring(conn.getCapabilities())  # noqa: S314 - libvirt's own output
+                self._cpu_arch = caps.findtext("./host/cpu/arch") or "unknown"
             return HostResources(
                 vcpus=int(cpus),
                 memory_mb=int(memory_mb),
                 disk_gb=self._disk_gb(),
                 hypervisor_type=conn.getType(),
                 hypervisor_version=int(conn.getVersion()),
-                cpu_arch=arch,
+                cpu_arch=self._cpu_arch,
             )
 
         return self._call("reading host resources", resources, retry=True)

@@ -11,7 +11,7 @@ from portal.auth.context import (
     ProjectMismatch,
     ProjectScopedToken,
     RequestContext,
-    resolve_context,
+    resolve_context_recent,
     token_context,
 )
 
@@ -43,7 +43,7 @@ class ProjectAPIView(APIView):
                 scope = request.auth
                 self.ctx = token_context(request.user, scope.project, scope.role, self.project_hint)
             else:
-                self.ctx = resolve_context(request.user, project_id)
+                self.ctx = resolve_context_recent(request.user, project_id)
         except ProjectMismatch as exc:
             raise BadRequest(str(exc)) from None
         except NoProject as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from functools import total_ordering
 
@@ -42,7 +43,14 @@ class APIVersion:
 
 
 def _coerce(value) -> APIVersion:
-    return value if isinstance(value, APIVersion) else APIVersion(value)
+    return value if isinstance(value, APIVersion) else _parsed(value)
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(text: str) -> APIVersion:
+    # The views compare the request's version with a literal ("2.47") for every attribute of every
+    # server they show: each literal is parsed once per process, not once per comparison.
+    return APIVersion(text)
 
 
 MIN_VERSION = APIVersion("2.1")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from portal.models import Membership, Project, Role
@@ -74,3 +78,69 @@ def token_context(user: AbstractBaseUser, project: Project, role: str, project_i
             f"'{project.pk}'"
         )
     return RequestContext(user=user, project=project, role=role)
+
+
+class _RecentScopes:
+    """The project and role ``resolve_context`` found for a user (and the project asked for), kept in this
+    process for a few seconds: bounded, thread-safe."""
+
+    def __init__(self, max_entries: int = 4096):
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[object, str], tuple[Project, str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, str]) -> tuple[Project, str] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            project, role, until = entry
+            if until < time.monotonic():
+                del self._entries[key]
+                return None
+            return project, role
+
+    def put(self, key: tuple[object, str], project: Project, role: str, ttl: float) -> None:
+        with self._lock:
+            self._entries[key] = (project, role, time.monotonic() + ttl)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+recent_scopes = _RecentScopes()
+
+# Bumped by every change to users, projects or memberships made in this process, so that what this
+# process keeps of identities is read again at once here (other processes: within the TTL).
+_identity_generation = [0]
+
+
+def identity_generation() -> int:
+    return _identity_generation[0]
+
+
+def forget_recent_identities() -> None:
+    recent_scopes.clear()
+    _identity_generation[0] += 1
+
+
+def resolve_context_recent(user: AbstractBaseUser, project_id: str | None = None) -> RequestContext:
+    """``resolve_context`` for the compute and image APIs' password and session callers: the project and
+    role found at most ``IDENTITY['PRINCIPAL_CACHE_TTL']`` seconds ago in this process (as for a token's),
+    so a client polling its server is not re-read from the database on every request. A refusal is never
+    kept: a membership added counts at once, one removed within that time."""
+    ttl = settings.IDENTITY["PRINCIPAL_CACHE_TTL"]
+    if ttl <= 0:
+        return resolve_context(user, project_id)
+    key = (user.pk, project_id or "")
+    found = recent_scopes.get(key)
+    if found is not None:
+        project, role = found
+        return RequestContext(user=user, project=project, role=role)
+    ctx = resolve_context(user, project_id)
+    recent_scopes.put(key, ctx.project, ctx.role, ttl)
+    return ctx

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rest_framework import authentication, exceptions
 
 from portal.models import Project
-from portal.services.identity_tokens import TokenPrincipal, token_validate
+from portal.services.identity_tokens import TokenPrincipal, token_validate, token_validate_recent
 
 from . import keystone
 from .context import ProjectScopedToken
@@ -37,7 +37,7 @@ class LocalTokenAuthentication(authentication.BaseAuthentication):
         token = request.headers.get(TOKEN_HEADER)
         if not token or not local_tokens_enabled():
             return None
-        principal = token_validate(token)
+        principal = token_validate_recent(token)
         if principal is None:
             raise exceptions.AuthenticationFailed(UNAUTHENTICATED)
         if principal.project is None:

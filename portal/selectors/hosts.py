@@ -160,68 +160,134 @@ def _valid_uuids(values: Iterable[str]) -> list[str]:
     return valid
 
 
-def host_state_snapshots(
-    *, instance_uuids: Iterable[str] = (), host_ids: Sequence[int] | None = None, host_name: str | None = None
-) -> list[HostState]:
-    """Every host (or the given ones, or the one named ``host_name``) as the scheduler sees it, in name order.
+class _HostRows:
+    """What a conductor process last read of every host: each host's part of its snapshot that does not
+    depend on usage (capacity, liveness, ratios, aggregates), and when it was read."""
 
-    ``instance_uuids`` are the instances the request names in its hints; each snapshot's
-    ``instance_uuids`` holds those of them on the host.
-    """
-    if host_name is not None:
-        # A request that names its host is decided on that host alone: no need to read the others.
-        named_ids = ComputeHost.objects.filter(name=host_name).values_list("pk", flat=True)
-        host_ids = [pk for pk in named_ids if host_ids is None or pk in host_ids]
+    def __init__(self) -> None:
+        self.read_at = float("-inf")
+        self.by_pk: dict[int, dict[str, Any]] = {}
+        # Each host's snapshot when it holds nothing: most hosts of a large fleet, reused as they are.
+        self.idle: dict[int, HostState] = {}
+
+    def fresh_enough(self, max_age: float) -> bool:
+        return max_age > 0 and time.monotonic() - self.read_at <= max_age
+
+    def forget(self) -> None:
+        self.read_at = float("-inf")
+        self.by_pk = {}
+        self.idle = {}
+
+
+_host_rows = _HostRows()
+
+
+def forget_host_rows() -> None:
+    """Read every host again at the next decision (a claim found the hosts' picture out of date)."""
+    _host_rows.forget()
+
+
+def _static_host_fields(host_ids=None) -> dict[int, dict[str, Any]]:
+    """Each host's snapshot fields that do not depend on its usage, in name order (three queries)."""
     conf = settings.SCHEDULER
     default_zone = settings.CLOUD["DEFAULT_AVAILABILITY_ZONE"]
     hosts = ComputeHost.objects.order_by("name")
     if host_ids is not None:
         hosts = hosts.filter(pk__in=host_ids)
     rows = list(hosts.values_list(*_HOST_FIELDS))
-    usage = claimed_usage(host_ids)
     aggregates = _aggregates_by_host(host_ids)
-    named = _named_instances(instance_uuids, host_ids)
-    snapshots = []
     no_aggregates: list[tuple[str, dict[str, Any]]] = []
+    static = {}
     for row in rows:
         fields = dict(zip(_HOST_FIELDS, row, strict=True))
-        pk = fields["pk"]
-        used = usage.get(pk) or {}
-        host_aggregates = aggregates.get(pk, no_aggregates)
+        host_aggregates = aggregates.get(fields["pk"], no_aggregates)
         metadata = aggregate_rules.merge_metadata(meta for _, meta in host_aggregates)
         heartbeat = fields["last_heartbeat"]
+        static[fields["pk"]] = {
+            "host": fields["name"],
+            "enabled": fields["enabled"],
+            "disabled_reason": fields["disabled_reason"],
+            "last_heartbeat": None if fields["forced_down"] or heartbeat is None else heartbeat.timestamp(),
+            "vcpus_total": fields["vcpus"],
+            "memory_mb_total": fields["memory_mb"],
+            "disk_gb_total": fields["disk_gb"],
+            "cpu_allocation_ratio": aggregate_rules.allocation_ratio(
+                fields["cpu_allocation_ratio"], metadata, "cpu_allocation_ratio", conf["CPU_ALLOCATION_RATIO"]
+            ),
+            "ram_allocation_ratio": aggregate_rules.allocation_ratio(
+                fields["ram_allocation_ratio"], metadata, "ram_allocation_ratio", conf["RAM_ALLOCATION_RATIO"]
+            ),
+            "disk_allocation_ratio": aggregate_rules.allocation_ratio(
+                fields["disk_allocation_ratio"], metadata, "disk_allocation_ratio", conf["DISK_ALLOCATION_RATIO"]
+            ),
+            "reserved_host_memory_mb": conf["RESERVED_HOST_MEMORY_MB"],
+            "availability_zone": aggregate_rules.availability_zone(metadata, default_zone),
+            "aggregates": tuple(sorted(name for name, _ in host_aggregates)),
+            "aggregate_metadata": metadata,
+            "hypervisor_type": fields["hypervisor_type"],
+            "hypervisor_version": fields["hypervisor_version"],
+            "cpu_arch": fields["cpu_arch"],
+            "failed_builds": fields["failed_builds"],
+            "max_instances": aggregate_rules.max_instances(metadata),
+        }
+    return static
+
+
+def host_state_snapshots(
+    *,
+    instance_uuids: Iterable[str] = (),
+    host_ids: Sequence[int] | None = None,
+    host_name: str | None = None,
+    recent: bool = False,
+) -> list[HostState]:
+    """Every host (or the given ones, or the one named ``host_name``) as the scheduler sees it, in name order.
+
+    ``instance_uuids`` are the instances the request names in its hints; each snapshot's
+    ``instance_uuids`` holds those of them on the host.
+
+    ``recent``: for every host, the hosts' rows may be those this process read up to
+    ``SCHEDULER['HOST_STATE_MAX_AGE']`` seconds ago (a decision, never a claim: a claim re-checks its
+    hosts with ``recent=False`` under their row locks). What the hosts hold (claimed usage, moves'
+    claims, where named instances are) is read now, always.
+    """
+    if host_name is not None:
+        # A request that names its host is decided on that host alone: no need to read the others.
+        named_ids = ComputeHost.objects.filter(name=host_name).values_list("pk", flat=True)
+        host_ids = [pk for pk in named_ids if host_ids is None or pk in host_ids]
+    idle: dict[int, HostState] = {}
+    if recent and host_ids is None:
+        if not _host_rows.fresh_enough(settings.SCHEDULER["HOST_STATE_MAX_AGE"]):
+            read_at = time.monotonic()
+            _host_rows.by_pk = _static_host_fields()
+            _host_rows.idle = {}
+            _host_rows.read_at = read_at
+        static = _host_rows.by_pk
+        idle = _host_rows.idle
+    else:
+        static = _static_host_fields(host_ids)
+    usage = claimed_usage(host_ids)
+    named = _named_instances(instance_uuids, host_ids)
+    snapshots = []
+    no_usage: dict[str, int] = {}
+    for pk, fields in static.items():
+        used = usage.get(pk)
+        if used is None and pk not in named:
+            snapshot = idle.get(pk)
+            if snapshot is None:
+                snapshot = idle[pk] = HostState(
+                    **fields, vcpus_used=0, memory_mb_used=0, disk_gb_used=0, num_instances=0
+                )
+            snapshots.append(snapshot)
+            continue
+        used = used or no_usage
         snapshots.append(
             HostState(
-                host=fields["name"],
-                enabled=fields["enabled"],
-                disabled_reason=fields["disabled_reason"],
-                last_heartbeat=None if fields["forced_down"] or heartbeat is None else heartbeat.timestamp(),
-                vcpus_total=fields["vcpus"],
+                **fields,
                 vcpus_used=used.get("vcpus") or 0,
-                memory_mb_total=fields["memory_mb"],
                 memory_mb_used=used.get("memory_mb") or 0,
-                disk_gb_total=fields["disk_gb"],
                 disk_gb_used=used.get("disk_gb") or 0,
-                cpu_allocation_ratio=aggregate_rules.allocation_ratio(
-                    fields["cpu_allocation_ratio"], metadata, "cpu_allocation_ratio", conf["CPU_ALLOCATION_RATIO"]
-                ),
-                ram_allocation_ratio=aggregate_rules.allocation_ratio(
-                    fields["ram_allocation_ratio"], metadata, "ram_allocation_ratio", conf["RAM_ALLOCATION_RATIO"]
-                ),
-                disk_allocation_ratio=aggregate_rules.allocation_ratio(
-                    fields["disk_allocation_ratio"], metadata, "disk_allocation_ratio", conf["DISK_ALLOCATION_RATIO"]
-                ),
-                reserved_host_memory_mb=conf["RESERVED_HOST_MEMORY_MB"],
                 num_instances=used.get("count") or 0,
-                availability_zone=aggregate_rules.availability_zone(metadata, default_zone),
-                aggregates=tuple(sorted(name for name, _ in host_aggregates)),
-                aggregate_metadata=metadata,
-                hypervisor_type=fields["hypervisor_type"],
-                hypervisor_version=fields["hypervisor_version"],
-                cpu_arch=fields["cpu_arch"],
                 instance_uuids=named.get(pk, frozenset()),
-                failed_builds=fields["failed_builds"],
-                max_instances=aggregate_rules.max_instances(metadata),
             )
         )
     return snapshots

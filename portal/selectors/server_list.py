@@ -22,7 +22,7 @@ from portal.models import Instance, InstanceTag
 from portal.selectors.volumes import shown_mappings
 from portal.states import VmState, states_for_status
 
-from .instances import instances_visible
+from .instances import instances_visible, with_latest_faults
 
 
 class InvalidQuery(Exception):
@@ -242,6 +242,20 @@ def _after(columns: list[tuple[str, bool, bool]], marker: Instance) -> Q:
     return after
 
 
+# Columns no view of a server shows (each would be read and decoded for every server of a page).
+_NOT_SHOWN = (
+    "scheduler_hints",
+    "attempted_hosts",
+    "key_data",
+    "host__orphan_domains",
+    "host__volume_connector",
+    "host__uptime",
+    "flavor__extra_specs",
+    "flavor__description",
+    "user__password",
+)
+
+
 def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bool]:
     """One page of servers and whether more follow it."""
     rows = _filtered(ctx, q)
@@ -257,9 +271,13 @@ def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bo
         if marker is None:
             raise InvalidQuery(f"marker [{q.marker[:64]}] not found")
         rows = rows.filter(_after(columns, marker))
-    rows = rows.order_by(*_order(columns)).prefetch_related(
-        Prefetch("tags", queryset=InstanceTag.objects.order_by("tag"), to_attr="tag_list"),
-        Prefetch("block_devices", queryset=shown_mappings(), to_attr="volume_list"),
+    rows = (
+        rows.order_by(*_order(columns))
+        .defer(*_NOT_SHOWN)
+        .prefetch_related(
+            Prefetch("tags", queryset=InstanceTag.objects.order_by("tag"), to_attr="tag_list"),
+            Prefetch("block_devices", queryset=shown_mappings(), to_attr="volume_list"),
+        )
     )
     try:
         with transaction.atomic():
@@ -267,4 +285,4 @@ def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bo
     except DatabaseError:
         # A pattern the database's regular expressions do not accept (they differ from Python's).
         raise InvalidQuery("Invalid regular expression in a filter.") from None
-    return page[: q.limit], len(page) > q.limit
+    return with_latest_faults(page[: q.limit]), len(page) > q.limit

@@ -26,19 +26,24 @@ def host_heartbeat(*, beat: rpc.Heartbeat, signed_at: float) -> ComputeHost | No
     Only the host's own row changes, and only for a beat signed after the newest one believed: an older
     one (a replay, or one overtaken in the queue) changes nothing. A host nobody enrolled has no row and
     gets none. Each write is one statement that locks the host's row alone, so a beat never holds that
-    lock while it waits for another table."""
-    fresh = ComputeHost.objects.filter(name=beat.host, last_beat_signed_at__lt=signed_at).update(
-        last_heartbeat=timezone.now(),
-        last_beat_signed_at=signed_at,
-        vcpus=beat.vcpus,
-        memory_mb=beat.memory_mb,
-        disk_gb=beat.disk_gb,
-        hypervisor_type=beat.hypervisor_type,
-        hypervisor_version=beat.hypervisor_version,
-        cpu_arch=beat.cpu_arch,
-        uptime=beat.uptime[:255],
-        volume_connector=dict(beat.volume_connector or {}),
-    )
+    lock while it waits for another table.
+
+    A beat writes only what changed: when the host's resources are those already recorded (nearly every
+    beat), one statement moves the beat's time and checks, in its own ``WHERE``, that they still are; the
+    full row is written only when something differs. The orphan list is written only when it changed."""
+    now = timezone.now()
+    mine = ComputeHost.objects.filter(name=beat.host, last_beat_signed_at__lt=signed_at)
+    resources = {
+        "vcpus": beat.vcpus,
+        "memory_mb": beat.memory_mb,
+        "disk_gb": beat.disk_gb,
+        "hypervisor_type": beat.hypervisor_type,
+        "hypervisor_version": beat.hypervisor_version,
+        "cpu_arch": beat.cpu_arch,
+        "volume_connector": dict(beat.volume_connector or {}),
+    }
+    beat_fields = {"last_heartbeat": now, "last_beat_signed_at": signed_at, "uptime": beat.uptime[:255]}
+    fresh = mine.filter(**resources).update(**beat_fields) or mine.update(**beat_fields, **resources)
     if not fresh:
         known = ComputeHost.objects.filter(name=beat.host).exists()
         host_trust.message_refused(
@@ -50,9 +55,10 @@ def host_heartbeat(*, beat: rpc.Heartbeat, signed_at: float) -> ComputeHost | No
             else "a heartbeat of a host with no row",
         )
         return None
+    host = ComputeHost.objects.only("pk", "name", "orphan_domains").get(name=beat.host)
     orphans = list(beat.unknown_domains) + _stray_domains(beat)
-    ComputeHost.objects.filter(name=beat.host).update(orphan_domains=orphans)
-    host = ComputeHost.objects.get(name=beat.host)
+    if orphans != host.orphan_domains:
+        ComputeHost.objects.filter(pk=host.pk).update(orphan_domains=orphans)
     _sync_power_states(host, beat)
     return host
 
@@ -113,7 +119,14 @@ def _sync_power_states(host: ComputeHost, beat: rpc.Heartbeat) -> None:
         vm_state__in=[VmState.ACTIVE, VmState.STOPPED],
         updated_at__lt=sent_at,
     )
-    for instance in idle:
+    # Nearly every beat finds every idle instance as it was recorded: read the power states alone, and
+    # whole rows only for the instances that differ.
+    differing = [
+        pk
+        for pk, instance_uuid, power_state in idle.values_list("pk", "uuid", "power_state")
+        if reported.get(str(instance_uuid), PowerState.NOSTATE) != power_state
+    ]
+    for instance in idle.filter(pk__in=differing) if differing else ():
         power = reported.get(str(instance.uuid), PowerState.NOSTATE)
         if power == instance.power_state:
             continue

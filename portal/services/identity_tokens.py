@@ -4,12 +4,17 @@ validated from Django's cache, revoked with the user, membership or credential t
 Invariants:
 - A token is a random secret returned once; only its SHA-256 is stored (``IdentityToken.token_hash``).
 - Validating a token costs a cache lookup (``identity-token:<sha256>``, kept at most
-  ``IDENTITY['TOKEN_CACHE_TTL']`` seconds and never past the token's expiry) plus the one query that loads
-  its user and membership, which every request needs anyway. That query is also why a deactivated user,
-  a disabled project or a removed membership stops a token at once, in every process, cached or not.
-- Revoking writes ``revoked_at`` and deletes the cache entries (at once and again after commit). A
-  per-process cache forgets them only in the revoking process; others stop believing the token when
-  their entry ends (the TTL).
+  ``IDENTITY['TOKEN_CACHE_TTL']`` seconds and never past the token's expiry) plus the queries that load
+  its user, project and role. The identity API validates that way every time, so a deactivated user, a
+  disabled project or a removed membership stops a token there at once.
+- The compute and image APIs (``token_validate_recent``) check the token's record as above on every
+  request but keep its user, project and role in the process for at most
+  ``IDENTITY['PRINCIPAL_CACHE_TTL']`` seconds, as Keystone's middleware keeps a validated token: a client
+  polling its server is not re-read from the database on every request. A change to the user, project or
+  role reaches them within that time (at once in the process that made it: the change revokes tokens).
+- Revoking writes ``revoked_at`` and deletes the cache entries (at once and again after commit), the
+  process's kept principals included. A per-process cache forgets them only in the revoking process;
+  others stop believing the token when their entry ends (the TTL).
 - A token's role is the user's role in the project *now* (capped, for an application credential, by the
   role the credential was made with): a role lowered after issue is lowered for the token too.
 """
@@ -17,7 +22,10 @@ Invariants:
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,6 +36,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from portal.auth.context import forget_recent_identities
 from portal.models import ApplicationCredential, IdentityToken, Membership, Project, Role, secret_hash
 
 ROLE_ORDER = (Role.READER, Role.MEMBER, Role.ADMIN)
@@ -172,6 +181,63 @@ def token_validate(secret: str) -> TokenPrincipal | None:
     return token_principal(record) if record is not None else None
 
 
+class _RecentPrincipals:
+    """The user, project and role of recently validated tokens, kept in this process for a few seconds,
+    each with the token record it was found for: bounded, thread-safe."""
+
+    def __init__(self, max_entries: int = 4096):
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[TokenPrincipal, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str, record: TokenRecord) -> TokenPrincipal | None:
+        with self._lock:
+            entry = self._entries.get(token_hash)
+            if entry is None:
+                return None
+            principal, until = entry
+            if until < time.monotonic() or principal.record != record:
+                del self._entries[token_hash]
+                return None
+            return principal
+
+    def put(self, token_hash: str, principal: TokenPrincipal, ttl: float) -> None:
+        with self._lock:
+            self._entries[token_hash] = (principal, time.monotonic() + ttl)
+            self._entries.move_to_end(token_hash)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget(self, token_hashes) -> None:
+        with self._lock:
+            for token_hash in token_hashes:
+                self._entries.pop(token_hash, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+recent_principals = _RecentPrincipals()
+
+
+def token_validate_recent(secret: str) -> TokenPrincipal | None:
+    """``token_validate`` for the compute and image APIs: the token itself is checked as always (its
+    record, from the cache, unrevoked and unexpired), its user, project and role are those found at most
+    ``IDENTITY['PRINCIPAL_CACHE_TTL']`` seconds ago in this process for that same record."""
+    record = token_record(secret)
+    if record is None:
+        return None
+    ttl = settings.IDENTITY["PRINCIPAL_CACHE_TTL"]
+    token_hash = secret_hash(secret)
+    principal = recent_principals.get(token_hash, record) if ttl > 0 else None
+    if principal is None:
+        principal = token_principal(record)
+        if principal is not None and ttl > 0:
+            recent_principals.put(token_hash, principal, ttl)
+    return principal
+
+
 def _revoke(tokens) -> int:
     """Marks ``tokens`` (a queryset) revoked and forgets them in the cache once committed."""
     now = timezone.now()
@@ -181,6 +247,8 @@ def _revoke(tokens) -> int:
             return 0
         IdentityToken.objects.filter(token_hash__in=hashes).update(revoked_at=now)
         keys = [_cache_key(h) for h in hashes]
+        recent_principals.forget(hashes)
+        transaction.on_commit(lambda: recent_principals.forget(hashes))
         # Now, and again after commit: a request validating meanwhile may have cached the row as it was.
         cache.delete_many(keys)
         transaction.on_commit(lambda: cache.delete_many(keys))
@@ -193,7 +261,13 @@ def token_revoke(*, secret: str) -> bool:
 
 
 def identity_tokens_revoke(*, user: AbstractBaseUser | None = None, project: Project | None = None) -> int:
-    """Revokes the tokens of ``user`` (in ``project`` only, when given), or of everyone in ``project``."""
+    """Revokes the tokens of ``user`` (in ``project`` only, when given), or of everyone in ``project``.
+
+    Called for every change to a user, project or membership: what this process keeps of identities for
+    password and session callers is read again too, now and once committed."""
+    for forget in (forget_recent_identities, recent_principals.clear):
+        forget()
+        transaction.on_commit(forget)
     tokens = IdentityToken.objects.all()
     if user is not None:
         tokens = tokens.filter(user=user)

@@ -31,6 +31,7 @@ from django.utils import timezone
 from compute_tasks import rpc
 from portal.models import ComputeHost, Image, Instance, Migration, Project, ServerGroup
 from portal.selectors.hosts import (
+    forget_host_rows,
     group_spec,
     hinted_instances,
     host_state_snapshots,
@@ -130,13 +131,21 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
     config = scheduler_config()
 
     # Members of one request name the same host, if any: then the decision is about that host alone.
-    decision = select_hosts_for_batch(
-        host_state_snapshots(instance_uuids=named, host_name=batch[0].requested_host or None),
-        specs,
-        now=time.time(),
-        config=config,
-        limit=1 + conf["MAX_ALTERNATES"],
-    )
+    # The hosts' rows may be a few seconds old (``recent``); usage is read now. A request that fits
+    # nowhere on that picture is decided again on every host's row read now before it fails.
+    requested_host = batch[0].requested_host or None
+    cached = requested_host is None and conf["HOST_STATE_MAX_AGE"] > 0
+    for recent in (True, False) if cached else (False,):
+        decision = select_hosts_for_batch(
+            host_state_snapshots(instance_uuids=named, host_name=requested_host, recent=recent),
+            specs,
+            now=time.time(),
+            config=config,
+            limit=1 + conf["MAX_ALTERNATES"],
+        )
+        if decision.failed is None:
+            break
+        forget_host_rows()
     if decision.failed is not None:
         explanation = decision.failed.explanation
         for member in batch:
@@ -151,7 +160,10 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
         ComputeHost.objects.select_for_update().filter(name__in=set(chosen)).order_by("name").values_list("name", "pk")
     )
     fresh = host_state_snapshots(instance_uuids=named, host_ids=list(locked.values()))
-    if recheck_placements(fresh, specs, chosen, now=time.time(), config=config) is not None:
+    vanished = len(locked) < len(set(chosen))
+    if vanished or recheck_placements(fresh, specs, chosen, now=time.time(), config=config) is not None:
+        # A host went away or filled up, or the decision was taken on an out-of-date picture of it.
+        forget_host_rows()
         raise LostRace
 
     placed_for_instance = None

@@ -288,6 +288,10 @@ SCHEDULER = {
     "DISK_ALLOCATION_RATIO": float(env("DISK_ALLOCATION_RATIO", "1.0")),
     "RESERVED_HOST_MEMORY_MB": env_int("RESERVED_HOST_MEMORY_MB", 0),
     "MAX_ALTERNATES": env_int("SCHEDULER_MAX_ALTERNATES", 2),
+    # Seconds a conductor process decides on the hosts' rows (capacity, liveness, aggregates) it read
+    # before, instead of reading every host for every decision; usage is always read fresh, and a claim
+    # re-checks the chosen hosts under their row locks. 0 reads every host for every decision.
+    "HOST_STATE_MAX_AGE": float(env("SCHEDULER_HOST_STATE_MAX_AGE", "3")),
 }
 
 CONSOLE = {
@@ -330,6 +334,9 @@ IDENTITY = {
     # it deletes the entry, which with a per-process cache reaches only the process that revoked it, so this
     # bounds how long a token revoked elsewhere keeps working. A shared cache (CACHE_URL) makes it immediate.
     "TOKEN_CACHE_TTL": env_int("IDENTITY_TOKEN_CACHE_TTL", 60),
+    # The compute and image APIs keep a validated token's user, project and role in the process for this
+    # long (docs/identity.md): a change to them reaches those APIs within it. 0 reads them every request.
+    "PRINCIPAL_CACHE_TTL": env_int("IDENTITY_PRINCIPAL_CACHE_TTL", 10),
     "REGION_NAME": env("IDENTITY_REGION_NAME", "RegionOne"),
 }
 

@@ -9,6 +9,10 @@ import dj_database_url
 # in the environment so every process the tests start shares them.
 for _name in ("DJANGO_SECRET_KEY", "CONSOLEAUTH_SECRET", "CLOUD_SIGNING_KEY"):
     os.environ.setdefault(_name, secrets.token_urlsafe(48))
+# Each test makes its own hosts: a conductor that decided on the hosts of the test before would first
+# try those (correct, but the retry makes tests slower and their choices harder to read). The tests of
+# the host cache turn it on.
+os.environ.setdefault("SCHEDULER_HOST_STATE_MAX_AGE", "0")
 
 from .base import *  # noqa: E402, F403
 from .base import CLOUD, STATE_DIR, STATIC_ROOT  # noqa: E402

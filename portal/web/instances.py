@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from portal.selectors.instances import instances_visible
+from portal.selectors.instances import instances_visible, with_latest_faults
 from portal.services.actions import NotAllowed
 from portal.services.instances import InvalidRequest
 from portal.services.lifecycle import StateConflict
@@ -26,7 +26,7 @@ from .presenters import present
 @portal_view
 def instance_list(request: HttpRequest) -> HttpResponse:
     ctx = request.ctx
-    views = [present(instance, ctx) for instance in instances_visible(ctx)]
+    views = [present(instance, ctx) for instance in with_latest_faults(instances_visible(ctx))]
     return page(
         request,
         "portal/instances.html",

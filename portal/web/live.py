@@ -27,7 +27,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 
 from portal.models import InstanceAction
-from portal.selectors.instances import instance_get, instances_visible
+from portal.selectors.instances import instance_get, instances_visible, with_latest_faults
 from portal.states import VmState
 
 from .context import portal_view
@@ -125,7 +125,7 @@ def instance_list_events(request: HttpRequest) -> StreamingHttpResponse:
 
     def changes(since: datetime):
         rows = instances_visible(ctx, include_deleted=True).filter(updated_at__gt=since).order_by("updated_at")
-        for instance in rows:
+        for instance in with_latest_faults(rows):
             key = str(instance.uuid)
             if instance.vm_state == VmState.DELETED:
                 payload = {"uuid": key, "deleted": True}
