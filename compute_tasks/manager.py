@@ -41,6 +41,8 @@ from compute_tasks.rpc import (
     BuildRequest,
     ConsoleOutput,
     ConsoleOutputRequest,
+    Diagnostics,
+    DiagnosticsRequest,
     DomainState,
     FinishMigrationRequest,
     FinishRevertRequest,
@@ -77,6 +79,8 @@ class Reporter(Protocol):
     def heartbeat(self, beat: Heartbeat) -> None: ...
 
     def reply_console_output(self, reply_to: str, result: ConsoleOutput) -> None: ...
+
+    def reply_diagnostics(self, reply_to: str, result: Diagnostics) -> None: ...
 
     def volume_done(self, result: VolumeResult) -> None: ...
 
@@ -702,6 +706,30 @@ class ComputeManager:
             log.warning("reading the console of instance %s failed: %s", request.instance_uuid, exc)
             result = ConsoleOutput(instance_uuid=request.instance_uuid, host=self.host, error=_readable(exc))
         self.reporter.reply_console_output(request.reply_to, result)
+
+    # --- diagnostics -----------------------------------------------------------------------------------
+
+    def get_diagnostics(self, request: DiagnosticsRequest) -> None:
+        """Answer with the hypervisor's figures for a running guest. Like the console log it only reads
+        and takes no instance lock. A guest that is not running (or not here) gets ``not_running``, as
+        Nova's manager refuses anything but a running guest."""
+        ref = InstanceRef(
+            instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
+        )
+        uuid_, host = request.instance_uuid, self.host
+        try:
+            state = self.driver.power_state(ref)
+            if state != rpc.RUNNING:
+                name = rpc.POWER_STATE_NAMES.get(state, "pending")
+                result = Diagnostics(uuid_, host, state=name, not_running=True, error=f"power state {name}")
+            else:
+                result = Diagnostics(uuid_, host, **self.driver.diagnostics(ref))
+        except DomainNotFound:
+            result = Diagnostics(uuid_, host, not_running=True, error="the guest has no domain on its host")
+        except Exception as exc:
+            log.warning("reading the diagnostics of instance %s failed: %s", request.instance_uuid, exc)
+            result = Diagnostics(uuid_, host, error=_readable(exc))
+        self.reporter.reply_diagnostics(request.reply_to, result)
 
     def _failed(
         self, action: str, ref: InstanceRef, exc: Exception, *, image_id: str = "", migration_id: int | None = None

@@ -49,6 +49,8 @@ REBUILD_INSTANCE = "compute.rebuild_instance"
 SNAPSHOT_INSTANCE = "compute.snapshot_instance"
 GET_CONSOLE_OUTPUT = "compute.get_console_output"
 CONSOLE_OUTPUT_REPLY = "reply.console_output"  # not a task: what a host's answer is signed as
+GET_DIAGNOSTICS = "compute.get_diagnostics"
+DIAGNOSTICS_REPLY = "reply.diagnostics"  # not a task: what a host's answer is signed as
 ATTACH_VOLUME = "compute.attach_volume"
 DETACH_VOLUME = "compute.detach_volume"
 MIGRATE_DISK = "compute.migrate_disk"  # resize / cold migrate, on the source
@@ -90,6 +92,16 @@ PAUSED = 3
 SHUTDOWN = 4
 CRASHED = 6
 SUSPENDED = 7
+
+# Nova's names of the power states (nova/compute/power_state.py STATE_MAP), as diagnostics show them.
+POWER_STATE_NAMES = {
+    NOSTATE: "pending",
+    RUNNING: "running",
+    PAUSED: "paused",
+    SHUTDOWN: "shutdown",
+    CRASHED: "crashed",
+    SUSPENDED: "suspended",
+}
 
 
 HEARTBEAT_TTL_SECONDS = 30.0
@@ -438,6 +450,41 @@ class ConsoleOutput(Message):
 
 
 @dataclass(frozen=True)
+class DiagnosticsRequest(Message):
+    """Send back what the hypervisor says about the running guest now."""
+
+    instance_uuid: str
+    domain_name: str
+    reply_to: str
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Diagnostics(Message):
+    """A guest's figures as its hypervisor reports them, in the compute API's standard form (2.48): CPU
+    times in nanoseconds, memory in MiB, disk and NIC counters since the guest started. ``legacy`` is
+    the driver's own free-form dict (libvirt: ``cpu0_time``, ``memory``, ``vda_read``, ...), the answer
+    before 2.48. ``error`` is empty when it worked; ``not_running`` says the guest is not running."""
+
+    instance_uuid: str
+    host: str
+    state: str = ""  # running | paused | shutdown | crashed | suspended | pending
+    driver: str = ""
+    hypervisor: str | None = None
+    hypervisor_os: str | None = None
+    num_cpus: int = 0
+    num_disks: int = 0
+    num_nics: int = 0
+    cpu_details: list[dict[str, Any]] = field(default_factory=list)  # [{"id", "time", "utilisation"}]
+    memory_details: dict[str, Any] = field(default_factory=dict)  # {"maximum", "used"}
+    disk_details: list[dict[str, Any]] = field(default_factory=list)
+    nic_details: list[dict[str, Any]] = field(default_factory=list)
+    legacy: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    not_running: bool = False
+
+
+@dataclass(frozen=True)
 class DomainState(Message):
     instance_uuid: str
     power_state: int
@@ -639,9 +686,9 @@ def rollback_live_migration(host: str, ref: MigrationRef) -> None:
     _send(ROLLBACK_LIVE_MIGRATION, compute_queue(host), ref)
 
 
-# --- request and reply: the console log ---------------------------------------------------------------
+# --- request and reply: the console log and diagnostics -------------------------------------------
 #
-# The one call that waits for an answer. The caller declares a private reply queue on the broker, sends
+# The calls that wait for an answer. The caller declares a private reply queue on the broker, sends
 # the request naming it, and waits a bounded time for one message there; the host publishes its answer
 # to that queue through the default exchange. The queue expires by itself when unused (Redis and
 # RabbitMQ both honour x-expires), so an answer that comes after the caller gave up is dropped with it,
@@ -666,26 +713,27 @@ class NoReply(Exception):
     """The host did not answer in time (it is down, busy, or the message was lost)."""
 
 
-def get_console_output(host: str, request: ConsoleOutputRequest, *, timeout: float) -> ConsoleOutput:
-    """Ask ``host`` for the tail of an instance's serial log and wait up to ``timeout`` seconds.
+def _ask(host: str, task: str, signed_as: str, request: Message, *, timeout: float, what: str) -> dict[str, Any]:
+    """Send ``request`` (which has a ``reply_to`` field) as ``task`` to ``host`` and wait up to
+    ``timeout`` seconds for its answer, which the host signs as ``signed_as`` for the reply queue.
 
     Only an answer signed by ``host`` for this reply queue counts: anyone else who writes to the queue
-    (it is on a broker every host reaches) is ignored and logged.
+    (it is on a broker every host reaches) is ignored and logged. ``what`` names the answer in errors.
     """
     name = f"reply.{uuid.uuid4().hex}"
-    request = dataclasses.replace(request, reply_to=name)
+    request = dataclasses.replace(request, reply_to=name)  # type: ignore[type-var]
     answers: list[dict[str, Any]] = []
 
     def receive(answer: Any, message: Any) -> None:
         message.ack()
         try:
             body = answer["message"]
-            sender = verify(CONSOLE_OUTPUT_REPLY, name, body, answer.get("auth")).sender
+            sender = verify(signed_as, name, body, answer.get("auth")).sender
         except (signing.Refused, KeyError, TypeError) as exc:
-            log.warning("Dropped a console output answer on %s: %s", name, exc)
+            log.warning("Dropped an answer (%s) on %s: %s", what, name, exc)
             return
         if sender != host:
-            log.warning("Dropped a console output answer on %s from %s, which was not asked", name, sender)
+            log.warning("Dropped an answer (%s) on %s from %s, which was not asked", what, name, sender)
             return
         answers.append(body)
 
@@ -696,12 +744,12 @@ def get_console_output(host: str, request: ConsoleOutputRequest, *, timeout: flo
         queue.declare()
         try:
             with conn.Consumer(queue, callbacks=[receive], accept=["json"]):
-                _send(GET_CONSOLE_OUTPUT, compute_queue(host), request, expires=timeout)
+                _send(task, compute_queue(host), request, expires=timeout)
                 deadline = time.monotonic() + timeout
                 while not answers:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise NoReply(f"host {host} did not send the console output within {timeout:g}s")
+                        raise NoReply(f"host {host} did not send the {what} within {timeout:g}s")
                     try:
                         conn.drain_events(timeout=min(left, 1.0))
                     except TimeoutError:
@@ -710,15 +758,15 @@ def get_console_output(host: str, request: ConsoleOutputRequest, *, timeout: flo
             with contextlib.suppress(Exception):
                 queue.delete()
             channel.close()
-    return ConsoleOutput.from_dict(answers[0])
+    return answers[0]
 
 
-def reply_console_output(reply_to: str, result: ConsoleOutput) -> None:
-    """The host's answer to ``get_console_output``, signed for that reply queue."""
+def _answer(signed_as: str, reply_to: str, result: Message) -> None:
+    """A host's answer to ``_ask``, signed as ``signed_as`` for that reply queue."""
     body = result.to_dict()
     with current_app.producer_or_acquire() as producer:
         producer.publish(
-            {"message": body, "auth": sign(CONSOLE_OUTPUT_REPLY, reply_to, body)},
+            {"message": body, "auth": sign(signed_as, reply_to, body)},
             exchange="",
             routing_key=reply_to,
             serializer="json",
@@ -727,6 +775,28 @@ def reply_console_output(reply_to: str, result: ConsoleOutput) -> None:
             retry=True,
             retry_policy={"max_retries": 2},
         )
+
+
+def get_console_output(host: str, request: ConsoleOutputRequest, *, timeout: float) -> ConsoleOutput:
+    """Ask ``host`` for the tail of an instance's serial log and wait up to ``timeout`` seconds."""
+    answer = _ask(host, GET_CONSOLE_OUTPUT, CONSOLE_OUTPUT_REPLY, request, timeout=timeout, what="console output")
+    return ConsoleOutput.from_dict(answer)
+
+
+def reply_console_output(reply_to: str, result: ConsoleOutput) -> None:
+    """The host's answer to ``get_console_output``, signed for that reply queue."""
+    _answer(CONSOLE_OUTPUT_REPLY, reply_to, result)
+
+
+def get_diagnostics(host: str, request: DiagnosticsRequest, *, timeout: float) -> Diagnostics:
+    """Ask ``host`` what its hypervisor says about an instance and wait up to ``timeout`` seconds."""
+    answer = _ask(host, GET_DIAGNOSTICS, DIAGNOSTICS_REPLY, request, timeout=timeout, what="diagnostics")
+    return Diagnostics.from_dict(answer)
+
+
+def reply_diagnostics(reply_to: str, result: Diagnostics) -> None:
+    """The host's answer to ``get_diagnostics``, signed for that reply queue."""
+    _answer(DIAGNOSTICS_REPLY, reply_to, result)
 
 
 # --- anything -> conductor --------------------------------------------------------------------------

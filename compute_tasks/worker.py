@@ -47,6 +47,7 @@ from compute_tasks.rpc import (
     BuildFailed,
     BuildRequest,
     ConsoleOutputRequest,
+    DiagnosticsRequest,
     FinishMigrationRequest,
     FinishRevertRequest,
     InstanceRef,
@@ -448,6 +449,11 @@ def detach_volume(request: VolumeRequest) -> None:
 @control_plane_task(rpc.GET_CONSOLE_OUTPUT, ConsoleOutputRequest, on_error=lambda _message, _problem: None)
 def get_console_output(request: ConsoleOutputRequest) -> None:
     get_manager().get_console_output(request)
+
+
+@control_plane_task(rpc.GET_DIAGNOSTICS, DiagnosticsRequest, on_error=lambda _message, _problem: None)
+def get_diagnostics(request: DiagnosticsRequest) -> None:
+    get_manager().get_diagnostics(request)
 
 
 # --- heartbeats --------------------------------------------------------------------------------------

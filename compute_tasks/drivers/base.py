@@ -323,6 +323,17 @@ class ComputeDriver(abc.ABC):
         definition; None when the driver cannot tell."""
         return None
 
+    def diagnostics(self, ref: InstanceRef) -> dict[str, Any]:
+        """What the hypervisor says about the running guest now, as the fields of ``rpc.Diagnostics``
+        but the instance and host: ``state``, ``driver``, ``hypervisor``, ``hypervisor_os``,
+        ``num_cpus``/``num_disks``/``num_nics``, ``cpu_details`` (``id``, ``time`` in ns,
+        ``utilisation``), ``memory_details`` (``maximum``, ``used``, MiB), ``disk_details``
+        (``read_bytes``, ``read_requests``, ``write_bytes``, ``write_requests``, ``errors_count``),
+        ``nic_details`` (``mac_address``, ``rx_octets``, ``rx_errors``, ``rx_drop``, ``rx_packets``,
+        ``rx_rate``, and the same for ``tx``) and ``legacy``, the driver's own free-form dict.
+        ``DomainNotFound`` when the instance has no domain here."""
+        raise DriverError(f"this hypervisor driver reports no diagnostics (instance {ref.instance_uuid})")
+
     @abc.abstractmethod
     def vnc_address(self, ref: InstanceRef) -> tuple[str | None, int | None]:
         """Where the console proxy can reach the domain's VNC server, or (None, None) when it has none

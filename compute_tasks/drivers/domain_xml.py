@@ -326,6 +326,24 @@ def network_nics(domain_xml: str) -> list[tuple[str, str]]:
     return nics
 
 
+def disk_targets(domain_xml: str) -> list[str]:
+    """The guest device names (``vda``, ``hdd``, ...) of the domain's disks and CD-ROMs, in order."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own output
+    return [t.get("dev", "") for t in root.findall("./devices/disk/target") if t.get("dev")]
+
+
+def nic_devices(domain_xml: str) -> list[tuple[str, str | None]]:
+    """(MAC, host-side device such as ``vnet3``) of every NIC: libvirt's interfaces (their device when
+    libvirt named one: a running guest's) and then the user-mode NICs, which have no host device."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own output
+    nics: list[tuple[str, str | None]] = []
+    for interface in root.findall("./devices/interface"):
+        mac, target = interface.find("mac"), interface.find("target")
+        dev = target.get("dev") if target is not None else None
+        nics.append((mac.get("address", "") if mac is not None else "", dev or None))
+    return nics + [(mac, None) for mac in user_nic_macs(domain_xml)]
+
+
 def live_migration_xml(domain_xml: str, *, source_dir: Path, dest_dir: Path, vnc_listen: str | None) -> str:
     """The definition ``domain_xml`` (the live one, as libvirt gives it for migration) as it is to be on the
     destination: every file below ``source_dir`` moved below ``dest_dir`` (a disk's backing chain is the

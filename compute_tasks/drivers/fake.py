@@ -33,6 +33,8 @@ What it models, and how a real driver is expected to behave:
   ``migration_gate`` (an Event) is not set, keeps running, so that a test can abort it
   (``abort_live_migration``), force it (``force_complete_live_migration`` sets the gate) or watch it;
   ``fail_live_migration`` makes it fail as QEMU would, leaving the guest where it was.
+- ``diagnostics`` gives fixed, plausible figures: one vCPU, 512 MiB, one disk ``vda`` and the domain's
+  NICs, in the libvirt driver's shapes.
 - Every call is recorded in ``calls`` as ``(method, instance_uuid)``; ``events`` notes the fallbacks.
 """
 
@@ -316,6 +318,53 @@ class FakeDriver(ComputeDriver):
     def power_state(self, ref: InstanceRef) -> int:
         with self._lock:
             return self._get(ref.instance_uuid).power_state
+
+    def diagnostics(self, ref: InstanceRef) -> dict[str, Any]:
+        with self._lock:
+            self._record_and_get("diagnostics", ref)
+            domain = self._get(ref.instance_uuid)
+            nics = [
+                {
+                    "mac_address": nic.mac,
+                    "rx_octets": 2070139,
+                    "rx_errors": 0,
+                    "rx_drop": 0,
+                    "rx_packets": 26701,
+                    "rx_rate": None,
+                    "tx_octets": 140208,
+                    "tx_errors": 0,
+                    "tx_drop": 0,
+                    "tx_packets": 662,
+                    "tx_rate": None,
+                }
+                for nic in domain.nics
+            ]
+            disk = {
+                "read_bytes": 262144,
+                "read_requests": 112,
+                "write_bytes": 5778432,
+                "write_requests": 488,
+                "errors_count": -1,
+            }
+            legacy: dict[str, Any] = {"cpu0_time": 17300000000, "memory": 524288}
+            legacy.update({f"vda_{k}": v for k, v in (("read", 262144), ("read_req", 112), ("write", 5778432))})
+            legacy.update({"vda_write_req": 488, "vda_errors": -1})
+            for n, nic in enumerate(nics):
+                legacy.update({f"tap{n}_rx": nic["rx_octets"], f"tap{n}_tx": nic["tx_octets"]})
+            return {
+                "state": "running" if domain.power_state == rpc.RUNNING else "shutdown",
+                "driver": "fake",
+                "hypervisor": "fake",
+                "hypervisor_os": "fake-os",
+                "num_cpus": 1,
+                "num_disks": 1,
+                "num_nics": len(nics),
+                "cpu_details": [{"id": 0, "time": 17300000000, "utilisation": None}],
+                "memory_details": {"maximum": 512, "used": 256},
+                "disk_details": [disk],
+                "nic_details": nics,
+                "legacy": legacy,
+            }
 
     def addresses(self, ref: InstanceRef) -> list[dict[str, Any]] | None:
         with self._lock:

@@ -19,6 +19,7 @@ from . import (
     orphans,
     quotas,
     scheduler_explain,
+    server_diagnostics,
     server_external_events,
     server_groups,
     server_metadata,
@@ -94,6 +95,7 @@ urlpatterns = [
     _api(r"servers/(?P<server_id>[^/]+)", servers.ServerView, "server"),
     _api(r"servers/(?P<server_id>[^/]+)/action", actions.ServerActionView, "server-action"),
     _api(r"servers/(?P<server_id>[^/]+)/remote-consoles", actions.RemoteConsoleView, "server-remote-consoles"),
+    _api(r"servers/(?P<server_id>[^/]+)/diagnostics", server_diagnostics.ServerDiagnosticsView, "server-diagnostics"),
     _api(r"servers/(?P<server_id>[^/]+)/metadata", server_metadata.ServerMetadataView, "server-metadata"),
     _api(
         r"servers/(?P<server_id>[^/]+)/metadata/(?P<key>[^/]+)",

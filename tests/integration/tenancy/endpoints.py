@@ -158,6 +158,7 @@ ENDPOINTS: dict[str, Endpoint] = {
             )
         },
     ),
+    "server-diagnostics": Endpoint(f"{V}/servers/{{server}}/diagnostics", {"GET": r("admin", admin_codes={409, 503})}),
     "server-metadata": Endpoint(
         f"{V}/servers/{{server}}/metadata",
         {

@@ -44,6 +44,9 @@ class RecordingReporter:
     def reply_console_output(self, reply_to, result):
         self.sent.append((reply_to, result))
 
+    def reply_diagnostics(self, reply_to, result):
+        self.sent.append((reply_to, result))
+
     def only(self, kind):
         (message,) = [m for m in self.sent if isinstance(m, kind)]
         return message
@@ -562,3 +565,35 @@ def test_console_output_of_an_unknown_instance_answers_with_the_error(manager, r
 
     ((_, result),) = reporter.sent
     assert "has no domain" in result.error and result.output == ""
+
+
+def diagnostics_request(request):
+    return rpc.DiagnosticsRequest(instance_uuid=request.instance_uuid, domain_name=request.domain_name, reply_to="r.d")
+
+
+def test_diagnostics_of_a_running_guest_answer_the_reply_queue(manager, reporter, driver):
+    request = built(manager, reporter)
+    reporter.sent.clear()
+
+    manager.get_diagnostics(diagnostics_request(request))
+
+    ((reply_to, result),) = reporter.sent
+    assert reply_to == "r.d"
+    assert (result.host, result.error, result.not_running, result.state) == ("hv-test", "", False, "running")
+    assert result.cpu_details[0]["time"] > 0 and result.memory_details["maximum"] == 512
+    assert result.num_nics == len(result.nic_details) == len(request.nics)
+    assert result.legacy["cpu0_time"] == result.cpu_details[0]["time"]
+
+
+def test_diagnostics_of_a_stopped_or_unknown_guest_say_it_is_not_running(manager, reporter, driver):
+    request = built(manager, reporter)
+    manager.stop_instance(ref_for(request))
+    reporter.sent.clear()
+
+    manager.get_diagnostics(diagnostics_request(request))
+    other = rpc.DiagnosticsRequest(instance_uuid=str(uuid.uuid4()), domain_name="instance-x", reply_to="r.d")
+    manager.get_diagnostics(other)
+
+    stopped, unknown = (result for _reply_to, result in reporter.sent)
+    assert (stopped.not_running, stopped.state, stopped.error) == (True, "shutdown", "power state shutdown")
+    assert unknown.not_running and unknown.cpu_details == []
