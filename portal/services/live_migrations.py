@@ -31,10 +31,11 @@ from portal.selectors.hosts import host_is_up
 from portal.states import TaskState
 
 from . import lifecycle
-from .actions import NotAllowed, host_action, host_of
+from .actions import NotAllowed, host_of
 from .host_requests import build_request
 from .instances import InvalidRequest
-from .moves import LostRace, flavor_snapshot, select_destination
+from .moves import begin_migration
+from .scheduling import LostRace, select_destination
 
 log = logging.getLogger(__name__)
 
@@ -73,30 +74,17 @@ def instance_live_migrate(
             f"Instance {instance.uuid} is not on shared storage: a live migration without block migration "
             "needs the hosts to share their instance directory."
         )
-    source = host_of(instance, "live_migrate")
-    migrations: list[Migration] = []
-
-    def send(_host: str) -> None:
-        rpc.live_migrate_server(rpc.MoveRequest(migration_id=migrations[0].pk, request_id=ctx.request_id))
-
     with transaction.atomic():
-        host_action(ctx=ctx, instance=instance, action="live_migrate", send=send)
-        flavor = flavor_snapshot(instance)
-        migrations.append(
-            Migration.objects.create(
-                instance=instance,
-                project=instance.project,
-                user=ctx.user,
-                migration_type=Migration.Type.LIVE_MIGRATION,
-                status=Migration.Status.QUEUED,
-                source_host=ComputeHost.objects.get(name=source),
-                old_flavor=flavor,
-                new_flavor=flavor,
-                block_migration=block_migration if block_migration is not None else not shared,
-                requested_host=host,
-            )
+        return begin_migration(
+            ctx=ctx,
+            instance=instance,
+            action="live_migrate",
+            kind=Migration.Type.LIVE_MIGRATION,
+            place=rpc.live_migrate_server,
+            requested_host=host,
+            status=Migration.Status.QUEUED,
+            block_migration=block_migration if block_migration is not None else not shared,
         )
-    return migrations[0]
 
 
 def live_migrate_server(*, migration_id: int, request_id: str = "") -> str | None:
@@ -415,26 +403,15 @@ def instance_evacuate(*, ctx: RequestContext, instance: Instance, host: str = ""
     if host_is_up(source_row):
         raise lifecycle.StateConflict(f"Compute service of {source} is still in use.")
     _target(host, instance)
-    migrations: list[Migration] = []
-
-    def send(_host: str) -> None:
-        rpc.evacuate_server(rpc.MoveRequest(migration_id=migrations[0].pk, request_id=ctx.request_id))
-
     with transaction.atomic():
-        host_action(ctx=ctx, instance=instance, action="evacuate", send=send)
-        flavor = flavor_snapshot(instance)
-        migrations.append(
-            Migration.objects.create(
-                instance=instance,
-                project=instance.project,
-                user=ctx.user,
-                migration_type=Migration.Type.EVACUATION,
-                status=Migration.Status.ACCEPTED,
-                source_host=source_row,
-                old_flavor=flavor,
-                new_flavor=flavor,
-                requested_host=host,
-            )
+        begin_migration(
+            ctx=ctx,
+            instance=instance,
+            action="evacuate",
+            kind=Migration.Type.EVACUATION,
+            place=rpc.evacuate_server,
+            requested_host=host,
+            status=Migration.Status.ACCEPTED,
         )
     return secrets.token_urlsafe(9)
 

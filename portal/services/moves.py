@@ -134,7 +134,14 @@ def instance_resize(*, ctx: RequestContext, instance: Instance, flavor: Flavor) 
             cores=max(0, flavor.vcpus - instance.vcpus),
             ram=max(0, flavor.memory_mb - instance.memory_mb),
         )
-        return _begin_move(ctx, instance, "resize", Migration.Type.RESIZE, flavor_snapshot(flavor), "")
+        return begin_migration(
+            ctx=ctx,
+            instance=instance,
+            action="resize",
+            kind=Migration.Type.RESIZE,
+            place=rpc.move_server,
+            new_flavor=flavor_snapshot(flavor),
+        )
 
 
 def instance_migrate(*, ctx: RequestContext, instance: Instance, host: str = "") -> Migration:
@@ -150,29 +157,49 @@ def instance_migrate(*, ctx: RequestContext, instance: Instance, host: str = "")
         if instance.host_id == target.pk:
             raise InvalidRequest(f"Unable to migrate instance ({instance.uuid}) to current host ({host}).")
     with transaction.atomic():
-        return _begin_move(ctx, instance, "migrate", Migration.Type.MIGRATION, flavor_snapshot(instance), host)
+        return begin_migration(
+            ctx=ctx,
+            instance=instance,
+            action="migrate",
+            kind=Migration.Type.MIGRATION,
+            place=rpc.move_server,
+            requested_host=host,
+        )
 
 
-def _begin_move(
-    ctx: RequestContext, instance: Instance, action: str, kind: str, new_flavor: dict[str, Any], host: str
+def begin_migration(
+    *,
+    ctx: RequestContext,
+    instance: Instance,
+    action: str,
+    kind: str,
+    place: Callable[[rpc.MoveRequest], None],
+    new_flavor: dict[str, Any] | None = None,
+    requested_host: str = "",
+    **fields: Any,
 ) -> Migration:
+    """Every move's first step (inside the caller's transaction): claim the action's task state, record the
+    migration from the instance's host, and once committed ask the conductor to place it with ``place``
+    (``rpc.move_server``, ``rpc.live_migrate_server``, ``rpc.evacuate_server``)."""
     source = host_of(instance, action)
     migrations: list[Migration] = []
 
     def send(_host: str) -> None:
-        rpc.move_server(rpc.MoveRequest(migration_id=migrations[0].pk, request_id=ctx.request_id))
+        place(rpc.MoveRequest(migration_id=migrations[0].pk, request_id=ctx.request_id))
 
     host_action(ctx=ctx, instance=instance, action=action, send=send)
+    old_flavor = flavor_snapshot(instance)
     migration = Migration.objects.create(
         instance=instance,
         project=instance.project,
         user=ctx.user,
         migration_type=kind,
         source_host=ComputeHost.objects.get(name=source),
-        old_flavor=flavor_snapshot(instance),
-        new_flavor=new_flavor,
+        old_flavor=old_flavor,
+        new_flavor=new_flavor or old_flavor,
         power_on=instance.vm_state == VmState.ACTIVE,
-        requested_host=host,
+        requested_host=requested_host,
+        **fields,
     )
     migrations.append(migration)
     return migration
