@@ -260,14 +260,20 @@ def token_revoke(*, secret: str) -> bool:
     return _revoke(IdentityToken.objects.filter(token_hash=secret_hash(secret))) > 0
 
 
+def forget_identities(**_: object) -> None:
+    """What this process keeps of identities for password and session callers is read again, now and once
+    the current transaction commits (a request in between may have kept the rows as they were)."""
+    for forget in (forget_recent_identities, recent_principals.clear):
+        forget()
+        transaction.on_commit(forget)
+
+
 def identity_tokens_revoke(*, user: AbstractBaseUser | None = None, project: Project | None = None) -> int:
     """Revokes the tokens of ``user`` (in ``project`` only, when given), or of everyone in ``project``.
 
     Called for every change to a user, project or membership: what this process keeps of identities for
     password and session callers is read again too, now and once committed."""
-    for forget in (forget_recent_identities, recent_principals.clear):
-        forget()
-        transaction.on_commit(forget)
+    forget_identities()
     tokens = IdentityToken.objects.all()
     if user is not None:
         tokens = tokens.filter(user=user)
