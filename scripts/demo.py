@@ -201,7 +201,9 @@ def destroy_leftover_domains() -> None:
     except libvirt.libvirtError:
         return
     for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-        if domain.name().startswith("instance-"):
+        # Only the demo's own: their disks are under its state directory (another cloud, or a test run,
+        # may share this libvirtd).
+        if domain.name().startswith("instance-") and str(STATE.resolve()) in domain.XMLDesc(0):
             say(f"destroying leftover domain {domain.name()}")
             domain.destroy()
     conn.close()
