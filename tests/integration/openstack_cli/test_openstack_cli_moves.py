@@ -13,6 +13,9 @@ from tests.processes import Cluster, purge_broker, wait_for_host, wait_until
 
 pytestmark = pytest.mark.integration
 
+# The moves are the compute API's; how the CLI authenticates is tested by the other modules with both.
+CLI_IDENTITIES = ("builtin",)
+
 HOSTS = ("testhost1", "testhost2")
 
 
