@@ -100,8 +100,10 @@ def main() -> int:
     parser.add_argument("rev_b")
     parser.add_argument("scenario", help="a script of bench/, without .py: " + ", ".join(FIGURES))
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("extra", nargs="*", help="after --: arguments for the scenario")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # the scenario's own arguments
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    args.extra = extra
     if not (ROOT / "bench" / f"{args.scenario}.py").exists():
         parser.error(f"no scenario bench/{args.scenario}.py")
     load_before = [round(v, 2) for v in os.getloadavg()]

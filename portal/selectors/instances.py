@@ -29,7 +29,8 @@ def instance_get(ctx: RequestContext, instance_id: str) -> Instance | None:
         key = uuid.UUID(str(instance_id))
     except ValueError:
         return None
-    instance = instances_visible(ctx, all_tenants=True).filter(uuid=key).first()
+    # uuid is unique: no ORDER BY to build and run, as ``first()`` would add.
+    instance = next(iter(instances_visible(ctx, all_tenants=True).filter(uuid=key)[:1]), None)
     if instance is not None:
         with_latest_faults([instance])
     return instance
