@@ -934,6 +934,7 @@ class _ProgressSender:
             if stats is None or stats == self._sent or self._stopped.is_set():
                 continue
             self._send(stats)
+            self._stopped.wait(self._interval)  # at most one message an interval, however often it changes
 
     def _send(self, stats: MigrationStats) -> None:
         try:

@@ -62,7 +62,8 @@ LIVE_MIGRATION_FLAGS = (
 # The downtime a forced migration may take when it cannot switch to post-copy: enough for QEMU to send the
 # rest of a small guest's memory in one go.
 FORCE_COMPLETE_DOWNTIME_MS = 30_000
-MIGRATION_POLL_SECONDS = 1.0
+# How often a running migration job is looked at; its progress is sent at most once a second.
+MIGRATION_POLL_SECONDS = 0.2
 
 
 class LibvirtMoves(_Base):
