@@ -68,6 +68,7 @@ ABORT_LIVE_MIGRATION = "compute.abort_live_migration"  # on the source
 FORCE_COMPLETE_LIVE_MIGRATION = "compute.force_complete_live_migration"  # on the source
 POST_LIVE_MIGRATION = "compute.post_live_migration"  # on the destination
 ROLLBACK_LIVE_MIGRATION = "compute.rollback_live_migration"  # on the destination
+APPLY_NETWORK_STATE = "compute.apply_network_state"  # the host's whole desired data plane
 
 # Compute host / API -> conductor (queue conductor)
 SCHEDULE_AND_BUILD = "conductor.schedule_and_build"
@@ -84,6 +85,7 @@ UNSHELVE_SERVER = "conductor.unshelve_server"  # place an offloaded server again
 MIGRATION_PROGRESS = "conductor.migration_progress"  # a live migration's transfer, about every second
 LIVE_MIGRATE_SERVER = "conductor.live_migrate_server"  # choose and claim a live migration's destination
 EVACUATE_SERVER = "conductor.evacuate_server"  # place the server of a host that is down elsewhere
+NETWORK_STATE_APPLIED = "conductor.network_state_applied"  # what a host's data plane now is
 
 # Power states, numbered as Nova numbers them (nova/compute/power_state.py).
 NOSTATE = 0
@@ -156,9 +158,16 @@ class ImageSpec(Message):
 
 @dataclass(frozen=True)
 class NicSpec(Message):
+    """One NIC of a guest. ``network`` "user" is QEMU user-mode networking; "port" is a port of the
+    cloud's network controller, whose host-side device ``device`` (a tap) the host's data plane plugs into
+    the network's bridge; any other name is a libvirt network."""
+
     mac: str
-    network: str  # "user" is QEMU user-mode networking; any other name is a libvirt network
+    network: str
     ip: str | None = None
+    port_id: str = ""
+    device: str = ""  # the tap, for "port"
+    mtu: int | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +230,7 @@ class InstanceMetadata(Message):
     launch_index: int = 0
     meta: dict[str, str] = field(default_factory=dict)  # the server's metadata
     public_keys: dict[str, str] = field(default_factory=dict)  # key pair name -> public key
+    network_data: dict[str, Any] = field(default_factory=dict)  # OpenStack's network_data.json; {} for none
 
 
 @dataclass(frozen=True)
@@ -504,6 +514,90 @@ class Heartbeat(Message):
     unknown_domains: list[str] = field(default_factory=list)  # domains on the host the cloud did not make
     uptime: str = ""  # the host's ``uptime`` line when the beat was composed
     volume_connector: dict[str, Any] = field(default_factory=dict)  # what Cinder needs to reach the host
+    tunnel_address: str = ""  # where the host's VXLAN endpoint listens; "" when it has no overlay
+    physical_networks: list[str] = field(default_factory=list)  # the flat networks the host can plug
+    network_generation: int = 0  # the data-plane state the host last applied
+
+
+@dataclass(frozen=True)
+class PortPlan(Message):
+    """A port bound to the host: the tap ``device`` of a guest's NIC goes on the network's bridge."""
+
+    port_id: str
+    mac: str
+    device: str
+    instance_uuid: str = ""
+    ips: list[str] = field(default_factory=list)
+    hostname: str = ""
+    admin_state_up: bool = True
+    port_security_enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SubnetPlan(Message):
+    """What the network's DHCP server hands out on one subnet."""
+
+    subnet_id: str
+    cidr: str
+    gateway_ip: str | None = None
+    dns_nameservers: list[str] = field(default_factory=list)
+    host_routes: list[dict[str, str]] = field(default_factory=list)  # [{"destination", "nexthop"}]
+    enable_dhcp: bool = True
+
+
+@dataclass(frozen=True)
+class Neighbour(Message):
+    """A MAC on the network that lives behind another host's VXLAN endpoint."""
+
+    mac: str
+    ip: str  # the port's first address, for ARP answered locally; "" when it has none
+    remote: str  # the other host's tunnel address
+
+
+@dataclass(frozen=True)
+class NetworkPlan(Message):
+    """One network as one host must have it.
+
+    ``ports`` are the ports bound to this host. ``dhcp_mac``/``dhcp_ips`` are the network's DHCP port:
+    every host with ports on the network serves DHCP for its own ports from that one address, which never
+    crosses the overlay. ``leases`` are every port of the network (for names in DNS and the leases of this
+    host's ports); ``remotes`` the other hosts' tunnel addresses (flooding goes to them) and
+    ``neighbours`` where each remote MAC lives (pushed, not learnt)."""
+
+    network_id: str
+    network_type: str  # "vxlan" | "flat"
+    mtu: int
+    segmentation_id: int | None = None
+    physical_network: str | None = None
+    subnets: list[SubnetPlan] = field(default_factory=list)
+    ports: list[PortPlan] = field(default_factory=list)
+    dhcp_mac: str = ""
+    dhcp_ips: list[str] = field(default_factory=list)
+    leases: list[PortPlan] = field(default_factory=list)
+    remotes: list[str] = field(default_factory=list)
+    neighbours: list[Neighbour] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HostNetworkPlan(Message):
+    """Everything a host's data plane should be: a network not listed here has no business on the host.
+    Applying it twice is applying it once."""
+
+    host: str
+    generation: int
+    networks: list[NetworkPlan] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NetworkStateApplied(Message):
+    """What a host did with a HostNetworkPlan (or found when it checked on its own): the ports whose
+    devices are on their bridges, and what it had to mend."""
+
+    host: str
+    generation: int
+    plugged_ports: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    error: str = ""
 
 
 _NESTED: dict[tuple[str, str], type[Message]] = {
@@ -519,6 +613,11 @@ _NESTED: dict[tuple[str, str], type[Message]] = {
     ("FinishMigrationRequest", "build"): BuildRequest,
     ("RescueRequest", "rescue_image"): ImageSpec,
     ("PrepareLiveMigrationRequest", "build"): BuildRequest,
+    ("NetworkPlan", "subnets"): SubnetPlan,
+    ("NetworkPlan", "ports"): PortPlan,
+    ("NetworkPlan", "leases"): PortPlan,
+    ("NetworkPlan", "neighbours"): Neighbour,
+    ("HostNetworkPlan", "networks"): NetworkPlan,
 }
 
 
@@ -679,6 +778,10 @@ def force_complete_live_migration(host: str, ref: MigrationRef) -> None:
 def post_live_migration(host: str, ref: MigrationRef) -> None:
     """To the destination host, after the source reported success."""
     _send(POST_LIVE_MIGRATION, compute_queue(host), ref)
+
+
+def apply_network_state(host: str, plan: HostNetworkPlan) -> None:
+    _send(APPLY_NETWORK_STATE, compute_queue(host), plan)
 
 
 def rollback_live_migration(host: str, ref: MigrationRef) -> None:
@@ -882,6 +985,10 @@ class MigrationProgress(Message):
 def migration_progress(progress: MigrationProgress) -> None:
     # Like a heartbeat, only worth its freshness: a newer one follows within a second.
     _send(MIGRATION_PROGRESS, CONDUCTOR_QUEUE, progress, expires=MIGRATION_PROGRESS_TTL_SECONDS)
+
+
+def network_state_applied(result: NetworkStateApplied) -> None:
+    _send(NETWORK_STATE_APPLIED, CONDUCTOR_QUEUE, result)
 
 
 def volume_done(result: VolumeResult) -> None:

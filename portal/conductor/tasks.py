@@ -25,6 +25,7 @@ from portal.services import (
     identity_tokens,
     live_migrations,
     moves,
+    network_sync,
     reaper,
     scheduling,
     shelving,
@@ -121,6 +122,11 @@ action_failed = signed_task(rpc.ACTION_FAILED)(_action_result)
 @signed_task(rpc.HEARTBEAT, replay_check=False)
 def heartbeat(message: dict, verified) -> None:
     hosts.host_heartbeat(beat=rpc.Heartbeat.from_dict(message), signed_at=verified.sent_at)
+
+
+@signed_task(rpc.NETWORK_STATE_APPLIED)
+def network_state_applied(message: dict, _verified) -> None:
+    network_sync.network_state_applied(report=rpc.NetworkStateApplied.from_dict(message))
 
 
 @signed_task(rpc.VOLUME_ATTACHED)

@@ -8,6 +8,7 @@ from .image import Image
 from .instance import Instance, InstanceAction, InstanceActionEvent, InstanceFault, InstanceTag
 from .keypair import Keypair
 from .migration import HostDrain, HostDrainItem, Migration
+from .network import HostNetworkState, IPAllocation, Network, Port, Subnet
 from .quota import QuotaClassLimit, QuotaLimit
 from .server_group import ServerGroup
 from .sign_in import FailedSignIn
@@ -27,6 +28,8 @@ __all__ = [
     "HostCredential",
     "HostDrain",
     "HostDrainItem",
+    "HostNetworkState",
+    "IPAllocation",
     "IdentityToken",
     "Image",
     "Instance",
@@ -38,11 +41,14 @@ __all__ = [
     "Membership",
     "MessageRefusal",
     "Migration",
+    "Network",
+    "Port",
     "Project",
     "QuotaClassLimit",
     "QuotaLimit",
     "Role",
     "SeenMessage",
     "ServerGroup",
+    "Subnet",
     "secret_hash",
 ]

@@ -28,6 +28,9 @@ class ComputeHost(models.Model):
     uptime = models.CharField(max_length=255, blank=True, default="")  # the host's ``uptime`` line at its last beat
     # How Cinder reaches the host (ip, host, initiator, …), as its heartbeat reports it; sent with attachments.
     volume_connector = models.JSONField(default=dict, blank=True)
+    # Where the host's VXLAN endpoint listens and which flat networks it can plug, as its heartbeat says.
+    tunnel_address = models.CharField(max_length=64, blank=True, default="")
+    physical_networks = models.JSONField(default=list, blank=True)
     # The one address its consoles may be reached at, set when an operator enrolled it: a host cannot
     # point a console (and so the console proxy) anywhere else.
     console_address = models.CharField(max_length=255, default="127.0.0.1")

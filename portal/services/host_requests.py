@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-from django.conf import settings
-
 from compute_tasks import rpc
 from portal.models import Image, Instance
 
@@ -49,7 +47,7 @@ def build_request(
     spec = image_build_spec(image=image) if image is not None else None
     nics = []
     if instance.networks == "auto":
-        nics.append(rpc.NicSpec(mac=instance.mac_address, network=settings.CLOUD["NETWORK"]["mode"]))
+        nics.append(rpc.NicSpec(mac=instance.mac_address, network="user"))
     return rpc.BuildRequest(
         instance_uuid=str(instance.uuid),
         domain_name=instance.domain_name,

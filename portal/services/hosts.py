@@ -13,7 +13,7 @@ from compute_tasks import rpc
 from portal.models import ComputeHost, Instance, MessageRefusal, Migration
 from portal.states import PowerState, VmState
 
-from . import host_trust, lifecycle
+from . import host_trust, lifecycle, network_sync
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ def host_heartbeat(*, beat: rpc.Heartbeat, signed_at: float) -> ComputeHost | No
         "hypervisor_version": beat.hypervisor_version,
         "cpu_arch": beat.cpu_arch,
         "volume_connector": dict(beat.volume_connector or {}),
+        "tunnel_address": beat.tunnel_address[:64],
+        "physical_networks": sorted(str(n)[:64] for n in beat.physical_networks or ()),
     }
     beat_fields = {"last_heartbeat": now, "last_beat_signed_at": signed_at, "uptime": beat.uptime[:255]}
     fresh = mine.filter(**resources).update(**beat_fields) or mine.update(**beat_fields, **resources)
@@ -60,6 +62,7 @@ def host_heartbeat(*, beat: rpc.Heartbeat, signed_at: float) -> ComputeHost | No
     if orphans != host.orphan_domains:
         ComputeHost.objects.filter(pk=host.pk).update(orphan_domains=orphans)
     _sync_power_states(host, beat)
+    network_sync.host_behind(host, beat.network_generation)
     return host
 
 

@@ -241,7 +241,22 @@ CLOUD = {
     "SHARED_INSTANCE_STORAGE": env_bool("SHARED_INSTANCE_STORAGE", False),
     # How many servers of one host a drain moves at the same time.
     "DRAIN_PARALLEL": env_int("DRAIN_PARALLEL", 2),
-    "NETWORK": {"label": env("NETWORK_LABEL", "private"), "mode": "user"},
+    "NETWORK": {
+        # What a server asking for ``networks: auto`` (or for nothing) gets: "tenant", a port on the
+        # project's own network, made on first use (Nova's get-me-a-network); "user", one QEMU user-mode
+        # NIC labelled ``label`` (outbound only, no network controller involved).
+        "mode": env("NETWORK_MODE", "tenant"),
+        "label": env("NETWORK_LABEL", "private"),
+        # VXLAN network ids handed to tenant networks, inclusive.
+        "VNI_MIN": env_int("NETWORK_VNI_MIN", 1000),
+        "VNI_MAX": env_int("NETWORK_VNI_MAX", 1999),
+        # The MTU of the hosts' underlay: a flat network gets it, a VXLAN network 50 bytes less.
+        "UNDERLAY_MTU": env_int("NETWORK_UNDERLAY_MTU", 1500),
+        # The subnet of a network that ``networks: auto`` makes, and the DNS servers its DHCP hands out
+        # (none: the network's own DHCP server answers for the network's names only).
+        "AUTO_CIDR": env("NETWORK_AUTO_CIDR", "10.0.0.0/24"),
+        "DNS_NAMESERVERS": [s for s in env("NETWORK_DNS_NAMESERVERS", "").split(",") if s],
+    },
     # A request still waiting for a host this long after it was sent is sent again (its message was
     # lost), at most this many times; the scheduling lease ends it in ERROR after that.
     "SCHEDULING_RESEND_AFTER": env_int("SCHEDULING_RESEND_AFTER", 30),

@@ -13,6 +13,9 @@ for _name in ("DJANGO_SECRET_KEY", "CONSOLEAUTH_SECRET", "CLOUD_SIGNING_KEY"):
 # try those (correct, but the retry makes tests slower and their choices harder to read). The tests of
 # the host cache turn it on.
 os.environ.setdefault("SCHEDULER_HOST_STATE_MAX_AGE", "0")
+# A server that asks for no particular network gets QEMU's user-mode NIC, so that the many tests about
+# other things need no data plane; the network tests ask for networks, or turn "tenant" on.
+os.environ.setdefault("NETWORK_MODE", "user")
 
 from .base import *  # noqa: E402, F403
 from .base import CLOUD, STATE_DIR, STATIC_ROOT  # noqa: E402

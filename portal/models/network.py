@@ -1,0 +1,159 @@
+"""The network controller's data: networks, their subnets, ports and the addresses ports hold.
+
+Shaped after the OpenStack networking API v2.0 (what ``portal.api.network`` shows), owned here as the
+rest of the cloud's data is; each host's data plane is programmed from these rows (``network_sync``).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from .host import ComputeHost
+from .identity import Project
+
+
+class Network(models.Model):
+    class Type(models.TextChoices):
+        FLAT = "flat"
+        VXLAN = "vxlan"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.PROTECT, related_name="networks")
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.CharField(max_length=255, blank=True, default="")
+    admin_state_up = models.BooleanField(default=True)
+    shared = models.BooleanField(default=False)
+    external = models.BooleanField(default=False)  # router:external
+    network_type = models.CharField(max_length=16, choices=Type.choices, default=Type.VXLAN)
+    physical_network = models.CharField(max_length=64, null=True, blank=True)
+    segmentation_id = models.PositiveIntegerField(null=True, blank=True)  # the VNI of a vxlan network
+    mtu = models.PositiveIntegerField(default=1450)
+    port_security_enabled = models.BooleanField(default=True)
+    # The project's network that ``networks: auto`` made (Nova's get-me-a-network); one per project.
+    auto_allocated = models.BooleanField(default=False)
+    revision_number = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["segmentation_id"], condition=models.Q(network_type="vxlan"), name="one_network_per_vni"
+            ),
+            models.UniqueConstraint(
+                fields=["physical_network"],
+                condition=models.Q(network_type="flat"),
+                name="one_flat_network_per_physnet",
+            ),
+            models.UniqueConstraint(
+                fields=["project"], condition=models.Q(auto_allocated=True), name="one_auto_network_per_project"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+
+class Subnet(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    network = models.ForeignKey(Network, on_delete=models.CASCADE, related_name="subnets")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.PROTECT, related_name="subnets")
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.CharField(max_length=255, blank=True, default="")
+    ip_version = models.PositiveSmallIntegerField(default=4)
+    cidr = models.CharField(max_length=64)  # normalised: "10.0.0.0/24"
+    gateway_ip = models.GenericIPAddressField(null=True, blank=True)
+    allocation_pools = models.JSONField(default=list, blank=True)  # [{"start": ..., "end": ...}]
+    dns_nameservers = models.JSONField(default=list, blank=True)  # ["10.0.0.2", ...]
+    host_routes = models.JSONField(default=list, blank=True)  # [{"destination": ..., "nexthop": ...}]
+    enable_dhcp = models.BooleanField(default=True)
+    revision_number = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.name or self.cidr
+
+
+class Port(models.Model):
+    class Status(models.TextChoices):
+        DOWN = "DOWN"
+        BUILD = "BUILD"
+        ACTIVE = "ACTIVE"
+
+    # device_owner values the cloud itself sets
+    OWNER_COMPUTE = "compute:"  # + availability zone, as Nova sets it: "compute:nova"
+    OWNER_DHCP = "network:dhcp"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    network = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="ports")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.PROTECT, related_name="ports")
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.CharField(max_length=255, blank=True, default="")
+    mac_address = models.CharField(max_length=17)
+    admin_state_up = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DOWN)
+    device_id = models.CharField(max_length=255, blank=True, default="")
+    device_owner = models.CharField(max_length=255, blank=True, default="")
+    port_security_enabled = models.BooleanField(default=True)
+    # binding:host_id — the host whose data plane plugs the port; None while unbound.
+    host = models.ForeignKey(ComputeHost, null=True, blank=True, on_delete=models.SET_NULL, related_name="ports")
+    vif_type = models.CharField(max_length=32, default="unbound")  # binding:vif_type
+    # The instance the cloud made this port for (deleted with it); a port the user made stays, unbound.
+    auto_delete = models.BooleanField(default=False)
+    revision_number = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["network", "mac_address"], name="one_mac_per_network")]
+        indexes = [models.Index(fields=["device_id"]), models.Index(fields=["host", "network"])]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+    @property
+    def device_name(self) -> str:
+        """The host-side device (a tap) of this port, as Neutron names it: ``tap`` + 11 characters of the id."""
+        return f"tap{str(self.id)[:11]}"
+
+
+class IPAllocation(models.Model):
+    """One address a port holds on one of its network's subnets. Unique per subnet: an address is never
+    handed out twice, whatever runs at the same time."""
+
+    port = models.ForeignKey(Port, on_delete=models.CASCADE, related_name="fixed_ips")
+    subnet = models.ForeignKey(Subnet, on_delete=models.PROTECT, related_name="allocations")
+    ip_address = models.GenericIPAddressField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["subnet", "ip_address"], name="one_port_per_address")]
+
+    def __str__(self) -> str:
+        return self.ip_address
+
+
+class HostNetworkState(models.Model):
+    """What the control plane last sent a host for its data plane, and what the host last said it applied.
+
+    ``generation`` grows with every change that touches the host; a host's report names the generation it
+    applied, so an old report never overwrites a newer one.
+    """
+
+    host = models.OneToOneField(ComputeHost, on_delete=models.CASCADE, related_name="network_state")
+    generation = models.PositiveBigIntegerField(default=0)
+    applied_generation = models.PositiveBigIntegerField(default=0)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    drift = models.JSONField(default=list, blank=True)  # what the host found wrong and mended, last time
+    error = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.host_id}@{self.generation}"

@@ -1,0 +1,167 @@
+"""Each host's data plane, as the control plane wants it, and what hosts say they made of it.
+
+A host is never sent a change: it is sent everything it should have (``plan_for``), whenever anything it
+has changes, and reconciles to that. So a lost or repeated message costs nothing: the next plan, or the
+heartbeat that shows the host behind (``host_behind``), repairs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from compute_tasks import rpc
+from portal.models import ComputeHost, HostNetworkState, Network, Port
+
+log = logging.getLogger(__name__)
+
+
+def network_changed(network_id) -> None:
+    """Everything about a network (its subnets, ports, their bindings) may have changed: every host with
+    ports on it gets its plan again once the transaction commits."""
+    hosts = Port.objects.filter(network_id=network_id, host__isnull=False).values_list("host_id", flat=True)
+    hosts_changed(set(hosts))
+
+
+def hosts_changed(host_ids: Iterable[int]) -> None:
+    """The hosts' plans changed: each gets a new generation now and its plan once the transaction commits
+    (built then, so it holds what was committed)."""
+    host_ids = sorted({h for h in host_ids if h is not None})
+    if not host_ids:
+        return
+    for host_id in host_ids:
+        HostNetworkState.objects.get_or_create(host_id=host_id)
+    HostNetworkState.objects.filter(host_id__in=host_ids).update(generation=F("generation") + 1)
+    transaction.on_commit(lambda: send_plans(host_ids))
+
+
+def send_plans(host_ids: Iterable[int]) -> None:
+    for host in ComputeHost.objects.filter(pk__in=list(host_ids)):
+        rpc.apply_network_state(host.name, plan_for(host))
+
+
+def host_behind(host: ComputeHost, applied_generation: int) -> None:
+    """A heartbeat said which plan the host runs: one that is behind (it missed a message, or came back
+    from a restart with an older one) is sent the current plan again."""
+    state = HostNetworkState.objects.filter(host=host).first()
+    if state is not None and applied_generation < state.generation:
+        rpc.apply_network_state(host.name, plan_for(host))
+
+
+def plan_for(host: ComputeHost) -> rpc.HostNetworkPlan:
+    """Every network the host has ports on, as the host must have it."""
+    state, _ = HostNetworkState.objects.get_or_create(host=host)
+    network_ids = set(
+        Port.objects.filter(host=host).exclude(device_owner=Port.OWNER_DHCP).values_list("network_id", flat=True)
+    )
+    networks = Network.objects.filter(pk__in=network_ids).prefetch_related("subnets")
+    ports_by_network: dict = defaultdict(list)
+    for port in (
+        Port.objects.filter(network_id__in=network_ids)
+        .select_related("host")
+        .prefetch_related("fixed_ips")
+        .order_by("created_at", "id")
+    ):
+        ports_by_network[port.network_id].append(port)
+    plans = [_network_plan(host, network, ports_by_network[network.pk]) for network in networks]
+    return rpc.HostNetworkPlan(host=host.name, generation=state.generation, networks=plans)
+
+
+def _network_plan(host: ComputeHost, network: Network, ports: list[Port]) -> rpc.NetworkPlan:
+    dhcp = next((p for p in ports if p.device_owner == Port.OWNER_DHCP), None)
+    guests = [p for p in ports if p.device_owner != Port.OWNER_DHCP]
+    elsewhere = [p for p in guests if p.host and p.host_id != host.pk and p.host.tunnel_address]
+    remotes = sorted({p.host.tunnel_address for p in elsewhere})
+    neighbours = [rpc.Neighbour(mac=p.mac_address, ip=_first_ip(p), remote=p.host.tunnel_address) for p in elsewhere]
+    return rpc.NetworkPlan(
+        network_id=str(network.pk),
+        network_type=network.network_type,
+        mtu=network.mtu,
+        segmentation_id=network.segmentation_id,
+        physical_network=network.physical_network,
+        subnets=[
+            rpc.SubnetPlan(
+                subnet_id=str(subnet.pk),
+                cidr=subnet.cidr,
+                gateway_ip=subnet.gateway_ip,
+                dns_nameservers=list(subnet.dns_nameservers),
+                host_routes=list(subnet.host_routes),
+                enable_dhcp=subnet.enable_dhcp,
+            )
+            for subnet in network.subnets.all()
+        ],
+        ports=[_port_plan(p) for p in guests if p.host_id == host.pk],
+        dhcp_mac=dhcp.mac_address if dhcp else "",
+        dhcp_ips=[a.ip_address for a in dhcp.fixed_ips.all()] if dhcp else [],
+        leases=[_port_plan(p) for p in guests],
+        remotes=remotes if network.network_type == Network.Type.VXLAN else [],
+        neighbours=neighbours if network.network_type == Network.Type.VXLAN else [],
+    )
+
+
+def _port_plan(port: Port) -> rpc.PortPlan:
+    return rpc.PortPlan(
+        port_id=str(port.pk),
+        mac=port.mac_address,
+        device=port.device_name,
+        instance_uuid=port.device_id if port.device_owner.startswith(Port.OWNER_COMPUTE) else "",
+        ips=[a.ip_address for a in port.fixed_ips.all()],
+        hostname=_hostname(port),
+        admin_state_up=port.admin_state_up,
+        port_security_enabled=port.port_security_enabled,
+    )
+
+
+def _first_ip(port: Port) -> str:
+    ips = [a.ip_address for a in port.fixed_ips.all()]
+    return ips[0] if ips else ""
+
+
+def _hostname(port: Port) -> str:
+    """The name DNS on the network answers for the port: its server's hostname, else ``host-<ip>``."""
+    name = getattr(port, "dns_hostname", "")
+    if name:
+        return name
+    ip = _first_ip(port)
+    return f"host-{ip.replace('.', '-')}" if ip else ""
+
+
+@transaction.atomic
+def network_state_applied(report: rpc.NetworkStateApplied) -> None:
+    """A host applied a plan (or checked on its own): its ports whose devices are plugged are ACTIVE, its
+    other bound ports DOWN. A host is believed about ports bound to it and nothing else."""
+    host = ComputeHost.objects.filter(name=report.host).first()
+    if host is None:
+        return
+    state, _ = HostNetworkState.objects.select_for_update().get_or_create(host=host)
+    if report.generation < state.applied_generation:
+        return  # overtaken by a newer report
+    state.applied_generation = report.generation
+    state.applied_at = timezone.now()
+    state.drift = list(report.drift)[:100]
+    state.error = report.error[:2000]
+    state.save(update_fields=["applied_generation", "applied_at", "drift", "error"])
+    if report.drift:
+        log.warning("host %s mended its data plane: %s", host.name, "; ".join(report.drift[:10]))
+    mine = Port.objects.filter(host=host).exclude(device_owner=Port.OWNER_DHCP)
+    plugged = [p for p in report.plugged_ports if _is_uuid(p)]
+    mine.filter(pk__in=plugged).exclude(status=Port.Status.ACTIVE).update(
+        status=Port.Status.ACTIVE, revision_number=F("revision_number") + 1, updated_at=timezone.now()
+    )
+    mine.exclude(pk__in=plugged).exclude(status=Port.Status.DOWN).update(
+        status=Port.Status.DOWN, revision_number=F("revision_number") + 1, updated_at=timezone.now()
+    )
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
