@@ -69,6 +69,8 @@ FORCE_COMPLETE_LIVE_MIGRATION = "compute.force_complete_live_migration"  # on th
 POST_LIVE_MIGRATION = "compute.post_live_migration"  # on the destination
 ROLLBACK_LIVE_MIGRATION = "compute.rollback_live_migration"  # on the destination
 APPLY_NETWORK_STATE = "compute.apply_network_state"  # the host's whole desired data plane
+ATTACH_INTERFACE = "compute.attach_interface"
+DETACH_INTERFACE = "compute.detach_interface"
 
 # Compute host / API -> conductor (queue conductor)
 SCHEDULE_AND_BUILD = "conductor.schedule_and_build"
@@ -520,6 +522,17 @@ class Heartbeat(Message):
 
 
 @dataclass(frozen=True)
+class InterfaceRequest(Message):
+    """Plug a port's NIC into a running (or stopped) guest, or take it out; the data plane plugs or
+    unplugs its tap on its own, from the host's plan."""
+
+    instance_uuid: str
+    domain_name: str
+    nic: NicSpec
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
 class PortPlan(Message):
     """A port bound to the host: the tap ``device`` of a guest's NIC goes on the network's bridge."""
 
@@ -613,6 +626,7 @@ _NESTED: dict[tuple[str, str], type[Message]] = {
     ("FinishMigrationRequest", "build"): BuildRequest,
     ("RescueRequest", "rescue_image"): ImageSpec,
     ("PrepareLiveMigrationRequest", "build"): BuildRequest,
+    ("InterfaceRequest", "nic"): NicSpec,
     ("NetworkPlan", "subnets"): SubnetPlan,
     ("NetworkPlan", "ports"): PortPlan,
     ("NetworkPlan", "leases"): PortPlan,
@@ -778,6 +792,14 @@ def force_complete_live_migration(host: str, ref: MigrationRef) -> None:
 def post_live_migration(host: str, ref: MigrationRef) -> None:
     """To the destination host, after the source reported success."""
     _send(POST_LIVE_MIGRATION, compute_queue(host), ref)
+
+
+def attach_interface(host: str, request: InterfaceRequest) -> None:
+    _send(ATTACH_INTERFACE, compute_queue(host), request)
+
+
+def detach_interface(host: str, request: InterfaceRequest) -> None:
+    _send(DETACH_INTERFACE, compute_queue(host), request)
 
 
 def apply_network_state(host: str, plan: HostNetworkPlan) -> None:
