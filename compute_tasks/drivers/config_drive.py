@@ -3,7 +3,9 @@
 It holds OpenStack's layout, which cloud-init's ConfigDrive source and simpler guests read:
 ``openstack/latest/meta_data.json`` (uuid, name, hostname, availability zone, project, the server's
 metadata and its public key), ``openstack/latest/user_data`` (the user's script or cloud-config, as
-given, decoded from base64) and an empty ``vendor_data.json``; the same under a dated version directory,
+given, decoded from base64), ``network_data.json`` (the server's ports: links, static addresses, routes
+and DNS, for a guest that configures its NICs without DHCP) and an empty ``vendor_data.json``; the same
+under a dated version directory (``network_data.json`` from 2015-10-15, as OpenStack's),
 for guests that ask for one. This cloud has no metadata service, so the drive is how user data and keys
 reach a guest.
 """
@@ -23,7 +25,8 @@ from compute_tasks.private_files import private_file
 from compute_tasks.rpc import BuildRequest, InstanceMetadata
 
 LABEL = "config-2"
-VERSIONS = ("2013-10-17", "latest")
+VERSIONS = ("2013-10-17", "2015-10-15", "latest")
+_NETWORK_DATA_SINCE = "2015-10-15"
 TOOL_TIMEOUT_S = 60
 
 
@@ -33,10 +36,13 @@ def drive_files(request: BuildRequest) -> dict[str, bytes]:
         raise ValueError("the request carries no metadata for a config drive")
     meta = json.dumps(meta_data(request.metadata), sort_keys=True, indent=1).encode()
     user_data = user_data_bytes(request.user_data) if request.user_data else None
+    network = json.dumps(request.metadata.network_data or {"links": [], "networks": [], "services": []}, indent=1)
     files: dict[str, bytes] = {}
     for version in VERSIONS:
         files[f"openstack/{version}/meta_data.json"] = meta
         files[f"openstack/{version}/vendor_data.json"] = b"{}"
+        if version == "latest" or version >= _NETWORK_DATA_SINCE:
+            files[f"openstack/{version}/network_data.json"] = network.encode()
         if user_data is not None:
             files[f"openstack/{version}/user_data"] = user_data
     return files

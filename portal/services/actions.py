@@ -328,7 +328,7 @@ def action_result(*, report: rpc.ActionResult) -> None:
 
 def _rebuilt(instance: Instance, report: rpc.ActionResult, fields: dict[str, Any]) -> dict[str, Any]:
     fields["launched_at"] = timezone.now()
-    if report.addresses is not None:
+    if report.addresses is not None and instance.networks != "ports":
         fields["addresses"] = report.addresses
     return fields
 

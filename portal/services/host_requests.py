@@ -7,7 +7,7 @@ import re
 from compute_tasks import rpc
 from portal.models import Image, Instance
 
-from . import volumes
+from . import instance_ports, volumes
 from .images import image_build_spec
 
 
@@ -48,6 +48,8 @@ def build_request(
     nics = []
     if instance.networks == "auto":
         nics.append(rpc.NicSpec(mac=instance.mac_address, network="user"))
+    elif instance.networks == "ports":
+        nics = port_nics(instance)
     return rpc.BuildRequest(
         instance_uuid=str(instance.uuid),
         domain_name=instance.domain_name,
@@ -63,6 +65,11 @@ def build_request(
     )
 
 
+def port_nics(instance: Instance) -> list[rpc.NicSpec]:
+    """The server's ports as NICs, in the order they were made."""
+    return [instance_ports.port_nic(port) for port in instance_ports.instance_ports(instance)]
+
+
 def guest_metadata(instance: Instance) -> rpc.InstanceMetadata:
     """What the guest reads from its config drive."""
     return rpc.InstanceMetadata(
@@ -74,6 +81,7 @@ def guest_metadata(instance: Instance) -> rpc.InstanceMetadata:
         launch_index=instance.launch_index,
         meta={str(key): str(value) for key, value in (instance.metadata or {}).items()},
         public_keys={instance.key_name: instance.key_data} if instance.key_name and instance.key_data else {},
+        network_data=instance_ports.network_data(instance) if instance.networks == "ports" else {},
     )
 
 

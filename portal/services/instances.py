@@ -20,7 +20,7 @@ from portal.models import Flavor, Image, Instance, InstanceAction, InstanceTag, 
 from portal.selectors.hosts import host_is_up
 from portal.states import TaskState, VmState
 
-from . import lifecycle, quotas, volumes
+from . import instance_ports, lifecycle, quotas, volumes
 from .host_requests import hostname_from, instance_ref
 
 
@@ -71,7 +71,7 @@ class ServerSpec:
     name: str
     flavor: Flavor
     image: Image | None
-    networks: str = "auto"
+    networks: str | tuple[instance_ports.NetworkRequest, ...] = "auto"  # or "none", or what to plug
     user_data: str | None = None
     keypair: Keypair | None = None
     metadata: dict[str, str] | None = None
@@ -179,8 +179,8 @@ def instance_create(
             task_deadline=lifecycle.lease_deadline(TaskState.SCHEDULING),
             # The zone asked for; empty means any, and the conductor records the chosen host's zone.
             availability_zone=spec.availability_zone or "",
-            networks=spec.networks,
-            mac_address=random_mac() if spec.networks == "auto" else "",
+            networks=_networks_kind(spec.networks),
+            mac_address=random_mac() if _networks_kind(spec.networks) == "auto" else "",
             user_data=spec.user_data,
             key_name=keypair.name if keypair else None,
             key_data=keypair.public_key if keypair else None,
@@ -197,6 +197,9 @@ def instance_create(
         InstanceTag.objects.bulk_create(InstanceTag(instance=instance, tag=tag) for tag in dict.fromkeys(spec.tags))
         if spec.block_devices:
             volumes.block_devices_create(instance=instance, volumes=spec.block_devices)
+        if instance.networks == "ports":
+            requests = "auto" if spec.networks == "auto" else list(spec.networks)
+            instance_ports.ports_allocate(ctx=ctx, instance=instance, requests=requests)
         action = InstanceAction.objects.create(
             instance=instance, action="create", request_id=ctx.request_id, user=ctx.user, project=ctx.project
         )
@@ -212,6 +215,16 @@ def instance_create(
         # intention and the reaper sends the request again.
         transaction.on_commit(lambda: rpc.schedule_and_build(request), robust=True)
     return instance
+
+
+def _networks_kind(networks: str | tuple) -> str:
+    """What ``Instance.networks`` records: "ports" (the network controller's), "none", or "auto" (one QEMU
+    user-mode NIC, when the cloud's network mode is "user")."""
+    if networks == "none":
+        return "none"
+    if networks == "auto" and settings.CLOUD["NETWORK"]["mode"] == "user":
+        return "auto"
+    return "ports"
 
 
 def instance_delete(*, ctx: RequestContext, instance: Instance) -> None:

@@ -26,9 +26,30 @@ from portal.models import (
     InstanceActionEvent,
     InstanceFault,
 )
-from portal.states import ALLOWED, VmState, allowed_task_states
+from portal.states import ALLOWED, TaskState, VmState, allowed_task_states
+
+from . import instance_ports
 
 _UNSET: Any = object()
+
+# The task states of a server on its way between hosts: its networks must be on both meanwhile.
+_MOVE_TASK_STATES = frozenset(
+    {
+        TaskState.RESIZE_PREP,
+        TaskState.RESIZE_MIGRATING,
+        TaskState.RESIZE_MIGRATED,
+        TaskState.RESIZE_FINISH,
+        TaskState.RESIZE_CONFIRMING,
+        TaskState.RESIZE_REVERTING,
+        TaskState.MIGRATING,
+        TaskState.REBUILDING,
+        TaskState.UNSHELVING,
+    }
+)
+
+
+def _moves(task_state: str | None) -> bool:
+    return task_state in _MOVE_TASK_STATES
 
 
 class StateConflict(Exception):
@@ -78,8 +99,16 @@ def compare_and_swap(
         query = query.filter(vm_state__in=list(expected_vm_states))
     if expected_host is not None:
         query = query.filter(host__name=expected_host)
+    previous_task_state = instance.task_state
     changed = query.update(**values) == 1
     instance.refresh_from_db()
+    if (
+        changed
+        and instance.networks == "ports"
+        and ("host_id" in fields or _moves(previous_task_state) or _moves(instance.task_state))
+    ):
+        # Its ports follow the server to its host; a move's hosts both have its networks meanwhile.
+        instance_ports.ports_follow(instance)
     if changed and values.get("vm_state") in (VmState.STOPPED, VmState.SUSPENDED, VmState.DELETED, VmState.ERROR):
         # A screen that is gone, or may come back on another port, must not stay reachable.
         ConsoleToken.objects.filter(instance=instance).delete()
@@ -293,6 +322,8 @@ def mark_deleted(
         )
         if changed:
             record_event(current_action(instance), event, host=host)
+            if instance.networks == "ports":
+                instance_ports.ports_release(instance)
             if BlockDeviceMapping.objects.filter(instance=instance).exists():
                 # Its volumes let go of it (and those that die with it are deleted) once this commits.
                 release = rpc.VolumeRelease(instance_uuid=str(instance.uuid))

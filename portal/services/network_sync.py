@@ -13,11 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from compute_tasks import rpc
-from portal.models import ComputeHost, HostNetworkState, Network, Port
+from portal.models import ComputeHost, HostNetworkState, Migration, Network, Port
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,15 @@ def host_behind(host: ComputeHost, applied_generation: int) -> None:
 def plan_for(host: ComputeHost) -> rpc.HostNetworkPlan:
     """Every network the host has ports on, as the host must have it."""
     state, _ = HostNetworkState.objects.get_or_create(host=host)
-    network_ids = set(
-        Port.objects.filter(host=host).exclude(device_owner=Port.OWNER_DHCP).values_list("network_id", flat=True)
-    )
+    # A server moving to or from the host has its ports here too, until the move ends.
+    moving = {
+        str(u)
+        for u in Migration.objects.filter(status__in=Migration.ACTIVE_STATUSES)
+        .filter(Q(source_host=host) | Q(dest_host=host))
+        .values_list("instance__uuid", flat=True)
+    }
+    here = Port.objects.filter(Q(host=host) | Q(device_id__in=moving)).exclude(device_owner=Port.OWNER_DHCP)
+    network_ids = set(here.values_list("network_id", flat=True))
     networks = Network.objects.filter(pk__in=network_ids).prefetch_related("subnets")
     ports_by_network: dict = defaultdict(list)
     for port in (
@@ -69,11 +75,11 @@ def plan_for(host: ComputeHost) -> rpc.HostNetworkPlan:
         .order_by("created_at", "id")
     ):
         ports_by_network[port.network_id].append(port)
-    plans = [_network_plan(host, network, ports_by_network[network.pk]) for network in networks]
+    plans = [_network_plan(host, network, ports_by_network[network.pk], moving) for network in networks]
     return rpc.HostNetworkPlan(host=host.name, generation=state.generation, networks=plans)
 
 
-def _network_plan(host: ComputeHost, network: Network, ports: list[Port]) -> rpc.NetworkPlan:
+def _network_plan(host: ComputeHost, network: Network, ports: list[Port], moving: set[str]) -> rpc.NetworkPlan:
     dhcp = next((p for p in ports if p.device_owner == Port.OWNER_DHCP), None)
     guests = [p for p in ports if p.device_owner != Port.OWNER_DHCP]
     elsewhere = [p for p in guests if p.host and p.host_id != host.pk and p.host.tunnel_address]
@@ -96,7 +102,7 @@ def _network_plan(host: ComputeHost, network: Network, ports: list[Port]) -> rpc
             )
             for subnet in network.subnets.all()
         ],
-        ports=[_port_plan(p) for p in guests if p.host_id == host.pk],
+        ports=[_port_plan(p) for p in guests if p.host_id == host.pk or p.device_id in moving],
         dhcp_mac=dhcp.mac_address if dhcp else "",
         dhcp_ips=[a.ip_address for a in dhcp.fixed_ips.all()] if dhcp else [],
         leases=[_port_plan(p) for p in guests],

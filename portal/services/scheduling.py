@@ -304,7 +304,8 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
             power_state=report.power_state,
             vnc_host=report.vnc_host or "",
             vnc_port=report.vnc_port,
-            addresses=report.addresses,
+            # A host only knows the addresses of its user-mode NICs; ports' are the control plane's.
+            **({} if instance.networks == "ports" else {"addresses": report.addresses}),
             launched_at=timezone.now(),
         )
         if done:

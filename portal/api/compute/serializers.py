@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
+import uuid
 
 from rest_framework import serializers
+
+from portal.services.instance_ports import NetworkRequest
 
 from .networks import servers_network_id
 
@@ -199,7 +203,7 @@ class ServerCreateSerializer(VersionedSerializer):
         if isinstance(value, list):
             if not value:
                 return "none"
-            return _one_network(value)
+            return _network_requests(value)
         raise serializers.ValidationError("must be 'auto', 'none' or a list of networks")
 
     def validate_user_data(self, value):
@@ -209,6 +213,15 @@ class ServerCreateSerializer(VersionedSerializer):
         attrs = super().validate(attrs)
         if attrs.get("min_count", 1) > attrs.get("max_count", attrs.get("min_count", 1)):
             raise serializers.ValidationError("min_count must be <= max_count")
+        requests = attrs.get("networks")
+        if isinstance(requests, tuple) and max(attrs.get("min_count", 1), attrs.get("max_count", 1)) > 1:
+            if any(r.port_id for r in requests):
+                raise serializers.ValidationError(
+                    "Unable to launch multiple instances with a single configured port ID. Please launch your "
+                    "instance one by one with different ports."
+                )
+            if any(r.fixed_ip for r in requests):
+                raise serializers.ValidationError("max_count cannot be greater than 1 if an fixed_ip is specified.")
         version = self.context.get("api_version")
         if version is not None and version >= "2.37" and "networks" not in attrs:
             raise serializers.ValidationError({"networks": "is required since microversion 2.37"})
@@ -378,21 +391,48 @@ class EvacuateSerializer(serializers.Serializer):
     force = serializers.BooleanField(required=False)
 
 
-def _one_network(requested: list) -> str:
-    """A list naming the servers' one network (``os-networks``) by ``uuid`` is that NIC, as ``auto``; this
-    cloud has no network service to attach ports or other networks from."""
+def _network_requests(requested: list) -> tuple | str:
+    """The ``networks`` list as requests for the network controller: ``{"uuid"}`` (with ``fixed_ip``, an
+    address on it) or ``{"port"}``. Naming the ``os-networks`` proxy's network is asking for ``auto``."""
+    requests = []
     for entry in requested:
         if not isinstance(entry, dict):
             raise serializers.ValidationError("each network must be an object")
         unknown = sorted(set(entry) - {"uuid", "port", "fixed_ip", "tag"})
         if unknown:
             raise serializers.ValidationError(f"additional properties are not allowed ({', '.join(unknown)})")
-        if entry.get("port") or entry.get("fixed_ip"):
-            raise serializers.ValidationError(
-                "ports and fixed addresses need a network service, which this cloud does not have"
+        for key in ("uuid", "port", "fixed_ip", "tag"):
+            if key in entry and entry[key] is not None and not isinstance(entry[key], str):
+                raise serializers.ValidationError(f"{key} must be a string")
+        port, network, fixed_ip = entry.get("port") or "", entry.get("uuid") or "", entry.get("fixed_ip") or ""
+        for value, what in ((port, "port"), (network, "uuid")):
+            if value and not _is_uuid(value):
+                raise serializers.ValidationError(f"Bad networks format: {what} {value[:64]} is not a UUID")
+        if not port and not network:
+            raise serializers.ValidationError("Bad networks format: each network needs a uuid or a port")
+        if fixed_ip:
+            try:
+                ipaddress.ip_address(fixed_ip)
+            except ValueError:
+                raise serializers.ValidationError(f"Invalid fixed IP address ({fixed_ip[:64]})") from None
+        if network == servers_network_id() and not port and not fixed_ip:
+            if len(requested) > 1:
+                raise serializers.ValidationError("a server has one NIC on the default network: name it once")
+            return "auto"
+        requests.append(
+            NetworkRequest(
+                network_id="" if port else network, port_id=port, fixed_ip=fixed_ip, tag=entry.get("tag") or ""
             )
-        if entry.get("uuid") != servers_network_id():
-            raise serializers.ValidationError(f"Network {str(entry.get('uuid'))[:64]} could not be found.")
-    if len(requested) > 1:
-        raise serializers.ValidationError("a server has one NIC here: name the network once")
-    return "auto"
+        )
+    ports = [r.port_id for r in requests if r.port_id]
+    if len(ports) != len(set(ports)):
+        raise serializers.ValidationError("Bad networks format: a port is named twice")
+    return tuple(requests)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -46,14 +46,14 @@ def instance_tags(instance) -> list[str]:
 def _addresses(instance, *, extended: bool) -> dict:
     if not instance.addresses or instance.vm_state == "building":
         return {}
-    entries = []
+    by_network: dict[str, list] = {}
     for a in instance.addresses:
         entry = {"version": a.get("version", 4), "addr": a["addr"]}
         if extended:
-            entry["OS-EXT-IPS:type"] = "fixed"
+            entry["OS-EXT-IPS:type"] = a.get("type", "fixed")
             entry["OS-EXT-IPS-MAC:mac_addr"] = a.get("mac") or instance.mac_address
-        entries.append(entry)
-    return {settings.CLOUD["NETWORK"]["label"]: entries}
+        by_network.setdefault(a.get("network") or settings.CLOUD["NETWORK"]["label"], []).append(entry)
+    return by_network
 
 
 def _flavor(instance, version) -> dict:
@@ -198,7 +198,7 @@ def server_detail(instance, request, ctx) -> dict:
             "os-extended-volumes:volumes_attached": _volumes_attached(instance, request.api_version),
         }
     )
-    if instance.networks == "auto":
+    if instance.networks != "none":
         body["security_groups"] = [{"name": "default"}]
     _extended(body, instance, request, ctx)
     # The detail list leaves server_groups out, as the compute API does; show includes them.

@@ -18,6 +18,7 @@ from portal.selectors.server_groups import server_group_get
 from portal.selectors.server_list import ForbiddenQuery, InvalidQuery, server_page
 from portal.services import instance_properties
 from portal.services import instances as instance_services
+from portal.services.instance_ports import NetworkRequestError
 from portal.services.lifecycle import StateConflict
 from portal.services.quotas import QuotaExceeded
 
@@ -124,12 +125,14 @@ class ServerListView(ComputeAPIView):
             raise BadRequest(str(exc)) from None
         except QuotaExceeded as exc:
             raise Forbidden(str(exc)) from None
+        except NetworkRequestError as exc:
+            raise {403: Forbidden, 409: Conflict}.get(exc.status, BadRequest)(str(exc)) from None
         if data.get("return_reservation_id"):
             return Response({"reservation_id": created[0].reservation_id}, status=202)
         first = created[0]
         server = {**server_summary(first), "OS-DCF:diskConfig": "MANUAL"}
         del server["name"]
-        if first.networks == "auto":
+        if first.networks != "none":
             server["security_groups"] = [{"name": "default"}]
         return Response({"server": server}, status=202)
 

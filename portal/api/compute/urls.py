@@ -11,6 +11,7 @@ from . import (
     host_drains,
     hypervisors,
     instance_actions,
+    interfaces,
     keypairs,
     limits,
     migrations,
@@ -104,6 +105,12 @@ urlpatterns = [
     ),
     _api(r"servers/(?P<server_id>[^/]+)/tags", server_tags.ServerTagsView, "server-tags"),
     _api(r"servers/(?P<server_id>[^/]+)/topology", server_topology.ServerTopologyView, "server-topology"),
+    _api(r"servers/(?P<server_id>[^/]+)/os-interface", interfaces.InterfaceListView, "server-interfaces"),
+    _api(
+        r"servers/(?P<server_id>[^/]+)/os-interface/(?P<port_id>[^/]+)",
+        interfaces.InterfaceView,
+        "server-interface",
+    ),
     _api(
         r"servers/(?P<server_id>[^/]+)/os-volume_attachments",
         volume_attachments.VolumeAttachmentListView,

@@ -43,7 +43,12 @@ def test_meta_data_and_user_data_in_the_openstack_layout():
         "openstack/2013-10-17/meta_data.json",
         "openstack/2013-10-17/user_data",
         "openstack/2013-10-17/vendor_data.json",
+        "openstack/2015-10-15/meta_data.json",
+        "openstack/2015-10-15/network_data.json",
+        "openstack/2015-10-15/user_data",
+        "openstack/2015-10-15/vendor_data.json",
         "openstack/latest/meta_data.json",
+        "openstack/latest/network_data.json",
         "openstack/latest/user_data",
         "openstack/latest/vendor_data.json",
     ]
@@ -55,6 +60,19 @@ def test_meta_data_and_user_data_in_the_openstack_layout():
     assert meta["public_keys"] == {"laptop": KEY}
     assert meta["keys"] == [{"name": "laptop", "type": "ssh", "data": KEY}]
     assert files["openstack/latest/user_data"] == b"#!/bin/sh\necho hello\n"  # decoded, byte for byte
+
+
+def test_network_data_is_what_the_control_plane_sent_and_empty_without_ports():
+    network = {
+        "links": [{"id": "tapabc", "type": "bridge", "ethernet_mac_address": "fa:16:3e:00:00:01", "mtu": 1450}],
+        "networks": [{"id": "network0", "type": "ipv4", "link": "tapabc", "ip_address": "10.0.0.5"}],
+        "services": [{"type": "dns", "address": "10.0.0.2"}],
+    }
+    with_ports = drive_files(request_with(network_data=network))
+    assert json.loads(with_ports["openstack/latest/network_data.json"]) == network
+    assert json.loads(with_ports["openstack/2015-10-15/network_data.json"]) == network
+    without = json.loads(drive_files(request_with())["openstack/latest/network_data.json"])
+    assert without == {"links": [], "networks": [], "services": []}
 
 
 def test_no_user_data_no_user_data_file_and_no_metadata_no_drive():
