@@ -295,9 +295,7 @@ def port_update(*, port: Port, user_is_admin: bool, project: Project, changes: d
         except IntegrityError:
             raise MacAddressInUse(network.pk, port.mac_address) from None
         port.refresh_from_db()
-        network_sync.network_changed(network.pk)
-        if old_host != port.host_id:
-            network_sync.hosts_changed([old_host, port.host_id])
+        _replan(network.pk, old_host)
     return port
 
 
@@ -331,8 +329,7 @@ def port_bind(*, port: Port, host: ComputeHost) -> Port:
         Port.objects.filter(pk=port.pk).update(
             host=host, vif_type=VIF_TYPE_BOUND, status=Port.Status.DOWN, revision_number=F("revision_number") + 1
         )
-        network_sync.network_changed(port.network_id)
-        network_sync.hosts_changed([old_host, host.pk])
+        _replan(port.network_id, old_host)
         port.refresh_from_db()
     return port
 
@@ -350,10 +347,16 @@ def port_unbind(*, port: Port) -> Port:
             status=Port.Status.DOWN,
             revision_number=F("revision_number") + 1,
         )
-        network_sync.network_changed(port.network_id)
-        network_sync.hosts_changed([old_host])
+        _replan(port.network_id, old_host)
         port.refresh_from_db()
     return port
+
+
+def _replan(network_id, old_host_id) -> None:
+    """Every host with ports on the network gets a new plan, and the port's old host too (once each)."""
+    network_sync.network_changed(network_id)
+    if old_host_id is not None and not Port.objects.filter(network_id=network_id, host_id=old_host_id).exists():
+        network_sync.hosts_changed([old_host_id])
 
 
 def port_delete(*, port: Port) -> None:
