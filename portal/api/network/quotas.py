@@ -54,11 +54,11 @@ class QuotasView(_QuotaView):
 
 
 class QuotaView(_QuotaView):
-    def get(self, request, project_id: str):
-        return Response({"quota": _limits(self.project(project_id))})
+    def get(self, request, target_project_id: str):
+        return Response({"quota": _limits(self.project(target_project_id))})
 
-    def put(self, request, project_id: str):
-        project = self.project(project_id, write=True)
+    def put(self, request, target_project_id: str):
+        project = self.project(target_project_id, write=True)
         body = self.body_of("quota")
         values = dict(body)
         check_limit = values.pop("check_limit", False)
@@ -74,21 +74,21 @@ class QuotaView(_QuotaView):
             raise BadRequest(str(exc)) from None
         return Response({"quota": limits})
 
-    def delete(self, request, project_id: str):
-        project = self.project(project_id, write=True)
+    def delete(self, request, target_project_id: str):
+        project = self.project(target_project_id, write=True)
         services.network_quota_reset(project=project)
         return Response(status=http.HTTP_204_NO_CONTENT)
 
 
 class QuotaDefaultView(_QuotaView):
-    def get(self, request, project_id: str):
-        self.project(project_id)
+    def get(self, request, target_project_id: str):
+        self.project(target_project_id)
         return Response({"quota": _limits(None)})
 
 
 class QuotaDetailsView(_QuotaView):
-    def get(self, request, project_id: str):
-        project = self.project(project_id)
+    def get(self, request, target_project_id: str):
+        project = self.project(target_project_id)
         limits = _limits(project)
         used = selectors.network_usage(project) if project is not None else dict.fromkeys(RESOURCES, 0)
         return Response({"quota": {r: {"used": used[r], "limit": limits[r], "reserved": 0} for r in RESOURCES}})

@@ -18,7 +18,7 @@ urlpatterns = [
     path(f"{V}/ports", views.PortsView.as_view(), name="networking-ports"),
     path(f"{V}/ports/<str:port_id>", views.PortView.as_view(), name="networking-port"),
     path(f"{V}/quotas", quotas.QuotasView.as_view(), name="networking-quotas"),
-    path(f"{V}/quotas/<str:project_id>", quotas.QuotaView.as_view(), name="networking-quota"),
-    path(f"{V}/quotas/<str:project_id>/default", quotas.QuotaDefaultView.as_view(), name="networking-quota-default"),
-    path(f"{V}/quotas/<str:project_id>/details", quotas.QuotaDetailsView.as_view(), name="networking-quota-details"),
+    path(f"{V}/quotas/<str:target_project_id>", quotas.QuotaView.as_view(), name="networking-quota"),
+    path(f"{V}/quotas/<str:target_project_id>/default", quotas.QuotaDefaultView.as_view(), name="networking-quota-default"),
+    path(f"{V}/quotas/<str:target_project_id>/details", quotas.QuotaDetailsView.as_view(), name="networking-quota-details"),
 ]
