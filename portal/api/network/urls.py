@@ -5,6 +5,7 @@ from django.urls import path
 from . import quotas, views
 
 V = "v2.0"
+Q = f"{V}/quotas/<str:target_project_id>"
 
 urlpatterns = [
     path("", views.VersionsView.as_view(), name="networking-versions"),
@@ -18,7 +19,7 @@ urlpatterns = [
     path(f"{V}/ports", views.PortsView.as_view(), name="networking-ports"),
     path(f"{V}/ports/<str:port_id>", views.PortView.as_view(), name="networking-port"),
     path(f"{V}/quotas", quotas.QuotasView.as_view(), name="networking-quotas"),
-    path(f"{V}/quotas/<str:target_project_id>", quotas.QuotaView.as_view(), name="networking-quota"),
-    path(f"{V}/quotas/<str:target_project_id>/default", quotas.QuotaDefaultView.as_view(), name="networking-quota-default"),
-    path(f"{V}/quotas/<str:target_project_id>/details", quotas.QuotaDetailsView.as_view(), name="networking-quota-details"),
+    path(Q, quotas.QuotaView.as_view(), name="networking-quota"),
+    path(f"{Q}/default", quotas.QuotaDefaultView.as_view(), name="networking-quota-default"),
+    path(f"{Q}/details", quotas.QuotaDetailsView.as_view(), name="networking-quota-details"),
 ]
