@@ -12,7 +12,19 @@ from collections.abc import Mapping
 
 from django.db.models import Count, Sum
 
-from portal.models import Image, Instance, Keypair, Migration, Project, QuotaClassLimit, QuotaLimit, ServerGroup
+from portal.models import (
+    Image,
+    Instance,
+    Keypair,
+    Migration,
+    Network,
+    Port,
+    Project,
+    QuotaClassLimit,
+    QuotaLimit,
+    ServerGroup,
+    Subnet,
+)
 from portal.states import VmState
 
 UNLIMITED = -1
@@ -47,14 +59,21 @@ IMAGE_DEFAULTS: dict[str, int] = {
     "image_size_total": 51200,
 }
 MIB = 1024 * 1024  # the unit of image_size_total
+# The network controller's limits, under the networking API's names (Neutron's defaults): per project only.
+# The cloud's own DHCP ports are not counted.
+NETWORK_DEFAULTS: dict[str, int] = {
+    "network": 100,
+    "subnet": 100,
+    "port": 500,
+}
 
 COMPUTE_DEFAULTS: dict[str, int] = {**ENFORCED_DEFAULTS, **LEGACY_DEFAULTS}
-BUILTIN_DEFAULTS: dict[str, int] = {**COMPUTE_DEFAULTS, **IMAGE_DEFAULTS}
+BUILTIN_DEFAULTS: dict[str, int] = {**COMPUTE_DEFAULTS, **IMAGE_DEFAULTS, **NETWORK_DEFAULTS}
 RESOURCES: tuple[str, ...] = tuple(sorted(BUILTIN_DEFAULTS))
 COMPUTE_RESOURCES: tuple[str, ...] = tuple(sorted(COMPUTE_DEFAULTS))
 
 # Per-project only in Nova (and Glance): a user cannot get a limit of their own for these.
-PROJECT_ONLY = frozenset({"fixed_ips", "floating_ips", *IMAGE_DEFAULTS})
+PROJECT_ONLY = frozenset({"fixed_ips", "floating_ips", *IMAGE_DEFAULTS, *NETWORK_DEFAULTS})
 
 
 def class_limits(class_name: str = DEFAULT_CLASS) -> dict[str, int]:
@@ -143,6 +162,15 @@ def image_usage(project: Project) -> dict[str, int]:
         .aggregate(image_count_total=Count("id"), image_size_total=Sum("size"))
     )
     return {key: int(value or 0) for key, value in totals.items()}
+
+
+def network_usage(project: Project) -> dict[str, int]:
+    """The project's networks, subnets and ports (but the cloud's own DHCP ports)."""
+    return {
+        "network": Network.objects.filter(project=project).count(),
+        "subnet": Subnet.objects.filter(project=project).count(),
+        "port": Port.objects.filter(project=project).exclude(device_owner=Port.OWNER_DHCP).count(),
+    }
 
 
 def image_size_room(project: Project) -> int | None:

@@ -137,6 +137,17 @@ def image_quota_check(*, project: Project, images: int = 0, size: int = 0) -> No
         )
 
 
+def network_quota_check(*, project: Project, resource: str, delta: int = 1) -> None:
+    """Room in the project for ``delta`` more networks, subnets or ports, or QuotaExceeded (whose message
+    is the resource's name). Locks the project row for the rest of the transaction."""
+    if resource not in selectors.NETWORK_DEFAULTS:
+        raise ValueError(f"{resource!r} is not a network quota resource")
+    _lock_project(project)
+    limit = selectors.project_limits(project)[resource]
+    if delta > 0 and _over(limit, selectors.network_usage(project)[resource], delta):
+        raise QuotaExceeded(resource)
+
+
 # --- limits ------------------------------------------------------------------------------------------
 
 
@@ -196,6 +207,37 @@ def quota_set_delete(*, project: Project, user=None) -> int:
             rows = rows.filter(user=user)
         deleted, _ = rows.delete()
     return deleted
+
+
+def network_quota_update(*, project: Project, values: Mapping[str, int], check_limit: bool = False) -> dict[str, int]:
+    """Set the project's network limits (``network``, ``subnet``, ``port``); with ``check_limit`` none may go
+    below what the project uses. Returns the network limits now in force."""
+    bad = sorted(set(values) - set(selectors.NETWORK_DEFAULTS))
+    if bad:
+        raise InvalidQuota(f"Unrecognized attribute(s) '{', '.join(b[:64] for b in bad)}'")
+    clean = _validated(values)
+    with transaction.atomic():
+        _lock_project(project)
+        if check_limit:
+            used = selectors.network_usage(project)
+            for resource, value in clean.items():
+                if _as_inf(value) < used[resource]:
+                    raise InvalidQuota(
+                        f"Quota limit {value} for {resource} must be greater than or equal to already used and "
+                        f"reserved {used[resource]}."
+                    )
+        for resource, value in clean.items():
+            QuotaLimit.objects.update_or_create(
+                project=project, user=None, resource=resource, defaults={"hard_limit": value}
+            )
+    limits = selectors.project_limits(project)
+    return {r: limits[r] for r in selectors.NETWORK_DEFAULTS}
+
+
+def network_quota_reset(*, project: Project) -> None:
+    """The project's network limits back to the defaults (its compute and image limits stay)."""
+    with transaction.atomic():
+        QuotaLimit.objects.filter(project=project, resource__in=list(selectors.NETWORK_DEFAULTS)).delete()
 
 
 def quota_class_update(*, class_name: str, values: Mapping[str, int]) -> dict[str, int]:

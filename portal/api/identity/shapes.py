@@ -114,13 +114,14 @@ def user(u) -> dict:
 
 
 def catalog(project_id: str) -> list[dict]:
-    """This cloud's services for a token scoped to ``project_id``: identity, compute, image and, with a
+    """This cloud's services for a token scoped to ``project_id``: identity, compute, image, network and, with a
     Cinder configured, block storage. Every interface has the same URL."""
     public = settings.CLOUD["PUBLIC_URL"]
     services = [
         ("identity", "keystone", identity_url()),
         ("compute", "nova", f"{public}/compute/v2.1"),
         ("image", "glance", f"{public}/image"),
+        ("network", "neutron", f"{public}/networking"),
     ]
     cinder = settings.CINDER["ENDPOINT"]
     if cinder:

@@ -1,4 +1,4 @@
-"""Register the compute and image services and their endpoints in the Keystone catalog.
+"""Register the compute, image and network services and their endpoints in the Keystone catalog.
 
 Idempotent: a service or endpoint that is already right is left alone, a wrong URL is corrected, and a
 duplicate endpoint (same service, interface and region) is removed, so clients never see two.
@@ -18,12 +18,13 @@ SERVICES = [
     # type, name, path under the public URL, description
     ("compute", "compute", "/compute/v2.1", "Compute API v2.1"),
     ("image", "image", "/image", "Image API"),
+    ("network", "neutron", "/networking", "Networking API v2.0"),
 ]
 INTERFACES = ("public", "internal", "admin")
 
 
 class Command(BaseCommand):
-    help = "Register the `compute` and `image` services and their endpoints in the Keystone catalog."
+    help = "Register the `compute`, `image` and `network` services and their endpoints in the Keystone catalog."
 
     def add_arguments(self, parser):
         public = settings.CLOUD["PUBLIC_URL"]

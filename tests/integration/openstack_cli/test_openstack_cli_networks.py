@@ -1,6 +1,6 @@
-"""`openstack server create --network …` / `--nic …` with the real CLI when the catalog has no network
-service: the CLI then looks networks up through the compute API's ``os-networks`` proxy (at 2.1), and the
-cloud answers there with the one network every server's NIC is on."""
+"""`openstack server create --network …` / `--nic …` with the real CLI. The catalog has a network service, so
+the CLI looks network names up through the networking API (no longer through the compute API's
+``os-networks`` proxy, which stays for clients that ask it directly)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,17 @@ pytestmark = pytest.mark.integration
 
 def test_network_list_and_server_create_network_options(cli, host_up, tiny_flavor, demo_image):
     label = settings.CLOUD["NETWORK"]["label"]
-    # --network <label>: the CLI finds the network through os-networks and asks for it by uuid.
-    on_net = cli.member.json(
-        "server", "create", "--image", "demo", "--flavor", "m1.tiny", "--network", label, "--wait", "vm-net"
+    # --network <name>: the CLI asks the networking API for the name; the user-mode label is not a network
+    # there, so it is not found, and nothing is made.
+    message = cli.member.fails(
+        "server", "create", "--image", "demo", "--flavor", "m1.tiny", "--network", label, "vm-net"
     )
-    assert on_net["status"] == "ACTIVE", on_net
-    assert label in str(on_net["addresses"])
-    assert Instance.objects.get(uuid=on_net["id"]).mac_address
+    assert f"no network found for {label}" in message.lower(), message
+    assert not Instance.objects.filter(name="vm-net").exists()
+    # Once the project has a network of that name, the CLI finds it there.
+    made = cli.member.json("network", "create", label)
+    assert cli.member.json("network", "show", label)["id"] == made["id"]
+    assert [n["Name"] for n in cli.member.json("network", "list")] == [label]
 
     # --nic none: no NIC at all.
     no_nic = cli.member.json(

@@ -1,4 +1,4 @@
-"""Every endpoint of the compute and image APIs, classified by who may reach it.
+"""Every endpoint of the compute, image and networking APIs, classified by who may reach it.
 
 The tenancy walker (test_tenancy.py) enumerates the URL resolver and fails for any endpoint or method
 missing here, so a new endpoint cannot ship without saying who may use it. To add one: give its URL
@@ -38,6 +38,7 @@ from typing import Any
 
 V = "/compute/v2.1"
 I = "/image/v2"  # noqa: E741
+N = "/networking/v2.0"
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,71 @@ ENDPOINTS: dict[str, Endpoint] = {
         f"{I}/images/{{image}}/members",
         {method: r("unimplemented") for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
     ),
+    # --- networking API -------------------------------------------------------------------------------
+    "networking-versions-root": Endpoint("/networking", {"GET": r("public")}),
+    "networking-versions": Endpoint("/networking/", {"GET": r("public")}),
+    "networking-v2": Endpoint(f"{N}/", {"GET": r("global")}),
+    "networking-extensions": Endpoint(f"{N}/extensions", {"GET": r("global")}),
+    "networking-extension": Endpoint(f"{N}/extensions/provider", {"GET": r("global")}),
+    "networking-networks": Endpoint(
+        f"{N}/networks",
+        {"GET": r("collection"), "POST": r("collection", body=lambda w: {"network": {"name": "mine"}})},
+    ),
+    "networking-network": Endpoint(
+        f"{N}/networks/{{net_id}}",
+        {
+            "GET": r("owned"),
+            "PUT": r("owned", body=lambda w: {"network": {"name": "renamed"}}),
+            # A's network has a port: deleting it is a 409 once past policy.
+            "DELETE": r("owned", admin_codes={409}),
+        },
+    ),
+    "networking-subnets": Endpoint(
+        f"{N}/subnets",
+        {
+            "GET": r("collection"),
+            # A subnet goes on a network the caller may change: the stranger may not see A's (404).
+            "POST": r(
+                "collection",
+                body=lambda w: {"subnet": {"network_id": w.ids["net_id"], "cidr": "10.201.0.0/24"}},
+                owner_codes={404},
+            ),
+        },
+    ),
+    "networking-subnet": Endpoint(
+        f"{N}/subnets/{{subnet_id}}",
+        {
+            "GET": r("owned"),
+            "PUT": r("owned", body=lambda w: {"subnet": {"name": "renamed"}}),
+            "DELETE": r("owned", admin_codes={409}),  # A's port holds an address on it
+        },
+    ),
+    "networking-ports": Endpoint(
+        f"{N}/ports",
+        {
+            "GET": r("collection"),
+            "POST": r("collection", body=lambda w: {"port": {"network_id": w.ids["shared_net_id"]}}),
+        },
+    ),
+    "networking-port": Endpoint(
+        f"{N}/ports/{{port_id}}",
+        {
+            "GET": r("owned"),
+            "PUT": r("owned", body=lambda w: {"port": {"name": "renamed"}}),
+            "DELETE": r("owned"),
+        },
+    ),
+    "networking-quotas": Endpoint(f"{N}/quotas", {"GET": r("admin")}),
+    "networking-quota": Endpoint(
+        f"{N}/quotas/{{project}}",
+        {
+            "GET": r("tenant"),
+            "PUT": r("tenant", body=lambda w: {"quota": {"network": 50}}),
+            "DELETE": r("tenant"),
+        },
+    ),
+    "networking-quota-default": Endpoint(f"{N}/quotas/{{project}}/default", {"GET": r("tenant")}),
+    "networking-quota-details": Endpoint(f"{N}/quotas/{{project}}/details", {"GET": r("tenant")}),
 }
 
 PORTAL_ENDPOINTS: dict[str, Endpoint] = {

@@ -1,4 +1,4 @@
-"""Walks every endpoint of the compute and image APIs as four callers and checks each one's scoping:
+"""Walks every endpoint of the compute, image and networking APIs as four callers and checks each one's scoping:
 a member of another project (404 for A's resources, nothing of A's in lists), a reader of the project
 trying to write (403), an admin of another project (allowed), and A's own member as the baseline.
 
@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 from portal.api.compute.networks import servers_network_id
 from portal.models import Aggregate, ComputeHost, InstanceAction, InstanceTag, Keypair, Role, ServerGroup
+from portal.services.networks import network_create, port_create, subnet_create
 from tests.conftest import Caller
 from tests.factories import FlavorFactory, ImageFactory, InstanceFactory
 
@@ -31,7 +32,7 @@ from .endpoints import ENDPOINTS, PORTAL_ENDPOINTS, Endpoint, Rule
 
 pytestmark = pytest.mark.integration
 
-API_PREFIXES = ("compute/", "image/")
+API_PREFIXES = ("compute/", "image/", "networking")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl tenancy"
 
@@ -131,6 +132,11 @@ def world(db, settings, tmp_path) -> World:
     keypair = Keypair.objects.create(user=owner.user, name="a-secret-key", public_key=PUBLIC_KEY, fingerprint="f")
     group = ServerGroup.objects.create(project=project, user=owner.user, name="a-secret-group", policy="affinity")
     aggregate = Aggregate.objects.create(name="agg1")
+    net = network_create(project=project, user_is_admin=False, name="a-secret-network")
+    subnet = subnet_create(project=project, user_is_admin=False, network=net, cidr="10.200.0.0/24", name="a-sub")
+    port = port_create(project=project, user_is_admin=False, network=net, name="a-secret-port")
+    shared_net = network_create(project=admin.project, user_is_admin=True, name="shared", shared=True)
+    subnet_create(project=admin.project, user_is_admin=True, network=shared_net, cidr="10.202.0.0/24")
     ids = {
         "server": str(server.uuid),
         "image": str(image.id),
@@ -145,8 +151,13 @@ def world(db, settings, tmp_path) -> World:
         "host_name": host.name,
         "owner_id": owner.user.username,
         "network": servers_network_id(),
+        "net_id": str(net.pk),
+        "subnet_id": str(subnet.pk),
+        "port_id": str(port.pk),
+        "shared_net_id": str(shared_net.pk),
     }
     secrets = [str(server.uuid), str(image.id), "a-secret-key", str(group.uuid), "a-secret-server"]
+    secrets += [str(net.pk), str(subnet.pk), str(port.pk), "a-secret-network", "a-secret-port"]
     return World(owner, reader, stranger, admin, ids, secrets, public_image=str(public_image.id))
 
 
@@ -163,10 +174,15 @@ def request(caller: Caller | None, method: str, path: str, rule: Rule, world: Wo
 
 
 def envelope_code(response) -> int | None:
+    """The status an error body states: the compute and image APIs' ``code``; Neutron's envelope states none,
+    so a well-formed ``NeutronError`` stands for the response's own status."""
     try:
         body = response.json()
     except ValueError:
         return None
+    neutron = body.get("NeutronError") if isinstance(body, dict) and len(body) == 1 else None
+    if isinstance(neutron, dict):
+        return response.status_code if neutron.get("type") and neutron.get("message") else None
     if isinstance(body, dict) and len(body) == 1:
         inner = next(iter(body.values()))
         if isinstance(inner, dict):

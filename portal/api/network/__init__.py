@@ -1,0 +1,1 @@
+"""The networking API v2.0 (the shapes of OpenStack Neutron), mounted at ``/networking/``."""

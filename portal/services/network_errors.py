@@ -1,0 +1,168 @@
+"""The network controller's refusals, each carrying the networking API's fault type and status.
+
+The API shows them as ``{"NeutronError": {"type": <type>, "message": <message>, "detail": ""}}`` with
+``status``; other callers (the compute side) catch them by class.
+"""
+
+from __future__ import annotations
+
+
+class NetworkError(Exception):
+    status = 400
+    type = "HTTPBadRequest"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field  # the attribute at fault, when there is one
+
+
+class BadRequest(NetworkError):
+    """Input the API cannot take (Neutron's generic 400)."""
+
+
+class InvalidInput(NetworkError):
+    type = "InvalidInput"
+
+
+class PolicyNotAuthorized(NetworkError):
+    status = 403
+    type = "PolicyNotAuthorized"
+
+
+class NotFound(NetworkError):
+    status = 404
+    type = "NotFound"
+
+
+class NetworkNotFound(NotFound):
+    type = "NetworkNotFound"
+
+    def __init__(self, network_id):
+        super().__init__(f"Network {network_id} could not be found.")
+
+
+class SubnetNotFound(NotFound):
+    type = "SubnetNotFound"
+
+    def __init__(self, subnet_id):
+        super().__init__(f"Subnet {subnet_id} could not be found.")
+
+
+class PortNotFound(NotFound):
+    type = "PortNotFound"
+
+    def __init__(self, port_id):
+        super().__init__(f"Port {port_id} could not be found.")
+
+
+class Conflict(NetworkError):
+    status = 409
+    type = "Conflict"
+
+
+class NetworkInUse(Conflict):
+    type = "NetworkInUse"
+
+    def __init__(self, network_id):
+        super().__init__(
+            f"Unable to complete operation on network {network_id}. "
+            "There are one or more ports still in use on the network."
+        )
+
+
+class SubnetInUse(Conflict):
+    type = "SubnetInUse"
+
+    def __init__(self, subnet_id):
+        super().__init__(
+            f"Unable to complete operation on subnet {subnet_id}: "
+            "One or more ports have an IP allocation from this subnet."
+        )
+
+
+class IpAddressGenerationFailure(Conflict):
+    type = "IpAddressGenerationFailure"
+
+    def __init__(self, network_id):
+        super().__init__(f"No more IP addresses available on network {network_id}.")
+
+
+class IpAddressAlreadyAllocated(Conflict):
+    type = "IpAddressAlreadyAllocated"
+
+    def __init__(self, ip, subnet_id):
+        super().__init__(f"IP address {ip} already allocated in subnet {subnet_id}")
+
+
+class InvalidIpForSubnet(NetworkError):
+    type = "InvalidIpForSubnet"
+
+    def __init__(self, ip):
+        super().__init__(f"IP address {ip} is not a valid IP for the specified subnet.", field="fixed_ips")
+
+
+class InvalidIpForNetwork(NetworkError):
+    type = "InvalidIpForNetwork"
+
+    def __init__(self, ip):
+        super().__init__(
+            f"IP address {ip} is not a valid IP for any of the subnets on the specified network.", field="fixed_ips"
+        )
+
+
+class MacAddressInUse(Conflict):
+    type = "MacAddressInUse"
+
+    def __init__(self, network_id, mac):
+        super().__init__(f"Unable to complete operation for network {network_id}. The mac address {mac} is in use.")
+
+
+class TunnelIdInUse(Conflict):
+    type = "TunnelIdInUse"
+
+    def __init__(self, vni):
+        super().__init__(f"Unable to create the network. The tunnel ID {vni} is in use.")
+
+
+class FlatNetworkInUse(Conflict):
+    type = "FlatNetworkInUse"
+
+    def __init__(self, physnet):
+        super().__init__(
+            f"Unable to create the flat network. Physical network {physnet} is in use.",
+            field="provider:physical_network",
+        )
+
+
+class NoNetworkAvailable(NetworkError):
+    status = 503
+    type = "NoNetworkAvailable"
+
+    def __init__(self):
+        super().__init__("Unable to create the network. No tenant network is available for allocation.")
+
+
+class OverlappingAllocationPools(Conflict):
+    type = "OverlappingAllocationPools"
+
+
+class GatewayConflictWithAllocationPools(Conflict):
+    type = "GatewayConflictWithAllocationPools"
+
+
+class InvalidSharedSetting(Conflict):
+    type = "InvalidSharedSetting"
+
+    def __init__(self, network_name):
+        super().__init__(
+            f"Unable to reconfigure sharing settings for network {network_name}. Multiple tenants are using it."
+        )
+
+
+class OverQuota(Conflict):
+    type = "OverQuota"
+
+    def __init__(self, resource: str):
+        super().__init__(f"Quota exceeded for resources: ['{resource}'].")
+        self.resource = resource
