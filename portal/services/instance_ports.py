@@ -14,13 +14,16 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
 from portal.models import Instance, Migration, Network, Port
+from portal.selectors import networks as network_selectors
 from portal.states import VmState
 
 from . import lifecycle, network_sync, networks
+from .network_errors import NetworkError
 
 
 class NetworkRequestError(Exception):
@@ -75,8 +78,9 @@ def ports_allocate(*, ctx: RequestContext, instance: Instance, requests: list[Ne
 
 
 def _usable_network(ctx: RequestContext, network_id: str) -> Network:
-    network = networks.network_usable(ctx=ctx, network_id=network_id)
-    if network is None:
+    """A network the caller may put a server on: its project's, a shared one, or any for an admin."""
+    network = network_selectors.network_get(ctx, network_id)
+    if network is None or not (ctx.is_admin or network.shared or network.project_id == ctx.project.pk):
         raise NetworkRequestError(f"Network {str(network_id)[:64]} could not be found.")
     return network
 
@@ -85,18 +89,19 @@ def _port_make(*, ctx: RequestContext, instance: Instance, network_id: str, fixe
     network = _usable_network(ctx, network_id)
     try:
         return networks.port_create(
-            ctx=ctx,
+            project=ctx.project,
+            user_is_admin=ctx.is_admin,
             network=network,
             fixed_ips=[{"ip_address": fixed_ip}] if fixed_ip else None,
             device_id=str(instance.uuid),
             device_owner=device_owner(instance),
             auto_delete=True,
         )
-    except networks.NetworkError as exc:
+    except NetworkError as exc:
         raise _request_error(exc, network) from None
 
 
-def _request_error(exc: networks.NetworkError, network: Network) -> NetworkRequestError:
+def _request_error(exc: NetworkError, network: Network) -> NetworkRequestError:
     """The networking API's refusal, in the words the compute API answers with."""
     if exc.type == "IpAddressGenerationFailure":
         return NetworkRequestError(f"No more IP addresses available on network {network.pk}.", 409)
@@ -108,7 +113,8 @@ def _request_error(exc: networks.NetworkError, network: Network) -> NetworkReque
 
 
 def _port_take(*, ctx: RequestContext, instance: Instance, port_id: str) -> Port:
-    port = networks.port_visible(ctx=ctx, port_id=port_id, for_update=True)
+    found = network_selectors.port_get(ctx, port_id)
+    port = Port.objects.select_for_update().filter(pk=found.pk).first() if found is not None else None
     if port is None:
         raise NetworkRequestError(f"Port {str(port_id)[:64]} could not be found.")
     if port.device_id or port.device_owner == Port.OWNER_DHCP:
@@ -121,7 +127,9 @@ def _port_take(*, ctx: RequestContext, instance: Instance, port_id: str) -> Port
 def auto_network(*, ctx: RequestContext) -> Network:
     """The network ``networks: auto`` puts a server on: the only network the project can use, or the
     one it was given automatically, made now (with a subnet of ``AUTO_CIDR``) when it has none."""
-    usable = list(networks.networks_usable_for_servers(ctx=ctx))
+    usable = list(
+        Network.objects.filter(Q(project=ctx.project) | Q(shared=True, external=False)).order_by("created_at")
+    )
     made = [n for n in usable if n.auto_allocated and n.project_id == ctx.project.pk]
     if made:
         return made[0]
@@ -131,13 +139,19 @@ def auto_network(*, ctx: RequestContext) -> Network:
         raise NetworkRequestError("Multiple possible networks found, use a Network ID to be more specific.", 409)
     try:
         with transaction.atomic():
-            network = networks.network_create(ctx=ctx, name=AUTO_NETWORK_NAME, auto_allocated=True)
+            network = networks.network_create(
+                project=ctx.project, user_is_admin=False, name=AUTO_NETWORK_NAME, auto_allocated=True
+            )
             networks.subnet_create(
-                ctx=ctx, network=network, name=AUTO_NETWORK_NAME, cidr=settings.CLOUD["NETWORK"]["AUTO_CIDR"]
+                project=ctx.project,
+                user_is_admin=False,
+                network=network,
+                name=AUTO_NETWORK_NAME,
+                cidr=settings.CLOUD["NETWORK"]["AUTO_CIDR"],
             )
     except IntegrityError:  # another request of the project made it first
         return Network.objects.get(project=ctx.project, auto_allocated=True)
-    except networks.NetworkError as exc:
+    except NetworkError as exc:
         raise NetworkRequestError(f"Unable to automatically allocate a network for project: {exc}", 400) from None
     return network
 
@@ -185,7 +199,7 @@ def ports_release(instance: Instance) -> None:
     hosts = set(ports.values_list("host_id", flat=True)) | moving_hosts(instance)
     networks_touched = set(ports.values_list("network_id", flat=True))
     for port in ports.filter(auto_delete=True):
-        networks.port_delete_for_instance(port=port)
+        networks.port_delete(port=port)
     ports.update(device_id="", device_owner="", host=None, vif_type="unbound", status=Port.Status.DOWN)
     for network_id in networks_touched:
         network_sync.network_changed(network_id)
@@ -309,7 +323,7 @@ def interface_detach(*, ctx: RequestContext, instance: Instance, port_id: str) -
         )
         hosts = {port.host_id} | moving_hosts(locked)
         if port.auto_delete:
-            networks.port_delete_for_instance(port=port)
+            networks.port_delete(port=port)
         else:
             Port.objects.filter(pk=port.pk).update(
                 device_id="", device_owner="", host=None, vif_type="unbound", status=Port.Status.DOWN

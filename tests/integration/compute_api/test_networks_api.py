@@ -68,7 +68,7 @@ def test_server_on_the_network_by_uuid(member, boot):
     "networks, words",
     [
         ([{"uuid": "3b4f1c2e-0000-4000-8000-000000000000"}], "could not be found"),
-        ([{"port": "3b4f1c2e-0000-4000-8000-000000000000"}], "network service"),
+        ([{"port": "3b4f1c2e-0000-4000-8000-000000000000"}], "could not be found"),
         (["x"], "must be an object"),
         ([{"uuid": "x", "bogus": 1}], "bogus"),
     ],
