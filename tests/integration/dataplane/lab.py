@@ -151,9 +151,7 @@ class Lab:
     def listen(self, ns: str, address: str, port: int) -> None:
         """A TCP listener in namespace ``ns`` that answers every connection with 'hello'."""
         self.processes.append(
-            subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, address, str(port)]
-            )
+            subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, address, str(port)])
         )
         wait_for(lambda: f":{port}" in in_ns(ns, "ss", "-ltn", check=False).stdout)
 

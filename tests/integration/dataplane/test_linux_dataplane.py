@@ -12,12 +12,11 @@ import os
 import shutil
 import signal
 import uuid
-from pathlib import Path
 
 import pytest
 
 from compute_tasks.dataplane.linux import LinuxDataplane
-from tests.integration.dataplane.lab import Lab, LabNetwork, host_plan, in_ns, new_port, sh, wait_for
+from tests.integration.dataplane.lab import Guest, Lab, LabNetwork, host_plan, in_ns, new_port, sh, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -84,8 +83,6 @@ def world(tmp_path_factory):
         sh("ip", "link", "add", a2.device, "type", "veth", "peer", "name", "eth0", "netns", ns)
         sh("ip", "-n", ns, "link", "set", "eth0", "address", a2.mac, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        from tests.integration.dataplane.lab import Guest
-
         lab.guests.append(Guest(namespace=ns, port=a2, host=h2, lease_file=root / f"{ns}.lease"))
         lab.add_guest(h1, b1, "b1")
         yield World(lab, planes, net_a, net_b)
@@ -145,7 +142,7 @@ def test_guest_reaches_nothing_on_its_host(world):
     a1 = guest(world, "a1")
     h1, h2 = world.lab.hosts
     in_ns(h1.namespace, "ip", "addr", "add", "10.251.250.1/32", "dev", "lo")
-    world.lab.listen(h1.namespace, "0.0.0.0", 9000)
+    world.lab.listen(h1.namespace, "0.0.0.0", 9000)  # noqa: S104 - inside the simulated host's namespace
     # The listener answers whoever may reach it: the other host, over the underlay.
     assert "hello" in in_ns(h2.namespace, "busybox", "nc", "-w", "3", "10.251.0.1", "9000", check=False).stdout
     for address in ("10.251.0.1", "10.251.250.1"):
@@ -183,8 +180,6 @@ def test_unknown_mac_gets_no_lease_and_is_unplugged(world):
     sh("ip", "-n", h1.namespace, "link", "add", "dptstranger", "type", "veth", "peer", "name", "eth0", "netns", ns)
     sh("ip", "-n", ns, "link", "set", "eth0", "address", "fa:16:3e:99:99:99", "up")
     sh("ip", "-n", h1.namespace, "link", "set", "dptstranger", "master", bridge, "up")
-    from tests.integration.dataplane.lab import Guest
-
     stranger = Guest(namespace=ns, port=new_port(99, "10.251.10.99"), host=h1, lease_file=world.lab.root / "s.lease")
     assert stranger.dhcp(timeout=3) == {}
     report = world.planes[0].check()
