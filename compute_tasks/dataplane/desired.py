@@ -114,6 +114,9 @@ class Settings:
 
 def desired_state(plan: HostNetworkPlan, settings: Settings) -> HostState:
     networks = tuple(network_state(n, settings) for n in sorted(plan.networks, key=lambda n: n.network_id))
+    bridges = [n.bridge for n in networks if n.owns_bridge]
+    if len(set(bridges)) != len(bridges):
+        raise PlanError("two networks' ids begin with the same 11 characters: their devices' names would clash")
     devices: dict[str, str] = {}
     for network in networks:
         for port in network.ports:
