@@ -12,13 +12,7 @@ import pytest
 
 from compute_tasks import rpc
 from compute_tasks.rpc import Heartbeat, NetworkStateApplied
-from tests.integration.compute_tasks.test_compute_worker import (  # noqa: F401 - fixtures
-    broker,
-    control_plane,
-    host,
-    log_tail,
-    worker,
-)
+from tests.integration.compute_tasks.test_compute_worker import log_tail
 from tests.integration.dataplane.lab import Lab, LabNetwork, host_plan, new_port, sh
 
 pytestmark = [
