@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DRIVERS = ("libvirt", "fake")
+DATAPLANES = ("linux", "none")
 VIRT_TYPES = ("qemu", "kvm")
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "memory")
 
@@ -66,6 +67,17 @@ class HostConfig:
     # are in the cache).
     instances_dir_override: Path | None = None
     images_dir_override: Path | None = None
+    # The network data plane (compute_tasks.dataplane): "linux" programs bridges, VXLAN, dnsmasq and
+    # nftables; "none" applies nothing (the fake driver, libvirt's test driver). ``tunnel_address`` is the
+    # host's VXLAN endpoint on the network between the hosts; ``network_namespace`` the namespace the data
+    # plane lives in (empty: the host's own); ``physical_networks`` maps a flat network's name to the
+    # bridge (or interface) that carries it.
+    dataplane: str = "none"
+    tunnel_address: str = ""
+    vxlan_port: int = 4789
+    network_namespace: str = ""
+    physical_networks: tuple[tuple[str, str], ...] = ()
+    network_check_interval: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HostConfig:
@@ -123,7 +135,39 @@ class HostConfig:
                 "this host's address on the network between the hypervisors"
             )
 
+        dataplane = get("COMPUTE_DATAPLANE", default_dataplane(driver, libvirt_uri, simulated=bool(hosts))).lower()
+        if dataplane not in DATAPLANES:
+            raise ConfigError(f"COMPUTE_DATAPLANE={dataplane!r} is not one of {', '.join(DATAPLANES)}")
+        if dataplane == "linux" and hosts:
+            raise ConfigError(
+                "COMPUTE_DATAPLANE=linux programs one host's network: it cannot serve the simulated hosts of "
+                "COMPUTE_HOSTS (use COMPUTE_DATAPLANE=none there)"
+            )
+        tunnel_address = get("COMPUTE_TUNNEL_ADDRESS", "")
+        if tunnel_address:
+            parsed = _parse_ip("COMPUTE_TUNNEL_ADDRESS", tunnel_address)
+            if parsed.is_unspecified or parsed.is_multicast or parsed.version != 4:
+                raise ConfigError(
+                    f"COMPUTE_TUNNEL_ADDRESS={tunnel_address!r} must be this host's IPv4 address on the network "
+                    "between the hosts"
+                )
+        vxlan_port = _non_negative_int(env, "COMPUTE_VXLAN_PORT", 4789)
+        if not 1 <= vxlan_port <= 65535:
+            raise ConfigError(f"COMPUTE_VXLAN_PORT={vxlan_port!r} is not a UDP port")
+        network_namespace = get("COMPUTE_NETWORK_NAMESPACE", "")
+        if network_namespace and not _NETNS_RE.match(network_namespace):
+            raise ConfigError(
+                f"COMPUTE_NETWORK_NAMESPACE={network_namespace!r} is not a namespace name: letters, digits, '_' "
+                "and '-', at most 32 characters"
+            )
+
         return cls(
+            dataplane=dataplane,
+            tunnel_address=tunnel_address,
+            vxlan_port=vxlan_port,
+            network_namespace=network_namespace,
+            physical_networks=parse_physical_networks(get("COMPUTE_PHYSICAL_NETWORKS", "")),
+            network_check_interval=_positive_seconds(env, "COMPUTE_NETWORK_CHECK_INTERVAL", 10.0),
             host=host,
             broker_url=broker_url,
             driver=driver,
@@ -185,6 +229,38 @@ class HostConfig:
     @property
     def nfs_mount_base(self) -> Path:
         return self.nfs_mount_point_base or self.state_dir / "mnt"
+
+
+def default_dataplane(driver: str, libvirt_uri: str, *, simulated: bool = False) -> str:
+    """A host whose guests are real has a real data plane; the fake driver, libvirt's test driver and
+    the simulated hosts of COMPUTE_HOSTS have no guests to plug, so they get the null one."""
+    if simulated or driver == "fake" or libvirt_uri.startswith("test:"):
+        return "none"
+    return "linux"
+
+
+_NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+_PHYSNET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def parse_physical_networks(value: str) -> tuple[tuple[str, str], ...]:
+    """``COMPUTE_PHYSICAL_NETWORKS``: ``name:device`` pairs separated by commas, e.g. ``public:br-public``;
+    the device is a bridge (ports go on it) or an interface (enslaved to a bridge made for it)."""
+    pairs: dict[str, str] = {}
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        name, sep, device = item.partition(":")
+        name, device = name.strip(), device.strip()
+        if not sep or not _PHYSNET_RE.match(name) or not _IFNAME_RE.match(device):
+            raise ConfigError(
+                f"COMPUTE_PHYSICAL_NETWORKS: {item!r} is not 'name:device' (a device name has at most 15 characters)"
+            )
+        if name in pairs:
+            raise ConfigError(f"COMPUTE_PHYSICAL_NETWORKS names {name!r} twice")
+        pairs[name] = device
+    return tuple(pairs.items())
 
 
 MAX_HOSTS = 10_000

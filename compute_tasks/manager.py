@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from compute_tasks import host_uptime, rpc
 from compute_tasks.config import HostConfig, canonical_uuid
+from compute_tasks.dataplane import Dataplane, load_dataplane
 from compute_tasks.drivers.base import (
     ComputeDriver,
     DomainNotFound,
@@ -47,6 +48,7 @@ from compute_tasks.rpc import (
     FinishMigrationRequest,
     FinishRevertRequest,
     Heartbeat,
+    HostNetworkPlan,
     ImageSpec,
     InstanceBuilt,
     InstanceRef,
@@ -54,6 +56,7 @@ from compute_tasks.rpc import (
     MigrateDiskRequest,
     MigrationProgress,
     MigrationRef,
+    NetworkStateApplied,
     PrepareLiveMigrationRequest,
     RebuildRequest,
     RescueRequest,
@@ -86,6 +89,8 @@ class Reporter(Protocol):
 
     def migration_progress(self, progress: MigrationProgress) -> None: ...
 
+    def network_state_applied(self, result: NetworkStateApplied) -> None: ...
+
 
 class ImageSource(Protocol):
     def fetch(self, image: ImageSpec) -> Path: ...
@@ -107,9 +112,11 @@ class ComputeManager:
         reporter: Reporter | None = None,
         images: ImageSource | None = None,
         uploads: ImageSink | None = None,
+        dataplane: Dataplane | None = None,
     ) -> None:
         self.config = config
         self.driver = driver
+        self.network: Dataplane = dataplane if dataplane is not None else load_dataplane(config)
         self.reporter: Reporter = reporter if reporter is not None else rpc  # type: ignore[assignment]
         self.images: ImageSource = images or ImageCache(config.images_dir, timeout=config.http_timeout)
         self.uploads: ImageSink = uploads or ImageUploader(timeout=config.http_timeout)
@@ -142,6 +149,7 @@ class ComputeManager:
             except Exception as exc:
                 self._report_build_failure(request, ref, exc)
                 return
+        self._plug_network(request.instance_uuid)
         self.reporter.instance_built(result)
 
     def _build(self, request: BuildRequest, ref: InstanceRef) -> InstanceBuilt:
@@ -276,6 +284,7 @@ class ComputeManager:
                         log.exception("cleaning up after the failed rebuild of instance %s failed", ref.instance_uuid)
                 else:
                     log.info("instance %s rebuilt from image %s", ref.instance_uuid, build.image.id)
+                    self._plug_network(ref.instance_uuid)
                     result = ActionResult(
                         instance_uuid=ref.instance_uuid,
                         host=self.host,
@@ -360,6 +369,7 @@ class ComputeManager:
         with self._instance_lock(build.instance_uuid):
             try:
                 result = self._finish_migration(request, ref)
+                self._plug_network(ref.instance_uuid)
             except Exception as exc:
                 result = self._failed("finish_migration", ref, exc, migration_id=request.migration_id)
                 try:
@@ -768,6 +778,8 @@ class ComputeManager:
                     vnc_host, vnc_port = self.driver.vnc_address(ref)
                 if with_addresses:
                     addresses = self.driver.addresses(ref)
+                if power_state != rpc.NOSTATE:
+                    self._plug_network(ref.instance_uuid)
             except Exception as exc:
                 result = self._failed(action, ref, exc, migration_id=migration_id)
             else:
@@ -829,6 +841,36 @@ class ComputeManager:
             )
         )
 
+    # --- the network data plane ------------------------------------------------------------------------
+
+    def apply_network_state(self, plan: HostNetworkPlan) -> None:
+        """Reconcile this host's network to the whole plan, and say what it now is."""
+        if plan.host != self.host:
+            log.warning("refused a network plan for host %r: this is %r", plan.host, self.host)
+            return
+        self.reporter.network_state_applied(self.network.apply(plan))
+
+    def resume_network(self) -> None:
+        """At start: reconcile to the plan kept from before the restart."""
+        report = self.network.resume()
+        if report is not None:
+            self.reporter.network_state_applied(report)
+
+    def check_network(self) -> None:
+        """The periodic check: a report only when something was mended or the plugged ports changed."""
+        report = self.network.check()
+        if report is not None:
+            self.reporter.network_state_applied(report)
+
+    def _plug_network(self, instance_uuid: str) -> None:
+        """A guest (re)appeared here: its taps go on their bridges now rather than at the next check."""
+        try:
+            report = self.network.plug_instance(instance_uuid)
+            if report is not None:
+                self.reporter.network_state_applied(report)
+        except Exception:
+            log.exception("plugging the ports of instance %s failed; the periodic check tries again", instance_uuid)
+
     # --- heartbeat -------------------------------------------------------------------------------------
 
     def heartbeat(self) -> Heartbeat | None:
@@ -859,6 +901,9 @@ class ComputeManager:
             unknown_domains=list(inventory.foreign),
             uptime=host_uptime.uptime_line(),
             volume_connector=host_connector(host=self.host, ip=self.config.my_ip),
+            tunnel_address=self.network.tunnel_address,
+            physical_networks=list(self.network.physical_networks),
+            network_generation=self.network.generation,
         )
         self.reporter.heartbeat(beat)
         return beat

@@ -50,6 +50,7 @@ from compute_tasks.rpc import (
     DiagnosticsRequest,
     FinishMigrationRequest,
     FinishRevertRequest,
+    HostNetworkPlan,
     InstanceRef,
     LiveMigrateRequest,
     Message,
@@ -456,6 +457,42 @@ def get_diagnostics(request: DiagnosticsRequest) -> None:
     get_manager().get_diagnostics(request)
 
 
+# --- the network data plane -------------------------------------------------------------------------
+
+
+# The host is sent its whole plan again whenever it changes, and a heartbeat that shows it behind brings
+# the plan again: an undecodable one is only logged.
+@control_plane_task(rpc.APPLY_NETWORK_STATE, HostNetworkPlan, on_error=lambda _message, _problem: None)
+def apply_network_state(plan: HostNetworkPlan) -> None:
+    get_manager().apply_network_state(plan)
+
+
+class NetworkCheckThread(threading.Thread):
+    """Reconciles the host's network to its kept plan at start, then checks it every interval: a
+    bridge deleted behind the data plane's back, a dnsmasq that died or a tap that appeared is mended
+    within one interval, and reported."""
+
+    def __init__(self, manager: Callable[[], ComputeManager], interval: float) -> None:
+        super().__init__(name="compute-network-check", daemon=True)
+        self._manager = manager
+        self._interval = interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._manager().resume_network()
+        except Exception:
+            log.exception("re-applying the kept network plan failed")
+        while not self._stopped.wait(self._interval):
+            try:
+                self._manager().check_network()
+            except Exception:
+                log.exception("the network check failed")
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
 # --- heartbeats --------------------------------------------------------------------------------------
 
 
@@ -501,6 +538,7 @@ class FleetHeartbeatThread(HeartbeatThread):
 
 
 _heartbeats: HeartbeatThread | None = None
+_network_check: NetworkCheckThread | None = None
 
 
 def _fleet_heartbeat(host: str) -> None:
@@ -530,11 +568,15 @@ def _start_heartbeats(sender: Any = None, **_: Any) -> None:
         return
     _heartbeats = HeartbeatThread(lambda: get_manager(config.host).heartbeat(), config.heartbeat_interval)
     _heartbeats.start()
+    global _network_check
+    _network_check = NetworkCheckThread(lambda: get_manager(config.host), config.network_check_interval)
+    _network_check.start()
     log.info(
-        "compute host %s ready on queue %s (driver %s); heartbeat every %gs",
+        "compute host %s ready on queue %s (driver %s, data plane %s); heartbeat every %gs",
         config.host,
         rpc.compute_queue(config.host),
         config.driver,
+        config.dataplane,
         config.heartbeat_interval,
     )
 
@@ -551,3 +593,5 @@ def _close_drivers(**_: Any) -> None:
 def _stop_heartbeats(**_: Any) -> None:
     if _heartbeats is not None:
         _heartbeats.stop()
+    if _network_check is not None:
+        _network_check.stop()

@@ -108,6 +108,8 @@ def build_domain_xml(
         _check_mac(nic)
         if nic.network == "user":
             user_nics.append(nic)
+        elif nic.network == PORT_NETWORK:
+            devices.append(_port_interface(nic))
         else:
             devices.append(_network_interface(nic))
 
@@ -182,6 +184,39 @@ def _metadata(request: BuildRequest) -> ET.Element:
 def _check_mac(nic: NicSpec) -> None:
     if not _MAC_RE.match(nic.mac or ""):
         raise InvalidDomainSpec(f"NIC MAC address {nic.mac!r} is not of the form 52:54:00:xx:xx:xx")
+
+
+PORT_NETWORK = "port"
+# The host-side device of a port: Neutron's ``tap`` + 11 characters of the port id, a Linux interface name.
+_TAP_RE = re.compile(r"^tap[0-9a-f-]{1,12}$")
+
+
+def _port_interface(nic: NicSpec) -> ET.Element:
+    """A NIC on a port of the cloud's network controller: libvirt makes the tap ``device`` (a managed
+    ``type='ethernet'`` interface, attached to nothing), and the host's data plane puts it on the
+    network's bridge once it exists. So the guest is on no network until the data plane has plugged it."""
+    if not _TAP_RE.match(nic.device or ""):
+        raise InvalidDomainSpec(f"NIC device {nic.device!r} is not a port's tap device name (tap + port id)")
+    interface = ET.Element("interface", type="ethernet")
+    ET.SubElement(interface, "mac", address=nic.mac.lower())
+    ET.SubElement(interface, "target", dev=nic.device)
+    ET.SubElement(interface, "model", type="virtio")
+    if nic.mtu:
+        if not 68 <= int(nic.mtu) <= 65535:
+            raise InvalidDomainSpec(f"NIC MTU {nic.mtu!r} is out of range")
+        ET.SubElement(interface, "mtu", size=str(int(nic.mtu)))
+    return interface
+
+
+def port_nics(domain_xml: str) -> list[tuple[str, str]]:
+    """(MAC, tap device) of the domain's port NICs."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own output
+    nics = []
+    for interface in root.findall("./devices/interface[@type='ethernet']"):
+        mac, target = interface.find("mac"), interface.find("target")
+        if mac is not None and target is not None:
+            nics.append((mac.get("address", ""), target.get("dev", "")))
+    return nics
 
 
 def _network_interface(nic: NicSpec) -> ET.Element:

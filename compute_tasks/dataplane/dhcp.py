@@ -1,0 +1,148 @@
+"""One dnsmasq per network, in a namespace of its own, serving static leases to this host's ports.
+
+dnsmasq drops its privileges to ``nobody`` and re-reads its files as that user on SIGHUP, so its files
+live in a directory of their own under ``/run`` (group ``nogroup``, nothing else readable), not in the
+host's private state directory. A changed file gets a SIGHUP; a changed command line a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import logging
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from compute_tasks.dataplane.commands import Runner
+from compute_tasks.dataplane.desired import Dhcp
+
+log = logging.getLogger(__name__)
+
+DNSMASQ_USER = "nobody"
+START_TIMEOUT = 5.0
+
+
+def _group() -> str:
+    for name in ("nogroup", "nobody"):
+        with contextlib.suppress(KeyError):
+            grp.getgrnam(name)
+            return name
+    return "root"
+
+
+class DhcpServers:
+    def __init__(self, runner: Runner, run_dir: Path) -> None:
+        self.runner = runner
+        self.run_dir = Path(run_dir)
+        self.group = _group()
+
+    def directory(self, network_id: str) -> Path:
+        return self.run_dir / network_id
+
+    def command(self, network_id: str, dhcp: Dhcp) -> list[str]:
+        d = self.directory(network_id)
+        return [
+            "dnsmasq",
+            *dhcp.args,
+            f"--pid-file={d / 'pid'}",
+            f"--dhcp-hostsfile={d / 'hosts'}",
+            f"--dhcp-optsfile={d / 'opts'}",
+            f"--addn-hosts={d / 'addn_hosts'}",
+            f"--user={DNSMASQ_USER}",
+            f"--group={self.group}",
+        ]
+
+    def ensure(self, network_id: str, dhcp: Dhcp) -> tuple[bool, bool]:
+        """Files written and dnsmasq running with the right command line. Returns (files changed,
+        process started or restarted)."""
+        d = self.directory(network_id)
+        self._private_group_dir(d)
+        changed = False
+        for name, content in (("hosts", dhcp.hosts), ("opts", dhcp.options), ("addn_hosts", dhcp.addn_hosts)):
+            changed |= self._write(d / name, content)
+        command = self.command(network_id, dhcp)
+        pid = self.pid(network_id)
+        if pid is not None and _cmdline(pid) == command:
+            if changed:
+                os.kill(pid, signal.SIGHUP)
+            return changed, False
+        if pid is not None:
+            self._stop_pid(pid)
+        self._start(dhcp.namespace, network_id, command)
+        return changed, True
+
+    def running(self, network_id: str, dhcp: Dhcp) -> bool:
+        pid = self.pid(network_id)
+        return pid is not None and _cmdline(pid) == self.command(network_id, dhcp)
+
+    def pid(self, network_id: str) -> int | None:
+        try:
+            pid = int((self.directory(network_id) / "pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        cmdline = _cmdline(pid)
+        return pid if cmdline and cmdline[0] == "dnsmasq" else None
+
+    def stop(self, network_id: str) -> None:
+        pid = self.pid(network_id)
+        if pid is not None:
+            self._stop_pid(pid)
+        shutil.rmtree(self.directory(network_id), ignore_errors=True)
+
+    def _start(self, namespace: str, network_id: str, command: list[str]) -> None:
+        pid_file = self.directory(network_id) / "pid"
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+        # dnsmasq makes itself a daemon: this returns once it listens, and it is nobody's child here.
+        self.runner.run(command, netns=namespace)
+        deadline = time.monotonic() + START_TIMEOUT
+        while self.pid(network_id) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dnsmasq for network {network_id} did not start")
+            time.sleep(0.02)
+
+    @staticmethod
+    def _stop_pid(pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while _cmdline(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if _cmdline(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _private_group_dir(self, path: Path) -> None:
+        gid = grp.getgrnam(self.group).gr_gid
+        for directory in (self.run_dir, path):
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+            os.chown(directory, 0, gid)
+            os.chmod(directory, 0o750)  # noqa: S103 - dnsmasq's group reads it, nobody else
+
+    def _write(self, path: Path, content: str) -> bool:
+        try:
+            if path.read_text() == content:
+                return False
+        except OSError:
+            pass
+        temporary = path.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(fd, "w") as out:
+            out.write(content)
+        os.chown(temporary, 0, grp.getgrnam(self.group).gr_gid)
+        os.chmod(temporary, 0o640)
+        os.replace(temporary, path)
+        return True
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    if not raw:
+        return []  # a zombie
+    return raw.rstrip(b"\0").decode(errors="replace").split("\0")

@@ -1,0 +1,405 @@
+"""The Linux data plane: bridges, VXLAN devices, fdb entries, dnsmasq and nftables, reconciled to a plan.
+
+Per network the host has ports on: a bridge (``brq`` + network id), for a VXLAN network a VXLAN device
+on it that learns nothing (every remote MAC is pinned to its host from the plan, BUM traffic goes to
+each remote host by an all-zero fdb entry), for a flat network the operator's bridge or an interface
+enslaved to a bridge made for it; the guests' taps on the bridge; a dnsmasq in its own namespace with a
+veth leg on the bridge. Two nftables tables (see ``desired.ruleset``) keep guests off the host and the
+DHCP port's frames off the wire.
+
+Everything lives in one network namespace, the host's own or ``COMPUTE_NETWORK_NAMESPACE``; taps that
+libvirt made in the host's own namespace are moved into it before they are plugged. The data plane
+removes only what it made itself (the names are remembered in its state) or what the previous plan had,
+so it can share a namespace with anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from compute_tasks.dataplane.base import Dataplane, Outcome
+from compute_tasks.dataplane.commands import CommandFailed, Link, Runner
+from compute_tasks.dataplane.desired import (
+    DHCP_INSIDE,
+    OWNED_PREFIXES,
+    HostState,
+    NetworkState,
+    PlanError,
+    Settings,
+    desired_state,
+)
+from compute_tasks.dataplane.dhcp import DhcpServers
+from compute_tasks.rpc import HostNetworkPlan, PortPlan
+
+log = logging.getLogger(__name__)
+
+ZERO_MAC = "00:00:00:00:00:00"
+TABLE = "compute_dataplane"
+
+
+class LinuxDataplane(Dataplane):
+    kind = "linux"
+
+    def __init__(
+        self,
+        host: str,
+        state_dir: Path,
+        *,
+        tunnel_address: str = "",
+        vxlan_port: int = 4789,
+        namespace: str = "",
+        physical_networks=(),
+        run_dir: Path | None = None,
+        timeout: float = 20.0,
+    ) -> None:
+        super().__init__(host, state_dir, tunnel_address=tunnel_address, physical_networks=physical_networks)
+        self.namespace = namespace
+        self.vxlan_port = vxlan_port
+        self.devices = dict(physical_networks)
+        self.runner = Runner(namespace, timeout=timeout)
+        self.root = Runner("", timeout=timeout)
+        self.dhcp = DhcpServers(self.runner, run_dir or Path("/run/compute-dataplane") / (namespace or host))
+
+    # --- the whole plan -------------------------------------------------------------------------------------
+
+    def _settings(self, links: dict[str, Link]) -> Settings:
+        return Settings(
+            tunnel_address=self.tunnel_address,
+            vxlan_port=self.vxlan_port,
+            namespace=self.namespace,
+            physical_networks=self.devices,
+            bridges=frozenset(d for d in self.devices.values() if d in links and links[d].kind == "bridge"),
+            table=TABLE,
+        )
+
+    def _desired(self, plan: HostNetworkPlan | None, links: dict[str, Link]) -> HostState:
+        if plan is None:
+            return HostState()
+        try:
+            return desired_state(plan, self._settings(links))
+        except PlanError:
+            return HostState()
+
+    def _reconcile(self, plan: HostNetworkPlan, previous: HostNetworkPlan | None) -> Outcome:
+        links = self.runner.links()
+        want = desired_state(plan, self._settings(links))
+        before = self._desired(previous, links)
+        fix = _Fixes(before, want)
+        made = self.memory.setdefault("links", [])
+        namespaces = self.memory.setdefault("namespaces", {})
+        outcome = Outcome()
+        fdb = self._fdb_by_device()
+        existing_ns = self.root.namespaces()
+        for network in want.networks:
+            try:
+                self._ensure_network(network, links, fdb, existing_ns, fix, made, namespaces)
+            except (CommandFailed, PlanError, RuntimeError, OSError) as exc:
+                outcome.errors.append(f"network {network.network_id}: {exc}")
+        self._remove_unwanted(want, before, links, fix, made, namespaces)
+        try:
+            self._ensure_firewall(want, fix)
+        except CommandFailed as exc:
+            outcome.errors.append(f"firewall: {exc}")
+        ports = [p for n in want.networks for p in n.ports]
+        outcome.plugged = self._plug_ports(want, ports, fix)
+        outcome.drift = fix.drift
+        return outcome
+
+    def _plug(self, plan: HostNetworkPlan, ports: list[PortPlan]) -> set[str]:
+        want = desired_state(plan, self._settings(self.runner.links()))
+        return self._plug_ports(want, ports, _Fixes(want, want))
+
+    # --- one network ----------------------------------------------------------------------------------------
+
+    def _ensure_network(self, net, links, fdb, existing_ns, fix, made, namespaces) -> None:
+        if net.owns_bridge:
+            self._ensure_bridge(net, links, fix, made)
+        elif net.bridge not in links:
+            raise PlanError(f"the bridge {net.bridge} of physical network is missing")
+        if net.vxlan:
+            self._ensure_vxlan(net, links, fix, made)
+            self._ensure_fdb(net, fdb.get(net.vxlan, []), fix)
+        if net.uplink:
+            link = links.get(net.uplink)
+            if link is None:
+                raise PlanError(f"interface {net.uplink} of the physical network is missing")
+            if link.master != net.bridge or not link.up:
+                self.runner.ip("link", "set", net.uplink, "master", net.bridge, "up")
+                fix.note(("uplink", net.uplink), f"interface {net.uplink} was not on bridge {net.bridge}")
+        if net.dhcp is not None:
+            self._ensure_dhcp(net, links, existing_ns, fix, made, namespaces)
+
+    def _ensure_bridge(self, net: NetworkState, links, fix, made) -> None:
+        link = links.get(net.bridge)
+        if link is not None and link.kind != "bridge":
+            self.runner.ip("link", "del", net.bridge)
+            link = None
+        if link is None:
+            _remember(made, net.bridge)
+            self.runner.ip_batch(
+                [
+                    f"link add name {net.bridge} type bridge stp_state 0 forward_delay 0",
+                    f"link set {net.bridge} mtu {net.mtu} up",
+                ]
+            )
+            fix.note(("bridge", net.bridge), f"bridge {net.bridge} of network {net.network_id} was missing; made again")
+            links[net.bridge] = Link(net.bridge, "bridge", "", net.mtu, True, "", {})
+        elif link.mtu != net.mtu or not link.up:
+            self.runner.ip("link", "set", net.bridge, "mtu", str(net.mtu), "up")
+            fix.note(("bridge", net.bridge), f"bridge {net.bridge} was down or had MTU {link.mtu}")
+
+    def _ensure_vxlan(self, net: NetworkState, links, fix, made) -> None:
+        link = links.get(net.vxlan)
+        right = (
+            link is not None
+            and link.kind == "vxlan"
+            and int(link.vxlan.get("id", -1)) == net.vni
+            and link.vxlan.get("local") == self.tunnel_address
+            and int(link.vxlan.get("port", 0)) == self.vxlan_port
+            and not link.vxlan.get("learning", False)
+        )
+        if link is not None and not right:
+            self.runner.ip("link", "del", net.vxlan)
+        if not right:
+            _remember(made, net.vxlan)
+            self.runner.ip(
+                "link", "add", net.vxlan, "type", "vxlan", "id", str(net.vni), "local", self.tunnel_address,
+                "dstport", str(self.vxlan_port), "nolearning",
+            )  # fmt: skip
+            self.runner.ip("link", "set", net.vxlan, "master", net.bridge, "mtu", str(net.mtu), "up")
+            fix.note(("vxlan", net.vxlan), f"VXLAN device {net.vxlan} was missing or wrong; made again")
+        elif link.master != net.bridge or link.mtu != net.mtu or not link.up:
+            self.runner.ip("link", "set", net.vxlan, "master", net.bridge, "mtu", str(net.mtu), "up")
+            fix.note(("vxlan", net.vxlan), f"VXLAN device {net.vxlan} was off its bridge, down or of another MTU")
+
+    def _ensure_fdb(self, net: NetworkState, entries: list[dict], fix) -> None:
+        flooding = {e["dst"] for e in entries if e.get("dst") and e.get("mac") == ZERO_MAC}
+        pinned = {(e["mac"].lower(), e["dst"]) for e in entries if e.get("dst") and e.get("mac") != ZERO_MAC}
+        port = f" port {self.vxlan_port}" if self.vxlan_port != 4789 else ""
+        lines = []
+        for remote in sorted(set(net.flood) - flooding):
+            lines.append(f"fdb append {ZERO_MAC} dev {net.vxlan} dst {remote}{port}")
+            fix.note(("flood", net.vxlan, remote), f"{net.vxlan} did not flood to {remote}")
+        for remote in sorted(flooding - set(net.flood)):
+            lines.append(f"fdb del {ZERO_MAC} dev {net.vxlan} dst {remote}")
+            fix.note_removed(("flood", net.vxlan, remote), f"{net.vxlan} flooded to {remote}, not a peer")
+        want = set(net.pinned)
+        for mac, remote in sorted(want - pinned):
+            lines.append(f"fdb replace {mac} dev {net.vxlan} dst {remote}{port}")
+            fix.note(("pin", net.vxlan, mac, remote), f"fdb entry {mac} -> {remote} on {net.vxlan} was missing")
+        for mac, remote in sorted(pinned - want):
+            lines.append(f"fdb del {mac} dev {net.vxlan} dst {remote}")
+            fix.note_removed(("pin", net.vxlan, mac, remote), f"fdb entry {mac} -> {remote} on {net.vxlan} was stale")
+        self.runner.bridge_batch(lines)
+
+    def _fdb_by_device(self) -> dict[str, list[dict]]:
+        by_device: dict[str, list[dict]] = {}
+        for entry in self.runner.fdb_all():
+            if entry.get("dst"):
+                by_device.setdefault(entry.get("ifname", ""), []).append(entry)
+        return by_device
+
+    def _ensure_dhcp(self, net: NetworkState, links, existing_ns, fix, made, namespaces) -> None:
+        dhcp = net.dhcp
+        assert dhcp is not None
+        key = ("dhcp", net.network_id)
+        if dhcp.namespace not in existing_ns:
+            namespaces[dhcp.namespace] = net.network_id
+            self.root.ip("netns", "add", dhcp.namespace)
+            existing_ns.add(dhcp.namespace)
+            fix.note(("dhcpns", dhcp.namespace), f"DHCP namespace {dhcp.namespace} was missing; made again")
+        inside = self.root.ip_json("-n", dhcp.namespace, "-j", "addr", "show")
+        leg = next((i for i in inside if i.get("ifname") == DHCP_INSIDE), None)
+        outside = links.get(dhcp.veth)
+        if leg is None or outside is None:
+            if outside is not None:
+                self.runner.ip("link", "del", dhcp.veth)
+            if leg is not None:
+                self.root.ip("-n", dhcp.namespace, "link", "del", DHCP_INSIDE)
+            _remember(made, dhcp.veth)
+            self.runner.ip(
+                "link", "add", dhcp.veth, "mtu", str(dhcp.mtu), "type", "veth",
+                "peer", "name", DHCP_INSIDE, "netns", dhcp.namespace,
+            )  # fmt: skip
+            outside = None
+            leg = {"address": "", "addr_info": [], "flags": [], "mtu": 0}
+            fix.note(("dhcpleg", dhcp.veth), f"the DHCP leg {dhcp.veth} of network {net.network_id} was missing")
+        if outside is None or outside.master != net.bridge or not outside.up or outside.mtu != dhcp.mtu:
+            self.runner.ip("link", "set", dhcp.veth, "master", net.bridge, "mtu", str(dhcp.mtu), "up")
+            if outside is not None:
+                fix.note(("dhcpleg", dhcp.veth), f"the DHCP leg {dhcp.veth} was off its bridge or down")
+        have = {f"{a['local']}/{a['prefixlen']}" for a in leg.get("addr_info", []) if a.get("family") == "inet"}
+        batch = []
+        if leg.get("address", "").lower() != dhcp.mac or "UP" not in leg.get("flags", []) or leg.get("mtu") != dhcp.mtu:
+            batch.append(f"link set {DHCP_INSIDE} address {dhcp.mac} mtu {dhcp.mtu} up")
+            batch.append("link set lo up")
+        for address in sorted(have - set(dhcp.addresses)):
+            batch.append(f"addr del {address} dev {DHCP_INSIDE}")
+        for address in sorted(set(dhcp.addresses) - have):
+            batch.append(f"addr add {address} dev {DHCP_INSIDE}")
+        if batch:
+            self.root.ip("-n", dhcp.namespace, "-batch", "-", input="".join(line + "\n" for line in batch))
+            if have and set(dhcp.addresses) != have:
+                fix.note(key, f"the DHCP addresses of network {net.network_id} were wrong")
+        was_running = self.dhcp.pid(net.network_id) is not None
+        _files_changed, started = self.dhcp.ensure(net.network_id, dhcp)
+        if started:
+            what = "was not running; started" if not was_running else "ran with another configuration; restarted"
+            fix.note(key, f"dnsmasq of network {net.network_id} {what}")
+
+    # --- what the plan no longer has --------------------------------------------------------------------------
+
+    def _remove_unwanted(self, want: HostState, before: HostState, links, fix, made, namespaces) -> None:
+        wanted = set()
+        for net in want.networks:
+            if net.owns_bridge:
+                wanted.add(net.bridge)
+            wanted.update(n for n in (net.vxlan, net.dhcp.veth if net.dhcp else "") if n)
+        known = set(made)
+        for net in before.networks:
+            if net.owns_bridge:
+                known.add(net.bridge)
+            known.update(n for n in (net.vxlan, net.dhcp.veth if net.dhcp else "") if n)
+        for name in sorted(known - wanted):
+            if name.startswith(OWNED_PREFIXES) and name in links:
+                self.runner.ip("link", "del", name, check=False)
+                fix.note_removed(("link", name), f"{name} was left over; removed")
+            if name in made:
+                made.remove(name)
+        wanted_ns = {n.dhcp.namespace: n.network_id for n in want.networks if n.dhcp}
+        for ns, network_id in sorted(namespaces.items()):
+            if ns in wanted_ns:
+                continue
+            self.dhcp.stop(network_id)
+            self.root.ip("netns", "del", ns, check=False)
+            del namespaces[ns]
+        for net_id in {n.network_id for n in want.networks if n.dhcp is None}:
+            self.dhcp.stop(net_id)
+        # A device on one of the data plane's bridges that the plan does not put there comes off it
+        # (a port deleted while its guest runs): on the operator's bridges, only taps it plugged itself.
+        ours = {n.bridge: n for n in want.networks}
+        plugged_before = set(self.memory.get("taps", []))
+        for link in links.values():
+            net = ours.get(link.master)
+            if net is None or link.name in net.members or want.devices.get(link.name) == net.bridge:
+                continue
+            if net.owns_bridge or link.name in plugged_before:
+                self.runner.ip("link", "set", link.name, "nomaster", check=False)
+                fix.note_removed(("tap", link.name), f"{link.name} was on {net.bridge} without a port; unplugged")
+        for link in links.values():
+            if link.name in plugged_before and link.name not in want.devices and link.master:
+                self.runner.ip("link", "set", link.name, "nomaster", check=False)
+
+    # --- the firewall ---------------------------------------------------------------------------------------
+
+    def _listing(self) -> str:
+        out = []
+        for family in ("inet", "bridge"):
+            out.append(self.runner.run(["nft", "list", "table", family, TABLE], check=False))
+        return "".join(out)
+
+    def _ensure_firewall(self, want: HostState, fix) -> None:
+        applied = self.memory.get("ruleset", "")
+        if not want.ruleset:
+            if applied or self.memory.get("listing"):
+                self.runner.run(["nft", "-f", "-"], input=_drop_tables(), check=False)
+                self.memory["ruleset"] = self.memory["listing"] = ""
+            return
+        listing = self._listing()
+        if applied == want.ruleset and listing == self.memory.get("listing"):
+            return
+        self.runner.run(["nft", "-f", "-"], input=_drop_tables() + want.ruleset)
+        if applied == want.ruleset:
+            fix.drift.append("the data plane's nftables tables were changed or missing; restored")
+        self.memory["ruleset"] = want.ruleset
+        self.memory["listing"] = self._listing()
+
+    # --- taps -----------------------------------------------------------------------------------------------
+
+    def _plug_ports(self, want: HostState, ports: list[PortPlan], fix) -> set[str]:
+        links = self.runner.links()
+        missing = [p.device for p in ports if p.device not in links]
+        if missing and self.namespace:
+            # libvirt made the tap in the host's own namespace: it moves into the data plane's.
+            root = self.root.links()
+            for device in missing:
+                if device in root:
+                    self.root.ip("link", "set", device, "netns", self.namespace, check=False)
+            links = self.runner.links()
+        taps = self.memory.setdefault("taps", [])
+        changed = False
+        for port in ports:
+            link = links.get(port.device)
+            bridge = want.devices.get(port.device)
+            net = next((n for n in want.networks if n.bridge == bridge), None)
+            if link is None or net is None:
+                continue
+            _remember(taps, port.device)
+            if link.master != bridge or not link.up or link.mtu != net.mtu:
+                self.runner.ip("link", "set", port.device, "master", bridge, "mtu", str(net.mtu), "up", check=False)
+                changed = True
+                if port.port_id in self.plugged and link.master != bridge:
+                    fix.drift.append(f"tap {port.device} of port {port.port_id} was off bridge {bridge}; plugged again")
+        if changed:
+            links = self.runner.links()
+        # Only what is on its bridge now counts as plugged.
+        plugged = {
+            p.port_id for p in ports if p.device in links and links[p.device].master == want.devices.get(p.device)
+        }
+        for name in list(taps):
+            if name not in want.devices:
+                taps.remove(name)
+        return plugged
+
+
+class _Fixes:
+    """Collects what was mended: a fix of something the previous plan already had, unchanged, is drift;
+    a fix of something the new plan brings is the plan being applied."""
+
+    def __init__(self, before: HostState, want: HostState) -> None:
+        self.before = _keys(before)
+        self.want = _keys(want)
+        self.drift: list[str] = []
+
+    def note(self, key: tuple, message: str) -> None:
+        if key in self.before and self.before.get(key) == self.want.get(key):
+            self.drift.append(message)
+
+    def note_removed(self, key: tuple, message: str) -> None:
+        if key not in self.before:
+            self.drift.append(message)
+
+
+def _keys(state: HostState) -> dict[tuple, object]:
+    keys: dict[tuple, object] = {}
+    for net in state.networks:
+        if net.owns_bridge:
+            keys[("bridge", net.bridge)] = net.mtu
+            keys[("link", net.bridge)] = True
+        if net.vxlan:
+            keys[("vxlan", net.vxlan)] = (net.vni, net.mtu, net.bridge)
+            keys[("link", net.vxlan)] = True
+            for remote in net.flood:
+                keys[("flood", net.vxlan, remote)] = True
+            for mac, remote in net.pinned:
+                keys[("pin", net.vxlan, mac, remote)] = True
+        if net.uplink:
+            keys[("uplink", net.uplink)] = net.bridge
+        if net.dhcp:
+            keys[("dhcp", net.network_id)] = (net.dhcp.args, net.dhcp.addresses, net.dhcp.mac)
+            keys[("dhcpns", net.dhcp.namespace)] = True
+            keys[("dhcpleg", net.dhcp.veth)] = net.bridge
+            keys[("link", net.dhcp.veth)] = True
+        for port in net.ports:
+            keys[("tap", port.device)] = net.bridge
+    return keys
+
+
+def _remember(names: list[str], name: str) -> None:
+    if name not in names:
+        names.append(name)
+
+
+def _drop_tables() -> str:
+    return "".join(f"table {family} {TABLE}\ndelete table {family} {TABLE}\n" for family in ("inet", "bridge"))

@@ -1,0 +1,239 @@
+"""Simulated hypervisor hosts and guests in network namespaces, for the data plane's tests and benchmark.
+
+Everything lives in namespaces named ``dpt-…`` and addresses inside 10.251.0.0/16, which is made
+unreachable in the root namespace first, so that a mistake fails at once instead of leaving the machine.
+The underlay is a bridge in a namespace of its own; each host is a namespace with a veth on it whose
+address is the host's tunnel address. A guest is a namespace whose ``eth0`` is the far end of a veth
+named like a port's tap, on the host's side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compute_tasks.rpc import HostNetworkPlan, Neighbour, NetworkPlan, PortPlan, SubnetPlan
+
+LAB_RANGE = "10.251.0.0/16"
+UNDERLAY_NS = "dpt-ul"
+UDHCPC_SCRIPT = """#!/bin/sh
+# busybox udhcpc hands the lease over in the environment; the lab keeps it in a file.
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+    printf 'ip=%s\\nmask=%s\\nrouter=%s\\ndns=%s\\nmtu=%s\\nstaticroutes=%s\\n' \\
+      "$ip" "$mask" "$router" "$dns" "$mtu" "$staticroutes" > "$LEASE_FILE"
+    ;;
+esac
+exit 0
+"""
+
+
+LISTENER = """
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+while True:
+    conn, _ = server.accept()
+    conn.sendall(b"hello\\n")
+    conn.close()
+"""
+
+
+def sh(*args: str, check: bool = True, timeout: float = 20, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=check, input=input)
+
+
+def in_ns(ns: str, *args: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
+    return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
+
+
+@dataclass
+class Host:
+    name: str
+    namespace: str
+    tunnel_address: str
+
+
+@dataclass
+class Guest:
+    namespace: str
+    port: PortPlan
+    host: Host
+    lease_file: Path
+
+    def dhcp(self, timeout: int = 6) -> dict[str, str]:
+        """Ask for a lease with busybox udhcpc; what the server answered ({} for no answer)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.lease_file.unlink()
+        script = self.lease_file.with_suffix(".sh")
+        script.write_text(UDHCPC_SCRIPT)
+        script.chmod(0o700)
+        sh(
+            "ip", "netns", "exec", self.namespace, "env", f"LEASE_FILE={self.lease_file}",
+            "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", str(timeout), "-T", "1",
+            "-O", "mtu", "-O", "staticroutes", "-s", str(script),
+            check=False, timeout=timeout + 10,
+        )  # fmt: skip
+        try:
+            text = self.lease_file.read_text().strip()
+        except FileNotFoundError:
+            return {}
+        return dict(line.split("=", 1) for line in text.splitlines())
+
+    def run(self, *args: str, timeout: float = 15) -> subprocess.CompletedProcess:
+        return in_ns(self.namespace, *args, check=False, timeout=timeout)
+
+    def ping(self, address: str) -> bool:
+        return self.run("ping", "-c", "1", "-W", "2", address).returncode == 0
+
+    def fetch(self, url: str) -> str:
+        done = self.run("timeout", "6", "busybox", "wget", "-q", "-O", "-", url)
+        return done.stdout if done.returncode == 0 else ""
+
+
+@dataclass
+class Lab:
+    root: Path
+    hosts: list[Host] = field(default_factory=list)
+    guests: list[Guest] = field(default_factory=list)
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    route_added: bool = False
+
+    def start(self, count: int) -> None:
+        if sh("ip", "route", "add", "unreachable", LAB_RANGE, check=False).returncode == 0:
+            self.route_added = True
+        sh("ip", "netns", "add", UNDERLAY_NS)
+        sh("ip", "-n", UNDERLAY_NS, "link", "add", "dpt-ul0", "type", "bridge")
+        sh("ip", "-n", UNDERLAY_NS, "link", "set", "dpt-ul0", "up")
+        for index in range(1, count + 1):
+            self.add_host(index)
+
+    def add_host(self, index: int) -> Host:
+        ns = f"dpt-h{index}"
+        address = f"10.251.0.{index}"
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", UNDERLAY_NS, "link", "add", f"dpt-ul{index}", "type", "veth", "peer", "name", "ul0", "netns", ns)
+        sh("ip", "-n", UNDERLAY_NS, "link", "set", f"dpt-ul{index}", "master", "dpt-ul0", "up")
+        sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "ul0")
+        sh("ip", "-n", ns, "link", "set", "ul0", "up")
+        host = Host(name=f"dpt-host{index}", namespace=ns, tunnel_address=address)
+        self.hosts.append(host)
+        return host
+
+    def add_guest(self, host: Host, port: PortPlan, name: str) -> Guest:
+        ns = f"dpt-g-{name}"
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", host.namespace, "link", "add", port.device, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "-n", ns, "link", "set", "eth0", "address", port.mac, "up")
+        guest = Guest(namespace=ns, port=port, host=host, lease_file=self.root / f"{ns}.lease")
+        self.guests.append(guest)
+        return guest
+
+    def serve_http(self, guest: Guest, text: str, port: int = 8080) -> None:
+        www = self.root / f"{guest.namespace}-www"
+        www.mkdir(exist_ok=True)
+        (www / "index.html").write_text(text)
+        self.processes.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", guest.namespace, "busybox", "httpd", "-f", "-p", str(port), "-h", str(www)]
+            )
+        )
+
+    def listen(self, ns: str, address: str, port: int) -> None:
+        """A TCP listener in namespace ``ns`` that answers every connection with 'hello'."""
+        self.processes.append(
+            subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, address, str(port)])
+        )
+        wait_for(lambda: f":{port}" in in_ns(ns, "ss", "-ltn", check=False).stdout)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+        listed = sh("ip", "netns", "list", check=False).stdout.split("\n")
+        for line in listed:
+            name = line.split(" ")[0]
+            if name.startswith("dpt-"):
+                sh("ip", "netns", "del", name, check=False)
+        if self.route_added:
+            sh("ip", "route", "del", "unreachable", LAB_RANGE, check=False)
+
+
+def wait_for(condition, timeout: float = 10, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(interval)
+
+
+def new_port(index: int, ip: str, *, hostname: str = "", instance: str = "") -> PortPlan:
+    port_id = str(uuid.uuid4())
+    return PortPlan(
+        port_id=port_id,
+        mac=f"fa:16:3e:00:{index // 256:02x}:{index % 256:02x}",
+        device=f"tap{port_id[:11]}",
+        instance_uuid=instance or str(uuid.uuid4()),
+        ips=[ip],
+        hostname=hostname,
+    )
+
+
+@dataclass
+class LabNetwork:
+    """A network as the control plane knows it: every port with the host it is bound to."""
+
+    network_id: str
+    vni: int
+    cidr: str
+    gateway: str | None
+    dhcp_mac: str
+    dhcp_ip: str
+    mtu: int = 1450
+    bindings: list[tuple[Host, PortPlan]] = field(default_factory=list)
+    host_routes: list[dict[str, str]] = field(default_factory=list)
+
+    def plan_for(self, host: Host) -> NetworkPlan | None:
+        mine = [p for h, p in self.bindings if h is host]
+        if not mine:
+            return None
+        elsewhere = [(h, p) for h, p in self.bindings if h is not host]
+        return NetworkPlan(
+            network_id=self.network_id,
+            network_type="vxlan",
+            mtu=self.mtu,
+            segmentation_id=self.vni,
+            subnets=[
+                SubnetPlan(
+                    subnet_id=str(uuid.uuid5(uuid.NAMESPACE_URL, self.cidr)),
+                    cidr=self.cidr,
+                    gateway_ip=self.gateway,
+                    dns_nameservers=[],
+                    host_routes=self.host_routes,
+                )
+            ],
+            ports=mine,
+            dhcp_mac=self.dhcp_mac,
+            dhcp_ips=[self.dhcp_ip],
+            leases=[p for _h, p in self.bindings],
+            remotes=sorted({h.tunnel_address for h, _p in elsewhere}),
+            neighbours=[Neighbour(mac=p.mac, ip=p.ips[0], remote=h.tunnel_address) for h, p in elsewhere],
+        )
+
+
+def host_plan(host: Host, networks: list[LabNetwork], generation: int) -> HostNetworkPlan:
+    plans = [n.plan_for(host) for n in networks]
+    return HostNetworkPlan(host=host.name, generation=generation, networks=[p for p in plans if p is not None])

@@ -1,0 +1,141 @@
+"""The plan -> desired state of a host's data plane: names, dnsmasq's files and command line, nftables."""
+
+import uuid
+
+import pytest
+
+from compute_tasks.dataplane.desired import PlanError, Settings, desired_state, hostname
+from compute_tasks.rpc import HostNetworkPlan, Neighbour, NetworkPlan, PortPlan, SubnetPlan
+
+pytestmark = pytest.mark.unit
+
+NET = "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"
+SETTINGS = Settings(tunnel_address="10.0.0.1", namespace="hv1", physical_networks={"public": "br-public"})
+
+
+def port(n, ip, **kw):
+    port_id = str(uuid.UUID(int=n))
+    return PortPlan(port_id=port_id, mac=f"fa:16:3e:00:00:{n:02x}", device=f"tap{port_id[:11]}", ips=[ip], **kw)
+
+
+def vxlan_plan(**kw):
+    mine, theirs = port(1, "10.1.0.11", hostname="Web_01"), port(2, "10.1.0.12")
+    values = {
+        "network_id": NET,
+        "network_type": "vxlan",
+        "mtu": 1450,
+        "segmentation_id": 4242,
+        "subnets": [
+            SubnetPlan(
+                subnet_id="sub-1",
+                cidr="10.1.0.0/24",
+                gateway_ip="10.1.0.1",
+                dns_nameservers=["10.9.9.9"],
+                host_routes=[{"destination": "10.2.0.0/16", "nexthop": "10.1.0.254"}],
+            )
+        ],
+        "ports": [mine],
+        "dhcp_mac": "FA:16:3E:AA:00:01",
+        "dhcp_ips": ["10.1.0.2"],
+        "leases": [mine, theirs],
+        "remotes": ["10.0.0.2", "10.0.0.1"],
+        "neighbours": [Neighbour(mac=theirs.mac, ip="10.1.0.12", remote="10.0.0.2")],
+    }
+    values.update(kw)
+    return NetworkPlan(**values)
+
+
+def test_a_vxlan_network_becomes_a_bridge_a_vxlan_device_and_pushed_fdb_entries():
+    state = desired_state(HostNetworkPlan(host="hv1", generation=3, networks=[vxlan_plan()]), SETTINGS)
+    (net,) = state.networks
+    assert net.bridge == "brq3f2a9c1e-5b" and len(net.bridge) <= 15
+    assert net.vxlan == "vxlan-4242" and net.vni == 4242
+    assert net.flood == ("10.0.0.2",)  # never to itself
+    assert net.pinned == (("fa:16:3e:00:00:02", "10.0.0.2"),)
+    assert state.devices == {net.ports[0].device: net.bridge}
+
+
+def test_dhcp_serves_static_leases_of_this_hosts_ports_and_names_every_port():
+    (net,) = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan()]), SETTINGS).networks
+    dhcp = net.dhcp
+    assert dhcp.namespace == f"hv1-qdhcp-{NET}" and dhcp.mac == "fa:16:3e:aa:00:01"
+    assert dhcp.addresses == ("10.1.0.2/24",)
+    assert "--dhcp-range=set:subnet-sub-1,10.1.0.0,static,255.255.255.0,86400s" in dhcp.args
+    assert "--no-resolv" in dhcp.args and "--bind-interfaces" in dhcp.args
+    assert not any(a.startswith("--server") for a in dhcp.args)  # nothing upstream
+    assert dhcp.hosts == "fa:16:3e:00:00:01,web-01,10.1.0.11\n"  # only this host's port
+    assert dhcp.addn_hosts == "10.1.0.11\tweb-01\n10.1.0.12\thost-10-1-0-12\n"
+    assert dhcp.options.splitlines() == [
+        "tag:subnet-sub-1,option:router,10.1.0.1",
+        "tag:subnet-sub-1,option:dns-server,10.1.0.2,10.9.9.9",
+        "tag:subnet-sub-1,option:classless-static-route,10.2.0.0/16,10.1.0.254,0.0.0.0/0,10.1.0.1",
+        "tag:subnet-sub-1,option:mtu,1450",
+    ]
+
+
+def test_no_gateway_means_no_router_and_no_dhcp_subnet_means_no_server():
+    subnet = SubnetPlan(subnet_id="s", cidr="10.1.0.0/24", gateway_ip=None)
+    (net,) = desired_state(
+        HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(subnets=[subnet])]), SETTINGS
+    ).networks
+    assert "tag:subnet-s,option:router\n" in net.dhcp.options
+    off = SubnetPlan(subnet_id="s", cidr="10.1.0.0/24", enable_dhcp=False)
+    (net,) = desired_state(
+        HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(subnets=[off])]), SETTINGS
+    ).networks
+    assert net.dhcp is None
+
+
+def test_the_ruleset_keeps_guests_off_the_host_and_dhcp_frames_off_the_overlay():
+    state = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan()]), SETTINGS)
+    rules = state.ruleset
+    tap = state.networks[0].ports[0].device
+    assert "type filter hook input" in rules
+    assert f'iifname {{ "brq3f2a9c1e-5b", "{tap}", "vxlan-4242" }} drop' in rules
+    assert 'iifname "brq3f2a9c1e-5b" oifname != "brq3f2a9c1e-5b" drop' in rules
+    assert f'ether saddr fa:16:3e:aa:00:01 oifname != {{ "dhq3f2a9c1e-5b", "{tap}" }} drop' in rules
+    assert f'ether daddr fa:16:3e:aa:00:01 iifname != {{ "dhq3f2a9c1e-5b", "{tap}" }} drop' in rules
+    assert f'iifname "{tap}" ether saddr != fa:16:3e:00:00:01 drop' in rules
+    unsecured = vxlan_plan(ports=[port(1, "10.1.0.11", port_security_enabled=False)])
+    rules = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[unsecured]), SETTINGS).ruleset
+    assert "ether saddr != fa:16:3e:00:00:01" not in rules
+    assert desired_state(HostNetworkPlan(host="hv1", generation=1), SETTINGS).ruleset == ""
+
+
+def test_flat_networks_use_the_configured_bridge_or_enslave_the_interface():
+    flat = vxlan_plan(network_type="flat", segmentation_id=None, physical_network="public", remotes=[], neighbours=[])
+    plan = HostNetworkPlan(host="hv1", generation=1, networks=[flat])
+    (on_bridge,) = desired_state(
+        plan, Settings(physical_networks={"public": "br-public"}, bridges=frozenset({"br-public"}))
+    ).networks
+    assert (on_bridge.bridge, on_bridge.owns_bridge, on_bridge.uplink) == ("br-public", False, "")
+    (on_iface,) = desired_state(plan, Settings(physical_networks={"public": "eth1"})).networks
+    assert (on_iface.bridge, on_iface.owns_bridge, on_iface.uplink) == ("brq3f2a9c1e-5b", True, "eth1")
+
+
+@pytest.mark.parametrize(
+    ("change", "settings", "message"),
+    [
+        ({"network_type": "flat", "physical_network": "nowhere"}, SETTINGS, "does not carry"),
+        ({"segmentation_id": None}, SETTINGS, "no valid VNI"),
+        ({"network_type": "vlan"}, SETTINGS, "knows vxlan and flat"),
+        ({}, Settings(), "no tunnel address"),
+        ({"network_id": "../../etc"}, SETTINGS, "not a UUID"),
+    ],
+)
+def test_what_the_host_cannot_have_is_refused_clearly(change, settings, message):
+    with pytest.raises(PlanError, match=message):
+        desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(**change)]), settings)
+
+
+def test_devices_and_macs_that_are_not_a_ports_are_ignored():
+    bad = PortPlan(port_id="x", mac="fa:16:3e:00:00:09", device="eth0; rm -rf /", ips=["10.1.0.9"])
+    (net,) = desired_state(
+        HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(ports=[bad])]), SETTINGS
+    ).networks
+    assert net.ports == ()
+
+
+def test_hostnames_are_dns_labels():
+    assert hostname(PortPlan(port_id="p", mac="", device="", hostname="My Server!")) == "my-server"
+    assert hostname(PortPlan(port_id="p", mac="", device="", ips=["10.0.0.5"])) == "host-10-0-0-5"
