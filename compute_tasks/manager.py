@@ -52,6 +52,7 @@ from compute_tasks.rpc import (
     ImageSpec,
     InstanceBuilt,
     InstanceRef,
+    InterfaceRequest,
     LiveMigrateRequest,
     MigrateDiskRequest,
     MigrationProgress,
@@ -840,6 +841,31 @@ class ComputeManager:
                 rollback=request.rollback,
             )
         )
+
+    # --- interfaces ------------------------------------------------------------------------------------
+
+    def attach_interface(self, request: InterfaceRequest) -> None:
+        """Plug a port's NIC into the guest; its tap goes on its bridge at once if the plan has the port
+        already, else when the plan that has it arrives."""
+        self._interface_action("attach", request, self.driver.attach_interface)
+        self._plug_network(request.instance_uuid)
+
+    def detach_interface(self, request: InterfaceRequest) -> None:
+        self._interface_action("detach", request, self.driver.detach_interface)
+
+    def _interface_action(self, action: str, request: InterfaceRequest, work: Callable[..., None]) -> None:
+        ref = InstanceRef(
+            instance_uuid=request.instance_uuid, domain_name=request.domain_name, request_id=request.request_id
+        )
+        with self._instance_lock(request.instance_uuid):
+            try:
+                work(ref, request.nic)
+            except Exception as exc:
+                log.warning(
+                    "%s of port %s (instance %s) failed: %s", action, request.nic.port_id, ref.instance_uuid, exc
+                )
+            else:
+                log.info("port %s %sed on instance %s", request.nic.port_id, action, ref.instance_uuid)
 
     # --- the network data plane ------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from compute_tasks.rpc import (
     FinishRevertRequest,
     HostNetworkPlan,
     InstanceRef,
+    InterfaceRequest,
     LiveMigrateRequest,
     Message,
     MigrateDiskRequest,
@@ -465,6 +466,18 @@ def get_diagnostics(request: DiagnosticsRequest) -> None:
 @control_plane_task(rpc.APPLY_NETWORK_STATE, HostNetworkPlan, on_error=lambda _message, _problem: None)
 def apply_network_state(plan: HostNetworkPlan) -> None:
     get_manager().apply_network_state(plan)
+
+
+# A NIC that could not be plugged in or out is logged; the port stays DOWN (or the guest keeps its NIC),
+# which the API shows, and the user tries again.
+@control_plane_task(rpc.ATTACH_INTERFACE, InterfaceRequest, on_error=lambda _message, _problem: None)
+def attach_interface(request: InterfaceRequest) -> None:
+    get_manager().attach_interface(request)
+
+
+@control_plane_task(rpc.DETACH_INTERFACE, InterfaceRequest, on_error=lambda _message, _problem: None)
+def detach_interface(request: InterfaceRequest) -> None:
+    get_manager().detach_interface(request)
 
 
 class NetworkCheckThread(threading.Thread):

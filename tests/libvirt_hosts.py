@@ -41,6 +41,14 @@ class LibvirtHosts:
         finally:
             conn.close()
 
+    def domain_xml(self, name: str, instance_uuid: str) -> str:
+        """The live definition of a domain on host ``name``."""
+        conn = libvirt.open(self.hosts[name].uri)
+        try:
+            return conn.lookupByUUIDString(instance_uuid).XMLDesc(0)
+        finally:
+            conn.close()
+
     def logs(self) -> str:
         return "\n".join(f"===== libvirtd of {name} =====\n{host.log_tail()}" for name, host in self.hosts.items())
 

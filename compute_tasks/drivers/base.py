@@ -157,6 +157,17 @@ class ComputeDriver(abc.ABC):
         from the definition. A volume that is not attached, or an instance without a domain, is done."""
         raise DriverError("this hypervisor driver cannot detach volumes", reschedulable=False)
 
+    # --- interfaces ------------------------------------------------------------------------------------
+
+    def attach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
+        """Plug a port's NIC in: hot-plugged into a running guest, and in the definition so that it stays
+        across stops. A NIC with that MAC already there is left as it is."""
+        raise DriverError("this hypervisor driver cannot attach interfaces", reschedulable=False)
+
+    def detach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
+        """Unplug the NIC with ``nic.mac`` from the guest and its definition; one not there is done."""
+        raise DriverError("this hypervisor driver cannot detach interfaces", reschedulable=False)
+
     # --- moving servers --------------------------------------------------------------------------------
     #
     # Resize and cold migration: ``migrate_disk`` on the source, ``finish_migration`` on the destination,

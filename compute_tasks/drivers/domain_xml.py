@@ -208,6 +208,23 @@ def _port_interface(nic: NicSpec) -> ET.Element:
     return interface
 
 
+def port_interface_xml(nic: NicSpec) -> str:
+    """The ``<interface>`` of a port's NIC alone, to hot-plug it into a domain."""
+    if not _MAC_RE.match(nic.mac or ""):
+        raise InvalidDomainSpec(f"NIC MAC address {nic.mac!r} is not a MAC address")
+    return ET.tostring(_port_interface(nic), encoding="unicode")
+
+
+def interface_xml_by_mac(domain_xml: str, mac: str) -> str | None:
+    """The domain's ``<interface>`` with this MAC, as libvirt wrote it (to unplug it), or None."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own output
+    for interface in root.findall("./devices/interface"):
+        found = interface.find("mac")
+        if found is not None and found.get("address", "").lower() == mac.lower():
+            return ET.tostring(interface, encoding="unicode")
+    return None
+
+
 def port_nics(domain_xml: str) -> list[tuple[str, str]]:
     """(MAC, tap device) of the domain's port NICs."""
     root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own output

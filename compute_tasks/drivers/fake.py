@@ -295,6 +295,20 @@ class FakeDriver(ComputeDriver):
                 raise self.fail_attach
             self.volumes.setdefault(canonical_uuid(ref.instance_uuid), {})[volume.volume_id] = volume.device
 
+    def attach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
+        with self._lock:
+            domain = self._record_and_get("attach_interface", ref)
+            if all(existing.mac != nic.mac for existing in domain.nics):
+                domain.nics.append(nic)
+
+    def detach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
+        with self._lock:
+            instance_uuid = canonical_uuid(ref.instance_uuid)
+            self.calls.append(("detach_interface", instance_uuid))
+            domain = self.domains.get(instance_uuid)
+            if domain is not None:
+                domain.nics[:] = [existing for existing in domain.nics if existing.mac != nic.mac]
+
     def detach_volume(self, ref: InstanceRef, volume: VolumeConnection) -> None:
         with self._lock:
             instance_uuid = canonical_uuid(ref.instance_uuid)

@@ -42,7 +42,7 @@ from compute_tasks.drivers.base import (
 from compute_tasks.drivers.libvirt_moves import CONFIG_DRIVE_FILE, LibvirtMoves, undefine_secrets
 from compute_tasks.drivers.qemu_img import QemuImg
 from compute_tasks.private_files import create_private_file, open_private, private_dir, private_file
-from compute_tasks.rpc import BuildRequest, ImageSpec, InstanceRef, VolumeConnection
+from compute_tasks.rpc import BuildRequest, ImageSpec, InstanceRef, NicSpec, VolumeConnection
 
 log = logging.getLogger(__name__)
 
@@ -641,6 +641,42 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
                 dom.attachDeviceFlags(disk.xml, flags)
 
         self._call(f"attaching volume {volume.volume_id} to instance {ref.instance_uuid}", attach)
+
+    def attach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
+        xml = domain_xml.port_interface_xml(nic)
+
+        def attach(conn: libvirt.virConnect) -> None:
+            dom = self._lookup(conn, ref.instance_uuid)
+            active = bool(dom.isActive())
+            if not active and dom.hasManagedSaveImage(0):
+                raise DriverError(f"instance {ref.instance_uuid} is suspended; resume it before attaching interfaces")
+            flags = 0
+            if active and domain_xml.interface_xml_by_mac(dom.XMLDesc(0), nic.mac) is None:
+                flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            if dom.isPersistent() and domain_xml.interface_xml_by_mac(inactive, nic.mac) is None:
+                flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            if flags:
+                dom.attachDeviceFlags(xml, flags)
+
+        self._call(f"attaching port {nic.port_id} to instance {ref.instance_uuid}", attach)
+
+    def detach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
+        def detach(conn: libvirt.virConnect) -> None:
+            try:
+                dom = self._lookup(conn, ref.instance_uuid)
+            except DomainNotFound:
+                return
+            if dom.isActive():
+                found = domain_xml.interface_xml_by_mac(dom.XMLDesc(0), nic.mac)
+                if found is not None:
+                    dom.detachDeviceFlags(found, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            if dom.isPersistent():
+                found = domain_xml.interface_xml_by_mac(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), nic.mac)
+                if found is not None:
+                    dom.detachDeviceFlags(found, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+        self._call(f"detaching port {nic.port_id} from instance {ref.instance_uuid}", detach)
 
     def detach_volume(self, ref: InstanceRef, volume: VolumeConnection) -> None:
         what = f"detaching volume {volume.volume_id} from instance {ref.instance_uuid}"

@@ -1,0 +1,206 @@
+"""Real guests on real networks across two real hosts.
+
+Two hosts, each its own libvirtd and its own data plane in a namespace of its own (``tests.network_hosts``).
+Project A's two guests, one per host, on A's VXLAN network, get their addresses by DHCP and reach each
+other (ping and a page), as their user data reports on the serial console. Project B's guest, on a
+network of its own with the *same* addresses, reaches neither. A guest on the shared flat network
+``public`` is reachable from its host and from the machines beyond it, reaches those machines, and
+reaches nothing of its hypervisor. Then, with the guests running: a NIC is plugged in through
+os-interface, a port deleted is unplugged, and a bridge deleted behind the host's back comes back.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from compute_tasks.dataplane.desired import bridge_name
+from portal.models import HostNetworkState, Port, Role
+from tests.http import ApiUser
+from tests.images import public_image
+from tests.libvirt_hosts import LibvirtHosts, start_compute_on
+from tests.network_hosts import OUTSIDE, OUTSIDE_ADDRESS, PUBLIC_CIDR, NetworkHosts, in_ns
+from tests.processes import Cluster, purge_broker, wait_for_host, wait_until
+from tests.system.conftest import TWO_HOSTS
+
+pytestmark = pytest.mark.system
+
+HOST_FIELD = {"OpenStack-API-Version": "compute 2.74"}
+GUEST_CIDR = "10.60.0.0/24"
+HOST1_PUBLIC = "10.252.100.2"  # the first host's own address on public, as an operator's bridge has one
+
+# The guest's user data: wait for its DHCP lease, serve a page, then try each peer (ping, then the page).
+PROBE = """#!/bin/sh
+for i in $(seq 1 60); do ip -4 addr show eth0 | grep -q 'inet ' && break; sleep 1; done
+echo "NET-ADDR $(ip -4 addr show eth0 | sed -n 's/.*inet \\([0-9.]*\\).*/\\1/p') mtu $(cat /sys/class/net/eth0/mtu)"
+mkdir -p /www && echo "page-of-$(hostname)" > /www/index.html && httpd -p 80 -h /www
+for peer in {peers}; do
+    ok=fail
+    for i in $(seq 1 {tries}); do ping -c 1 -W 1 "$peer" >/dev/null 2>&1 && {{ ok=ok; break; }}; sleep 1; done
+    echo "NET-PING $peer $ok"
+    echo "NET-FETCH $peer [$(timeout 4 wget -q -O - "http://$peer/" 2>/dev/null)]"
+done
+echo "NET-DONE"
+"""
+
+
+def probe(peers: list[str], tries: int) -> str:
+    return base64.b64encode(PROBE.format(peers=" ".join(peers), tries=tries).encode()).decode()
+
+
+class Networking(ApiUser):
+    def net(self, method: str, path: str, body=None):
+        return self.session.request(method, f"{self.base}/networking/v2.0{path}", json=body, timeout=10)
+
+    def made(self, path: str, body: dict) -> dict:
+        response = self.net("POST", path, body)
+        assert response.status_code == 201, response.text
+        return next(iter(response.json().values()))
+
+
+@pytest.fixture(scope="module")
+def cloud(django_db_setup, django_db_blocker, live_server, tmp_path_factory):
+    """Two hosts on private libvirtds whose data planes program the namespaces of ``NetworkHosts``."""
+    purge_broker()
+    network = NetworkHosts(list(TWO_HOSTS))
+    network.start(guest_ranges=("10.60.0.0/16",))
+    work_dir = tmp_path_factory.mktemp("net-hosts")
+    cluster = Cluster(live_server.url, work_dir)
+    cluster.libvirt_hosts = LibvirtHosts(work_dir / "libvirt")
+    cluster.network = network
+    try:
+        cluster.start_conductor()
+        for name, address in TWO_HOSTS.items():
+            start_compute_on(cluster, name, cluster.libvirt_hosts.start(name, address), **network.host_env(name))
+        with django_db_blocker.unblock():
+            for name in TWO_HOSTS:
+                wait_for_host(name)
+        yield cluster
+    finally:
+        with django_db_blocker.unblock():
+            cluster.stop()
+        cluster.libvirt_hosts.stop()
+        network.stop()
+
+
+def console(cluster, host: str, server_id: str) -> str:
+    log = cluster.instance_dir(host, server_id) / "console.log"
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def boot(user: ApiUser, image, name: str, host: str, networks: list, user_data: str) -> str:
+    body = {"server": {"name": name, "imageRef": str(image.id), "flavorRef": "1", "networks": networks,
+                       "host": host, "user_data": user_data}}  # fmt: skip
+    response = user.post("/servers", body, headers=HOST_FIELD)
+    assert response.status_code == 202, response.text
+    return response.json()["server"]["id"]
+
+
+def test_guests_on_networks_across_hosts(cloud, live_server, tiny_flavor, demo_image):
+    first, second = list(TWO_HOSTS)
+    a = Networking(live_server.url, role=Role.ADMIN)  # an admin names hosts; its project's network is private
+    b = Networking(live_server.url, role=Role.ADMIN)
+    image = public_image(project=a.ctx.project, path=demo_image, name="demo")
+
+    a_net = a.made("/networks", {"network": {"name": "a-net"}})
+    a.made("/subnets", {"subnet": {"network_id": a_net["id"], "cidr": GUEST_CIDR, "ip_version": 4}})
+    b_net = b.made("/networks", {"network": {"name": "b-net"}})
+    b.made("/subnets", {"subnet": {"network_id": b_net["id"], "cidr": GUEST_CIDR, "ip_version": 4}})
+    public = a.made(
+        "/networks",
+        {"network": {"name": "public", "shared": True, "provider:network_type": "flat",
+                     "provider:physical_network": "public"}},
+    )  # fmt: skip
+    a.made(
+        "/subnets",
+        {"subnet": {"network_id": public["id"], "cidr": PUBLIC_CIDR, "ip_version": 4, "gateway_ip": OUTSIDE_ADDRESS,
+                    "allocation_pools": [{"start": "10.252.100.10", "end": "10.252.100.50"}]}},
+    )  # fmt: skip
+
+    # The machines beyond public, and the first hypervisor itself, each serve a page.
+    cloud.network.serve(OUTSIDE, OUTSIDE_ADDRESS, 80, "page-of-outside")
+    cloud.network.serve(cloud.network.namespaces[first], HOST1_PUBLIC, 80, "page-of-the-hypervisor")
+    in_ns(cloud.network.namespaces[first], "ip", "addr", "add", f"{HOST1_PUBLIC}/24", "dev", "brpub", check=True)
+
+    servers = {
+        "a1": (first, boot(a, image, "a1", first, [{"uuid": a_net["id"], "fixed_ip": "10.60.0.11"}],
+                           probe(["10.60.0.12"], 40))),
+        "a2": (second, boot(a, image, "a2", second, [{"uuid": a_net["id"], "fixed_ip": "10.60.0.12"}],
+                            probe(["10.60.0.11"], 40))),
+        "b1": (first, boot(b, image, "b1", first, [{"uuid": b_net["id"], "fixed_ip": "10.60.0.13"}],
+                           probe(["10.60.0.11", "10.60.0.12"], 8))),
+        "p1": (first, boot(a, image, "p1", first, [{"uuid": public["id"], "fixed_ip": "10.252.100.20"}],
+                           probe([OUTSIDE_ADDRESS, HOST1_PUBLIC], 8))),
+    }  # fmt: skip
+    try:
+        for name, (_host, server_id) in servers.items():
+            wait_until(lambda s=server_id: a.server(s)["status"] in ("ACTIVE", "ERROR"), 240, message=f"{name} built")
+            assert a.server(server_id)["status"] == "ACTIVE", cloud.logs()
+        for name, (host, server_id) in servers.items():
+            wait_until(lambda h=host, s=server_id: "NET-DONE" in console(cloud, h, s), 180, message=f"{name} probed")
+        out = {name: console(cloud, host, server_id) for name, (host, server_id) in servers.items()}
+
+        # DHCP gave each guest its address, and the MTU the overlay leaves (the flat network: the whole 1500).
+        for name, address, mtu in (("a1", "10.60.0.11", 1450), ("a2", "10.60.0.12", 1450),
+                                   ("b1", "10.60.0.13", 1450), ("p1", "10.252.100.20", 1500)):  # fmt: skip
+            assert f"NET-ADDR {address} mtu {mtu}" in out[name], out[name][-2000:]
+        # A's guests reach each other across the hosts.
+        assert "NET-PING 10.60.0.12 ok" in out["a1"] and "NET-FETCH 10.60.0.12 [page-of-a2]" in out["a1"]
+        assert "NET-PING 10.60.0.11 ok" in out["a2"] and "NET-FETCH 10.60.0.11 [page-of-a1]" in out["a2"]
+        # B's guest, on the same addresses in its own network, reaches neither.
+        for peer in ("10.60.0.11", "10.60.0.12"):
+            assert f"NET-PING {peer} fail" in out["b1"] and f"NET-FETCH {peer} []" in out["b1"]
+        # The guest on public reaches the machines beyond, and nothing of its hypervisor.
+        assert f"NET-FETCH {OUTSIDE_ADDRESS} [page-of-outside]" in out["p1"]
+        assert f"NET-PING {HOST1_PUBLIC} fail" in out["p1"] and f"NET-FETCH {HOST1_PUBLIC} []" in out["p1"]
+        # ... yet its hypervisor and the machines beyond reach it.
+        assert in_ns(cloud.network.namespaces[first], "ping", "-c", "1", "-W", "2", "10.252.100.20").returncode == 0
+        fetched = in_ns(OUTSIDE, "timeout", "6", "busybox", "wget", "-q", "-O", "-", "http://10.252.100.20/")
+        assert fetched.stdout.strip() == "page-of-p1", fetched
+
+        # Every port is ACTIVE: plugged by its host.
+        for _name, (_host, server_id) in servers.items():
+            for port in Port.objects.filter(device_id=server_id):
+                assert port.status == "ACTIVE", port
+
+        # os-interface: a second NIC on a running guest, hot-plugged and plugged into its bridge.
+        a1_id = servers["a1"][1]
+        attached = a.post(f"/servers/{a1_id}/os-interface", {"interfaceAttachment": {"net_id": b_net["id"]}})
+        assert attached.status_code == 200, attached.text
+        new_port = attached.json()["interfaceAttachment"]["port_id"]
+        wait_until(lambda: Port.objects.get(pk=new_port).status == "ACTIVE", 30, message="the new NIC plugged")
+        mac = Port.objects.get(pk=new_port).mac_address
+        assert f"<mac address='{mac}'/>" in cloud.libvirt_hosts.domain_xml(first, a1_id)
+
+        # A port deleted while its guest runs is unplugged from its bridge.
+        a2_port = Port.objects.get(device_id=servers["a2"][1])
+        deleted = a.net("DELETE", f"/ports/{a2_port.pk}")
+        assert deleted.status_code == 204, deleted.text
+        ns2 = cloud.network.namespaces[second]
+        wait_until(lambda: "master" not in in_ns(ns2, "ip", "-o", "link", "show", a2_port.device_name).stdout,
+                   30, message="the deleted port unplugged")  # fmt: skip
+
+        # A bridge deleted behind the first host's back is rebuilt by the host itself, and reported.
+        ns1 = cloud.network.namespaces[first]
+        bridge = bridge_name(a_net["id"])
+        before = HostNetworkState.objects.get(host__name=first).applied_at
+        assert in_ns(ns1, "ip", "link", "del", bridge).returncode == 0
+        wait_until(lambda: in_ns(ns1, "ip", "link", "show", bridge).returncode == 0, 30, message="bridge back")
+        wait_until(lambda: HostNetworkState.objects.get(host__name=first).applied_at != before, 30, message="report")
+        assert any(re.search(bridge, d) for d in HostNetworkState.objects.get(host__name=first).drift)
+        # ... and its guest is on it again.
+        a1_port = Port.objects.filter(device_id=a1_id, network_id=a_net["id"]).get()
+        wait_until(lambda: f"master {bridge}" in in_ns(ns1, "ip", "-o", "link", "show", a1_port.device_name).stdout,
+                   30, message="the guest plugged again")  # fmt: skip
+    finally:
+        for _name, (_host, server_id) in servers.items():
+            a.delete(f"/servers/{server_id}")
+        for _name, (_host, server_id) in servers.items():
+            wait_until(lambda s=server_id: a.get(f"/servers/{s}").status_code == 404, 90, message="deleted")
+    # The ports the cloud made went with their servers; nothing is left plugged on the hosts.
+    assert not Port.objects.filter(device_owner__startswith="compute:").exists()
+    a_bridge = bridge_name(a_net["id"])
+    wait_until(lambda: in_ns(cloud.network.namespaces[first], "ip", "link", "show", a_bridge).returncode != 0, 30,
+               message="the network gone from the host")  # fmt: skip
