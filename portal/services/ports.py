@@ -14,7 +14,7 @@ import re
 import secrets
 import uuid
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 from portal.models import ComputeHost, IPAllocation, Network, Port, Project, Subnet
@@ -160,6 +160,18 @@ def _allocate(port: Port, network: Network, requests: list[tuple[str | None, str
             raise IpAddressGenerationFailure(network.pk)
 
 
+def _hold_network(network: Network) -> None:
+    """Keep the network from being deleted until this transaction ends, without keeping anyone else from
+    adding ports to it: ``FOR KEY SHARE``, the lock PostgreSQL's own foreign-key checks take (they take it
+    at commit here, the constraints being deferred, which would be too late to answer 404)."""
+    if connection.vendor != "postgresql":
+        return  # SQLite runs one writing transaction at a time
+    with connection.cursor() as cursor:
+        cursor.execute('SELECT 1 FROM "portal_network" WHERE "id" = %s FOR KEY SHARE', [network.pk])
+        if cursor.fetchone() is None:
+            raise NetworkNotFound(network.pk)
+
+
 def _insert_port(fields: dict, mac_address: str | None) -> Port:
     """The port row with the MAC asked for, or a generated one unique on its network."""
     network = fields["network"]
@@ -226,6 +238,7 @@ def port_create(
     )
     mac = None if mac_address is None else _mac(mac_address)
     with transaction.atomic():
+        _hold_network(network)
         if device_owner != Port.OWNER_DHCP:
             try:
                 quota_services.network_quota_check(project=project, resource="port")
