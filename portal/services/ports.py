@@ -14,7 +14,7 @@ import re
 import secrets
 import uuid
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 from portal.models import ComputeHost, IPAllocation, Network, Port, Project, Subnet
@@ -116,9 +116,46 @@ def _take(port: Port, subnet: Subnet, ip: str) -> IPAllocation:
 def _take_lowest(port: Port, subnet: Subnet) -> IPAllocation | None:
     """The lowest free address of the subnet's pools, taken under the subnet's row lock; None when full."""
     subnet = _lock_subnet(subnet)
-    taken = IPAllocation.objects.filter(subnet=subnet).values_list("ip_address", flat=True)
-    ip = addresses.lowest_free(subnet.allocation_pools, taken)
+    if connection.vendor == "postgresql":
+        ip = _lowest_free_in_database(subnet)
+    else:
+        taken = IPAllocation.objects.filter(subnet=subnet).values_list("ip_address", flat=True)
+        ip = addresses.lowest_free(subnet.allocation_pools, taken)
     return None if ip is None else _take(port, subnet, ip)
+
+
+# The lowest free address of the pools: a pool's first address if it is free, else the smallest address
+# after a held one (inside a pool) that is free. PostgreSQL walks the (subnet, address) index for it, so a
+# subnet's many addresses never travel to Python.
+_LOWEST_FREE_SQL = """
+WITH pools (first, last) AS (SELECT unnest(%(firsts)s::inet[]), unnest(%(lasts)s::inet[]))
+SELECT host(candidate) FROM (
+    SELECT p.first AS candidate FROM pools p
+    WHERE NOT EXISTS (
+        SELECT 1 FROM portal_ipallocation b WHERE b.subnet_id = %(subnet)s AND b.ip_address = p.first)
+    UNION ALL
+    SELECT a.ip_address + 1 FROM pools p
+    JOIN portal_ipallocation a ON a.subnet_id = %(subnet)s AND a.ip_address >= p.first AND a.ip_address < p.last
+    WHERE NOT EXISTS (
+        SELECT 1 FROM portal_ipallocation b WHERE b.subnet_id = %(subnet)s AND b.ip_address = a.ip_address + 1)
+) gaps
+ORDER BY candidate LIMIT 1
+"""
+
+
+def _lowest_free_in_database(subnet: Subnet) -> str | None:
+    pools = subnet.allocation_pools
+    if not pools:
+        return None
+    params = {
+        "firsts": [p["start"] for p in pools],
+        "lasts": [p["end"] for p in pools],
+        "subnet": subnet.pk,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_LOWEST_FREE_SQL, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _take_given(port: Port, subnet: Subnet, ip: str) -> IPAllocation:
@@ -158,6 +195,18 @@ def _allocate(port: Port, network: Network, requests: list[tuple[str | None, str
             _take_given(port, subnet, ip)
         elif _take_lowest(port, subnet) is None:
             raise IpAddressGenerationFailure(network.pk)
+
+
+def _hold_network(network: Network) -> None:
+    """Keep the network from being deleted until this transaction ends, without keeping anyone else from
+    adding ports to it: ``FOR KEY SHARE``, the lock PostgreSQL's own foreign-key checks take (they take it
+    at commit here, the constraints being deferred, which would be too late to answer 404)."""
+    if connection.vendor != "postgresql":
+        return  # SQLite runs one writing transaction at a time
+    with connection.cursor() as cursor:
+        cursor.execute('SELECT 1 FROM "portal_network" WHERE "id" = %s FOR KEY SHARE', [network.pk])
+        if cursor.fetchone() is None:
+            raise NetworkNotFound(network.pk)
 
 
 def _insert_port(fields: dict, mac_address: str | None) -> Port:
@@ -226,6 +275,7 @@ def port_create(
     )
     mac = None if mac_address is None else _mac(mac_address)
     with transaction.atomic():
+        _hold_network(network)
         if device_owner != Port.OWNER_DHCP:
             try:
                 quota_services.network_quota_check(project=project, resource="port")

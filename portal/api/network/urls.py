@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import quotas, views
+from . import networks, ports, quotas, subnets, views
 
 V = "v2.0"
 Q = f"{V}/quotas/<str:target_project_id>"
@@ -12,12 +12,12 @@ urlpatterns = [
     path(f"{V}/", views.V2RootView.as_view(), name="networking-v2"),
     path(f"{V}/extensions", views.ExtensionsView.as_view(), name="networking-extensions"),
     path(f"{V}/extensions/<str:alias>", views.ExtensionView.as_view(), name="networking-extension"),
-    path(f"{V}/networks", views.NetworksView.as_view(), name="networking-networks"),
-    path(f"{V}/networks/<str:network_id>", views.NetworkView.as_view(), name="networking-network"),
-    path(f"{V}/subnets", views.SubnetsView.as_view(), name="networking-subnets"),
-    path(f"{V}/subnets/<str:subnet_id>", views.SubnetView.as_view(), name="networking-subnet"),
-    path(f"{V}/ports", views.PortsView.as_view(), name="networking-ports"),
-    path(f"{V}/ports/<str:port_id>", views.PortView.as_view(), name="networking-port"),
+    path(f"{V}/networks", networks.NetworksView.as_view(), name="networking-networks"),
+    path(f"{V}/networks/<str:network_id>", networks.NetworkView.as_view(), name="networking-network"),
+    path(f"{V}/subnets", subnets.SubnetsView.as_view(), name="networking-subnets"),
+    path(f"{V}/subnets/<str:subnet_id>", subnets.SubnetView.as_view(), name="networking-subnet"),
+    path(f"{V}/ports", ports.PortsView.as_view(), name="networking-ports"),
+    path(f"{V}/ports/<str:port_id>", ports.PortView.as_view(), name="networking-port"),
     path(f"{V}/quotas", quotas.QuotasView.as_view(), name="networking-quotas"),
     path(Q, quotas.QuotaView.as_view(), name="networking-quota"),
     path(f"{Q}/default", quotas.QuotaDefaultView.as_view(), name="networking-quota-default"),

@@ -88,11 +88,12 @@ def test_a_project_scoped_token_names_its_user_project_roles_and_catalog(member,
     expires = timezone.datetime.fromisoformat(token["expires_at"].replace("Z", "+00:00"))
     assert timedelta(minutes=59) < expires - timezone.now() <= timedelta(hours=1)
     catalog = {entry["type"]: entry for entry in token["catalog"]}
-    assert sorted(catalog) == ["compute", "identity", "image"]
+    assert sorted(catalog) == ["compute", "identity", "image", "network"]
     public = settings.CLOUD["PUBLIC_URL"]
     urls = {e["interface"]: e["url"] for e in catalog["compute"]["endpoints"]}
     assert urls == {i: f"{public}/compute/v2.1" for i in ("public", "internal", "admin")}
     assert catalog["image"]["endpoints"][0]["url"] == f"{public}/image"
+    assert catalog["network"]["endpoints"][0]["url"] == f"{public}/networking"
     assert catalog["identity"]["endpoints"][0]["url"] == f"{public}/identity"
     assert all(e["region_id"] == "RegionOne" for e in catalog["compute"]["endpoints"])
 

@@ -26,7 +26,7 @@ def endpoints_by_interface(keystone, service_type: str, region: str) -> dict[str
     return found
 
 
-def test_registers_compute_and_image_idempotently(keystone, keystone_settings):
+def test_registers_compute_image_and_network_idempotently(keystone, keystone_settings):
     region = f"Region-{uuid.uuid4().hex[:6]}"
     first = register(public_url="http://cloud.example:8000/", region=region)
     assert f"region {region}: created" in first
@@ -36,6 +36,7 @@ def test_registers_compute_and_image_idempotently(keystone, keystone_settings):
     for service_type, url in (
         ("compute", "http://cloud.example:8000/compute/v2.1"),
         ("image", "http://cloud.example:8000/image"),
+        ("network", "http://cloud.example:8000/networking"),
     ):
         assert endpoints_by_interface(keystone, service_type, region) == {
             "public": [url],
@@ -45,7 +46,7 @@ def test_registers_compute_and_image_idempotently(keystone, keystone_settings):
 
     again = register(public_url="http://cloud.example:8000", region=region)
     assert "created" not in again
-    assert again.count(": unchanged") == 8  # two services, six endpoints
+    assert again.count(": unchanged") == 12  # three services, nine endpoints
     assert endpoints_by_interface(keystone, "compute", region)["public"] == ["http://cloud.example:8000/compute/v2.1"]
 
 
@@ -96,6 +97,9 @@ def test_the_registered_urls_answer_version_discovery(client):
     image = client.get("/image")
     assert image.status_code == 300
     assert "v2.7" in [v["id"] for v in image.json()["versions"]]
+    network = client.get("/networking")
+    assert network.status_code == 200
+    assert [v["id"] for v in network.json()["versions"]] == ["v2.0"]
     compute = client.get("/compute/v2.1")
     assert compute.status_code == 200
     assert compute.json()["version"]["id"] == "v2.1"

@@ -11,9 +11,10 @@ from collections import Counter
 
 import pytest
 import requests
+from django.db import OperationalError, connection, transaction
 
 from portal.models import IPAllocation, Network, Port, Role, Subnet
-from portal.services.networks import network_create, subnet_create
+from portal.services.networks import network_create, network_delete, port_create, subnet_create
 from tests.factories import MembershipFactory
 from tests.processes import Cluster, free_port, purge_broker
 
@@ -84,3 +85,50 @@ def test_fifty_concurrent_ports_on_a_subnet_with_room_for_twenty(api):
     assert Port.objects.filter(network=network).count() == ROOM
     assert Subnet.objects.get(pk=subnet.pk).allocation_pools == [{"start": "10.40.0.10", "end": "10.40.0.29"}]
     assert Network.objects.filter(pk=network.pk).exists()
+
+
+def test_a_network_is_not_deleted_under_a_port_being_made(transactional_db):
+    """A port's transaction holds its network (a share lock) until it commits: a delete meanwhile waits (here:
+    gives up after its lock timeout) instead of deleting the network under the new port."""
+    member = MembershipFactory(role=Role.MEMBER)
+    network = network_create(project=member.project, user_is_admin=False, name="busy")
+    made, done = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def make_port():
+        try:
+            with transaction.atomic():
+                port_create(project=member.project, user_is_admin=False, network=network)
+                made.set()
+                done.wait(30)
+            outcome["port"] = "committed"
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcome["port"] = repr(exc)
+        finally:
+            made.set()
+            connection.close()
+
+    def delete_network():
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '300ms'")
+                network_delete(network=network)
+            outcome["delete"] = "deleted"
+        except OperationalError:
+            outcome["delete"] = "waited"
+        except Exception as exc:  # noqa: BLE001
+            outcome["delete"] = repr(exc)
+        finally:
+            connection.close()
+
+    maker = threading.Thread(target=make_port)
+    maker.start()
+    assert made.wait(30)
+    deleter = threading.Thread(target=delete_network)
+    deleter.start()
+    deleter.join(30)
+    done.set()
+    maker.join(30)
+    assert outcome == {"port": "committed", "delete": "waited"}, outcome
+    assert Port.objects.filter(network=network).count() == 1

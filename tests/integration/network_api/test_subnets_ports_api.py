@@ -270,3 +270,18 @@ def test_bulk_create_is_all_or_nothing(member):
     bad = {"ports": [{"network_id": nid}, {"network_id": nid, "fixed_ips": [{"ip_address": "10.99.0.1"}]}]}
     fault(call(member, "POST", "/ports", bad), 400, "InvalidIpForNetwork")
     assert Port.objects.count() == before
+
+
+def test_lowest_free_address_across_pools_and_gaps(member):
+    nid = network(member)["id"]
+    pools = [{"start": "10.16.0.20", "end": "10.16.0.21"}, {"start": "10.16.0.10", "end": "10.16.0.11"}]
+    sub = subnet(member, nid, "10.16.0.0/24", allocation_pools=pools, enable_dhcp=False)
+    # An address outside the pools, held by hand, is no gap to fill.
+    port(member, nid, fixed_ips=[{"ip_address": "10.16.0.15"}])
+    made = [port(member, nid) for _ in range(4)]
+    assert [p["fixed_ips"][0]["ip_address"] for p in made] == ["10.16.0.10", "10.16.0.11", "10.16.0.20", "10.16.0.21"]
+    fault(call(member, "POST", "/ports", {"port": {"network_id": nid}}), 409, "IpAddressGenerationFailure")
+    ok(call(member, "DELETE", f"/ports/{made[2]['id']}"), 204)
+    ok(call(member, "DELETE", f"/ports/{made[0]['id']}"), 204)
+    assert port(member, nid)["fixed_ips"] == [{"subnet_id": sub["id"], "ip_address": "10.16.0.10"}]
+    assert port(member, nid)["fixed_ips"][0]["ip_address"] == "10.16.0.20"

@@ -30,6 +30,19 @@ def test_networks_subnets_and_ports_with_the_cli(cli):
     auto = member.json("port", "create", "--network", "blue", "auto-port")
     assert auto["fixed_ips"][0]["ip_address"] == "10.77.0.3"  # .2 is the network's DHCP port
 
+    quiet = member.json(
+        "subnet", "create", "--network", "blue", "--subnet-range", "10.78.0.0/24", "--no-dhcp", "--gateway", "none",
+        "--allocation-pool", "start=10.78.0.100,end=10.78.0.110", "--dns-nameserver", "10.78.0.53", "quiet-sub",
+    )  # fmt: skip
+    assert quiet["enable_dhcp"] is False and quiet["gateway_ip"] is None and quiet["dns_nameservers"] == ["10.78.0.53"]
+    assert quiet["allocation_pools"] == [{"start": "10.78.0.100", "end": "10.78.0.110"}]
+    member.ok("subnet", "set", "--name", "calm-sub", "quiet-sub")
+    member.ok("port", "set", "--name", "auto-renamed", "auto-port")
+    assert member.json("port", "show", "auto-renamed")["id"] == auto["id"]
+    assert {p["Name"] for p in member.json("port", "list", "--network", "blue")} >= {"blue-port", "auto-renamed"}
+    member.ok("port", "set", "--name", "auto-port", "auto-renamed")
+    member.ok("subnet", "delete", "calm-sub")
+
     ports = {p["Name"]: p for p in member.json("port", "list")}
     assert {"blue-port", "auto-port"} <= set(ports)
     assert "10.77.0.40" in str(ports["blue-port"]["Fixed IP Addresses"])

@@ -1,0 +1,134 @@
+"""``/v2.0/ports``."""
+
+from __future__ import annotations
+
+from rest_framework import status as http
+from rest_framework.response import Response
+
+from portal.models import ComputeHost, Port
+from portal.selectors import networks as selectors
+from portal.services import ports as port_services
+from portal.services.network_errors import (
+    BadRequest,
+    NetworkNotFound,
+    PolicyNotAuthorized,
+    PortNotFound,
+)
+
+from . import shapes
+from .resources import ResourceView, only_empty, unrecognized
+
+PORT_CREATE = {
+    "name",
+    "description",
+    "network_id",
+    "admin_state_up",
+    "mac_address",
+    "fixed_ips",
+    "device_id",
+    "device_owner",
+    "project_id",
+    "tenant_id",
+    "port_security_enabled",
+    "binding:host_id",
+    "binding:vnic_type",
+    "binding:profile",
+    "security_groups",
+    "allowed_address_pairs",
+    "extra_dhcp_opts",
+    "qos_policy_id",
+    "dns_name",
+}
+PORT_UNSUPPORTED = ("binding:vnic_type", "binding:profile", "allowed_address_pairs", "extra_dhcp_opts", "qos_policy_id")
+
+
+def _host_named(value):
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("Invalid input for binding:host_id: must be a host name.")
+    host = ComputeHost.objects.filter(name=value).first()
+    if host is None:
+        raise BadRequest(f"Invalid input for binding:host_id: {value[:64]} is not a compute host of this cloud.")
+    return host
+
+
+class _PortView(ResourceView):
+    collection, member, attrs = "ports", "port", shapes.PORT_ATTRS
+    special_filters = {"fixed_ips": shapes.fixed_ips_filter}
+
+    def visible(self):
+        return selectors.ports_visible(self.ctx)
+
+    def body(self, row) -> dict:
+        return shapes.port_body(row, self.is_admin)
+
+    def get_port(self, port_id: str):
+        port = selectors.port_get(self.ctx, port_id)
+        if port is None:
+            raise PortNotFound(port_id[:64])
+        return port
+
+
+class PortsView(_PortView):
+    def get(self, request):
+        return self.list_response(request)
+
+    def post(self, request):
+        return self.create_response(request, self.create_one)
+
+    def create_one(self, attrs: dict):
+        unrecognized(attrs, PORT_CREATE)
+        only_empty(attrs, PORT_UNSUPPORTED)
+        only_empty(attrs, ("security_groups", "dns_name"))
+        network_id = attrs.get("network_id")
+        if not isinstance(network_id, str):
+            raise BadRequest("Invalid input for network_id: a network id is required.")
+        network = selectors.network_get(self.ctx, network_id)
+        if network is None:
+            raise NetworkNotFound(network_id[:64])
+        project = self.target_project(attrs)
+        if attrs.get("binding:host_id") not in (None, "") and not self.is_admin:
+            raise PolicyNotAuthorized("(rule:create_port:binding:host_id) is disallowed by policy")
+        return port_services.port_create(
+            project=project,
+            user_is_admin=self.is_admin,
+            network=network,
+            fixed_ips=attrs.get("fixed_ips"),
+            mac_address=attrs.get("mac_address"),
+            device_id=attrs.get("device_id", ""),
+            device_owner=attrs.get("device_owner", ""),
+            name=attrs.get("name", ""),
+            description=attrs.get("description", ""),
+            admin_state_up=attrs.get("admin_state_up", True),
+            port_security_enabled=attrs.get("port_security_enabled"),
+            host=_host_named(attrs.get("binding:host_id")),
+        )
+
+
+class PortView(_PortView):
+    def get(self, request, port_id: str):
+        return self.show_response(self.get_port(port_id))
+
+    def put(self, request, port_id: str):
+        self.require_write()
+        port = self.get_port(port_id)
+        changes = dict(self.body_of("port"))
+        only_empty(changes, PORT_UNSUPPORTED)
+        only_empty(changes, ("security_groups", "dns_name"))
+        if "binding:host_id" in changes:
+            if not self.is_admin:
+                raise PolicyNotAuthorized("(rule:update_port:binding:host_id) is disallowed by policy")
+            changes["binding:host_id"] = _host_named(changes["binding:host_id"])
+        port = port_services.port_update(
+            port=port, user_is_admin=self.is_admin, project=self.ctx.project, changes=changes
+        )
+        return self.show_response(port)
+
+    def delete(self, request, port_id: str):
+        self.require_write()
+        port = self.get_port(port_id)
+        if port.device_owner == Port.OWNER_DHCP and not self.is_admin:
+            raise PolicyNotAuthorized("(rule:delete_port) is disallowed by policy: the network's DHCP port")
+        port_services.port_delete(port=port)
+        return Response(status=http.HTTP_204_NO_CONTENT)
