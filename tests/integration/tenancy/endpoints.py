@@ -179,6 +179,25 @@ ENDPOINTS: dict[str, Endpoint] = {
     "server-tag": Endpoint(
         f"{V}/servers/{{server}}/tags/t1", {"GET": r("owned"), "PUT": r("owned"), "DELETE": r("owned")}
     ),
+    "server-interfaces": Endpoint(
+        f"{V}/servers/{{server}}/os-interface",
+        {
+            "GET": r("owned"),
+            "POST": r(
+                "owned",
+                body=lambda w: {"interfaceAttachment": {"net_id": "9f3e2d5c-0000-4000-8000-000000000001"}},
+                admin_codes={400, 409},
+                owner_codes={400, 409},
+            ),
+        },
+    ),
+    "server-interface": Endpoint(
+        f"{V}/servers/{{server}}/os-interface/9f3e2d5c-0000-4000-8000-000000000001",
+        {
+            "GET": r("owned", admin_codes={404}, owner_codes={404}),
+            "DELETE": r("owned", admin_codes={404, 409}, owner_codes={404, 409}),
+        },
+    ),
     "server-volume-attachments": Endpoint(
         f"{V}/servers/{{server}}/os-volume_attachments",
         {
