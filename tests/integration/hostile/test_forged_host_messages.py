@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db.models import Sum
 
 from compute_tasks import rpc, signing
-from portal.models import ComputeHost, Instance, MessageRefusal
+from portal.models import ComputeHost, HostNetworkState, Instance, MessageRefusal, Network, Port
 from portal.services import host_trust
 from portal.states import TaskState, VmState
 from tests.factories import InstanceFactory
@@ -229,6 +229,41 @@ def test_a_host_cannot_point_a_console_elsewhere(hosts_up, rogue):
     send(rogue, rpc.INSTANCE_BUILT, rpc.CONDUCTOR_QUEUE, message, signed_as_host(HOST_A, rpc.INSTANCE_BUILT, message))
     wait_refused(rpc.INSTANCE_BUILT, Reason.NOT_ITS_OWN, before)
     assert unchanged(instance)
+
+
+def _port_on(host: str) -> Port:
+    """Another project's port, bound to ``host`` and not plugged yet."""
+    network = Network.objects.create(name="victim-net", segmentation_id=4000 + Network.objects.count())
+    return Port.objects.create(
+        network=network, mac_address="fa:16:3e:aa:00:01", host=ComputeHost.objects.get(name=host), vif_type="bridge"
+    )
+
+
+def test_a_host_cannot_say_what_another_hosts_network_is(hosts_up, rogue):
+    """Host B signs a data-plane report in host A's name: refused. As itself, it claims A's port is plugged:
+    believed about B's ports only, so A's port stays DOWN."""
+    victim = _port_on(HOST_A)
+    forged = rpc.NetworkStateApplied(host=HOST_A, generation=10**9, plugged_ports=[str(victim.pk)]).to_dict()
+    before = refusals(rpc.NETWORK_STATE_APPLIED, Reason.NOT_ITS_OWN)
+    signed = signed_as_host(HOST_B, rpc.NETWORK_STATE_APPLIED, forged)
+    send(rogue, rpc.NETWORK_STATE_APPLIED, rpc.CONDUCTOR_QUEUE, forged, signed)
+    wait_refused(rpc.NETWORK_STATE_APPLIED, Reason.NOT_ITS_OWN, before)
+
+    own = rpc.NetworkStateApplied(host=HOST_B, generation=10**9, plugged_ports=[str(victim.pk)]).to_dict()
+    send(
+        rogue,
+        rpc.NETWORK_STATE_APPLIED,
+        rpc.CONDUCTOR_QUEUE,
+        own,
+        signed_as_host(HOST_B, rpc.NETWORK_STATE_APPLIED, own),
+    )
+    wait_until(
+        lambda: HostNetworkState.objects.filter(host__name=HOST_B, applied_generation=10**9).exists(),
+        30,
+        message="B's own report taken",
+    )
+    victim.refresh_from_db()
+    assert victim.status == Port.Status.DOWN
 
 
 def test_the_control_plane_only_tasks_refuse_hosts(hosts_up, rogue):
