@@ -9,10 +9,10 @@ import pytest
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
 from portal.conductor import tasks
-from portal.models import ComputeHost, Image, Instance, InstanceFault, Migration, QuotaLimit
+from portal.models import ComputeHost, Image, Instance, InstanceFault, Migration, Port, QuotaLimit
 from portal.selectors.hosts import claimed_usage
 from portal.selectors.quotas import instance_usage
-from portal.services import actions, lifecycle, moves, quotas, reaper, shelving
+from portal.services import actions, host_requests, instance_ports, lifecycle, moves, networks, quotas, reaper, shelving
 from portal.services import instances as instance_services
 from portal.states import TaskState, VmState
 from tests.factories import FlavorFactory, ImageFactory, InstanceFactory, MembershipFactory
@@ -359,3 +359,79 @@ def test_deleting_a_server_mid_move_cleans_both_hosts(cloud, sent, django_captur
     }
     assert Migration.objects.get(pk=migration.pk).status == "error"
     assert usage("hv2") == (0, 0)
+
+
+@pytest.fixture
+def plans(monkeypatch):
+    """The data-plane plans sent to hosts: (host, plan), in order."""
+    calls = []
+    monkeypatch.setattr(rpc, "apply_network_state", lambda host, plan: calls.append((host, plan)))
+    return calls
+
+
+def _with_port(cloud) -> Port:
+    """The server on a network: one port of its own, bound to its host."""
+    network = networks.network_create(project=cloud.ctx.project, user_is_admin=False, name="n")
+    networks.subnet_create(project=cloud.ctx.project, user_is_admin=False, network=network, cidr="10.80.0.0/24")
+    port = networks.port_create(
+        project=cloud.ctx.project,
+        user_is_admin=False,
+        network=network,
+        device_id=str(cloud.instance.uuid),
+        device_owner="compute:nova",
+        auto_delete=True,
+        host=None,
+    )
+    Instance.objects.filter(pk=cloud.instance.pk).update(networks="ports")
+    cloud.instance.refresh_from_db()
+    instance_ports.ports_follow(cloud.instance)
+    port.refresh_from_db()
+    assert port.host.name == "hv1"
+    return port
+
+
+def _planned(plans, host: str) -> set[str]:
+    """The ports the newest plan sent to ``host`` has on it."""
+    newest = [plan for name, plan in plans if name == host][-1]
+    return {p.port_id for network in newest.networks for p in network.ports}
+
+
+def test_a_servers_port_follows_it_through_a_resize(cloud, sent, plans, django_capture_on_commit_callbacks):
+    capture = django_capture_on_commit_callbacks
+    port = _with_port(cloud)
+    migration = resize_to_finished(cloud, sent, capture)
+    # While the move is under way both hosts have the server's network; the destination's build plugs it.
+    assert str(port.pk) in _planned(plans, "hv2") and str(port.pk) in _planned(plans, "hv1")
+    assert [n.port_id for n in host_requests.port_nics(cloud.instance)] == [str(port.pk)]
+    port.refresh_from_db()
+    assert port.host.name == "hv2"  # bound where the guest now runs
+
+    run(capture, moves.instance_confirm_resize, ctx=cloud.ctx, instance=cloud.instance)
+    report(capture, cloud.instance, "hv1", "confirm_migration", power_state=rpc.SHUTDOWN, migration_id=migration.pk)
+    assert str(port.pk) not in _planned(plans, "hv1")  # the source has nothing of it left
+    assert str(port.pk) in _planned(plans, "hv2")
+
+
+def test_a_shelved_servers_port_waits_unbound_and_follows_it_to_its_new_host(
+    cloud, sent, plans, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    port = _with_port(cloud)
+    instance = cloud.instance
+    image = run(capture, shelving.instance_shelve, ctx=cloud.ctx, instance=instance)
+    sent.pop()
+    upload_done(image.id)
+    report(capture, instance, "hv1", "shelve", image_id=str(image.id), offloaded=True, power_state=rpc.NOSTATE)
+    port.refresh_from_db()
+    assert port.host is None and port.device_id == str(instance.uuid)  # still the server's, on no host
+    assert str(port.pk) not in _planned(plans, "hv1")
+
+    ComputeHost.objects.filter(name="hv1").update(enabled=False)
+    run(capture, shelving.instance_unshelve, ctx=cloud.ctx, instance=instance)
+    sent.pop()
+    assert run(capture, shelving.unshelve_server, instance_uuid=str(instance.uuid)) == "hv2"
+    name, host, build = sent.pop()
+    assert [n.port_id for n in build.nics] == [str(port.pk)]  # the same port, the same MAC and address
+    assert build.nics[0].mac == port.mac_address
+    port.refresh_from_db()
+    assert port.host.name == "hv2" and str(port.pk) in _planned(plans, "hv2")
