@@ -287,3 +287,18 @@ def test_os_interface_attach_list_detach(
     Instance.objects.filter(pk=instance.pk).update(task_state="rebooting")
     busy = member.client.post(url, {"interfaceAttachment": {"net_id": net["id"]}}, format="json")
     assert busy.status_code == 409
+
+
+def test_a_heartbeat_behind_its_plan_brings_the_plan_again(member, flavor, image, net, monkeypatch):
+    sent = []
+    monkeypatch.setattr(rpc, "apply_network_state", lambda host, plan: sent.append((host, plan)))
+    _placed(booted(member, flavor, image, networks=[{"uuid": net["id"]}]), "hv1")
+    host = ComputeHost.objects.get(name="hv1")
+    current = HostNetworkState.objects.get(host=host).generation
+    assert current >= 1
+
+    network_sync.host_behind(host, current)  # up to date: nothing to send
+    assert sent == []
+    network_sync.host_behind(host, current - 1)  # it missed a plan, or restarted with an older one
+    ((name, plan),) = sent
+    assert name == "hv1" and plan.generation == current and plan.networks[0].network_id == net["id"]
