@@ -1,7 +1,8 @@
 """``/os-networks``: the compute API's proxy of the networks a project can use, as Nova answers it until
-2.35 (from 2.36, 404). Here that is the one network every server's NIC is on (QEMU user-mode networking),
-labelled ``CLOUD["NETWORK"]["label"]``; clients that find no network service in the catalog (the
-``openstack`` CLI's ``server create --network <name>``) look networks up through it."""
+2.35 (from 2.36, 404): the networks of the network controller the caller can see. When the cloud's
+network mode is "user" (no network controller for servers that ask for nothing particular), the one
+network every such server's NIC is on (QEMU user-mode networking), labelled ``CLOUD["NETWORK"]["label"]``,
+comes first."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.conf import settings
 from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
+from portal.selectors.networks import network_get, networks_visible
 from portal.api.errors import NotFound
 
 # Nova shows these with a value only for nova-network, long gone: null for everyone.
@@ -28,11 +30,26 @@ def servers_network_id() -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"compute-network:{settings.CLOUD['NETWORK']['label']}"))
 
 
-def network_body(is_admin: bool) -> dict:
-    body = {"id": servers_network_id(), "label": settings.CLOUD["NETWORK"]["label"]}
+def network_body(is_admin: bool, network=None) -> dict:
+    """A network as the proxy shows it: the controller's ``network``, or the user-mode one."""
+    if network is None:
+        body = {"id": servers_network_id(), "label": settings.CLOUD["NETWORK"]["label"]}
+    else:
+        body = {"id": str(network.pk), "label": network.name}
     for field in _FIELDS + (_ADMIN_FIELDS if is_admin else ()):
         body[field] = None
+    if network is not None:
+        subnet = next(iter(network.subnets.all()), None)
+        if subnet is not None:
+            body["cidr"] = subnet.cidr
+        if is_admin:
+            body["mtu"] = network.mtu
+            body["project_id"] = network.project_id
     return body
+
+
+def _user_mode() -> bool:
+    return settings.CLOUD["NETWORK"]["mode"] == "user"
 
 
 class _NetworksView(ComputeAPIView):
@@ -44,11 +61,16 @@ class _NetworksView(ComputeAPIView):
 
 class NetworkListView(_NetworksView):
     def get(self, request):
-        return Response({"networks": [network_body(self.ctx.is_admin)]})
+        bodies = [network_body(self.ctx.is_admin)] if _user_mode() else []
+        bodies += [network_body(self.ctx.is_admin, n) for n in networks_visible(self.ctx).order_by("created_at")]
+        return Response({"networks": bodies})
 
 
 class NetworkView(_NetworksView):
     def get(self, request, network_id: str):
-        if network_id != servers_network_id():
+        if _user_mode() and network_id == servers_network_id():
+            return Response({"network": network_body(self.ctx.is_admin)})
+        network = network_get(self.ctx, network_id)
+        if network is None:
             raise NotFound("Network not found")
-        return Response({"network": network_body(self.ctx.is_admin)})
+        return Response({"network": network_body(self.ctx.is_admin, network)})

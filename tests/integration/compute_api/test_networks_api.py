@@ -1,11 +1,12 @@
-"""``/os-networks``: Nova's proxy shape until 2.35 (the one network servers are on), 404 from 2.36; a
-server asked for on that network by uuid gets its NIC."""
+"""``/os-networks``: Nova's proxy shape until 2.35 (the network controller's networks, and in "user" mode
+the one network servers are on), 404 from 2.36; a server asked for on that network by uuid gets its NIC."""
 
 import pytest
 from django.conf import settings
 
 from portal.models import Instance
 from tests.factories import FlavorFactory, ImageFactory
+from tests.integration.network_api.helpers import network, subnet
 
 from .admin_helpers import BASE, v
 
@@ -26,6 +27,19 @@ def test_list_and_show_in_the_proxy_shape(member, admin):
     (as_admin,) = admin.client.get(f"{BASE}/os-networks").json()["networks"]
     assert set(as_admin) > USER_FIELDS and {"bridge", "vlan", "project_id", "mtu"} <= set(as_admin)
     assert as_admin["id"] == network["id"]
+
+
+def test_the_controllers_networks_the_caller_sees(member, stranger, admin, settings):
+    settings.CLOUD = {**settings.CLOUD, "NETWORK": {**settings.CLOUD["NETWORK"], "mode": "tenant"}}
+    mine = network(member, name="mine")
+    subnet(member, mine["id"], "10.90.0.0/24")
+    network(stranger, name="theirs")
+    listed = member.client.get(f"{BASE}/os-networks").json()["networks"]
+    assert [(n["id"], n["label"], n["cidr"]) for n in listed] == [(mine["id"], "mine", "10.90.0.0/24")]
+    assert member.client.get(f"{BASE}/os-networks/{mine['id']}").json()["network"]["label"] == "mine"
+    theirs = stranger.client.get(f"{BASE}/os-networks").json()["networks"][0]["id"]
+    assert member.client.get(f"{BASE}/os-networks/{theirs}").status_code == 404
+    assert {n["label"] for n in admin.client.get(f"{BASE}/os-networks").json()["networks"]} == {"mine", "theirs"}
 
 
 def test_unknown_network_is_404(member):
