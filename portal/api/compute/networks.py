@@ -12,8 +12,8 @@ from django.conf import settings
 from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
-from portal.selectors.networks import network_get, networks_visible
 from portal.api.errors import NotFound
+from portal.selectors.networks import network_get, networks_visible
 
 # Nova shows these with a value only for nova-network, long gone: null for everyone.
 _FIELDS = ("cidr", "netmask", "gateway", "broadcast", "dns1", "dns2", "cidr_v6", "gateway_v6", "netmask_v6")
