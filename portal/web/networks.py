@@ -33,11 +33,12 @@ def network_list(request: HttpRequest) -> HttpResponse:
     ctx = request.ctx
     status = 200
     form = NetworkCreateForm(initial={"enable_dhcp": True})
+    if request.method == "POST" and not ctx.can_write:
+        messages.error(request, f"{READ_ONLY} You cannot create networks.")
+        return HttpResponseRedirect(reverse("portal:networks"))
     if request.method == "POST":
         form = NetworkCreateForm(request.POST)
-        if not ctx.can_write:
-            form.add_error(None, f"{READ_ONLY} You cannot create networks.")
-        elif form.is_valid():
+        if form.is_valid():
             try:
                 network = _network_with_subnet(ctx, form)
             except NetworkError as exc:
