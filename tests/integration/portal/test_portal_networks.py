@@ -8,7 +8,9 @@ import html
 import re
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from portal.models import Instance, Network, Port, Role, Subnet
 from portal.services import instance_ports
@@ -330,3 +332,16 @@ def test_readers_and_refused_states_cannot_change_interfaces(portal_member, port
     attach = f"/instances/{user_mode.uuid}/interfaces/attach"
     response = portal_member.client.post(attach, {"network": str(own.pk)}, follow=True)
     assert page_messages(response) == ["This server's network is QEMU user-mode networking; it takes no ports."]
+
+
+def test_the_networks_page_takes_the_same_queries_for_any_number_of_networks(portal_member):
+    counts = []
+    for number in range(3):
+        for extra in range(1 if number == 0 else 4):
+            network = make_network(portal_member.project, f"n{number}-{extra}", f"10.{90 + number}.{extra}.0/24")
+            network_services.port_create(project=portal_member.project, user_is_admin=False, network=network)
+        with CaptureQueriesContext(connection) as queries:
+            page = portal_member.client.get("/networks/").content.decode()
+        counts.append(len(queries))
+        assert page.count("<tr data-network=") == Network.objects.count()
+    assert len(set(counts)) == 1, counts
