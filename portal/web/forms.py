@@ -7,6 +7,7 @@ import ipaddress
 import re
 
 from django import forms
+from django.conf import settings
 
 from portal.auth.context import RequestContext
 from portal.models import Image, Keypair
@@ -66,7 +67,7 @@ class LaunchForm(PortalForm):
     networks = forms.MultipleChoiceField(
         label="Networks",
         required=False,
-        help_text="One interface on each, in this order; used with “The networks chosen below”.",
+        help_text="One interface on each network selected, in the order listed; used with “The networks chosen below”.",
         widget=forms.SelectMultiple(attrs={"size": 4}),
     )
     count = forms.IntegerField(min_value=1, max_value=MAX_COUNT, initial=1, label="Count")
@@ -106,6 +107,11 @@ class LaunchForm(PortalForm):
             (k, f"{g.name} ({g.policy})") for k, g in self.groups.items()
         ]
         self.fields["networks"].choices = [(k, network_label(n, ctx)) for k, n in self.networks.items()]
+        if settings.CLOUD["NETWORK"]["mode"] == "user":
+            automatic = "Default network (outbound only, user-mode)"
+        else:
+            automatic = "Automatic (the project's only network, or one made for it)"
+        self.fields["network"].choices = [("auto", automatic), *self.fields["network"].choices[1:]]
 
     def clean_name(self) -> str:
         return _check_name(self.cleaned_data["name"])
@@ -121,8 +127,11 @@ class LaunchForm(PortalForm):
 
     def clean(self) -> dict:
         data = super().clean()
-        if data.get("network") == "chosen" and not data.get("networks") and "networks" not in self.errors:
-            self.add_error("networks", "Choose at least one network, or another network option.")
+        if "networks" not in self.errors and data.get("network") in ("auto", "none", "chosen"):
+            if data["network"] == "chosen" and not data.get("networks"):
+                self.add_error("networks", "Choose at least one network, or another network option.")
+            elif data["network"] != "chosen" and data.get("networks"):
+                self.add_error("networks", "To use the networks selected, choose “The networks chosen below” above.")
         if data.get("boot_source") == "volume":
             size = data.get("volume_size")
             flavor, image = self.flavors.get(data.get("flavor", "")), self.images.get(data.get("image", ""))

@@ -203,6 +203,7 @@ def test_the_launch_form_offers_the_projects_usable_networks(portal_member, flav
     assert select, "no multi-select of networks"
     options = re.findall(r'<option value="([0-9a-f-]{36})">([^<]*)</option>', select.group(1))
     assert options == [(str(nets["own"].pk), "own-net"), (str(nets["shared"].pk), "public-net (shared)")]
+    assert '<option value="auto" selected>Default network (outbound only, user-mode)</option>' in page
 
 
 def test_launching_on_chosen_networks_gives_the_server_a_port_on_each(portal_member, flavor, image, nets):
@@ -217,6 +218,10 @@ def test_launching_on_chosen_networks_gives_the_server_a_port_on_each(portal_mem
     response = launch(portal_member, image=str(image.pk), network="chosen")
     assert field_errors(response.content.decode(), "networks") == [
         "Choose at least one network, or another network option."
+    ]
+    response = launch(portal_member, image=str(image.pk), network="none", networks=[str(own.pk)])
+    assert field_errors(response.content.decode(), "networks") == [
+        "To use the networks selected, choose “The networks chosen below” above."
     ]
     response = launch(portal_member, image=str(image.pk), network="chosen", networks=[str(nets["private"].pk)])
     assert "Select a valid choice" in field_errors(response.content.decode(), "networks")[0]
