@@ -206,6 +206,15 @@ def test_the_launch_form_offers_the_projects_usable_networks(portal_member, flav
     assert '<option value="auto" selected>Default network (outbound only, user-mode)</option>' in page
 
 
+def test_an_admin_is_offered_the_same_networks_as_a_member(portal_admin, stranger, flavor, image):
+    own = make_network(portal_admin.project, "admins-net", "10.33.0.0/24")
+    shared = make_network(stranger.project, "public-net", "10.31.0.0/24", shared=True)
+    make_network(stranger.project, "their-net", "10.32.0.0/24")
+    page = portal_admin.client.get("/instances/launch/").content.decode()
+    select = re.search(r'<select name="networks"[^>]*>(.*?)</select>', page, re.S).group(1)
+    assert re.findall(r'<option value="([0-9a-f-]{36})">', select) == [str(own.pk), str(shared.pk)]
+
+
 def test_launching_on_chosen_networks_gives_the_server_a_port_on_each(portal_member, flavor, image, nets):
     own, shared = nets["own"], nets["shared"]
     response = launch(portal_member, image=str(image.pk), network="chosen", networks=[str(shared.pk), str(own.pk)])
