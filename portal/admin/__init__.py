@@ -4,7 +4,18 @@ from django.contrib import admin
 
 from portal.auth.forms import AdminSignInForm
 
-from . import aggregates, consoles, flavors, host_trust, hosts, identity, images, instances, quotas  # noqa: F401 - registers
+from . import (  # noqa: F401 - registers
+    aggregates,
+    consoles,
+    flavors,
+    host_trust,
+    hosts,
+    identity,
+    images,
+    instances,
+    networks,
+    quotas,
+)
 
 # The admin's sign-in page checks passwords too: behind the same throttle as every other.
 admin.site.login_form = AdminSignInForm

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from portal.models import Network, Port, Subnet
 
@@ -58,3 +58,30 @@ def subnet_get(ctx, subnet_id) -> Subnet | None:
 def port_get(ctx, port_id) -> Port | None:
     pk = _uuid(port_id)
     return None if pk is None else ports_visible(ctx).filter(pk=pk).first()
+
+
+def networks_usable(ctx) -> QuerySet[Network]:
+    """The networks the caller's project may put a server on: its own and the shared ones that are not
+    external, oldest first (admins get the same list; another project's network they name by id)."""
+    return (
+        Network.objects.select_related("project")
+        .filter(Q(project=ctx.project) | Q(shared=True, external=False))
+        .order_by("created_at", "id")
+    )
+
+
+def networks_of_project(ctx) -> QuerySet[Network]:
+    """The networks a project's page lists: its own, and every shared one, with their subnets and how many
+    ports are on each (the cloud's DHCP ports not counted; on another project's network only the
+    project's own ports)."""
+    not_dhcp = ~Q(ports__device_owner=Port.OWNER_DHCP)
+    return (
+        Network.objects.select_related("project")
+        .prefetch_related("subnets")
+        .filter(Q(project=ctx.project) | Q(shared=True))
+        .annotate(
+            ports_total=Count("ports", filter=not_dhcp, distinct=True),
+            ports_of_project=Count("ports", filter=not_dhcp & Q(ports__project=ctx.project), distinct=True),
+        )
+        .order_by("created_at", "id")
+    )

@@ -1,4 +1,5 @@
-"""What an instance's page shows besides the instance: its volumes, its action log with events, and its image."""
+"""What an instance's page shows besides the instance: its volumes, its network interfaces, its action log with
+events, and its image."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from portal.auth.context import RequestContext
 from portal.models import BlockDeviceMapping, Instance, InstanceAction, InstanceActionEvent
 from portal.selectors.flavors import flavors_visible
 from portal.selectors.images import image_get
+from portal.selectors.networks import networks_usable
 from portal.selectors.volumes import instance_volumes
-from portal.services import cinder
+from portal.services import cinder, instance_ports
 from portal.services import volumes as volume_services
 
 from .presenters import present
@@ -88,6 +90,51 @@ def _rows(mappings: list[BlockDeviceMapping], known: dict[str, dict], can_detach
     return rows
 
 
+@dataclass(frozen=True)
+class PortRow:
+    """One of the instance's network interfaces as its page lists it."""
+
+    port_id: str
+    network_name: str
+    addresses: list[str]
+    mac_address: str
+    status: str
+
+
+@dataclass(frozen=True)
+class InterfacePanel:
+    """The instance's ports, and whether the viewer may plug one in or out now (and on which networks)."""
+
+    rows: list[PortRow]
+    user_mode: bool  # one QEMU user-mode NIC, not the network controller's ports
+    can_change: bool
+    networks: list  # the project's usable networks, when the viewer may attach
+
+
+def interface_panel(instance: Instance, ctx: RequestContext) -> InterfacePanel:
+    rows = [
+        PortRow(
+            port_id=str(port.pk),
+            network_name=port.network.name or str(port.network_id),
+            addresses=[allocation.ip_address for allocation in port.fixed_ips.all()],
+            mac_address=port.mac_address,
+            status=port.status,
+        )
+        for port in instance_ports.instance_ports(instance)
+    ]
+    user_mode = instance.networks == "auto"
+    can_change = (
+        ctx.can_write
+        and not user_mode
+        and not (instance.locked and not ctx.is_admin)
+        and not instance.task_state
+        and instance.vm_state in instance_ports.INTERFACE_VM_STATES
+        and bool(instance.host_id)
+    )
+    networks = list(networks_usable(ctx)) if can_change else []
+    return InterfacePanel(rows=rows, user_mode=user_mode, can_change=can_change, networks=networks)
+
+
 def detail_context(instance: Instance, ctx: RequestContext) -> dict:
     actions = list(
         InstanceAction.objects.filter(instance=instance)
@@ -110,4 +157,11 @@ def detail_context(instance: Instance, ctx: RequestContext) -> dict:
             for flavor in flavors_visible(ctx).filter(disabled=False).order_by("vcpus", "memory_mb", "name")
             if flavor.pk != instance.flavor_id and flavor.root_gb >= instance.root_gb
         ]
-    return {"view": view, "actions": actions, "image_name": image_name, "volumes": panel, "resize_flavors": flavors}
+    return {
+        "view": view,
+        "actions": actions,
+        "image_name": image_name,
+        "volumes": panel,
+        "interfaces": interface_panel(instance, ctx),
+        "resize_flavors": flavors,
+    }

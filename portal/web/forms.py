@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 
 from django import forms
+from django.conf import settings
 
 from portal.auth.context import RequestContext
 from portal.models import Image, Keypair
@@ -13,9 +15,11 @@ from portal.selectors.availability_zones import available_zone_names
 from portal.selectors.flavors import flavors_visible
 from portal.selectors.images import images_visible_to
 from portal.selectors.keypairs import keypairs_of
+from portal.selectors.networks import networks_usable
 from portal.selectors.server_groups import server_groups_visible
 from portal.services import cinder
 from portal.services.images import CONTAINER_FORMATS, DISK_FORMATS
+from portal.services.instance_ports import NetworkRequest
 from portal.services.instances import InvalidRequest, check_image_fits
 from portal.services.volumes import BootVolume
 
@@ -40,6 +44,14 @@ def _flavor_label(flavor) -> str:
     return f"{flavor.name} ({flavor.vcpus} vCPU, {flavor.memory_mb} MB RAM, {disk})"
 
 
+def network_label(network, ctx: RequestContext) -> str:
+    """A network as a choice: its name, and whose it is when it is not the project's own."""
+    name = network.name or str(network.pk)
+    if network.project_id != ctx.project.pk:
+        return f"{name} (shared)" if network.shared else f"{name} (project {network.project})"
+    return name
+
+
 class LaunchForm(PortalForm):
     name = forms.CharField(max_length=255, strip=False)
     flavor = forms.ChoiceField()
@@ -48,7 +60,15 @@ class LaunchForm(PortalForm):
     availability_zone = forms.ChoiceField(label="Availability zone", required=False)
     server_group = forms.ChoiceField(label="Server group", required=False)
     network = forms.ChoiceField(
-        choices=[("auto", "Default network"), ("none", "No network")], initial="auto", label="Network"
+        choices=[("auto", "Default network"), ("none", "No network"), ("chosen", "The networks chosen below")],
+        initial="auto",
+        label="Network",
+    )
+    networks = forms.MultipleChoiceField(
+        label="Networks",
+        required=False,
+        help_text="One interface on each network selected, in the order listed; used with “The networks chosen below”.",
+        widget=forms.SelectMultiple(attrs={"size": 4}),
     )
     count = forms.IntegerField(min_value=1, max_value=MAX_COUNT, initial=1, label="Count")
     user_data = forms.CharField(
@@ -76,6 +96,7 @@ class LaunchForm(PortalForm):
         }
         self.keypairs = {k.name: k for k in keypairs_of(ctx.user)}
         self.groups = {str(g.uuid): g for g in server_groups_visible(ctx).order_by("name", "id")}
+        self.networks = {str(n.pk): n for n in networks_usable(ctx)}
         self.fields["flavor"].choices = [("", "Choose a flavor")] + [
             (k, _flavor_label(f)) for k, f in self.flavors.items()
         ]
@@ -85,6 +106,12 @@ class LaunchForm(PortalForm):
         self.fields["server_group"].choices = [("", "No server group")] + [
             (k, f"{g.name} ({g.policy})") for k, g in self.groups.items()
         ]
+        self.fields["networks"].choices = [(k, network_label(n, ctx)) for k, n in self.networks.items()]
+        if settings.CLOUD["NETWORK"]["mode"] == "user":
+            automatic = "Default network (outbound only, user-mode)"
+        else:
+            automatic = "Automatic (the project's only network, or one made for it)"
+        self.fields["network"].choices = [("auto", automatic), *self.fields["network"].choices[1:]]
 
     def clean_name(self) -> str:
         return _check_name(self.cleaned_data["name"])
@@ -100,6 +127,11 @@ class LaunchForm(PortalForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        if "networks" not in self.errors and data.get("network") in ("auto", "none", "chosen"):
+            if data["network"] == "chosen" and not data.get("networks"):
+                self.add_error("networks", "Choose at least one network, or another network option.")
+            elif data["network"] != "chosen" and data.get("networks"):
+                self.add_error("networks", "To use the networks selected, choose “The networks chosen below” above.")
         if data.get("boot_source") == "volume":
             size = data.get("volume_size")
             flavor, image = self.flavors.get(data.get("flavor", "")), self.images.get(data.get("image", ""))
@@ -111,6 +143,13 @@ class LaunchForm(PortalForm):
                 except InvalidRequest as exc:
                     self.add_error("volume_size", str(exc))
         return data
+
+    def network_requests(self) -> str | tuple[NetworkRequest, ...]:
+        """``ServerSpec.networks`` for what was chosen: "auto", "none", or one request per network."""
+        data = self.cleaned_data
+        if data["network"] != "chosen":
+            return data["network"]
+        return tuple(NetworkRequest(network_id=network_id) for network_id in data["networks"])
 
     def launch_arguments(self) -> dict:
         """The create service's arguments for what was chosen."""
@@ -132,7 +171,7 @@ class LaunchForm(PortalForm):
             "flavor": self.flavors[data["flavor"]],
             "image": image,
             "block_devices": block_devices,
-            "networks": data["network"],
+            "networks": self.network_requests(),
             "user_data": data["user_data"],
             "keypair": self.keypairs.get(data["keypair"]) if data["keypair"] else None,
             "availability_zone": data["availability_zone"] or None,
@@ -186,3 +225,68 @@ class VolumeCreateForm(PortalForm):
 
     def clean_name(self) -> str:
         return _check_name(self.cleaned_data["name"])
+
+
+class NetworkCreateForm(PortalForm):
+    """A network with one IPv4 subnet, as the networks page makes it."""
+
+    name = forms.CharField(max_length=255, strip=False)
+    cidr = forms.CharField(label="Subnet CIDR", max_length=64, help_text="An IPv4 range, e.g. 10.20.0.0/24")
+    gateway_ip = forms.GenericIPAddressField(
+        label="Gateway", protocol="IPv4", required=False, help_text="The subnet's first address when left empty."
+    )
+    no_gateway = forms.BooleanField(label="No gateway", required=False)
+    enable_dhcp = forms.BooleanField(label="DHCP", required=False, initial=True)
+    dns_nameservers = forms.CharField(
+        label="DNS servers", max_length=255, required=False, help_text="IPv4 addresses, separated by commas or spaces"
+    )
+
+    def clean_name(self) -> str:
+        return _check_name(self.cleaned_data["name"])
+
+    def clean_cidr(self) -> str:
+        text = self.cleaned_data["cidr"].strip()
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise forms.ValidationError(f"{text[:64]} is not an IP range such as 10.20.0.0/24.") from None
+        if network.version != 4:
+            raise forms.ValidationError("Only IPv4 subnets can be made here.")
+        return text
+
+    def clean_dns_nameservers(self) -> list[str]:
+        servers = [s for s in re.split(r"[\s,]+", self.cleaned_data["dns_nameservers"]) if s]
+        for server in servers:
+            try:
+                ipaddress.IPv4Address(server)
+            except ValueError:
+                raise forms.ValidationError(f"{server[:64]} is not an IPv4 address.") from None
+        return servers
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("no_gateway") and data.get("gateway_ip"):
+            self.add_error("gateway_ip", "Give a gateway or choose “No gateway”, not both.")
+        return data
+
+    def subnet_arguments(self) -> dict:
+        """``subnet_create``'s arguments (all but the network and the caller) for what was typed."""
+        data = self.cleaned_data
+        gateway = None if data["no_gateway"] else (data["gateway_ip"] or ...)
+        return {
+            "cidr": data["cidr"],
+            "gateway_ip": gateway,
+            "enable_dhcp": data["enable_dhcp"],
+            "dns_nameservers": data["dns_nameservers"] or None,
+        }
+
+
+class InterfaceAttachForm(PortalForm):
+    """One more interface for an instance: on a network the project may use, at an address or any."""
+
+    network = forms.ChoiceField(label="Network")
+    fixed_ip = forms.GenericIPAddressField(label="Fixed IP", protocol="IPv4", required=False)
+
+    def __init__(self, *args, ctx: RequestContext, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["network"].choices = [(str(n.pk), network_label(n, ctx)) for n in networks_usable(ctx)]

@@ -7,6 +7,7 @@ import re
 from portal.auth.context import RequestContext
 from portal.models import Instance
 from portal.services import instances as instance_services
+from portal.services.instance_ports import NetworkRequestError
 from portal.services.quotas import QuotaExceeded
 
 from .forms import LaunchForm
@@ -39,6 +40,9 @@ def launch(*, ctx: RequestContext, form: LaunchForm) -> list[Instance] | None:
         _quota_error(form, str(exc))
     except instance_services.InvalidRequest as exc:
         form.add_error(_field_for(str(exc)), str(exc))
+    except NetworkRequestError as exc:
+        # About the networks chosen, or the one "automatic" would have given.
+        form.add_error("networks" if form.cleaned_data["network"] == "chosen" else "network", str(exc))
     return None
 
 

@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 
-from portal.models import InstanceAction
+from portal.models import InstanceAction, Port
 from portal.selectors.instances import instance_get, instances_visible, with_latest_faults
 from portal.states import VmState
 
@@ -141,7 +141,8 @@ def instance_list_events(request: HttpRequest) -> StreamingHttpResponse:
 @require_GET
 @portal_view
 def instance_detail_events(request: HttpRequest, server_id) -> StreamingHttpResponse:
-    """Changes to one instance or its action log, with the live part of its page rendered."""
+    """Changes to one instance, its action log or its ports (an interface turning ACTIVE when its host has
+    plugged it), with the live part of its page rendered."""
     ctx = request.ctx
     if instance_get(ctx, server_id) is None:
         raise Http404("No such instance")
@@ -151,7 +152,8 @@ def instance_detail_events(request: HttpRequest, server_id) -> StreamingHttpResp
         if instance is None:
             return
         last_action = InstanceAction.objects.filter(instance=instance).aggregate(newest=Max("updated_at"))["newest"]
-        moment = max(instance.updated_at, last_action or instance.updated_at)
+        last_port = Port.objects.filter(device_id=str(instance.uuid)).aggregate(newest=Max("updated_at"))["newest"]
+        moment = max(instance.updated_at, last_action or instance.updated_at, last_port or instance.updated_at)
         if moment <= since:
             return
         context = detail_context(instance, ctx)

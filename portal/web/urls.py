@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import account, console, dashboard, flavors, images, instances, keypairs, live, volumes
+from . import account, console, dashboard, flavors, images, instances, keypairs, live, networks, volumes
 
 app_name = "portal"
 urlpatterns = [
@@ -17,6 +17,12 @@ urlpatterns = [
     path("instances/<uuid:server_id>/action", instances.instance_action, name="instance-action"),
     path("instances/<uuid:server_id>/volumes/attach", volumes.volume_attach, name="volume-attach"),
     path("instances/<uuid:server_id>/volumes/<uuid:volume_id>/detach", volumes.volume_detach, name="volume-detach"),
+    path("instances/<uuid:server_id>/interfaces/attach", networks.interface_attach, name="interface-attach"),
+    path(
+        "instances/<uuid:server_id>/interfaces/<uuid:port_id>/detach",
+        networks.interface_detach,
+        name="interface-detach",
+    ),
     path("instances/<uuid:server_id>/console/", console.console_page, name="console"),
     path("instances/<uuid:server_id>/console/token", console.console_token, name="console-token"),
     path("instances/<uuid:server_id>/console/session", console.console_session, name="console-session"),
@@ -25,6 +31,9 @@ urlpatterns = [
     path("images/", images.image_list, name="images"),
     path("images/upload/", images.image_upload_page, name="image-upload"),
     path("flavors/", flavors.flavor_list, name="flavors"),
+    path("networks/", networks.network_list, name="networks"),
+    path("networks/<uuid:network_id>/delete", networks.network_remove, name="network-delete"),
+    path("networks/subnets/<uuid:subnet_id>/delete", networks.subnet_remove, name="subnet-delete"),
     path("volumes/", volumes.volume_list, name="volumes"),
     path("volumes/<uuid:volume_id>/delete", volumes.volume_remove, name="volume-delete"),
 ]

@@ -208,6 +208,29 @@ def test_the_detail_stream_follows_the_action_log_too(live_server, member):
         stream.close()
 
 
+def test_the_detail_stream_follows_the_instances_ports(live_server, member):
+    """A port turning ACTIVE (the host plugged it) changes neither the instance nor its log."""
+    from portal.models import Network, Port
+
+    instance = InstanceFactory(project=member.project, user=member.user, networks="ports")
+    network = Network.objects.create(project=member.project, name="live-net", segmentation_id=1999)
+    port = Port.objects.create(
+        network=network, project=member.project, mac_address="fa:16:3e:00:00:01", device_id=str(instance.uuid)
+    )
+    session = signed_in_session(live_server.url, member.user)
+    stream = open_stream(
+        session, f"{live_server.url}/instances/{instance.uuid}/events", since=timezone.now().isoformat()
+    )
+    try:
+        time.sleep(1.2)
+        Port.objects.filter(pk=port.pk).update(status=Port.Status.ACTIVE, updated_at=timezone.now())
+        row = f'<tr data-port="{port.pk}" data-status="ACTIVE">'
+        event = stream.next_event(match=lambda e: row in e["html"])
+        assert "live-net" in event["html"]
+    finally:
+        stream.close()
+
+
 def test_streams_end_by_themselves_and_are_capped_per_process(live_server, member, settings):
     settings.PORTAL = {**settings.PORTAL, "LIVE_STREAM_SECONDS": 2, "LIVE_MAX_STREAMS": 1}
     wait_until(lambda: open_streams() == 0, 15, message="earlier tests' streams to end")  # same process

@@ -110,7 +110,7 @@ def test_launch_watch_it_boot_type_into_its_console_and_stop_and_start_it(cloud,
     page.get_by_label("Name").fill("portal-vm")
     page.get_by_label("Flavor").select_option(label="m1.tiny (1 vCPU, 512 MB RAM, 1 GB disk)")
     page.get_by_label("Image").select_option(label="demo")
-    page.get_by_label("Network").select_option(label="No network")
+    page.get_by_label("Network", exact=True).select_option(label="No network")
     page.get_by_label("Count").fill("1")
     shot(page, "02-launch-form")
     page.get_by_role("button", name="Launch").click()
@@ -299,7 +299,7 @@ def test_an_operator_makes_a_flavor_and_a_zone_in_the_admin_and_boots_into_it(cl
     page.get_by_label("Flavor").select_option(label="m1.zoned (1 vCPU, 512 MB RAM, 1 GB disk)")
     page.get_by_label("Image").select_option(label="demo")
     page.get_by_label("Availability zone").select_option("zone-portal")
-    page.get_by_label("Network").select_option(label="No network")
+    page.get_by_label("Network", exact=True).select_option(label="No network")
     page.get_by_role("button", name="Launch").click()
     instance = wait_until(lambda: Instance.objects.filter(name="zoned-vm").first(), 10, message="the row")
     try:
