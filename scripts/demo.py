@@ -145,14 +145,19 @@ httpd -p 80 -h /run/www
 """
 
 
-def boot_demo(session, name: str, networks, host: str | None = None) -> dict:
+def boot_demo(session, name: str, networks, hosts: list[str], host: str | None = None) -> dict:
     """``name`` on ``networks`` (the compute API's ``networks``), booted on ``host`` when given (an admin
-    may name the host from microversion 2.74). One that exists is started again; one in ERROR, or not on
-    the networks asked for (an older demo's), is replaced."""
+    may name the host from microversion 2.74). One that exists is started again; one in ERROR, on none of
+    the running ``hosts`` (an earlier demo's with other hosts) or not on the networks asked for (an older
+    demo's) is replaced."""
     server = server_by_name(session, name)
     wanted = {n["uuid"] for n in networks} if isinstance(networks, list) else None
-    if server is not None and (server["status"] == "ERROR" or not _on_networks(session, server, wanted)):
-        say(f"{name} is in ERROR or not on the demo's networks; deleting it and booting a new one")
+    if server is not None and (
+        server["status"] == "ERROR"
+        or server.get("OS-EXT-SRV-ATTR:host") not in hosts
+        or not _on_networks(session, server, wanted)
+    ):
+        say(f"{name} is in ERROR, on another host or not on the demo's networks; deleting it and booting anew")
         session.delete(f"{COMPUTE}/servers/{server['id']}", timeout=30)
         wait_for(f"{name} to be deleted", lambda: server_by_name(session, name) is None, 120)
         server = None
@@ -313,6 +318,7 @@ def main() -> int:
     session.auth = ("admin", password)
     session.headers.update(HEADERS)
     stopping = False
+    failed: list[SystemExit] = []
 
     def shutdown(*_):
         nonlocal stopping
@@ -337,7 +343,7 @@ def main() -> int:
         if broker is not None:
             broker.terminate()
         say("stopped")
-        sys.exit(0)
+        sys.exit(1 if failed else 0)
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
@@ -347,13 +353,18 @@ def main() -> int:
         wait_for("every compute host's first heartbeat", lambda: _hosts_up(env, list(compute_hosts)), 90)
         first, last = (names[0], names[-1]) if libvirt_hosts else (None, None)
         public_id = network_id(session, "public")
-        server = boot_demo(session, "demo-1", [{"uuid": public_id}], first)
-        second = boot_demo(session, "demo-2", "auto", last) if env.get("DEMO_SECOND_VM", "1") == "1" else None
+        server = boot_demo(session, "demo-1", [{"uuid": public_id}], names, first)
+        second = None
+        if env.get("DEMO_SECOND_VM", "1") == "1":
+            second = boot_demo(session, "demo-2", "auto", names, last)
         address = (addresses_of(server, "public") or ["?"])[0]
         say(f"waiting for demo-1 to take {address} by DHCP and serve its page")
         pinged, page = reachable(address, 120)
     except SystemExit as exc:
+        if stopping:  # Ctrl-C while starting
+            raise
         say(f"the demo could not start: {exc}")
+        failed.append(exc)
         shutdown()
     console = session.post(
         f"{COMPUTE}/servers/{server['id']}/action",

@@ -222,6 +222,7 @@ class DemoNetwork:
             run("nft", "delete", "table", "bridge", DATAPLANE_TABLE, check=False)
         host = state.parent.parent.name
         run_dir = Path("/run/compute-dataplane") / (self._host_namespace(state) or host)
+        _stop_dnsmasq_under(run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
         # Forget what was made (it is gone) and what was applied, so the next start applies it all again.
         memory.pop("links", None)
@@ -280,3 +281,19 @@ class DemoNetwork:
             + ("masquerade through this machine (DEMO_PUBLIC_MASQUERADE=1)" if self.masquerade else "none"),
         ]
         return "\n".join(lines) + "\n"
+
+
+def _stop_dnsmasq_under(run_dir: Path) -> None:
+    """The DHCP servers a host's data plane started (their pid files are under its ``run_dir``), also
+    one whose namespace is already gone."""
+    marker = f"--pid-file={run_dir}/"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0] == b"dnsmasq" and any(a.decode(errors="replace").startswith(marker) for a in argv):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), 15)
