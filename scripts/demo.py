@@ -2,8 +2,11 @@
 
 Called by ``make demo`` after scripts/bootstrap.sh. Starts every process of the Procfile under supervisord
 (scripts/supervision.py: a process that dies is started again, the others keep serving), boots (or
-restarts) ``demo-1`` through the compute API, prints where everything is, and on Ctrl-C stops the VMs it
-finds running, then every process.
+restarts) ``demo-1`` on the shared flat network ``public`` and ``demo-2`` on the project's VXLAN network
+``demo-net`` through the compute API, prints where everything is, and on Ctrl-C stops the VMs it finds
+running, then every process, then removes the networks it made on this machine (scripts/demo_network.py:
+bridge ``br-public`` with ``public``'s gateway address, routes to ``unreachable`` for the demo's ranges,
+the hosts' namespaces; ``DEMO_PUBLIC_MASQUERADE=1`` lets guests out through this machine).
 
 ``DEMO_HOSTS=N`` (default 1) runs N hypervisor hosts: with more than one, each is a private libvirtd on
 its own loopback address 127.0.0.21, .22, … (scripts/libvirt_host.py) with its own compute worker named
@@ -525,7 +528,8 @@ def builtin_identity_openrc(password: str) -> str:
   Identity      {variables["OS_AUTH_URL"]}  (built in; clouds.yaml: {STATE / "clouds.yaml"}, cloud "demo")
   openrc        source {STATE / "openrc"}
                 then: openstack server list
-                      openstack server create --image demo --flavor m1.tiny --wait vm1
+                      openstack network list
+                      openstack server create --image demo --flavor m1.tiny --network public --wait vm1
 """
 
 
