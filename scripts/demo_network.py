@@ -25,11 +25,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BRIDGE = "br-public"
 PHYSICAL_NETWORK = "public"
-UNDERLAY_NS = "demo-ul"
-HOST_NS_PREFIX = "demo-h"
-GUARD_TABLE = "demo_public"
+# With masquerade, guests still reach nothing of these through the machine (its own networks among them).
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16")
 DATAPLANE_TABLE = "compute_dataplane"
 
 
@@ -50,9 +48,14 @@ class DemoNetwork:
     tenant_cidr: str = "10.0.0.0/24"
     masquerade: bool = False
     namespaced: bool = False
+    bridge: str = "br-public"  # this machine's leg on public, and each host's bridge of it
+    prefix: str = "demo"  # of the namespaces, veths and the guard's table
     added: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.underlay_ns = f"{self.prefix}-ul"
+        self.host_ns_prefix = f"{self.prefix}-h"
+        self.guard_table = f"{self.prefix}_public"
         self.namespaced = self.namespaced or len(self.hosts) > 1 or self.masquerade
         public = ipaddress.IPv4Network(self.public_cidr)
         self.gateway = str(public.network_address + 1)
@@ -74,12 +77,12 @@ class DemoNetwork:
                 run("ip", "route", "add", "unreachable", cidr)
                 self.added["routes"].append(cidr)
                 self._save()
-        if BRIDGE not in self._links(""):
-            run("ip", "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        self.added["links"].append(BRIDGE)
+        if self.bridge not in self._links(""):
+            run("ip", "link", "add", self.bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        self.added["links"].append(self.bridge)
         self._save()
-        run("ip", "addr", "replace", f"{self.gateway}/{self.prefixlen}", "dev", BRIDGE)
-        run("ip", "link", "set", BRIDGE, "up")
+        run("ip", "addr", "replace", f"{self.gateway}/{self.prefixlen}", "dev", self.bridge)
+        run("ip", "link", "set", self.bridge, "up")
         settings = {name: self._host_settings(number, name) for number, name in enumerate(self.hosts, start=1)}
         if self.namespaced:
             self._guard()
@@ -89,41 +92,41 @@ class DemoNetwork:
         host_dir = self.state_dir / "compute" / name
         common = {
             "COMPUTE_DATAPLANE": "linux",
-            "COMPUTE_PHYSICAL_NETWORKS": f"{PHYSICAL_NETWORK}:{BRIDGE}",
+            "COMPUTE_PHYSICAL_NETWORKS": f"{PHYSICAL_NETWORK}:{self.bridge}",
             "COMPUTE_STATE_DIR": str(host_dir),
         }
-        namespace = f"{HOST_NS_PREFIX}{number}" if self.namespaced else ""
+        namespace = f"{self.host_ns_prefix}{number}" if self.namespaced else ""
         (host_dir / "network").mkdir(parents=True, exist_ok=True)
         (host_dir / "network" / "namespace").write_text(namespace + "\n")
         if not self.namespaced:
             # This machine's namespace. One host has no VXLAN peers: its tunnels end on loopback.
             return {**common, "COMPUTE_TUNNEL_ADDRESS": "127.0.0.1"}
-        if UNDERLAY_NS not in self._namespaces():
-            run("ip", "netns", "add", UNDERLAY_NS)
-            self.added["namespaces"].append(UNDERLAY_NS)
-            run("ip", "-n", UNDERLAY_NS, "link", "add", "ul0", "type", "bridge")
-            run("ip", "-n", UNDERLAY_NS, "link", "set", "ul0", "up")
+        if self.underlay_ns not in self._namespaces():
+            run("ip", "netns", "add", self.underlay_ns)
+            self.added["namespaces"].append(self.underlay_ns)
+            run("ip", "-n", self.underlay_ns, "link", "add", "ul0", "type", "bridge")
+            run("ip", "-n", self.underlay_ns, "link", "set", "ul0", "up")
         address = str(ipaddress.IPv4Network(self.underlay_cidr).network_address + number)
         run("ip", "netns", "add", namespace)
         self.added["namespaces"].append(namespace)
         self._save()
         run("ip", "-n", namespace, "link", "set", "lo", "up")
         # The underlay leg: the host's tunnel address.
-        run("ip", "-n", UNDERLAY_NS, "link", "add", f"ul-h{number}", "type", "veth", "peer", "name", "ul0",
+        run("ip", "-n", self.underlay_ns, "link", "add", f"ul-h{number}", "type", "veth", "peer", "name", "ul0",
             "netns", namespace)  # fmt: skip
-        run("ip", "-n", UNDERLAY_NS, "link", "set", f"ul-h{number}", "master", "ul0", "up")
+        run("ip", "-n", self.underlay_ns, "link", "set", f"ul-h{number}", "master", "ul0", "up")
         run("ip", "-n", namespace, "addr", "add", f"{address}/{ipaddress.IPv4Network(self.underlay_cidr).prefixlen}",
             "dev", "ul0")  # fmt: skip
         run("ip", "-n", namespace, "link", "set", "ul0", "up")
         # The host's own br-public, joined to this machine's by a veth: public spans every host.
-        outer = f"demo-pub{number}"
+        outer = f"{self.prefix}-pub{number}"
         run("ip", "link", "add", outer, "type", "veth", "peer", "name", "pub0", "netns", namespace)
         self.added["links"].append(outer)
         self._save()
-        run("ip", "link", "set", outer, "master", BRIDGE, "up")
-        run("ip", "-n", namespace, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        run("ip", "-n", namespace, "link", "set", "pub0", "master", BRIDGE, "up")
-        run("ip", "-n", namespace, "link", "set", BRIDGE, "up")
+        run("ip", "link", "set", outer, "master", self.bridge, "up")
+        run("ip", "-n", namespace, "link", "add", self.bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        run("ip", "-n", namespace, "link", "set", "pub0", "master", self.bridge, "up")
+        run("ip", "-n", namespace, "link", "set", self.bridge, "up")
         return {
             **common,
             "COMPUTE_NETWORK_NAMESPACE": namespace,
@@ -135,36 +138,36 @@ class DemoNetwork:
         """This machine's br-public, when no data plane runs in this namespace: guests reach nothing here
         (replies to what the machine opened pass) and nothing is routed for them unless masquerading."""
         rules = [
-            f"table inet {GUARD_TABLE} {{",
+            f"table inet {self.guard_table} {{",
             "  chain input {",
             "    type filter hook input priority filter; policy accept;",
-            f'    iifname "{BRIDGE}" ct state established,related accept',
-            f'    iifname "{BRIDGE}" drop',
+            f'    iifname "{self.bridge}" ct state established,related accept',
+            f'    iifname "{self.bridge}" drop',
             "  }",
             "  chain forward {",
             "    type filter hook forward priority filter; policy accept;",
-            f'    iifname "{BRIDGE}" oifname "{BRIDGE}" accept',
+            f'    iifname "{self.bridge}" oifname "{self.bridge}" accept',
         ]
         if self.masquerade:
             rules += [
-                f'    oifname "{BRIDGE}" ct state established,related accept',
-                f'    oifname "{BRIDGE}" drop',
-                f'    iifname "{BRIDGE}" ip daddr {{ 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 127.0.0.0/8 }} drop',
-                f'    iifname "{BRIDGE}" ip saddr {self.public_cidr} accept',
-                f'    iifname "{BRIDGE}" drop',
+                f'    oifname "{self.bridge}" ct state established,related accept',
+                f'    oifname "{self.bridge}" drop',
+                f'    iifname "{self.bridge}" ip daddr {{ {", ".join(PRIVATE_RANGES)} }} drop',
+                f'    iifname "{self.bridge}" ip saddr {self.public_cidr} accept',
+                f'    iifname "{self.bridge}" drop',
             ]
         else:
-            rules += [f'    iifname "{BRIDGE}" drop', f'    oifname "{BRIDGE}" drop']
+            rules += [f'    iifname "{self.bridge}" drop', f'    oifname "{self.bridge}" drop']
         rules += ["  }"]
         if self.masquerade:
             rules += [
                 "  chain postrouting {",
                 "    type nat hook postrouting priority srcnat; policy accept;",
-                f'    ip saddr {self.public_cidr} oifname != "{BRIDGE}" masquerade',
+                f'    ip saddr {self.public_cidr} oifname != "{self.bridge}" masquerade',
                 "  }",
             ]
         rules += ["}"]
-        self.added["tables"].append(f"inet {GUARD_TABLE}")
+        self.added["tables"].append(f"inet {self.guard_table}")
         self._save()
         run("nft", "-f", "-", input="\n".join(rules) + "\n")
         if self.masquerade:
@@ -189,7 +192,7 @@ class DemoNetwork:
         for table in added.get("tables", []):
             run("nft", "delete", "table", *table.split(), check=False)
         namespaces = set(added.get("namespaces", [])) | {
-            n for n in self._namespaces() if n == UNDERLAY_NS or n.startswith(HOST_NS_PREFIX)
+            n for n in self._namespaces() if n == self.underlay_ns or n.startswith(self.host_ns_prefix)
         }
         for namespace in sorted(namespaces):
             self._delete_namespace(namespace)
@@ -274,7 +277,7 @@ class DemoNetwork:
     def describe(self) -> str:
         where = "each host's data plane in its own namespace (demo-h1, …)" if self.namespaced else "this machine"
         lines = [
-            f"  Networks      public  {self.public_cidr} (flat, shared; bridge {BRIDGE} here is {self.gateway})",
+            f"  Networks      public  {self.public_cidr} (flat, shared; bridge {self.bridge} here is {self.gateway})",
             f"                demo-net {self.tenant_cidr} (VXLAN, the admin project's, no router)",
             f"                data plane: {where}; guests reach nothing on this machine",
             "                outside access: "
