@@ -2,8 +2,11 @@
 
 Called by ``make demo`` after scripts/bootstrap.sh. Starts every process of the Procfile under supervisord
 (scripts/supervision.py: a process that dies is started again, the others keep serving), boots (or
-restarts) ``demo-1`` through the compute API, prints where everything is, and on Ctrl-C stops the VMs it
-finds running, then every process.
+restarts) ``demo-1`` on the shared flat network ``public`` and ``demo-2`` on the project's VXLAN network
+``demo-net`` through the compute API, prints where everything is, and on Ctrl-C stops the VMs it finds
+running, then every process, then removes the networks it made on this machine (scripts/demo_network.py:
+bridge ``br-public`` with ``public``'s gateway address, routes to ``unreachable`` for the demo's ranges,
+the hosts' namespaces; ``DEMO_PUBLIC_MASQUERADE=1`` lets guests out through this machine).
 
 ``DEMO_HOSTS=N`` (default 1) runs N hypervisor hosts: with more than one, each is a private libvirtd on
 its own loopback address 127.0.0.21, .22, … (scripts/libvirt_host.py) with its own compute worker named
@@ -12,6 +15,7 @@ its own loopback address 127.0.0.21, .22, … (scripts/libvirt_host.py) with its
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -23,7 +27,8 @@ import time
 from pathlib import Path
 
 import requests
-from libvirt_host import HostError, LibvirtHost  # scripts/ is this script's directory
+from demo_network import DemoNetwork  # scripts/ is this script's directory
+from libvirt_host import HostError, LibvirtHost
 from supervision import Supervisor, programs_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,41 +140,101 @@ def server_by_name(session, name: str) -> dict | None:
     return servers[0] if servers else None
 
 
-def boot_demo(session, host: str | None = None) -> dict:
-    """demo-1, booted on ``host`` when given (an admin may name the host from microversion 2.74)."""
-    server = server_by_name(session, "demo-1")
+# The demo guest is busybox: its user data (run from the config drive) serves a page on port 80.
+USER_DATA = """#!/bin/sh
+mkdir -p /run/www
+echo "Hello from $(hostname), a guest of the demo cloud" > /run/www/index.html
+httpd -p 80 -h /run/www
+"""
+
+
+def boot_demo(session, name: str, networks, hosts: list[str], host: str | None = None) -> dict:
+    """``name`` on ``networks`` (the compute API's ``networks``), booted on ``host`` when given (an admin
+    may name the host from microversion 2.74). One that exists is started again; one in ERROR, on none of
+    the running ``hosts`` (an earlier demo's with other hosts) or not on the networks asked for (an older
+    demo's) is replaced."""
+    server = server_by_name(session, name)
+    wanted = {n["uuid"] for n in networks} if isinstance(networks, list) else None
+    if server is not None and (
+        server["status"] == "ERROR"
+        or server.get("OS-EXT-SRV-ATTR:host") not in hosts
+        or not _on_networks(session, server, wanted)
+    ):
+        say(f"{name} is in ERROR, on another host or not on the demo's networks; deleting it and booting anew")
+        session.delete(f"{COMPUTE}/servers/{server['id']}", timeout=30)
+        wait_for(f"{name} to be deleted", lambda: server_by_name(session, name) is None, 120)
+        server = None
     if server is None:
         image = session.get(f"{API}/image/v2/images", params={"name": "demo"}, timeout=10).json()["images"][0]
-        say(f"booting demo-1{f' on {host}' if host else ''}")
-        body = {"server": {"name": "demo-1", "imageRef": image["id"], "flavorRef": "1", "networks": "auto"}}
+        say(f"booting {name}{f' on {host}' if host else ''}")
+        body = {
+            "server": {
+                "name": name,
+                "imageRef": image["id"],
+                "flavorRef": "1",
+                "networks": networks,
+                "config_drive": True,
+                "user_data": base64.b64encode(USER_DATA.encode()).decode(),
+            }
+        }
         headers = {}
         if host:
             body["server"]["host"] = host
             headers = {"OpenStack-API-Version": "compute 2.74"}
         response = session.post(f"{COMPUTE}/servers", json=body, headers=headers, timeout=30)
-        response.raise_for_status()
+        if not response.ok:
+            raise SystemExit(f"booting {name} failed: {response.status_code} {response.text[:500]}")
         server_id = response.json()["server"]["id"]
     else:
         server_id = server["id"]
         if server["status"] == "SHUTOFF":
-            say("starting demo-1 again")
+            say(f"starting {name} again")
             session.post(
                 f"{COMPUTE}/servers/{server_id}/action", json={"os-start": None}, timeout=30
             ).raise_for_status()
-        elif server["status"] == "ERROR":
-            say("demo-1 is in ERROR; deleting it and booting a new one")
-            session.delete(f"{COMPUTE}/servers/{server_id}", timeout=30)
-            wait_for("demo-1 to be deleted", lambda: server_by_name(session, "demo-1") is None, 120)
-            return boot_demo(session, host)
 
     def active():
         body = session.get(f"{COMPUTE}/servers/{server_id}", timeout=10).json()["server"]
         if body["status"] == "ERROR":
-            raise SystemExit(f"demo-1 failed: {body.get('fault', {}).get('message')}")
+            raise SystemExit(f"{name} failed: {body.get('fault', {}).get('message')}")
         return body["status"] == "ACTIVE"
 
-    wait_for("demo-1 to become ACTIVE", active, 300)
+    wait_for(f"{name} to become ACTIVE", active, 300)
     return session.get(f"{COMPUTE}/servers/{server_id}", timeout=10).json()["server"]
+
+
+def _on_networks(session, server: dict, wanted: set[str] | None) -> bool:
+    ports = session.get(f"{API}/networking/v2.0/ports", params={"device_id": server["id"]}, timeout=10).json()
+    have = {p["network_id"] for p in ports.get("ports", [])}
+    return bool(have) and (wanted is None or have == wanted)
+
+
+def network_id(session, name: str) -> str:
+    found = session.get(f"{API}/networking/v2.0/networks", params={"name": name}, timeout=10).json()["networks"]
+    if not found:
+        raise SystemExit(f"the demo's network {name!r} is missing (manage.py demo_setup makes it)")
+    return found[0]["id"]
+
+
+def addresses_of(server: dict, network: str) -> list[str]:
+    return [a["addr"] for a in server.get("addresses", {}).get(network, []) if a.get("version", 4) == 4]
+
+
+def reachable(address: str, timeout: float) -> tuple[bool, str]:
+    """Whether the guest at ``address`` (on public) answers ping and serves its page, from this machine."""
+    deadline = time.monotonic() + timeout
+    pinged = False
+    page = ""
+    while time.monotonic() < deadline and not page:
+        pinged = pinged or subprocess.run(["ping", "-c", "1", "-W", "1", address], capture_output=True).returncode == 0
+        if pinged:
+            try:
+                page = requests.get(f"http://{address}/", timeout=2).text.strip()
+            except requests.RequestException:
+                time.sleep(1)
+        else:
+            time.sleep(1)
+    return pinged, page
 
 
 def stop_running_servers(session) -> None:
@@ -227,13 +292,28 @@ def main() -> int:
 
     cinder = start_local_cinder(env) if env.get("DEMO_CINDER") == "1" else None
     broker = start_broker(env)
+    names = host_names(env)
+    network = DemoNetwork(
+        STATE,
+        names,
+        public_cidr=env.get("DEMO_PUBLIC_CIDR", "10.253.0.0/24"),
+        tenant_cidr=env.get("DEMO_TENANT_CIDR", "10.0.0.0/24"),
+        masquerade=env.get("DEMO_PUBLIC_MASQUERADE", "0") == "1",
+    )
     libvirt_hosts: list[LibvirtHost] = []
     try:
-        compute_hosts = start_hosts(env, libvirt_hosts)
-    except (HostError, subprocess.CalledProcessError) as exc:
+        say(f"making bridge br-public ({network.gateway}) and the demo's routes on this machine")
+        network_settings = network.start()
+        compute_hosts = start_hosts(env, libvirt_hosts, names)
+        for name, settings in compute_hosts.items():
+            settings.update(network_settings[name])
+    except (HostError, subprocess.CalledProcessError, RuntimeError) as exc:
         for host in libvirt_hosts:
             host.stop()
-        raise SystemExit(f"could not start the hypervisor hosts: {exc}") from None
+        network.stop()
+        if broker is not None:
+            broker.terminate()
+        raise SystemExit(f"could not start the hypervisor hosts or their network: {exc}") from None
 
     say(f"starting api, conductor, beat, consoleproxy and compute for {', '.join(compute_hosts)} under supervisord")
     supervisor = Supervisor(programs_for(ROOT / "Procfile", compute_hosts), STATE / "log", env).start()
@@ -241,6 +321,7 @@ def main() -> int:
     session.auth = ("admin", password)
     session.headers.update(HEADERS)
     stopping = False
+    failed: list[SystemExit] = []
 
     def shutdown(*_):
         nonlocal stopping
@@ -258,25 +339,49 @@ def main() -> int:
                 host.stop()  # its QEMUs too
         else:
             destroy_leftover_domains()
+        say("removing br-public, the demo's routes and its hosts' networks")
+        network.stop()
         if cinder is not None:
             cinder.stop()
         if broker is not None:
             broker.terminate()
         say("stopped")
-        sys.exit(0)
+        sys.exit(1 if failed else 0)
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
 
-    wait_for("the API", lambda: requests.get(f"{API}/compute/", timeout=2).ok, 60)
-    wait_for("every compute host's first heartbeat", lambda: _hosts_up(env, list(compute_hosts)), 90)
-    server = boot_demo(session, next(iter(compute_hosts)) if libvirt_hosts else None)
+    try:
+        wait_for("the API", lambda: requests.get(f"{API}/compute/", timeout=2).ok, 60)
+        wait_for("every compute host's first heartbeat", lambda: _hosts_up(env, list(compute_hosts)), 90)
+        first, last = (names[0], names[-1]) if libvirt_hosts else (None, None)
+        public_id = network_id(session, "public")
+        server = boot_demo(session, "demo-1", [{"uuid": public_id}], names, first)
+        second = None
+        if env.get("DEMO_SECOND_VM", "1") == "1":
+            second = boot_demo(session, "demo-2", "auto", names, last)
+        address = (addresses_of(server, "public") or ["?"])[0]
+        say(f"waiting for demo-1 to take {address} by DHCP and serve its page")
+        pinged, page = reachable(address, 120)
+    except SystemExit as exc:
+        if stopping:  # Ctrl-C while starting
+            raise
+        say(f"the demo could not start: {exc}")
+        failed.append(exc)
+        shutdown()
     console = session.post(
         f"{COMPUTE}/servers/{server['id']}/action",
         json={"os-getVNCConsole": {"type": "novnc"}},
         headers={"OpenStack-API-Version": "compute 2.1"},
         timeout=10,
     ).json()["console"]["url"]
+    second_line = (
+        f"  demo-2        {second['id']} ({second['status']}) on demo-net: "
+        f"{', '.join(addresses_of(second, 'demo-net')) or '?'} (reachable from demo-1's network only through "
+        "a router, which this cloud does not have yet)\n"
+        if second is not None
+        else ""
+    )
     volumes = f"  Volumes       {API}/volumes/ (Cinder at {cinder.endpoint}, noauth)\n" if cinder is not None else ""
     hosts = "".join(
         f"  Host          {name}"
@@ -296,8 +401,10 @@ def main() -> int:
   Compute API   {COMPUTE}
   Image API     {API}/image/v2
   Credentials   admin / {password}   (HTTP Basic for the APIs)
-{hosts}  demo-1        {server["id"]} ({server["status"]})
-  Console       {console}
+{hosts}  demo-1        {server["id"]} ({server["status"]}) on public: {address}
+                ping {address}          {"answers" if pinged else "no answer yet"}
+                curl http://{address}/  {repr(page) if page else "no page yet"}
+{second_line}{network.describe()}  Console       {console}
                 (valid for 10 minutes; the portal's Console button makes a new one)
   Logs          {STATE / "log"}/<process>.log   (a process that dies is started again)
 {volumes}{keystone}""",
@@ -309,14 +416,22 @@ def main() -> int:
     return supervisor.popen.returncode or 0
 
 
-def start_hosts(env: dict[str, str], libvirt_hosts: list[LibvirtHost]) -> dict[str, dict[str, str]]:
-    """Enroll the demo's hypervisor hosts and return each one's compute worker settings. One host (the
-    default) is ``COMPUTE_HOST`` on the system's libvirtd; with ``DEMO_HOSTS=N`` each of the N gets a private
-    libvirtd on 127.0.0.21, .22, …, appended to ``libvirt_hosts`` as it starts."""
+def host_names(env: dict[str, str]) -> list[str]:
+    """The demo's hypervisor hosts: ``COMPUTE_HOST``, or ``<COMPUTE_HOST>-1`` … with ``DEMO_HOSTS=N``."""
     raw = env.get("DEMO_HOSTS", "1").strip() or "1"
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_DEMO_HOSTS:
         raise SystemExit(f"DEMO_HOSTS={raw!r}: give a number of hosts from 1 to {MAX_DEMO_HOSTS}")
     count = int(raw)
+    if count == 1:
+        return [env["COMPUTE_HOST"]]
+    return [f"{env['COMPUTE_HOST']}-{number}" for number in range(1, count + 1)]
+
+
+def start_hosts(env: dict[str, str], libvirt_hosts: list[LibvirtHost], names: list[str]) -> dict[str, dict[str, str]]:
+    """Enroll the demo's hypervisor hosts and return each one's compute worker settings. One host (the
+    default) is ``COMPUTE_HOST`` on the system's libvirtd; with ``DEMO_HOSTS=N`` each of the N gets a private
+    libvirtd on 127.0.0.21, .22, …, appended to ``libvirt_hosts`` as it starts."""
+    count = len(names)
     if count == 1:
         say(f"enrolling compute host {env['COMPUTE_HOST']}")
         manage(env, "host_enroll", env["COMPUTE_HOST"], "--output", env["COMPUTE_CREDENTIALS"])
@@ -413,7 +528,8 @@ def builtin_identity_openrc(password: str) -> str:
   Identity      {variables["OS_AUTH_URL"]}  (built in; clouds.yaml: {STATE / "clouds.yaml"}, cloud "demo")
   openrc        source {STATE / "openrc"}
                 then: openstack server list
-                      openstack server create --image demo --flavor m1.tiny --wait vm1
+                      openstack network list
+                      openstack server create --image demo --flavor m1.tiny --network public --wait vm1
 """
 
 

@@ -13,8 +13,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from portal.auth.context import RequestContext
-from portal.models import Flavor, Image, Membership, Project, Role
+from portal.models import Flavor, Image, Membership, Network, Project, Role, Subnet
+from portal.services import networks as network_services
 from portal.services.images import image_create, image_upload
+from portal.services.network_errors import NetworkError
 
 DEFAULT_FLAVORS = [
     # flavorid, name, vcpus, memory_mb, root_gb
@@ -35,11 +37,57 @@ class Command(BaseCommand):
             help="admin password (default: PORTAL_ADMIN_PASSWORD, else keep the current one, else generate)",
         )
         parser.add_argument("--password-file", default=str(settings.STATE_DIR / "secrets" / "admin_password"))
+        parser.add_argument(
+            "--public-cidr",
+            default=os.environ.get("DEMO_PUBLIC_CIDR", "10.253.0.0/24"),
+            help="the subnet of the shared flat network 'public'; its first address is the demo bridge's",
+        )
+        parser.add_argument(
+            "--tenant-cidr",
+            default=os.environ.get("DEMO_TENANT_CIDR", "10.0.0.0/24"),
+            help="the subnet of the admin project's VXLAN network 'demo-net'",
+        )
 
     def handle(self, *args, image: str, password: str | None, password_file: str, **options):
         user, project = self._admin(password, Path(password_file))
         self._flavors()
         self._image(Path(image), RequestContext(user=user, project=project, role=Role.ADMIN))
+        try:
+            self._networks(project, options["public_cidr"], options["tenant_cidr"])
+        except NetworkError as exc:
+            raise CommandError(f"the demo's networks: {exc}") from None
+
+    @transaction.atomic
+    def _networks(self, project: Project, public_cidr: str, tenant_cidr: str):
+        """``public``: shared, flat on physical network ``public`` (the demo's bridge ``br-public``, whose
+        address is the subnet's gateway); ``demo-net``: the admin project's own VXLAN network, the one
+        ``networks: auto`` picks, without a router."""
+        public = Network.objects.filter(name="public", shared=True, network_type=Network.Type.FLAT).first()
+        if public is None:
+            public = network_services.network_create(
+                project=project,
+                user_is_admin=True,
+                name="public",
+                shared=True,
+                network_type=Network.Type.FLAT,
+                physical_network="public",
+            )
+        self._subnet(project, public, "public-subnet", public_cidr)
+        demo = Network.objects.filter(project=project, name="demo-net").first()
+        if demo is None:
+            demo = network_services.network_create(
+                project=project, user_is_admin=True, name="demo-net", network_type=Network.Type.VXLAN,
+                auto_allocated=True,
+            )  # fmt: skip
+        self._subnet(project, demo, "demo-subnet", tenant_cidr)
+        for network in (public, demo):
+            cidrs = ", ".join(Subnet.objects.filter(network=network).values_list("cidr", flat=True))
+            self.stdout.write(f"network {network.name}: {network.pk} ({network.network_type}, {cidrs})")
+
+    def _subnet(self, project: Project, network: Network, name: str, cidr: str) -> None:
+        if Subnet.objects.filter(network=network).exists():
+            return
+        network_services.subnet_create(project=project, user_is_admin=True, network=network, name=name, cidr=cidr)
 
     @transaction.atomic
     def _admin(self, password: str | None, password_file: Path):
