@@ -118,6 +118,7 @@ class ComputeManager:
         self.config = config
         self.driver = driver
         self.network: Dataplane = dataplane if dataplane is not None else load_dataplane(config)
+        self.network.local_devices = self._port_devices
         self.reporter: Reporter = reporter if reporter is not None else rpc  # type: ignore[assignment]
         self.images: ImageSource = images or ImageCache(config.images_dir, timeout=config.http_timeout)
         self.uploads: ImageSink = uploads or ImageUploader(timeout=config.http_timeout)
@@ -887,6 +888,13 @@ class ComputeManager:
         report = self.network.check()
         if report is not None:
             self.reporter.network_state_applied(report)
+
+    def _port_devices(self) -> set[str] | None:
+        try:
+            return self.driver.port_devices()
+        except DriverError as exc:
+            log.warning("cannot list the guests' taps: %s", exc)
+            return set()  # unknown now: move none rather than another host's
 
     def _plug_network(self, instance_uuid: str) -> None:
         """A guest (re)appeared here: its taps go on their bridges now rather than at the next check."""

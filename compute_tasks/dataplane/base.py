@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ class Dataplane:
         self.plan: HostNetworkPlan | None = None
         self.plugged: set[str] = set()
         self.memory: dict[str, Any] = {}  # what a subclass keeps between runs (names it made, ...)
+        # The taps of this host's running guests (the compute driver's ``port_devices``), when it can tell.
+        self.local_devices: Callable[[], set[str] | None] | None = None
         self._load()
 
     @property

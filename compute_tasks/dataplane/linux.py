@@ -325,8 +325,11 @@ class LinuxDataplane(Dataplane):
             # is done with it (it sets the tap up last, when the guest starts; moving it before would pull
             # it from under libvirt's feet).
             root = self.root.links()
+            # Only this host's guests' taps: hosts sharing one machine (each in its namespace) see each
+            # other's in the machine's namespace, and a live migration's two ends have the same name.
+            local = self.local_devices() if self.local_devices is not None else None
             for device in missing:
-                if device in root and root[device].up:
+                if device in root and root[device].up and (local is None or device in local):
                     self.root.ip("link", "set", device, "netns", self.namespace, check=False)
             links = self.runner.links()
         taps = self.memory.setdefault("taps", [])

@@ -159,6 +159,11 @@ class ComputeDriver(abc.ABC):
 
     # --- interfaces ------------------------------------------------------------------------------------
 
+    def port_devices(self) -> set[str] | None:
+        """The host-side devices (taps) of the port NICs of the guests running here; None when the driver
+        cannot tell (then any tap of a planned port is taken to be this host's)."""
+        return None
+
     def attach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
         """Plug a port's NIC in: hot-plugged into a running guest, and in the definition so that it stays
         across stops. A NIC with that MAC already there is left as it is."""

@@ -642,6 +642,16 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
 
         self._call(f"attaching volume {volume.volume_id} to instance {ref.instance_uuid}", attach)
 
+    def port_devices(self) -> set[str] | None:
+        def read(conn: libvirt.virConnect) -> set[str]:
+            devices: set[str] = set()
+            for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                with contextlib.suppress(libvirt.libvirtError):  # gone meanwhile
+                    devices.update(device for _mac, device in domain_xml.port_nics(dom.XMLDesc(0)))
+            return devices
+
+        return self._call("listing the guests' taps", read, retry=True)
+
     def attach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
         xml = domain_xml.port_interface_xml(nic)
 

@@ -5,7 +5,8 @@ Project A's two guests, one per host, on A's VXLAN network, get their addresses 
 other (ping and a page), as their user data reports on the serial console. Project B's guest, on a
 network of its own with the *same* addresses, reaches neither. A guest on the shared flat network
 ``public`` is reachable from its host and from the machines beyond it, reaches those machines, and
-reaches nothing of its hypervisor. Then, with the guests running: a NIC is plugged in through
+reaches nothing of its hypervisor; live-migrated to the other host, it is still reachable there. Then,
+with the guests running: a NIC is plugged in through
 os-interface, a port deleted is unplugged, and a bridge deleted behind the host's back comes back.
 """
 
@@ -17,7 +18,7 @@ import re
 import pytest
 
 from compute_tasks.dataplane.desired import bridge_name
-from portal.models import HostNetworkState, Port, Role
+from portal.models import HostNetworkState, Instance, Port, Role
 from tests.http import ApiUser
 from tests.images import public_image
 from tests.libvirt_hosts import LibvirtHosts, start_compute_on
@@ -159,6 +160,35 @@ def test_guests_on_networks_across_hosts(cloud, live_server, tiny_flavor, demo_i
         assert in_ns(cloud.network.namespaces[first], "ping", "-c", "1", "-W", "2", "10.252.100.20").returncode == 0
         fetched = in_ns(OUTSIDE, "timeout", "6", "busybox", "wget", "-q", "-O", "-", "http://10.252.100.20/")
         assert fetched.stdout.strip() == "page-of-p1", fetched
+
+        # A live migration takes p1 to the other host: its port follows it, and the machines beyond reach it
+        # there, its page still served by the same running guest.
+        p1_id = servers["p1"][1]
+        p1_port = Port.objects.get(device_id=p1_id)
+        moved = a.post(
+            f"/servers/{p1_id}/action",
+            {"os-migrateLive": {"host": second, "block_migration": "auto"}},
+            headers={"OpenStack-API-Version": "compute 2.25"},
+        )
+        assert moved.status_code == 202, moved.text
+
+        def arrived() -> bool:
+            server = a.server(p1_id)
+            assert server["status"] != "ERROR", server.get("fault")
+            return server["status"] == "ACTIVE" and server.get("OS-EXT-STS:task_state") is None
+
+        wait_until(arrived, 180, message="p1 live-migrated")
+        assert Instance.objects.get(uuid=p1_id).host.name == second
+        wait_until(
+            lambda: (lambda p: p.host.name == second and p.status == "ACTIVE")(Port.objects.get(pk=p1_port.pk)),
+            30,
+            message="p1's port bound and plugged on its new host",
+        )
+        assert in_ns(cloud.network.namespaces[second], "ip", "-o", "link", "show", p1_port.device_name).returncode == 0
+        assert in_ns(cloud.network.namespaces[first], "ip", "-o", "link", "show", p1_port.device_name).returncode != 0
+        fetched = in_ns(OUTSIDE, "timeout", "6", "busybox", "wget", "-q", "-O", "-", "http://10.252.100.20/")
+        assert fetched.stdout.strip() == "page-of-p1", fetched
+        servers["p1"] = (second, p1_id)
 
         # Every port is ACTIVE: plugged by its host.
         for _name, (_host, server_id) in servers.items():
