@@ -208,6 +208,7 @@ def test_ports_follow_the_server_to_its_host_and_hosts_get_their_plans(
     )
     pa.refresh_from_db(), pb.refresh_from_db()
     assert (pa.status, pb.status) == ("ACTIVE", "DOWN")
+    assert Port.objects.get(network_id=net["id"], device_owner="network:dhcp").status == "ACTIVE"
 
     # The server moves to hv2: its port is bound there, and both hosts hear of it.
     sent.clear()
