@@ -165,9 +165,9 @@ def network_state_applied(report: rpc.NetworkStateApplied) -> None:
     )
     # A network's DHCP port serves wherever the network has plugged ports: ACTIVE once one host serves it.
     serving = mine.filter(pk__in=plugged).values_list("network_id", flat=True)
-    Port.objects.filter(device_owner=Port.OWNER_DHCP, network_id__in=serving).exclude(
-        status=Port.Status.ACTIVE
-    ).update(status=Port.Status.ACTIVE, revision_number=F("revision_number") + 1, updated_at=timezone.now())
+    Port.objects.filter(device_owner=Port.OWNER_DHCP, network_id__in=serving).exclude(status=Port.Status.ACTIVE).update(
+        status=Port.Status.ACTIVE, revision_number=F("revision_number") + 1, updated_at=timezone.now()
+    )
 
 
 def _is_uuid(value: str) -> bool:
