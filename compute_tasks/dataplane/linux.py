@@ -329,6 +329,7 @@ class LinuxDataplane(Dataplane):
             links = self.runner.links()
         taps = self.memory.setdefault("taps", [])
         changed = False
+        lost: list[PortPlan] = []
         for port in ports:
             link = links.get(port.device)
             bridge = want.devices.get(port.device)
@@ -340,9 +341,12 @@ class LinuxDataplane(Dataplane):
                 self.runner.ip("link", "set", port.device, "master", bridge, "mtu", str(net.mtu), "up", check=False)
                 changed = True
                 if port.port_id in self.plugged and link.master != bridge:
-                    fix.drift.append(f"tap {port.device} of port {port.port_id} was off bridge {bridge}; plugged again")
+                    lost.append(port)
         if changed:
             links = self.runner.links()
+        for port in lost:
+            if links.get(port.device) is not None and links[port.device].master == want.devices.get(port.device):
+                fix.drift.append(f"tap {port.device} of port {port.port_id} was off its bridge; plugged again")
         # Only what is on its bridge now counts as plugged.
         plugged = {
             p.port_id for p in ports if p.device in links and links[p.device].master == want.devices.get(p.device)
