@@ -127,7 +127,8 @@ def desired_state(plan: HostNetworkPlan, settings: Settings) -> HostState:
 def network_state(plan: NetworkPlan, settings: Settings) -> NetworkState:
     if not _NETWORK_ID_RE.match(plan.network_id):
         raise PlanError(f"network id {plan.network_id!r} is not a UUID")
-    ports = tuple(p for p in plan.ports if _TAP_RE.match(p.device) and _MAC_RE.match(p.mac))
+    # A port an admin set down is not plugged: its guest is off the network until it is up again.
+    ports = tuple(p for p in plan.ports if p.admin_state_up and _TAP_RE.match(p.device) and _MAC_RE.match(p.mac))
     common = {
         "network_id": plan.network_id,
         "network_type": plan.network_type,

@@ -140,6 +140,8 @@ class LinuxDataplane(Dataplane):
             self.runner.ip_batch(
                 [
                     f"link add name {net.bridge} type bridge stp_state 0 forward_delay 0",
+                    # No IPv6 link-local address: the host has no address on a guest network.
+                    f"link set {net.bridge} addrgenmode none",
                     f"link set {net.bridge} mtu {net.mtu} up",
                 ]
             )

@@ -139,3 +139,11 @@ def test_devices_and_macs_that_are_not_a_ports_are_ignored():
 def test_hostnames_are_dns_labels():
     assert hostname(PortPlan(port_id="p", mac="", device="", hostname="My Server!")) == "my-server"
     assert hostname(PortPlan(port_id="p", mac="", device="", ips=["10.0.0.5"])) == "host-10-0-0-5"
+
+
+def test_a_port_an_admin_set_down_is_not_plugged():
+    down = port(1, "10.1.0.11", admin_state_up=False)
+    (net,) = desired_state(
+        HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(ports=[down])]), SETTINGS
+    ).networks
+    assert net.ports == ()
