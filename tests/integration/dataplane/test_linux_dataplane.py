@@ -30,12 +30,13 @@ class World:
     planes: list[LinuxDataplane]
     net_a: LabNetwork
     net_b: LabNetwork
+    public: LabNetwork
     generation: int = 1
 
     def apply(self, index: int):
         self.generation += 1
         host = self.lab.hosts[index]
-        return self.planes[index].apply(host_plan(host, [self.net_a, self.net_b], self.generation))
+        return self.planes[index].apply(host_plan(host, [self.net_a, self.net_b, self.public], self.generation))
 
     def apply_all(self):
         return [self.apply(i) for i in range(len(self.planes))]
@@ -67,13 +68,37 @@ def world(tmp_path_factory):
             dhcp_mac="fa:16:3e:bb:00:01",
             dhcp_ip="10.251.10.2",
         )
+        # A flat network on an operator's bridge of host 1 that has an address: the machine reaches its
+        # guests, they do not reach the machine.
+        sh("ip", "-n", h1.namespace, "link", "add", "dpt-pub", "type", "bridge")
+        sh("ip", "-n", h1.namespace, "addr", "add", "10.251.60.1/24", "dev", "dpt-pub")
+        sh("ip", "-n", h1.namespace, "link", "set", "dpt-pub", "up")
+        public = LabNetwork(
+            network_id=str(uuid.uuid4()),
+            vni=0,
+            cidr="10.251.60.0/24",
+            gateway="10.251.60.1",
+            dhcp_mac="fa:16:3e:cc:00:01",
+            dhcp_ip="10.251.60.2",
+            mtu=1500,
+            network_type="flat",
+            physical_network="public",
+        )
         a1 = new_port(1, "10.251.10.11", hostname="vm-one")
         a2 = new_port(2, "10.251.10.12", hostname="vm-two")
         b1 = new_port(3, "10.251.10.13", hostname="intruder")
         net_a.bindings = [(h1, a1), (h2, a2)]
         net_b.bindings = [(h1, b1)]
+        p1 = new_port(4, "10.251.60.11", hostname="public-vm")
+        public.bindings = [(h1, p1)]
         planes = [
-            LinuxDataplane(h.name, root / h.name, tunnel_address=h.tunnel_address, namespace=h.namespace)
+            LinuxDataplane(
+                h.name,
+                root / h.name,
+                tunnel_address=h.tunnel_address,
+                namespace=h.namespace,
+                physical_networks=[("public", "dpt-pub")] if h is h1 else [],
+            )
             for h in lab.hosts
         ]
         lab.add_guest(h1, a1, "a1")
@@ -85,7 +110,8 @@ def world(tmp_path_factory):
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         lab.guests.append(Guest(namespace=ns, port=a2, host=h2, lease_file=root / f"{ns}.lease"))
         lab.add_guest(h1, b1, "b1")
-        yield World(lab, planes, net_a, net_b)
+        lab.add_guest(h1, p1, "p1")
+        yield World(lab, planes, net_a, net_b, public)
     finally:
         for plane in planes:
             for network_id in list(plane.memory.get("namespaces", {}).values()):
@@ -104,7 +130,8 @@ def test_two_hosts_one_network_guests_get_leases_and_reach_each_other(world):
     reports = world.apply_all()
     assert all(not r.error for r in reports), reports
     a1, a2, b1 = guest(world, "a1"), guest(world, "a2"), guest(world, "b1")
-    assert set(reports[0].plugged_ports) == {a1.port.port_id, b1.port.port_id}
+    p1 = guest(world, "p1")
+    assert set(reports[0].plugged_ports) == {a1.port.port_id, b1.port.port_id, p1.port.port_id}
     assert reports[1].plugged_ports == [a2.port.port_id]  # moved in from the root namespace, then plugged
     assert a2.port.device not in sh("ip", "-br", "link").stdout
 
@@ -123,7 +150,9 @@ def test_two_hosts_one_network_guests_get_leases_and_reach_each_other(world):
     assert "10.251.10.12" in answer.stdout, answer.stdout + answer.stderr
 
     # The same plan again: nothing changes, nothing is drift.
-    again = world.planes[0].apply(host_plan(world.lab.hosts[0], [world.net_a, world.net_b], world.generation))
+    again = world.planes[0].apply(
+        host_plan(world.lab.hosts[0], [world.net_a, world.net_b, world.public], world.generation)
+    )
     assert again.drift == [] and again.error == ""
     assert world.planes[0].check() is None and world.planes[1].check() is None
 
@@ -139,17 +168,28 @@ def test_another_networks_guest_reaches_neither(world):
 
 
 def test_guest_reaches_nothing_on_its_host(world):
-    a1 = guest(world, "a1")
+    p1, a1 = guest(world, "p1"), guest(world, "a1")
     h1, h2 = world.lab.hosts
-    in_ns(h1.namespace, "ip", "addr", "add", "10.251.250.1/32", "dev", "lo")
     world.lab.listen(h1.namespace, "0.0.0.0", 9000)  # noqa: S104 - inside the simulated host's namespace
     # The listener answers whoever may reach it: the other host, over the underlay.
     assert "hello" in in_ns(h2.namespace, "busybox", "nc", "-w", "3", "10.251.0.1", "9000", check=False).stdout
-    for address in ("10.251.0.1", "10.251.250.1"):
-        a1.run("ip", "route", "add", f"{address}/32", "dev", "eth0")
-        done = a1.run("busybox", "nc", "-w", "2", address, "9000", timeout=10)
+    lease = p1.dhcp()
+    assert (lease["ip"], lease["router"], lease["mtu"]) == ("10.251.60.11", "10.251.60.1", "1500")
+    p1.run("ip", "route", "add", "default", "via", "10.251.60.1")
+    # The machine reaches the guest on its flat network (the replies are let in) ...
+    assert in_ns(h1.namespace, "ping", "-c", "1", "-W", "2", "10.251.60.11", check=False).returncode == 0
+    # ... and the guest reaches none of the machine's addresses: on its bridge, the underlay, loopback.
+    for address in ("10.251.60.1", "10.251.0.1", "127.0.0.1"):
+        done = p1.run("busybox", "nc", "-w", "2", address, "9000", timeout=10)
         assert "hello" not in done.stdout, f"a guest reached its host at {address}"
-        assert not a1.ping(address)
+    assert not p1.ping("10.251.60.1")
+    # A guest may not claim another address (port security): its packets from it go nowhere.
+    a1.run("ip", "addr", "add", "10.251.10.50/24", "dev", "eth0")
+    a2 = guest(world, "a2")  # it knows where .50 is, so only the IP source check can stop the exchange
+    a2.run("ip", "neigh", "replace", "10.251.10.50", "lladdr", a1.port.mac, "dev", "eth0")
+    assert a1.run("ping", "-c", "1", "-W", "2", "-I", "10.251.10.50", "10.251.10.12").returncode != 0
+    assert a1.ping("10.251.10.12")
+    a1.run("ip", "addr", "del", "10.251.10.50/24", "dev", "eth0")
     # ... but DHCP and DNS from its own network's server still answer.
     assert a1.dhcp()["ip"] == "10.251.10.11"
 
