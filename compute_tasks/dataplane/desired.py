@@ -200,8 +200,9 @@ def dhcp_state(plan: NetworkPlan, namespace: str) -> Dhcp | None:
         "--domain-needed",
         "--bogus-priv",
         "--local-ttl=30",
-        f"--dhcp-lease-max={max(16, len(plan.leases) * 2)}",
     ]
+    # Sized by the subnets, not the ports: a port more must not change the command line (a restart).
+    args.append(f"--dhcp-lease-max={sum(net.num_addresses for _s, net, _a in served)}")
     for subnet, net, _address in served:
         args.append(f"--dhcp-range=set:{_tag(subnet)},{net.network_address},static,{net.netmask},{DHCP_LEASE_SECONDS}s")
     mine = {p.port_id for p in plan.ports}

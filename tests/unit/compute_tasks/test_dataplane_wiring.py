@@ -148,14 +148,15 @@ def test_a_plan_for_another_host_is_refused(setup):
     assert reporter.sent == [] and plane.generation == 0
 
 
-def test_an_older_plan_delivered_late_changes_nothing(setup):
+def test_an_older_plan_is_applied_and_reported_as_such_so_the_control_plane_sends_the_current_one(setup):
     manager, reporter, plane = setup
     newer, _ = plan_with(str(uuid.uuid4()), generation=5)
     older, _ = plan_with(str(uuid.uuid4()), generation=3)
     manager.apply_network_state(newer)
     manager.apply_network_state(older)
-    assert plane.plan == newer
-    assert [m.generation for m in reporter.sent] == [5, 5]
+    assert plane.plan == older
+    assert [m.generation for m in reporter.sent] == [5, 3]
+    assert manager.heartbeat().network_generation == 3
 
 
 def test_the_check_reports_only_what_changed(setup):
