@@ -95,6 +95,7 @@ class HostState:
     networks: tuple[NetworkState, ...] = ()
     ruleset: str = ""  # nftables, both tables; "" when the host has no network
     devices: dict[str, str] = field(default_factory=dict)  # tap device -> its bridge
+    problems: tuple[str, ...] = ()  # the networks of the plan this host cannot have, and why
 
     def network(self, network_id: str) -> NetworkState | None:
         return next((n for n in self.networks if n.network_id == network_id), None)
@@ -113,15 +114,31 @@ class Settings:
 
 
 def desired_state(plan: HostNetworkPlan, settings: Settings) -> HostState:
-    networks = tuple(network_state(n, settings) for n in sorted(plan.networks, key=lambda n: n.network_id))
-    bridges = [n.bridge for n in networks if n.owns_bridge]
-    if len(set(bridges)) != len(bridges):
-        raise PlanError("two networks' ids begin with the same 11 characters: their devices' names would clash")
+    # A network the host cannot have is left out and said so; the others are still applied.
+    states: list[NetworkState] = []
+    problems: list[str] = []
+    bridges: set[str] = set()
+    for plan_network in sorted(plan.networks, key=lambda n: n.network_id):
+        try:
+            state = network_state(plan_network, settings)
+            if state.owns_bridge and state.bridge in bridges:
+                raise PlanError(
+                    f"network {plan_network.network_id}: another network's id begins with the same 11 characters, "
+                    "so their devices' names would clash"
+                )
+        except PlanError as exc:
+            problems.append(str(exc))
+            continue
+        bridges.add(state.bridge)
+        states.append(state)
+    networks = tuple(states)
     devices: dict[str, str] = {}
     for network in networks:
         for port in network.ports:
             devices[port.device] = network.bridge
-    return HostState(networks=networks, ruleset=ruleset(networks, settings.table), devices=devices)
+    return HostState(
+        networks=networks, ruleset=ruleset(networks, settings.table), devices=devices, problems=tuple(problems)
+    )
 
 
 def network_state(plan: NetworkPlan, settings: Settings) -> NetworkState:

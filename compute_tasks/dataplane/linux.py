@@ -76,10 +76,7 @@ class LinuxDataplane(Dataplane):
     def _desired(self, plan: HostNetworkPlan | None, links: dict[str, Link]) -> HostState:
         if plan is None:
             return HostState()
-        try:
-            return desired_state(plan, self._settings(links))
-        except PlanError:
-            return HostState()
+        return desired_state(plan, self._settings(links))
 
     def _reconcile(self, plan: HostNetworkPlan, previous: HostNetworkPlan | None) -> Outcome:
         links = self.runner.links()
@@ -88,7 +85,7 @@ class LinuxDataplane(Dataplane):
         fix = _Fixes(before, want)
         made = self.memory.setdefault("links", [])
         namespaces = self.memory.setdefault("namespaces", {})
-        outcome = Outcome()
+        outcome = Outcome(errors=list(want.problems))
         fdb = self._fdb_by_device()
         existing_ns = self.root.namespaces()
         for network in want.networks:

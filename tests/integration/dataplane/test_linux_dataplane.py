@@ -31,12 +31,15 @@ class World:
     net_a: LabNetwork
     net_b: LabNetwork
     public: LabNetwork
+    flat: LabNetwork
     generation: int = 1
 
     def apply(self, index: int):
         self.generation += 1
         host = self.lab.hosts[index]
-        return self.planes[index].apply(host_plan(host, [self.net_a, self.net_b, self.public], self.generation))
+        return self.planes[index].apply(
+            host_plan(host, [self.net_a, self.net_b, self.public, self.flat], self.generation)
+        )
 
     def apply_all(self):
         return [self.apply(i) for i in range(len(self.planes))]
@@ -84,6 +87,36 @@ def world(tmp_path_factory):
             network_type="flat",
             physical_network="public",
         )
+        # A flat network on host 2's interface dpt-eth1, which leads "outside" (a namespace of its own).
+        sh("ip", "netns", "add", "dpt-out")
+        sh(
+            "ip",
+            "-n",
+            h2.namespace,
+            "link",
+            "add",
+            "dpt-eth1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            "dpt-out",
+        )
+        sh("ip", "-n", "dpt-out", "addr", "add", "10.251.70.100/24", "dev", "eth0")
+        sh("ip", "-n", "dpt-out", "link", "set", "eth0", "up")
+        flat = LabNetwork(
+            network_id=str(uuid.uuid4()),
+            vni=0,
+            cidr="10.251.70.0/24",
+            gateway=None,
+            dhcp_mac="fa:16:3e:dd:00:01",
+            dhcp_ip="10.251.70.2",
+            mtu=1500,
+            network_type="flat",
+            physical_network="lab",
+        )
         a1 = new_port(1, "10.251.10.11", hostname="vm-one")
         a2 = new_port(2, "10.251.10.12", hostname="vm-two")
         b1 = new_port(3, "10.251.10.13", hostname="intruder")
@@ -97,7 +130,7 @@ def world(tmp_path_factory):
                 root / h.name,
                 tunnel_address=h.tunnel_address,
                 namespace=h.namespace,
-                physical_networks=[("public", "dpt-pub")] if h is h1 else [],
+                physical_networks=[("public", "dpt-pub")] if h is h1 else [("lab", "dpt-eth1")],
             )
             for h in lab.hosts
         ]
@@ -111,7 +144,7 @@ def world(tmp_path_factory):
         lab.guests.append(Guest(namespace=ns, port=a2, host=h2, lease_file=root / f"{ns}.lease"))
         lab.add_guest(h1, b1, "b1")
         lab.add_guest(h1, p1, "p1")
-        yield World(lab, planes, net_a, net_b, public)
+        yield World(lab, planes, net_a, net_b, public, flat)
     finally:
         for plane in planes:
             for network_id in list(plane.memory.get("namespaces", {}).values()):
@@ -151,7 +184,7 @@ def test_two_hosts_one_network_guests_get_leases_and_reach_each_other(world):
 
     # The same plan again: nothing changes, nothing is drift.
     again = world.planes[0].apply(
-        host_plan(world.lab.hosts[0], [world.net_a, world.net_b, world.public], world.generation)
+        host_plan(world.lab.hosts[0], [world.net_a, world.net_b, world.public, world.flat], world.generation)
     )
     assert again.drift == [] and again.error == ""
     assert world.planes[0].check() is None and world.planes[1].check() is None
@@ -246,7 +279,11 @@ def test_restarted_host_reapplies_its_kept_plan(world):
     h2 = world.lab.hosts[1]
     sh("ip", "-n", h2.namespace, "link", "del", "vxlan-1001")
     restarted = LinuxDataplane(
-        h2.name, world.planes[1]._dir.parent, tunnel_address=h2.tunnel_address, namespace=h2.namespace
+        h2.name,
+        world.planes[1]._dir.parent,
+        tunnel_address=h2.tunnel_address,
+        namespace=h2.namespace,
+        physical_networks=[("lab", "dpt-eth1")],
     )
     report = restarted.resume()
     assert report is not None and report.generation == world.planes[1].generation
@@ -269,3 +306,22 @@ def test_port_removed_from_the_plan_is_unplugged(world):
     fdb = sh("bridge", "-n", world.lab.hosts[1].namespace, "fdb", "show", "dev", "vxlan-1001").stdout
     tunnel_entries = [line for line in fdb.splitlines() if " dst " in line]
     assert tunnel_entries == [], tunnel_entries
+
+
+def test_a_flat_network_on_an_interface_reaches_outside_and_its_dhcp_stays_home(world):
+    h2 = world.lab.hosts[1]
+    port = new_port(5, "10.251.70.11")
+    world.flat.bindings = [(h2, port)]
+    flat_guest = world.lab.add_guest(h2, port, "f1")
+    report = world.apply(1)
+    assert port.port_id in report.plugged_ports and not report.error, report
+    bridge = f"brq{world.flat.network_id[:11]}"
+    assert f"master {bridge}" in sh("ip", "-n", h2.namespace, "link", "show", "dpt-eth1").stdout
+    assert flat_guest.dhcp()["ip"] == "10.251.70.11"
+    assert flat_guest.ping("10.251.70.100")
+    # The DHCP port is this host's alone: from outside, nothing of it answers.
+    assert in_ns("dpt-out", "ping", "-c", "1", "-W", "2", "10.251.70.2", check=False).returncode != 0
+    # The network leaves the host: its bridge goes and the interface is free again.
+    world.flat.bindings = []
+    assert not world.apply(1).error
+    assert "master" not in sh("ip", "-n", h2.namespace, "-o", "link", "show", "dpt-eth1").stdout

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from compute_tasks.dataplane.desired import PlanError, Settings, desired_state, hostname
+from compute_tasks.dataplane.desired import PlanError, Settings, desired_state, hostname, network_state
 from compute_tasks.rpc import HostNetworkPlan, Neighbour, NetworkPlan, PortPlan, SubnetPlan
 
 pytestmark = pytest.mark.unit
@@ -123,9 +123,23 @@ def test_flat_networks_use_the_configured_bridge_or_enslave_the_interface():
         ({"network_id": "../../etc"}, SETTINGS, "not a UUID"),
     ],
 )
-def test_what_the_host_cannot_have_is_refused_clearly(change, settings, message):
-    with pytest.raises(PlanError, match=message):
-        desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(**change)]), settings)
+def test_what_the_host_cannot_have_is_refused_clearly_and_the_rest_applied(change, settings, message):
+    good = vxlan_plan(network_id="9" * 8 + NET[8:], segmentation_id=5)
+    state = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(**change), good]), settings)
+    assert message in state.problems[0]
+    if settings.tunnel_address:
+        assert [n.network_id for n in state.networks] == [good.network_id]
+
+
+def test_networks_whose_device_names_would_clash_are_refused():
+    twin = vxlan_plan(network_id=NET[:11] + "0" * 8 + NET[19:], segmentation_id=5)
+    state = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(), twin]), SETTINGS)
+    assert len(state.networks) == 1 and "same 11 characters" in state.problems[0]
+
+
+def test_a_network_id_that_is_not_a_uuid_is_refused():
+    with pytest.raises(PlanError, match="not a UUID"):
+        network_state(vxlan_plan(network_id="x"), SETTINGS)
 
 
 def test_devices_and_macs_that_are_not_a_ports_are_ignored():
