@@ -30,6 +30,8 @@ from compute_tasks.dataplane.desired import (
     desired_state,
 )
 from compute_tasks.dataplane.dhcp import DhcpServers
+from compute_tasks.dataplane.drift import Fixes
+from compute_tasks.dataplane.firewall import Firewall
 from compute_tasks.rpc import HostNetworkPlan, PortPlan
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class LinuxDataplane(Dataplane):
         self.devices = dict(physical_networks)
         self.runner = Runner(namespace, timeout=timeout)
         self.root = Runner("", timeout=timeout)
+        self.firewall = Firewall(self.runner, self.memory, TABLE)
         self.dhcp = DhcpServers(self.runner, run_dir or Path("/run/compute-dataplane") / (namespace or host))
 
     # --- the whole plan -------------------------------------------------------------------------------------
@@ -82,7 +85,7 @@ class LinuxDataplane(Dataplane):
         links = self.runner.links()
         want = desired_state(plan, self._settings(links))
         before = self._desired(previous, links)
-        fix = _Fixes(before, want)
+        fix = Fixes(before, want)
         made = self.memory.setdefault("links", [])
         namespaces = self.memory.setdefault("namespaces", {})
         outcome = Outcome(errors=list(want.problems))
@@ -95,7 +98,7 @@ class LinuxDataplane(Dataplane):
                 outcome.errors.append(f"network {network.network_id}: {exc}")
         self._remove_unwanted(want, before, links, fix, made, namespaces)
         try:
-            self._ensure_firewall(want, fix)
+            self.firewall.ensure(want.ruleset, fix)
         except CommandFailed as exc:
             outcome.errors.append(f"firewall: {exc}")
         ports = [p for n in want.networks for p in n.ports]
@@ -105,7 +108,7 @@ class LinuxDataplane(Dataplane):
 
     def _plug(self, plan: HostNetworkPlan, ports: list[PortPlan]) -> set[str]:
         want = desired_state(plan, self._settings(self.runner.links()))
-        return self._plug_ports(want, ports, _Fixes(want, want))
+        return self._plug_ports(want, ports, Fixes(want, want))
 
     # --- one network ----------------------------------------------------------------------------------------
 
@@ -290,30 +293,6 @@ class LinuxDataplane(Dataplane):
             if link.name in plugged_before and link.name not in want.devices and link.master:
                 self.runner.ip("link", "set", link.name, "nomaster", check=False)
 
-    # --- the firewall ---------------------------------------------------------------------------------------
-
-    def _listing(self) -> str:
-        out = []
-        for family in ("inet", "bridge"):
-            out.append(self.runner.run(["nft", "list", "table", family, TABLE], check=False))
-        return "".join(out)
-
-    def _ensure_firewall(self, want: HostState, fix) -> None:
-        applied = self.memory.get("ruleset", "")
-        if not want.ruleset:
-            if applied or self.memory.get("listing"):
-                self.runner.run(["nft", "-f", "-"], input=_drop_tables(), check=False)
-                self.memory["ruleset"] = self.memory["listing"] = ""
-            return
-        listing = self._listing()
-        if applied == want.ruleset and listing == self.memory.get("listing"):
-            return
-        self.runner.run(["nft", "-f", "-"], input=_drop_tables() + want.ruleset)
-        if applied == want.ruleset:
-            fix.drift.append("the data plane's nftables tables were changed or missing; restored")
-        self.memory["ruleset"] = want.ruleset
-        self.memory["listing"] = self._listing()
-
     # --- taps -----------------------------------------------------------------------------------------------
 
     def _plug_ports(self, want: HostState, ports: list[PortPlan], fix) -> set[str]:
@@ -356,53 +335,6 @@ class LinuxDataplane(Dataplane):
         return plugged
 
 
-class _Fixes:
-    """Collects what was mended: a fix of something the previous plan already had, unchanged, is drift;
-    a fix of something the new plan brings is the plan being applied."""
-
-    def __init__(self, before: HostState, want: HostState) -> None:
-        self.before = _keys(before)
-        self.want = _keys(want)
-        self.drift: list[str] = []
-
-    def note(self, key: tuple, message: str) -> None:
-        if key in self.before and self.before.get(key) == self.want.get(key):
-            self.drift.append(message)
-
-    def note_removed(self, key: tuple, message: str) -> None:
-        if key not in self.before:
-            self.drift.append(message)
-
-
-def _keys(state: HostState) -> dict[tuple, object]:
-    keys: dict[tuple, object] = {}
-    for net in state.networks:
-        if net.owns_bridge:
-            keys[("bridge", net.bridge)] = net.mtu
-            keys[("link", net.bridge)] = True
-        if net.vxlan:
-            keys[("vxlan", net.vxlan)] = (net.vni, net.mtu, net.bridge)
-            keys[("link", net.vxlan)] = True
-            for remote in net.flood:
-                keys[("flood", net.vxlan, remote)] = True
-            for mac, remote in net.pinned:
-                keys[("pin", net.vxlan, mac, remote)] = True
-        if net.uplink:
-            keys[("uplink", net.uplink)] = net.bridge
-        if net.dhcp:
-            keys[("dhcp", net.network_id)] = (net.dhcp.args, net.dhcp.addresses, net.dhcp.mac)
-            keys[("dhcpns", net.dhcp.namespace)] = True
-            keys[("dhcpleg", net.dhcp.veth)] = net.bridge
-            keys[("link", net.dhcp.veth)] = True
-        for port in net.ports:
-            keys[("tap", port.device)] = net.bridge
-    return keys
-
-
 def _remember(names: list[str], name: str) -> None:
     if name not in names:
         names.append(name)
-
-
-def _drop_tables() -> str:
-    return "".join(f"table {family} {TABLE}\ndelete table {family} {TABLE}\n" for family in ("inet", "bridge"))

@@ -275,6 +275,15 @@ def test_bridge_deleted_behind_its_back_is_rebuilt_and_reported(world):
     assert world.planes[0].check() is None  # mended once, quiet after
 
 
+def test_firewall_tables_removed_behind_its_back_are_restored_and_reported(world):
+    h1 = world.lab.hosts[0]
+    in_ns(h1.namespace, "nft", "delete", "table", "inet", "compute_dataplane")
+    report = world.planes[0].check()
+    assert report is not None and any("nftables" in line for line in report.drift), report
+    assert "chain input" in in_ns(h1.namespace, "nft", "list", "table", "inet", "compute_dataplane").stdout
+    assert world.planes[0].check() is None
+
+
 def test_restarted_host_reapplies_its_kept_plan(world):
     h2 = world.lab.hosts[1]
     sh("ip", "-n", h2.namespace, "link", "del", "vxlan-1001")
