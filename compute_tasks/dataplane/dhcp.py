@@ -117,11 +117,11 @@ class DhcpServers:
 
     def _private_group_dir(self, path: Path) -> None:
         gid = grp.getgrnam(self.group).gr_gid
+        # Whatever the worker's umask (077): dnsmasq must be able to pass through the parent, and only that.
         parent = self.run_dir.parent
-        if not parent.is_dir():
-            # Whatever the worker's umask (077): dnsmasq must be able to pass through it, and only that.
-            parent.mkdir(mode=0o711, parents=True, exist_ok=True)
-            os.chmod(parent, 0o711)  # noqa: S103 - traverse only
+        parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        if parent.stat().st_mode & 0o011 != 0o011:
+            os.chmod(parent, parent.stat().st_mode & 0o700 | 0o011)  # noqa: S103 - traverse only
         for directory in (self.run_dir, path):
             directory.mkdir(mode=0o750, parents=True, exist_ok=True)
             os.chown(directory, 0, gid)
