@@ -65,7 +65,7 @@ class DhcpServers:
             changed |= self._write(d / name, content)
         command = self.command(network_id, dhcp)
         pid = self.pid(network_id)
-        if pid is not None and _cmdline(pid) == command:
+        if pid is not None and _cmdline(pid) == command and _in_namespace(pid, dhcp.namespace):
             if changed:
                 os.kill(pid, signal.SIGHUP)
             return changed, False
@@ -73,10 +73,6 @@ class DhcpServers:
             self._stop_pid(pid)
         self._start(dhcp.namespace, network_id, command)
         return changed, True
-
-    def running(self, network_id: str, dhcp: Dhcp) -> bool:
-        pid = self.pid(network_id)
-        return pid is not None and _cmdline(pid) == self.command(network_id, dhcp)
 
     def pid(self, network_id: str) -> int | None:
         try:
@@ -151,3 +147,11 @@ def _cmdline(pid: int) -> list[str]:
     if not raw:
         return []  # a zombie
     return raw.rstrip(b"\0").decode(errors="replace").split("\0")
+
+
+def _in_namespace(pid: int, namespace: str) -> bool:
+    """Whether the process runs in the named namespace (not in one deleted and made again since)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{namespace}").st_ino
+    except OSError:
+        return False

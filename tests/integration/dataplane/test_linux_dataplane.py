@@ -245,6 +245,17 @@ def test_dhcp_of_another_host_never_answers_across_the_overlay(world):
     assert a1.ping("10.251.10.2")
 
 
+def test_dhcp_namespace_deleted_behind_its_back_is_made_again_with_its_server(world):
+    a1 = guest(world, "a1")
+    plane = world.planes[0]
+    dhcp_ns = next(ns for ns, n in plane.memory["namespaces"].items() if n == world.net_a.network_id)
+    sh("ip", "netns", "del", dhcp_ns)  # dnsmasq lives on in the namespace that no longer has a name
+    report = plane.check()
+    assert report is not None and any(dhcp_ns in line for line in report.drift), report
+    assert any("dnsmasq" in line for line in report.drift), report
+    assert a1.dhcp()["ip"] == "10.251.10.11"
+
+
 def test_unknown_mac_gets_no_lease_and_is_unplugged(world):
     h1 = world.lab.hosts[0]
     bridge = f"brq{world.net_a.network_id[:11]}"
