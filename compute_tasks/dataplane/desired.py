@@ -303,6 +303,10 @@ def ruleset(networks: tuple[NetworkState, ...], table: str) -> str:
             allowed = _set(["0.0.0.0", *v4])  # noqa: S104 - 0.0.0.0: a DHCP client before it has its address
             bridge_rules.append(f'    iifname "{port.device}" ether type ip ip saddr != {allowed} drop')
             bridge_rules.append(f'    iifname "{port.device}" ether type arp arp saddr ip != {allowed} drop')
+            # IPv6: link-local (neighbour discovery), the unspecified address (DAD) and its own addresses.
+            v6 = sorted({ip for ip in port.ips if _ipv6_or_none(ip)})
+            allowed6 = "{ " + ", ".join(["::", "fe80::/10", *v6]) + " }"
+            bridge_rules.append(f'    iifname "{port.device}" ether type ip6 ip6 saddr != {allowed6} drop')
     # The DHCP legs and the guests' taps are this host's own ports; anything else on a bridge (a VXLAN
     # device, a physical interface, an operator's devices) leads to other hosts.
     local = sorted({n.dhcp.veth for n in networks if n.dhcp} | {p.device for n in networks for p in n.ports})
@@ -360,6 +364,13 @@ def _ipv4(value: str) -> str:
 def _ipv4_or_none(value: str) -> ipaddress.IPv4Address | None:
     try:
         return ipaddress.IPv4Address(value)
+    except ValueError:
+        return None
+
+
+def _ipv6_or_none(value: str) -> ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.IPv6Address(value)
     except ValueError:
         return None
 

@@ -223,6 +223,13 @@ def test_guest_reaches_nothing_on_its_host(world):
     assert a1.run("ping", "-c", "1", "-W", "2", "-I", "10.251.10.50", "10.251.10.12").returncode != 0
     assert a1.ping("10.251.10.12")
     a1.run("ip", "addr", "del", "10.251.10.50/24", "dev", "eth0")
+    # Nor an IPv6 address the port does not have (only link-local ones pass).
+    a1.run("ip", "-6", "addr", "add", "fd00:251::1/64", "dev", "eth0", "nodad")
+    a2.run("ip", "-6", "addr", "add", "fd00:251::2/64", "dev", "eth0", "nodad")
+    assert a1.run("ping", "-6", "-c", "1", "-W", "2", "fd00:251::2").returncode != 0
+    a1.run("ip", "-6", "addr", "add", "fe80::a1/64", "dev", "eth0", "nodad")
+    a2.run("ip", "-6", "addr", "add", "fe80::a2/64", "dev", "eth0", "nodad")
+    assert a2.run("ping", "-6", "-c", "1", "-W", "2", "fe80::a1%eth0").returncode == 0
     # ... but DHCP and DNS from its own network's server still answer.
     assert a1.dhcp()["ip"] == "10.251.10.11"
 
