@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -24,8 +23,6 @@ pytestmark = [
     pytest.mark.system,
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft"), reason="needs root and nftables"),
 ]
-
-DEMO_IMAGE = Path(__file__).resolve().parents[2] / "var" / "images" / "demo.qcow2"
 
 
 class Reports:
@@ -49,13 +46,14 @@ class Reports:
 
 
 class Images:
+    def __init__(self, path):
+        self.path = path
+
     def fetch(self, image):
-        return DEMO_IMAGE
+        return self.path
 
 
-def test_a_qemu_guest_on_a_vxlan_network_gets_its_lease_and_is_reached_from_another_host(tmp_path):
-    if not DEMO_IMAGE.is_file():
-        pytest.skip(f"{DEMO_IMAGE} is missing: run scripts/build_demo_image.sh")
+def test_a_qemu_guest_on_a_vxlan_network_gets_its_lease_and_is_reached_from_another_host(tmp_path, demo_image):
     lab = Lab(tmp_path)
     driver = plane = request = None
     try:
@@ -93,7 +91,7 @@ def test_a_qemu_guest_on_a_vxlan_network_gets_its_lease_and_is_reached_from_anot
         plane = LinuxDataplane(h1.name, tmp_path / "state", tunnel_address=h1.tunnel_address, namespace=h1.namespace)
         other = LinuxDataplane(h2.name, tmp_path / "h2", tunnel_address=h2.tunnel_address, namespace=h2.namespace)
         reports = Reports()
-        manager = ComputeManager(config, driver, reports, images=Images(), dataplane=plane)
+        manager = ComputeManager(config, driver, reports, images=Images(demo_image), dataplane=plane)
 
         manager.apply_network_state(host_plan(h1, [net], 1))
         assert reports.network()[-1].plugged_ports == []  # no guest yet
