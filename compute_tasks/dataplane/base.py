@@ -80,9 +80,10 @@ class Dataplane:
         with self._lock:
             if self.plan is None:
                 return None
-            before = set(self.plugged)
+            before, errors_before = set(self.plugged), self.memory.get("errors", [])
             outcome = self._run(self.plan)
-            if outcome.drift or outcome.errors or outcome.plugged != before:
+            # A problem that persists is reported once, not at every check.
+            if outcome.drift or outcome.errors != errors_before or outcome.plugged != before:
                 return self._report(outcome)
             return None
 
@@ -128,6 +129,7 @@ class Dataplane:
         for line in outcome.errors:
             log.error("data plane: %s", line)
         self.plugged = set(outcome.plugged)
+        self.memory["errors"] = list(outcome.errors)
         self._save()
         return outcome
 

@@ -170,6 +170,21 @@ def test_the_check_reports_only_what_changed(setup):
     assert reporter.sent[-1].plugged_ports == [port.port_id]
 
 
+def test_a_lasting_problem_is_reported_once(setup):
+    manager, reporter, plane = setup
+
+    def broken(plan, previous):
+        raise RuntimeError("the namespace is gone")
+
+    plan, _port = plan_with(str(uuid.uuid4()))
+    manager.apply_network_state(plan)
+    plane._reconcile = broken
+    manager.check_network()
+    manager.check_network()
+    errors = [m.error for m in reporter.sent]
+    assert errors == ["", "RuntimeError: the namespace is gone"]
+
+
 def test_the_null_data_plane_reports_every_planned_port_plugged(tmp_path):
     plan, port = plan_with(str(uuid.uuid4()))
     assert NullDataplane("hv-test", tmp_path).apply(plan).plugged_ports == [port.port_id]
