@@ -299,10 +299,12 @@ class LinuxDataplane(Dataplane):
         links = self.runner.links()
         missing = [p.device for p in ports if p.device not in links]
         if missing and self.namespace:
-            # libvirt made the tap in the host's own namespace: it moves into the data plane's.
+            # libvirt made the tap in the host's own namespace: it moves into the data plane's, once libvirt
+            # is done with it (it sets the tap up last, when the guest starts; moving it before would pull
+            # it from under libvirt's feet).
             root = self.root.links()
             for device in missing:
-                if device in root:
+                if device in root and root[device].up:
                     self.root.ip("link", "set", device, "netns", self.namespace, check=False)
             links = self.runner.links()
         taps = self.memory.setdefault("taps", [])

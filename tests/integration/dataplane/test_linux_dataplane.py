@@ -141,6 +141,7 @@ def world(tmp_path_factory):
         sh("ip", "link", "add", a2.device, "type", "veth", "peer", "name", "eth0", "netns", ns)
         sh("ip", "-n", ns, "link", "set", "eth0", "address", a2.mac, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "link", "set", a2.device, "up")  # libvirt sets a tap up last, once the guest starts
         lab.guests.append(Guest(namespace=ns, port=a2, host=h2, lease_file=root / f"{ns}.lease"))
         lab.add_guest(h1, b1, "b1")
         lab.add_guest(h1, p1, "p1")
