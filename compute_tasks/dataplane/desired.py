@@ -20,6 +20,7 @@ DHCP_INSIDE = "ns-dhcp"  # the DHCP server's end, inside its namespace
 OWNED_PREFIXES = (BRIDGE_PREFIX, VXLAN_PREFIX, DHCP_VETH_PREFIX)
 
 DHCP_LEASE_SECONDS = 86400
+UNSPECIFIED_V4 = "0.0.0.0"  # noqa: S104 - a source address, the one a DHCP client sends from
 VXLAN_OVERHEAD = 50  # outer Ethernet, IPv4, UDP and VXLAN headers
 
 
@@ -266,59 +267,75 @@ def ruleset(networks: tuple[NetworkState, ...], table: str) -> str:
     inet: guests reach nothing on the host (replies to what the host opened pass), and nothing is routed
     between a guest bridge and any other interface. bridge: a port's frames carry its own MAC and
     addresses (with port security), and the DHCP port's frames never leave the host (every host serves
-    its own guests from the same address)."""
+    its own guests from the same address).
+
+    The rules are a fixed handful; what grows with networks and ports are the elements of named sets, so
+    the kernel matches in one lookup and ``nft list`` stays cheap."""
     if not networks:
         return ""
-    guest_ifaces = sorted(
-        {n.bridge for n in networks}
-        | {p.device for n in networks for p in n.ports}
-        | {n.vxlan for n in networks if n.vxlan}
-    )
+    bridges = sorted({n.bridge for n in networks})
+    taps = sorted({p.device for n in networks for p in n.ports})
+    guest_ifaces = sorted(set(bridges) | set(taps) | {n.vxlan for n in networks if n.vxlan})
     inet = [
         f"table inet {table} {{",
+        _named_set("guest_ifaces", "ifname", [f'"{i}"' for i in guest_ifaces]),
+        _named_set("guest_bridges", "ifname", [f'"{b}"' for b in bridges]),
+        _named_set("same_bridge", "ifname . ifname", [f'"{b}" . "{b}"' for b in bridges]),
         "  chain input {",
         "    type filter hook input priority filter; policy accept;",
-        f"    iifname {_set(guest_ifaces)} ct state established,related accept",
-        f"    iifname {_set(guest_ifaces)} drop",
+        "    iifname @guest_ifaces ct state established,related accept",
+        "    iifname @guest_ifaces drop",
         "  }",
         "  chain forward {",
         "    type filter hook forward priority filter; policy accept;",
+        # Bridged traffic (br_netfilter) comes in and goes out on the same bridge: it stays; routed does not.
+        "    iifname @guest_bridges iifname . oifname != @same_bridge drop",
+        "    oifname @guest_bridges iifname . oifname != @same_bridge drop",
+        "  }",
+        "}",
     ]
-    # Bridged traffic (br_netfilter) comes in and goes out on the same bridge: that stays; routed does not.
-    for bridge in sorted({n.bridge for n in networks}):
-        inet.append(f'    iifname "{bridge}" oifname != "{bridge}" drop')
-        inet.append(f'    oifname "{bridge}" iifname != "{bridge}" drop')
-    inet += ["  }", "}"]
-    bridge_rules = [
-        f"table bridge {table} {{",
-        "  chain forward {",
-        "    type filter hook forward priority filter; policy accept;",
-    ]
-    for network in networks:
-        for port in network.ports:
-            if not port.port_security_enabled:
-                continue
-            bridge_rules.append(f'    iifname "{port.device}" ether saddr != {port.mac.lower()} drop')
-            v4 = sorted({ip for ip in port.ips if _ipv4_or_none(ip)})
-            allowed = _set(["0.0.0.0", *v4])  # noqa: S104 - 0.0.0.0: a DHCP client before it has its address
-            bridge_rules.append(f'    iifname "{port.device}" ether type ip ip saddr != {allowed} drop')
-            bridge_rules.append(f'    iifname "{port.device}" ether type arp arp saddr ip != {allowed} drop')
-            # IPv6: link-local (neighbour discovery), the unspecified address (DAD) and its own addresses.
-            v6 = sorted({ip for ip in port.ips if _ipv6_or_none(ip)})
-            allowed6 = "{ " + ", ".join(["::", "fe80::/10", *v6]) + " }"
-            bridge_rules.append(f'    iifname "{port.device}" ether type ip6 ip6 saddr != {allowed6} drop')
+    secured = [p for n in networks for p in n.ports if p.port_security_enabled]
+    macs, ip4, ip6 = [], [], []
+    for port in secured:
+        macs.append(f'"{port.device}" . {port.mac.lower()}')
+        # IPv4: its own addresses, and 0.0.0.0 for a DHCP client before it has one. IPv6: its own, the
+        # unspecified address (duplicate address detection) and link-local ones (neighbour discovery).
+        v4 = sorted({i for i in port.ips if _ipv4_or_none(i)})
+        v6 = sorted({i for i in port.ips if _ipv6_or_none(i)})
+        ip4 += [f'"{port.device}" . {ip}' for ip in [UNSPECIFIED_V4, *v4]]
+        ip6 += [f'"{port.device}" . {ip}' for ip in ["::", "fe80::/10", *v6]]
     # The DHCP legs and the guests' taps are this host's own ports; anything else on a bridge (a VXLAN
     # device, a physical interface, an operator's devices) leads to other hosts.
-    local = sorted({n.dhcp.veth for n in networks if n.dhcp} | {p.device for n in networks for p in n.ports})
-    if local:
-        ours = _set(local)
-        for mac in sorted({n.dhcp.mac for n in networks if n.dhcp}):
-            bridge_rules.append(f"    ether saddr {mac} oifname != {ours} drop")
-            bridge_rules.append(f"    ether daddr {mac} iifname != {ours} drop")
-        bridge_rules.append(f"    iifname {ours} oifname != {ours} udp dport {{ 67, 68 }} drop")
-        bridge_rules.append(f"    iifname != {ours} oifname {ours} udp dport {{ 67, 68 }} drop")
-    bridge_rules += ["  }", "}"]
+    local = sorted({n.dhcp.veth for n in networks if n.dhcp} | set(taps))
+    dhcp_macs = sorted({n.dhcp.mac for n in networks if n.dhcp})
+    bridge_rules = [
+        f"table bridge {table} {{",
+        _named_set("secured", "ifname", sorted({f'"{p.device}"' for p in secured})),
+        _named_set("port_macs", "ifname . ether_addr", macs),
+        _named_set("port_ip4", "ifname . ipv4_addr", ip4),
+        _named_set("port_ip6", "ifname . ipv6_addr", ip6, interval=True),
+        _named_set("local_ports", "ifname", [f'"{i}"' for i in local]),
+        _named_set("dhcp_macs", "ether_addr", dhcp_macs),
+        "  chain forward {",
+        "    type filter hook forward priority filter; policy accept;",
+        "    iifname @secured iifname . ether saddr != @port_macs drop",
+        "    iifname @secured ether type ip iifname . ip saddr != @port_ip4 drop",
+        "    iifname @secured ether type arp iifname . arp saddr ip != @port_ip4 drop",
+        "    iifname @secured ether type ip6 iifname . ip6 saddr != @port_ip6 drop",
+        "    ether saddr @dhcp_macs oifname != @local_ports drop",
+        "    ether daddr @dhcp_macs iifname != @local_ports drop",
+        "    iifname @local_ports oifname != @local_ports udp dport { 67, 68 } drop",
+        "    iifname != @local_ports oifname @local_ports udp dport { 67, 68 } drop",
+        "  }",
+        "}",
+    ]
     return "\n".join(inet + bridge_rules) + "\n"
+
+
+def _named_set(name: str, type_: str, elements: list[str], *, interval: bool = False) -> str:
+    flags = " flags interval;" if interval else ""
+    body = f" elements = {{ {', '.join(elements)} }}" if elements else ""
+    return f"  set {name} {{ type {type_};{flags}{body} }}"
 
 
 def hostname(port: PortPlan) -> str:
@@ -346,15 +363,6 @@ def _routes(subnet: SubnetPlan, gateway: str) -> list[str]:
 
 def _tag(subnet: SubnetPlan) -> str:
     return "subnet-" + re.sub(r"[^A-Za-z0-9-]", "", subnet.subnet_id)
-
-
-def _set(items: list[str]) -> str:
-    quoted = [f'"{i}"' if not _looks_numeric(i) else i for i in items]
-    return "{ " + ", ".join(quoted) + " }"
-
-
-def _looks_numeric(item: str) -> bool:
-    return _ipv4_or_none(item) is not None
 
 
 def _ipv4(value: str) -> str:

@@ -90,15 +90,19 @@ def test_the_ruleset_keeps_guests_off_the_host_and_dhcp_frames_off_the_overlay()
     state = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan()]), SETTINGS)
     rules = state.ruleset
     tap = state.networks[0].ports[0].device
-    assert "type filter hook input" in rules
-    assert f'iifname {{ "brq3f2a9c1e-5b", "{tap}", "vxlan-4242" }} drop' in rules
-    assert 'iifname "brq3f2a9c1e-5b" oifname != "brq3f2a9c1e-5b" drop' in rules
-    assert f'ether saddr fa:16:3e:aa:00:01 oifname != {{ "dhq3f2a9c1e-5b", "{tap}" }} drop' in rules
-    assert f'ether daddr fa:16:3e:aa:00:01 iifname != {{ "dhq3f2a9c1e-5b", "{tap}" }} drop' in rules
-    assert f'iifname "{tap}" ether saddr != fa:16:3e:00:00:01 drop' in rules
+    assert "type filter hook input" in rules and "iifname @guest_ifaces drop" in rules
+    assert f'set guest_ifaces {{ type ifname; elements = {{ "brq3f2a9c1e-5b", "{tap}", "vxlan-4242" }} }}' in rules
+    assert '"brq3f2a9c1e-5b" . "brq3f2a9c1e-5b"' in rules  # a bridge's traffic stays on it
+    assert "iifname @guest_bridges iifname . oifname != @same_bridge drop" in rules
+    assert f'set local_ports {{ type ifname; elements = {{ "dhq3f2a9c1e-5b", "{tap}" }} }}' in rules
+    assert "set dhcp_macs { type ether_addr; elements = { fa:16:3e:aa:00:01 } }" in rules
+    assert "ether saddr @dhcp_macs oifname != @local_ports drop" in rules
+    assert f'"{tap}" . fa:16:3e:00:00:01' in rules
+    assert f'"{tap}" . 0.0.0.0, "{tap}" . 10.1.0.11' in rules
+    assert f'"{tap}" . ::, "{tap}" . fe80::/10' in rules
     unsecured = vxlan_plan(ports=[port(1, "10.1.0.11", port_security_enabled=False)])
     rules = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[unsecured]), SETTINGS).ruleset
-    assert "ether saddr != fa:16:3e:00:00:01" not in rules
+    assert "set secured { type ifname; }" in rules and "fa:16:3e:00:00:01" not in rules
     assert desired_state(HostNetworkPlan(host="hv1", generation=1), SETTINGS).ruleset == ""
 
 
