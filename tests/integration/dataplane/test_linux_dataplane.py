@@ -191,6 +191,24 @@ def test_two_hosts_one_network_guests_get_leases_and_reach_each_other(world):
     assert world.planes[0].check() is None and world.planes[1].check() is None
 
 
+def test_a_changed_subnet_is_served_after_a_reload_and_a_new_one_after_a_restart(world):
+    a1 = guest(world, "a1")
+    plane = world.planes[0]
+    pid = plane.dhcp.pid(world.net_a.network_id)
+    world.net_a.gateway = "10.251.10.254"
+    report = world.apply(0)
+    assert report.drift == [] and not report.error
+    assert plane.dhcp.pid(world.net_a.network_id) == pid  # its files changed: SIGHUP, same process
+    assert a1.dhcp()["router"] == "10.251.10.254"
+    world.net_a.gateway = "10.251.10.1"
+    world.net_a.mtu = 1400  # the DHCP leg's MTU and dnsmasq's options change; the command line does not
+    world.apply(0)
+    assert a1.dhcp()["mtu"] == "1400"
+    assert plane.dhcp.pid(world.net_a.network_id) == pid
+    world.net_a.mtu = 1450
+    assert not world.apply(0).error and a1.dhcp()["mtu"] == "1450"
+
+
 def test_another_networks_guest_reaches_neither(world):
     a1, b1 = guest(world, "a1"), guest(world, "b1")
     lease = b1.dhcp()
