@@ -32,6 +32,12 @@ FIGURES = {
         "cloud_cpu_s_per_cycle": "lower",
         "boot_p95_s": "lower",
     },
+    "network_programming": {
+        "cold_apply_ms": "lower",
+        "reapply_unchanged_ms": "lower",
+        "periodic_check_ms": "lower",
+        "reapply_with_peers_ms": "lower",
+    },
     "api_reads": {
         "server_show_per_cpu_s": "higher",
         "servers_detail_per_cpu_s": "higher",

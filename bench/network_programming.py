@@ -23,7 +23,9 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+# ``--root TREE`` (bench/compare.py) measures another checkout's data plane with this script.
+_ROOT = Path(sys.argv[sys.argv.index("--root") + 1]) if "--root" in sys.argv[:-1] else Path(__file__).parents[1]
+sys.path[0] = str(_ROOT.resolve())
 
 from compute_tasks.dataplane.linux import LinuxDataplane  # noqa: E402
 from compute_tasks.rpc import HostNetworkPlan, Neighbour, NetworkPlan, PortPlan, SubnetPlan  # noqa: E402
@@ -75,6 +77,7 @@ def main() -> None:
     parser.add_argument("--ports", type=int, default=5)
     parser.add_argument("--peers", type=int, default=200)
     parser.add_argument("--neighbours", type=int, default=2000)
+    parser.add_argument("--root", type=Path, default=_ROOT, help="the checkout whose data plane is measured")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("network_programming: needs root (namespaces, bridges, VXLAN)")

@@ -61,11 +61,11 @@ class Dataplane:
     # --- the entry points -------------------------------------------------------------------------------
 
     def apply(self, plan: HostNetworkPlan) -> NetworkStateApplied:
+        # A plan is applied even when its generation is lower than the one applied: it was the control
+        # plane's word when sent. Delivered late, its report and the heartbeat show the host behind, and
+        # the control plane sends the current plan again; and a control plane whose generations started
+        # over (a new database) is still obeyed.
         with self._lock:
-            if self.plan is not None and plan.generation < self.plan.generation:
-                # An old message delivered late: the plan the host has is newer. Say so, change nothing.
-                log.info("network plan %d is older than the applied %d; ignored", plan.generation, self.generation)
-                return self._report(Outcome(plugged=set(self.plugged)))
             outcome = self._run(plan)
             self.plan = plan
             self._save()
@@ -83,9 +83,10 @@ class Dataplane:
         with self._lock:
             if self.plan is None:
                 return None
-            before = set(self.plugged)
+            before, errors_before = set(self.plugged), self.memory.get("errors", [])
             outcome = self._run(self.plan)
-            if outcome.drift or outcome.errors or outcome.plugged != before:
+            # A problem that persists is reported once, not at every check.
+            if outcome.drift or outcome.errors != errors_before or outcome.plugged != before:
                 return self._report(outcome)
             return None
 
@@ -131,6 +132,7 @@ class Dataplane:
         for line in outcome.errors:
             log.error("data plane: %s", line)
         self.plugged = set(outcome.plugged)
+        self.memory["errors"] = list(outcome.errors)
         self._save()
         return outcome
 

@@ -20,6 +20,7 @@ DHCP_INSIDE = "ns-dhcp"  # the DHCP server's end, inside its namespace
 OWNED_PREFIXES = (BRIDGE_PREFIX, VXLAN_PREFIX, DHCP_VETH_PREFIX)
 
 DHCP_LEASE_SECONDS = 86400
+UNSPECIFIED_V4 = "0.0.0.0"  # noqa: S104 - a source address, the one a DHCP client sends from
 VXLAN_OVERHEAD = 50  # outer Ethernet, IPv4, UDP and VXLAN headers
 
 
@@ -95,6 +96,7 @@ class HostState:
     networks: tuple[NetworkState, ...] = ()
     ruleset: str = ""  # nftables, both tables; "" when the host has no network
     devices: dict[str, str] = field(default_factory=dict)  # tap device -> its bridge
+    problems: tuple[str, ...] = ()  # the networks of the plan this host cannot have, and why
 
     def network(self, network_id: str) -> NetworkState | None:
         return next((n for n in self.networks if n.network_id == network_id), None)
@@ -113,21 +115,38 @@ class Settings:
 
 
 def desired_state(plan: HostNetworkPlan, settings: Settings) -> HostState:
-    networks = tuple(network_state(n, settings) for n in sorted(plan.networks, key=lambda n: n.network_id))
-    bridges = [n.bridge for n in networks if n.owns_bridge]
-    if len(set(bridges)) != len(bridges):
-        raise PlanError("two networks' ids begin with the same 11 characters: their devices' names would clash")
+    # A network the host cannot have is left out and said so; the others are still applied.
+    states: list[NetworkState] = []
+    problems: list[str] = []
+    bridges: set[str] = set()
+    for plan_network in sorted(plan.networks, key=lambda n: n.network_id):
+        try:
+            state = network_state(plan_network, settings)
+            if state.owns_bridge and state.bridge in bridges:
+                raise PlanError(
+                    f"network {plan_network.network_id}: another network's id begins with the same 11 characters, "
+                    "so their devices' names would clash"
+                )
+        except PlanError as exc:
+            problems.append(str(exc))
+            continue
+        bridges.add(state.bridge)
+        states.append(state)
+    networks = tuple(states)
     devices: dict[str, str] = {}
     for network in networks:
         for port in network.ports:
             devices[port.device] = network.bridge
-    return HostState(networks=networks, ruleset=ruleset(networks, settings.table), devices=devices)
+    return HostState(
+        networks=networks, ruleset=ruleset(networks, settings.table), devices=devices, problems=tuple(problems)
+    )
 
 
 def network_state(plan: NetworkPlan, settings: Settings) -> NetworkState:
     if not _NETWORK_ID_RE.match(plan.network_id):
         raise PlanError(f"network id {plan.network_id!r} is not a UUID")
-    ports = tuple(p for p in plan.ports if _TAP_RE.match(p.device) and _MAC_RE.match(p.mac))
+    # A port an admin set down is not plugged: its guest is off the network until it is up again.
+    ports = tuple(p for p in plan.ports if p.admin_state_up and _TAP_RE.match(p.device) and _MAC_RE.match(p.mac))
     common = {
         "network_id": plan.network_id,
         "network_type": plan.network_type,
@@ -199,8 +218,9 @@ def dhcp_state(plan: NetworkPlan, namespace: str) -> Dhcp | None:
         "--domain-needed",
         "--bogus-priv",
         "--local-ttl=30",
-        f"--dhcp-lease-max={max(16, len(plan.leases) * 2)}",
     ]
+    # Sized by the subnets, not the ports: a port more must not change the command line (a restart).
+    args.append(f"--dhcp-lease-max={sum(net.num_addresses for _s, net, _a in served)}")
     for subnet, net, _address in served:
         args.append(f"--dhcp-range=set:{_tag(subnet)},{net.network_address},static,{net.netmask},{DHCP_LEASE_SECONDS}s")
     mine = {p.port_id for p in plan.ports}
@@ -247,55 +267,75 @@ def ruleset(networks: tuple[NetworkState, ...], table: str) -> str:
     inet: guests reach nothing on the host (replies to what the host opened pass), and nothing is routed
     between a guest bridge and any other interface. bridge: a port's frames carry its own MAC and
     addresses (with port security), and the DHCP port's frames never leave the host (every host serves
-    its own guests from the same address)."""
+    its own guests from the same address).
+
+    The rules are a fixed handful; what grows with networks and ports are the elements of named sets, so
+    the kernel matches in one lookup and ``nft list`` stays cheap."""
     if not networks:
         return ""
-    guest_ifaces = sorted(
-        {n.bridge for n in networks}
-        | {p.device for n in networks for p in n.ports}
-        | {n.vxlan for n in networks if n.vxlan}
-    )
+    bridges = sorted({n.bridge for n in networks})
+    taps = sorted({p.device for n in networks for p in n.ports})
+    guest_ifaces = sorted(set(bridges) | set(taps) | {n.vxlan for n in networks if n.vxlan})
     inet = [
         f"table inet {table} {{",
+        _named_set("guest_ifaces", "ifname", [f'"{i}"' for i in guest_ifaces]),
+        _named_set("guest_bridges", "ifname", [f'"{b}"' for b in bridges]),
+        _named_set("same_bridge", "ifname . ifname", [f'"{b}" . "{b}"' for b in bridges]),
         "  chain input {",
         "    type filter hook input priority filter; policy accept;",
-        f"    iifname {_set(guest_ifaces)} ct state established,related accept",
-        f"    iifname {_set(guest_ifaces)} drop",
+        "    iifname @guest_ifaces ct state established,related accept",
+        "    iifname @guest_ifaces drop",
         "  }",
         "  chain forward {",
         "    type filter hook forward priority filter; policy accept;",
+        # Bridged traffic (br_netfilter) comes in and goes out on the same bridge: it stays; routed does not.
+        "    iifname @guest_bridges iifname . oifname != @same_bridge drop",
+        "    oifname @guest_bridges iifname . oifname != @same_bridge drop",
+        "  }",
+        "}",
     ]
-    # Bridged traffic (br_netfilter) comes in and goes out on the same bridge: that stays; routed does not.
-    for bridge in sorted({n.bridge for n in networks}):
-        inet.append(f'    iifname "{bridge}" oifname != "{bridge}" drop')
-        inet.append(f'    oifname "{bridge}" iifname != "{bridge}" drop')
-    inet += ["  }", "}"]
-    bridge_rules = [
-        f"table bridge {table} {{",
-        "  chain forward {",
-        "    type filter hook forward priority filter; policy accept;",
-    ]
-    for network in networks:
-        for port in network.ports:
-            if not port.port_security_enabled:
-                continue
-            bridge_rules.append(f'    iifname "{port.device}" ether saddr != {port.mac.lower()} drop')
-            v4 = sorted({ip for ip in port.ips if _ipv4_or_none(ip)})
-            allowed = _set(["0.0.0.0", *v4])  # noqa: S104 - 0.0.0.0: a DHCP client before it has its address
-            bridge_rules.append(f'    iifname "{port.device}" ether type ip ip saddr != {allowed} drop')
-            bridge_rules.append(f'    iifname "{port.device}" ether type arp arp saddr ip != {allowed} drop')
+    secured = [p for n in networks for p in n.ports if p.port_security_enabled]
+    macs, ip4, ip6 = [], [], []
+    for port in secured:
+        macs.append(f'"{port.device}" . {port.mac.lower()}')
+        # IPv4: its own addresses, and 0.0.0.0 for a DHCP client before it has one. IPv6: its own, the
+        # unspecified address (duplicate address detection) and link-local ones (neighbour discovery).
+        v4 = sorted({i for i in port.ips if _ipv4_or_none(i)})
+        v6 = sorted({i for i in port.ips if _ipv6_or_none(i)})
+        ip4 += [f'"{port.device}" . {ip}' for ip in [UNSPECIFIED_V4, *v4]]
+        ip6 += [f'"{port.device}" . {ip}' for ip in ["::", "fe80::/10", *v6]]
     # The DHCP legs and the guests' taps are this host's own ports; anything else on a bridge (a VXLAN
     # device, a physical interface, an operator's devices) leads to other hosts.
-    local = sorted({n.dhcp.veth for n in networks if n.dhcp} | {p.device for n in networks for p in n.ports})
-    if local:
-        ours = _set(local)
-        for mac in sorted({n.dhcp.mac for n in networks if n.dhcp}):
-            bridge_rules.append(f"    ether saddr {mac} oifname != {ours} drop")
-            bridge_rules.append(f"    ether daddr {mac} iifname != {ours} drop")
-        bridge_rules.append(f"    iifname {ours} oifname != {ours} udp dport {{ 67, 68 }} drop")
-        bridge_rules.append(f"    iifname != {ours} oifname {ours} udp dport {{ 67, 68 }} drop")
-    bridge_rules += ["  }", "}"]
+    local = sorted({n.dhcp.veth for n in networks if n.dhcp} | set(taps))
+    dhcp_macs = sorted({n.dhcp.mac for n in networks if n.dhcp})
+    bridge_rules = [
+        f"table bridge {table} {{",
+        _named_set("secured", "ifname", sorted({f'"{p.device}"' for p in secured})),
+        _named_set("port_macs", "ifname . ether_addr", macs),
+        _named_set("port_ip4", "ifname . ipv4_addr", ip4),
+        _named_set("port_ip6", "ifname . ipv6_addr", ip6, interval=True),
+        _named_set("local_ports", "ifname", [f'"{i}"' for i in local]),
+        _named_set("dhcp_macs", "ether_addr", dhcp_macs),
+        "  chain forward {",
+        "    type filter hook forward priority filter; policy accept;",
+        "    iifname @secured iifname . ether saddr != @port_macs drop",
+        "    iifname @secured ether type ip iifname . ip saddr != @port_ip4 drop",
+        "    iifname @secured ether type arp iifname . arp saddr ip != @port_ip4 drop",
+        "    iifname @secured ether type ip6 iifname . ip6 saddr != @port_ip6 drop",
+        "    ether saddr @dhcp_macs oifname != @local_ports drop",
+        "    ether daddr @dhcp_macs iifname != @local_ports drop",
+        "    iifname @local_ports oifname != @local_ports udp dport { 67, 68 } drop",
+        "    iifname != @local_ports oifname @local_ports udp dport { 67, 68 } drop",
+        "  }",
+        "}",
+    ]
     return "\n".join(inet + bridge_rules) + "\n"
+
+
+def _named_set(name: str, type_: str, elements: list[str], *, interval: bool = False) -> str:
+    flags = " flags interval;" if interval else ""
+    body = f" elements = {{ {', '.join(elements)} }}" if elements else ""
+    return f"  set {name} {{ type {type_};{flags}{body} }}"
 
 
 def hostname(port: PortPlan) -> str:
@@ -325,15 +365,6 @@ def _tag(subnet: SubnetPlan) -> str:
     return "subnet-" + re.sub(r"[^A-Za-z0-9-]", "", subnet.subnet_id)
 
 
-def _set(items: list[str]) -> str:
-    quoted = [f'"{i}"' if not _looks_numeric(i) else i for i in items]
-    return "{ " + ", ".join(quoted) + " }"
-
-
-def _looks_numeric(item: str) -> bool:
-    return _ipv4_or_none(item) is not None
-
-
 def _ipv4(value: str) -> str:
     return str(ipaddress.IPv4Address(value))
 
@@ -341,6 +372,13 @@ def _ipv4(value: str) -> str:
 def _ipv4_or_none(value: str) -> ipaddress.IPv4Address | None:
     try:
         return ipaddress.IPv4Address(value)
+    except ValueError:
+        return None
+
+
+def _ipv6_or_none(value: str) -> ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.IPv6Address(value)
     except ValueError:
         return None
 

@@ -65,7 +65,7 @@ class DhcpServers:
             changed |= self._write(d / name, content)
         command = self.command(network_id, dhcp)
         pid = self.pid(network_id)
-        if pid is not None and _cmdline(pid) == command:
+        if pid is not None and _cmdline(pid) == command and _in_namespace(pid, dhcp.namespace):
             if changed:
                 os.kill(pid, signal.SIGHUP)
             return changed, False
@@ -73,10 +73,6 @@ class DhcpServers:
             self._stop_pid(pid)
         self._start(dhcp.namespace, network_id, command)
         return changed, True
-
-    def running(self, network_id: str, dhcp: Dhcp) -> bool:
-        pid = self.pid(network_id)
-        return pid is not None and _cmdline(pid) == self.command(network_id, dhcp)
 
     def pid(self, network_id: str) -> int | None:
         try:
@@ -117,6 +113,11 @@ class DhcpServers:
 
     def _private_group_dir(self, path: Path) -> None:
         gid = grp.getgrnam(self.group).gr_gid
+        # Whatever the worker's umask (077): dnsmasq must be able to pass through the parent, and only that.
+        parent = self.run_dir.parent
+        parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        if parent.stat().st_mode & 0o011 != 0o011:
+            os.chmod(parent, parent.stat().st_mode & 0o700 | 0o011)  # noqa: S103 - traverse only
         for directory in (self.run_dir, path):
             directory.mkdir(mode=0o750, parents=True, exist_ok=True)
             os.chown(directory, 0, gid)
@@ -146,3 +147,11 @@ def _cmdline(pid: int) -> list[str]:
     if not raw:
         return []  # a zombie
     return raw.rstrip(b"\0").decode(errors="replace").split("\0")
+
+
+def _in_namespace(pid: int, namespace: str) -> bool:
+    """Whether the process runs in the named namespace (not in one deleted and made again since)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{namespace}").st_ino
+    except OSError:
+        return False

@@ -30,6 +30,8 @@ from compute_tasks.dataplane.desired import (
     desired_state,
 )
 from compute_tasks.dataplane.dhcp import DhcpServers
+from compute_tasks.dataplane.drift import Fixes
+from compute_tasks.dataplane.firewall import Firewall
 from compute_tasks.rpc import HostNetworkPlan, PortPlan
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class LinuxDataplane(Dataplane):
         self.devices = dict(physical_networks)
         self.runner = Runner(namespace, timeout=timeout)
         self.root = Runner("", timeout=timeout)
+        self.firewall = Firewall(self.runner, self.memory, TABLE)
         self.dhcp = DhcpServers(self.runner, run_dir or Path("/run/compute-dataplane") / (namespace or host))
 
     # --- the whole plan -------------------------------------------------------------------------------------
@@ -76,19 +79,16 @@ class LinuxDataplane(Dataplane):
     def _desired(self, plan: HostNetworkPlan | None, links: dict[str, Link]) -> HostState:
         if plan is None:
             return HostState()
-        try:
-            return desired_state(plan, self._settings(links))
-        except PlanError:
-            return HostState()
+        return desired_state(plan, self._settings(links))
 
     def _reconcile(self, plan: HostNetworkPlan, previous: HostNetworkPlan | None) -> Outcome:
         links = self.runner.links()
         want = desired_state(plan, self._settings(links))
         before = self._desired(previous, links)
-        fix = _Fixes(before, want)
+        fix = Fixes(before, want)
         made = self.memory.setdefault("links", [])
         namespaces = self.memory.setdefault("namespaces", {})
-        outcome = Outcome()
+        outcome = Outcome(errors=list(want.problems))
         fdb = self._fdb_by_device()
         existing_ns = self.root.namespaces()
         for network in want.networks:
@@ -98,7 +98,7 @@ class LinuxDataplane(Dataplane):
                 outcome.errors.append(f"network {network.network_id}: {exc}")
         self._remove_unwanted(want, before, links, fix, made, namespaces)
         try:
-            self._ensure_firewall(want, fix)
+            self.firewall.ensure(want.ruleset, fix)
         except CommandFailed as exc:
             outcome.errors.append(f"firewall: {exc}")
         ports = [p for n in want.networks for p in n.ports]
@@ -108,7 +108,7 @@ class LinuxDataplane(Dataplane):
 
     def _plug(self, plan: HostNetworkPlan, ports: list[PortPlan]) -> set[str]:
         want = desired_state(plan, self._settings(self.runner.links()))
-        return self._plug_ports(want, ports, _Fixes(want, want))
+        return self._plug_ports(want, ports, Fixes(want, want))
 
     # --- one network ----------------------------------------------------------------------------------------
 
@@ -140,6 +140,8 @@ class LinuxDataplane(Dataplane):
             self.runner.ip_batch(
                 [
                     f"link add name {net.bridge} type bridge stp_state 0 forward_delay 0",
+                    # No IPv6 link-local address: the host has no address on a guest network.
+                    f"link set {net.bridge} addrgenmode none",
                     f"link set {net.bridge} mtu {net.mtu} up",
                 ]
             )
@@ -291,30 +293,6 @@ class LinuxDataplane(Dataplane):
             if link.name in plugged_before and link.name not in want.devices and link.master:
                 self.runner.ip("link", "set", link.name, "nomaster", check=False)
 
-    # --- the firewall ---------------------------------------------------------------------------------------
-
-    def _listing(self) -> str:
-        out = []
-        for family in ("inet", "bridge"):
-            out.append(self.runner.run(["nft", "list", "table", family, TABLE], check=False))
-        return "".join(out)
-
-    def _ensure_firewall(self, want: HostState, fix) -> None:
-        applied = self.memory.get("ruleset", "")
-        if not want.ruleset:
-            if applied or self.memory.get("listing"):
-                self.runner.run(["nft", "-f", "-"], input=_drop_tables(), check=False)
-                self.memory["ruleset"] = self.memory["listing"] = ""
-            return
-        listing = self._listing()
-        if applied == want.ruleset and listing == self.memory.get("listing"):
-            return
-        self.runner.run(["nft", "-f", "-"], input=_drop_tables() + want.ruleset)
-        if applied == want.ruleset:
-            fix.drift.append("the data plane's nftables tables were changed or missing; restored")
-        self.memory["ruleset"] = want.ruleset
-        self.memory["listing"] = self._listing()
-
     # --- taps -----------------------------------------------------------------------------------------------
 
     def _plug_ports(self, want: HostState, ports: list[PortPlan], fix) -> set[str]:
@@ -334,6 +312,7 @@ class LinuxDataplane(Dataplane):
             links = self.runner.links()
         taps = self.memory.setdefault("taps", [])
         changed = False
+        lost: list[PortPlan] = []
         for port in ports:
             link = links.get(port.device)
             bridge = want.devices.get(port.device)
@@ -345,9 +324,12 @@ class LinuxDataplane(Dataplane):
                 self.runner.ip("link", "set", port.device, "master", bridge, "mtu", str(net.mtu), "up", check=False)
                 changed = True
                 if port.port_id in self.plugged and link.master != bridge:
-                    fix.drift.append(f"tap {port.device} of port {port.port_id} was off bridge {bridge}; plugged again")
+                    lost.append(port)
         if changed:
             links = self.runner.links()
+        for port in lost:
+            if links.get(port.device) is not None and links[port.device].master == want.devices.get(port.device):
+                fix.drift.append(f"tap {port.device} of port {port.port_id} was off its bridge; plugged again")
         # Only what is on its bridge now counts as plugged.
         plugged = {
             p.port_id for p in ports if p.device in links and links[p.device].master == want.devices.get(p.device)
@@ -358,53 +340,6 @@ class LinuxDataplane(Dataplane):
         return plugged
 
 
-class _Fixes:
-    """Collects what was mended: a fix of something the previous plan already had, unchanged, is drift;
-    a fix of something the new plan brings is the plan being applied."""
-
-    def __init__(self, before: HostState, want: HostState) -> None:
-        self.before = _keys(before)
-        self.want = _keys(want)
-        self.drift: list[str] = []
-
-    def note(self, key: tuple, message: str) -> None:
-        if key in self.before and self.before.get(key) == self.want.get(key):
-            self.drift.append(message)
-
-    def note_removed(self, key: tuple, message: str) -> None:
-        if key not in self.before:
-            self.drift.append(message)
-
-
-def _keys(state: HostState) -> dict[tuple, object]:
-    keys: dict[tuple, object] = {}
-    for net in state.networks:
-        if net.owns_bridge:
-            keys[("bridge", net.bridge)] = net.mtu
-            keys[("link", net.bridge)] = True
-        if net.vxlan:
-            keys[("vxlan", net.vxlan)] = (net.vni, net.mtu, net.bridge)
-            keys[("link", net.vxlan)] = True
-            for remote in net.flood:
-                keys[("flood", net.vxlan, remote)] = True
-            for mac, remote in net.pinned:
-                keys[("pin", net.vxlan, mac, remote)] = True
-        if net.uplink:
-            keys[("uplink", net.uplink)] = net.bridge
-        if net.dhcp:
-            keys[("dhcp", net.network_id)] = (net.dhcp.args, net.dhcp.addresses, net.dhcp.mac)
-            keys[("dhcpns", net.dhcp.namespace)] = True
-            keys[("dhcpleg", net.dhcp.veth)] = net.bridge
-            keys[("link", net.dhcp.veth)] = True
-        for port in net.ports:
-            keys[("tap", port.device)] = net.bridge
-    return keys
-
-
 def _remember(names: list[str], name: str) -> None:
     if name not in names:
         names.append(name)
-
-
-def _drop_tables() -> str:
-    return "".join(f"table {family} {TABLE}\ndelete table {family} {TABLE}\n" for family in ("inet", "bridge"))

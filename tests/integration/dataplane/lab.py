@@ -203,6 +203,8 @@ class LabNetwork:
     dhcp_mac: str
     dhcp_ip: str
     mtu: int = 1450
+    network_type: str = "vxlan"
+    physical_network: str | None = None
     bindings: list[tuple[Host, PortPlan]] = field(default_factory=list)
     host_routes: list[dict[str, str]] = field(default_factory=list)
 
@@ -213,9 +215,10 @@ class LabNetwork:
         elsewhere = [(h, p) for h, p in self.bindings if h is not host]
         return NetworkPlan(
             network_id=self.network_id,
-            network_type="vxlan",
+            network_type=self.network_type,
             mtu=self.mtu,
-            segmentation_id=self.vni,
+            segmentation_id=self.vni if self.network_type == "vxlan" else None,
+            physical_network=self.physical_network,
             subnets=[
                 SubnetPlan(
                     subnet_id=str(uuid.uuid5(uuid.NAMESPACE_URL, self.cidr)),
@@ -229,8 +232,10 @@ class LabNetwork:
             dhcp_mac=self.dhcp_mac,
             dhcp_ips=[self.dhcp_ip],
             leases=[p for _h, p in self.bindings],
-            remotes=sorted({h.tunnel_address for h, _p in elsewhere}),
-            neighbours=[Neighbour(mac=p.mac, ip=p.ips[0], remote=h.tunnel_address) for h, p in elsewhere],
+            remotes=sorted({h.tunnel_address for h, _p in elsewhere}) if self.network_type == "vxlan" else [],
+            neighbours=[Neighbour(mac=p.mac, ip=p.ips[0], remote=h.tunnel_address) for h, p in elsewhere]
+            if self.network_type == "vxlan"
+            else [],
         )
 
 

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from compute_tasks.dataplane.desired import PlanError, Settings, desired_state, hostname
+from compute_tasks.dataplane.desired import PlanError, Settings, desired_state, hostname, network_state
 from compute_tasks.rpc import HostNetworkPlan, Neighbour, NetworkPlan, PortPlan, SubnetPlan
 
 pytestmark = pytest.mark.unit
@@ -90,15 +90,19 @@ def test_the_ruleset_keeps_guests_off_the_host_and_dhcp_frames_off_the_overlay()
     state = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan()]), SETTINGS)
     rules = state.ruleset
     tap = state.networks[0].ports[0].device
-    assert "type filter hook input" in rules
-    assert f'iifname {{ "brq3f2a9c1e-5b", "{tap}", "vxlan-4242" }} drop' in rules
-    assert 'iifname "brq3f2a9c1e-5b" oifname != "brq3f2a9c1e-5b" drop' in rules
-    assert f'ether saddr fa:16:3e:aa:00:01 oifname != {{ "dhq3f2a9c1e-5b", "{tap}" }} drop' in rules
-    assert f'ether daddr fa:16:3e:aa:00:01 iifname != {{ "dhq3f2a9c1e-5b", "{tap}" }} drop' in rules
-    assert f'iifname "{tap}" ether saddr != fa:16:3e:00:00:01 drop' in rules
+    assert "type filter hook input" in rules and "iifname @guest_ifaces drop" in rules
+    assert f'set guest_ifaces {{ type ifname; elements = {{ "brq3f2a9c1e-5b", "{tap}", "vxlan-4242" }} }}' in rules
+    assert '"brq3f2a9c1e-5b" . "brq3f2a9c1e-5b"' in rules  # a bridge's traffic stays on it
+    assert "iifname @guest_bridges iifname . oifname != @same_bridge drop" in rules
+    assert f'set local_ports {{ type ifname; elements = {{ "dhq3f2a9c1e-5b", "{tap}" }} }}' in rules
+    assert "set dhcp_macs { type ether_addr; elements = { fa:16:3e:aa:00:01 } }" in rules
+    assert "ether saddr @dhcp_macs oifname != @local_ports drop" in rules
+    assert f'"{tap}" . fa:16:3e:00:00:01' in rules
+    assert f'"{tap}" . 0.0.0.0, "{tap}" . 10.1.0.11' in rules
+    assert f'"{tap}" . ::, "{tap}" . fe80::/10' in rules
     unsecured = vxlan_plan(ports=[port(1, "10.1.0.11", port_security_enabled=False)])
     rules = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[unsecured]), SETTINGS).ruleset
-    assert "ether saddr != fa:16:3e:00:00:01" not in rules
+    assert "set secured { type ifname; }" in rules and "fa:16:3e:00:00:01" not in rules
     assert desired_state(HostNetworkPlan(host="hv1", generation=1), SETTINGS).ruleset == ""
 
 
@@ -123,9 +127,23 @@ def test_flat_networks_use_the_configured_bridge_or_enslave_the_interface():
         ({"network_id": "../../etc"}, SETTINGS, "not a UUID"),
     ],
 )
-def test_what_the_host_cannot_have_is_refused_clearly(change, settings, message):
-    with pytest.raises(PlanError, match=message):
-        desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(**change)]), settings)
+def test_what_the_host_cannot_have_is_refused_clearly_and_the_rest_applied(change, settings, message):
+    good = vxlan_plan(network_id="9" * 8 + NET[8:], segmentation_id=5)
+    state = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(**change), good]), settings)
+    assert message in state.problems[0]
+    if settings.tunnel_address:
+        assert [n.network_id for n in state.networks] == [good.network_id]
+
+
+def test_networks_whose_device_names_would_clash_are_refused():
+    twin = vxlan_plan(network_id=NET[:11] + "0" * 8 + NET[19:], segmentation_id=5)
+    state = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(), twin]), SETTINGS)
+    assert len(state.networks) == 1 and "same 11 characters" in state.problems[0]
+
+
+def test_a_network_id_that_is_not_a_uuid_is_refused():
+    with pytest.raises(PlanError, match="not a UUID"):
+        network_state(vxlan_plan(network_id="x"), SETTINGS)
 
 
 def test_devices_and_macs_that_are_not_a_ports_are_ignored():
@@ -139,3 +157,11 @@ def test_devices_and_macs_that_are_not_a_ports_are_ignored():
 def test_hostnames_are_dns_labels():
     assert hostname(PortPlan(port_id="p", mac="", device="", hostname="My Server!")) == "my-server"
     assert hostname(PortPlan(port_id="p", mac="", device="", ips=["10.0.0.5"])) == "host-10-0-0-5"
+
+
+def test_a_port_an_admin_set_down_is_not_plugged():
+    down = port(1, "10.1.0.11", admin_state_up=False)
+    (net,) = desired_state(
+        HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(ports=[down])]), SETTINGS
+    ).networks
+    assert net.ports == ()

@@ -148,14 +148,15 @@ def test_a_plan_for_another_host_is_refused(setup):
     assert reporter.sent == [] and plane.generation == 0
 
 
-def test_an_older_plan_delivered_late_changes_nothing(setup):
+def test_an_older_plan_is_applied_and_reported_as_such_so_the_control_plane_sends_the_current_one(setup):
     manager, reporter, plane = setup
     newer, _ = plan_with(str(uuid.uuid4()), generation=5)
     older, _ = plan_with(str(uuid.uuid4()), generation=3)
     manager.apply_network_state(newer)
     manager.apply_network_state(older)
-    assert plane.plan == newer
-    assert [m.generation for m in reporter.sent] == [5, 5]
+    assert plane.plan == older
+    assert [m.generation for m in reporter.sent] == [5, 3]
+    assert manager.heartbeat().network_generation == 3
 
 
 def test_the_check_reports_only_what_changed(setup):
@@ -167,6 +168,21 @@ def test_the_check_reports_only_what_changed(setup):
     plane.up.add(port.port_id)  # the guest's tap appeared
     manager.check_network()
     assert reporter.sent[-1].plugged_ports == [port.port_id]
+
+
+def test_a_lasting_problem_is_reported_once(setup):
+    manager, reporter, plane = setup
+
+    def broken(plan, previous):
+        raise RuntimeError("the namespace is gone")
+
+    plan, _port = plan_with(str(uuid.uuid4()))
+    manager.apply_network_state(plan)
+    plane._reconcile = broken
+    manager.check_network()
+    manager.check_network()
+    errors = [m.error for m in reporter.sent]
+    assert errors == ["", "RuntimeError: the namespace is gone"]
 
 
 def test_the_null_data_plane_reports_every_planned_port_plugged(tmp_path):
