@@ -16,6 +16,8 @@ os.environ.setdefault("SCHEDULER_HOST_STATE_MAX_AGE", "0")
 # A server that asks for no particular network gets QEMU's user-mode NIC, so that the many tests about
 # other things need no data plane; the network tests ask for networks, or turn "tenant" on.
 os.environ.setdefault("NETWORK_MODE", "user")
+# Live pages look for changes five times a second, so tests of them wait for an event a fifth as long.
+os.environ.setdefault("PORTAL_LIVE_POLL_INTERVAL", "0.2")
 
 from .base import *  # noqa: E402, F403
 from .base import CLOUD, STATE_DIR, STATIC_ROOT  # noqa: E402

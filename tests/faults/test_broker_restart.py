@@ -90,7 +90,7 @@ def test_broker_restart_during_a_burst_of_boots(broker_kind, tenant, image, faul
         return rows if all(task is None and vm in ("active", "error") for _, vm, task in rows) else None
 
     try:
-        rows = wait_until(settled, 150, interval=1, message="every instance to reach a final state")
+        rows = wait_until(settled, 150, interval=0.2, message="every instance to reach a final state")
     except AssertionError:
         states = Counter(Instance.objects.filter(project=tenant.project).values_list("vm_state", "task_state"))
         raise AssertionError(f"not every instance reached a final state: {dict(states)}") from None

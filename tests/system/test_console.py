@@ -51,7 +51,16 @@ def token_of(url: str) -> str:
     return re.search(r"token%3D([A-Za-z0-9_-]+)", url).group(1)
 
 
-def test_rfb_handshake_through_the_proxy_and_refusals(qemu_cluster, api_user, running_vm):
+def test_the_console_of_a_real_vm_in_chromium_and_through_the_proxy(qemu_cluster, api_user, running_vm):
+    """One booted guest serves both: noVNC in Chromium first, then the handshake, the refusals and, as it
+    stops the server, the revocation of its tokens."""
+    novnc_in_chromium_shows_the_vm_screen(qemu_cluster, api_user, running_vm)
+    rfb_handshake_through_the_proxy_and_refusals(qemu_cluster, api_user, running_vm)
+
+
+def rfb_handshake_through_the_proxy_and_refusals(qemu_cluster, api_user, running_vm):
+    """The RFB handshake through the proxy; a forged token, a foreign origin and no origin refused; stopping the
+    server revokes its tokens."""
     url = console_url(api_user, running_vm)
     assert url.startswith(f"{qemu_cluster.proxy_origin}/vnc_lite.html?path=")
     token = token_of(url)
@@ -80,7 +89,8 @@ def test_rfb_handshake_through_the_proxy_and_refusals(qemu_cluster, api_user, ru
     assert token not in qemu_cluster.processes["consoleproxy"].output()
 
 
-def test_novnc_in_chromium_shows_the_vm_screen(qemu_cluster, api_user, running_vm):
+def novnc_in_chromium_shows_the_vm_screen(qemu_cluster, api_user, running_vm):
+    """noVNC in Chromium connects through the proxy and shows the guest's screen."""
     from playwright.sync_api import sync_playwright
 
     url = console_url(api_user, running_vm)

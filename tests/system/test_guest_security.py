@@ -135,7 +135,7 @@ def probed_guest(tmp_path_factory):
         deadline = time.monotonic() + PROBE_TIMEOUT_S
         while not (log.exists() and done.search(_text(log))):
             assert time.monotonic() < deadline, f"the probes did not finish; serial log:\n{_text(log)}"
-            time.sleep(0.5)
+            time.sleep(0.2)
         yield ProbedGuest(instance_dir=instance_dir, token=token, listener=listener, output=_text(log))
     finally:
         driver.destroy(InstanceRef(instance_uuid=instance_uuid, domain_name=request.domain_name))

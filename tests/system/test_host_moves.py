@@ -149,7 +149,7 @@ def wait_for_console(manager, request, text, since=0):
         if text in seen:
             return
         assert time.monotonic() < deadline, f"{text!r} not on the console; it shows:\n{seen[-2000:]}"
-        time.sleep(1)
+        time.sleep(0.2)
 
 
 def domain(request):

@@ -135,7 +135,7 @@ def wait_for_ticks(manager, request, count, after=0):
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     while len([t for t in ticks(manager, request) if t[0] > after]) < count:
         assert time.monotonic() < deadline, "the guest does not count on its serial port"
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def prepare(destination, request, migration_id):

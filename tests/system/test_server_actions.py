@@ -55,7 +55,7 @@ def settle(user, server_id, status, timeout=120):
         server = user.server(server_id)
         return server["status"] == status and server["OS-EXT-STS:task_state"] is None
 
-    wait_until(settled, timeout, interval=0.5, message=f"{server_id} to be {status}")
+    wait_until(settled, timeout, interval=0.2, message=f"{server_id} to be {status}")
 
 
 class SerialConsole:

@@ -42,7 +42,7 @@ def wait_status(user, server_id, status, timeout=120):
     return wait_until(
         lambda: user.server(server_id)["status"] == status,
         timeout,
-        interval=0.5,
+        interval=0.2,
         message=f"{server_id} to be {status}",
     )
 

@@ -70,7 +70,7 @@ def wait_status(user, server_id, status, timeout=180):
         assert shown["status"] != "ERROR", shown.get("fault")
         return shown["status"] == status
 
-    return wait_until(current, timeout, interval=0.5, message=f"{server_id} to be {status}")
+    return wait_until(current, timeout, interval=0.2, message=f"{server_id} to be {status}")
 
 
 def console_log(cluster, server_id) -> bytes:

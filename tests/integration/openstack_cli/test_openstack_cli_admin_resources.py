@@ -1,5 +1,5 @@
 """The real ``openstack`` CLI against flavors, key pairs, aggregates, availability zones, hypervisors,
-compute services and server groups, through a real Keystone; every command's output is checked."""
+compute services and server groups, through the built-in identity; every command's output is checked."""
 
 from __future__ import annotations
 

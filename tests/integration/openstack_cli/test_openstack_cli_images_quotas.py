@@ -1,4 +1,5 @@
-"""The real `openstack` CLI on images, quotas and limits through a real Keystone; every output is checked.
+"""The real `openstack` CLI on images, quotas and limits, through a real Keystone and through the built-in
+identity; every output is checked.
 
 Flavors, keypairs, aggregates, zones, hypervisors, services and server groups are in
 test_openstack_cli_admin_resources.py."""
@@ -14,6 +15,10 @@ from portal.models import Project
 from tests.openstack_cli import MEMBER_PROJECT, rows_by
 
 pytestmark = pytest.mark.integration
+
+# The one CLI module run with both identities: a real Keystone end to end (its tokens, catalog and a project
+# this cloud has not seen yet), and the built-in identity.
+CLI_IDENTITIES = ("keystone", "builtin")
 
 
 def test_image_create_list_show_delete(cli, transactional_db):

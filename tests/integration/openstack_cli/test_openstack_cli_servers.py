@@ -1,12 +1,13 @@
-"""`openstack server …` with the real CLI, a real Keystone, the live API, the conductor and a compute host on
-libvirt's test driver: every server command of the issue that needs no real guest, its output checked."""
+"""`openstack server …` with the real CLI, the cloud's built-in identity (and a real Keystone for a server's
+create, list, show and delete), the live API, the conductor and a compute host on libvirt's test driver: every
+server command of the issue that needs no real guest, its output checked."""
 
 from __future__ import annotations
 
 import pytest
 
 from portal.models import Instance
-from tests.openstack_cli import rows_by
+from tests.openstack_cli import rows_by, with_identities
 
 # Nova's power states, as `-f json` prints them.
 RUNNING, PAUSED, SHUTDOWN, SUSPENDED = 1, 3, 4, 7
@@ -22,6 +23,7 @@ def vm1(cli, host_up, tiny_flavor, demo_image):
     return server
 
 
+@with_identities("keystone", "builtin")
 def test_server_create_wait_list_show_delete(cli, vm1, demo_image):
     assert vm1["name"] == "vm1"
     assert vm1["image"].startswith("demo (") and str(demo_image.id) in vm1["image"]

@@ -102,7 +102,8 @@ class World:
 
 @pytest.fixture
 def world(db, settings, tmp_path) -> World:
-    settings.CLOUD = {**settings.CLOUD, "IMAGE_DIR": tmp_path}
+    # No worker serves tenancy-host: a question to it (diagnostics) is answered 503 after this many seconds.
+    settings.CLOUD = {**settings.CLOUD, "IMAGE_DIR": tmp_path, "CONSOLE_OUTPUT_TIMEOUT": 1}
     owner = Caller(Role.MEMBER)
     project = owner.project
     reader = Caller(Role.READER, project=project)
