@@ -200,6 +200,22 @@ _ANY_LIVE = frozenset(
 )
 _RUNNING_OR_NOT = (VmState.ACTIVE, VmState.STOPPED)
 
+# The task states of a server on its way between hosts (its networks must be on both meanwhile).
+MOVE_TASK_STATES = frozenset(
+    {
+        TaskState.RESIZE_PREP,
+        TaskState.RESIZE_MIGRATING,
+        TaskState.RESIZE_MIGRATED,
+        TaskState.RESIZE_FINISH,
+        TaskState.RESIZE_CONFIRMING,
+        TaskState.RESIZE_REVERTING,
+        TaskState.MIGRATING,
+        TaskState.REBUILDING,
+        TaskState.UNSHELVING,
+    }
+)
+
+
 ALLOWED: dict[str, Transition] = {
     "start": _rule({VmState.STOPPED}, TaskState.POWERING_ON, VmState.ACTIVE),
     "stop": _rule({VmState.ACTIVE, VmState.ERROR}, TaskState.POWERING_OFF, VmState.STOPPED),

@@ -9,7 +9,6 @@ finds its bridge wherever it lands.
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -312,7 +311,7 @@ def interface_detach(*, ctx: RequestContext, instance: Instance, port_id: str) -
     """Take a port out of the server: one made for it is deleted, the caller's own stays, unbound."""
     with transaction.atomic():
         locked = _interface_instance(ctx, instance, "detach_interface")
-        port = instance_ports(locked).filter(pk=port_id).first() if _is_uuid(port_id) else None
+        port = instance_ports(locked).filter(pk=port_id).first() if network_sync.is_uuid(port_id) else None
         if port is None:
             raise NetworkRequestError(f"Port {str(port_id)[:64]} is not attached", 404)
         request = rpc.InterfaceRequest(
@@ -345,11 +344,3 @@ def port_nic(port: Port) -> rpc.NicSpec:
         device=port.device_name,
         mtu=port.network.mtu,
     )
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True

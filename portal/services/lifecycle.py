@@ -26,30 +26,15 @@ from portal.models import (
     InstanceActionEvent,
     InstanceFault,
 )
-from portal.states import ALLOWED, TaskState, VmState, allowed_task_states
+from portal.states import ALLOWED, MOVE_TASK_STATES, VmState, allowed_task_states
 
 from . import instance_ports
 
 _UNSET: Any = object()
 
-# The task states of a server on its way between hosts: its networks must be on both meanwhile.
-_MOVE_TASK_STATES = frozenset(
-    {
-        TaskState.RESIZE_PREP,
-        TaskState.RESIZE_MIGRATING,
-        TaskState.RESIZE_MIGRATED,
-        TaskState.RESIZE_FINISH,
-        TaskState.RESIZE_CONFIRMING,
-        TaskState.RESIZE_REVERTING,
-        TaskState.MIGRATING,
-        TaskState.REBUILDING,
-        TaskState.UNSHELVING,
-    }
-)
-
 
 def _moves(task_state: str | None) -> bool:
-    return task_state in _MOVE_TASK_STATES
+    return task_state in MOVE_TASK_STATES
 
 
 class StateConflict(Exception):

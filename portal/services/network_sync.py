@@ -156,7 +156,7 @@ def network_state_applied(report: rpc.NetworkStateApplied) -> None:
     if report.drift:
         log.warning("host %s mended its data plane: %s", host.name, "; ".join(report.drift[:10]))
     mine = Port.objects.filter(host=host).exclude(device_owner=Port.OWNER_DHCP)
-    plugged = [p for p in report.plugged_ports if _is_uuid(p)]
+    plugged = [p for p in report.plugged_ports if is_uuid(p)]
     mine.filter(pk__in=plugged).exclude(status=Port.Status.ACTIVE).update(
         status=Port.Status.ACTIVE, revision_number=F("revision_number") + 1, updated_at=timezone.now()
     )
@@ -170,7 +170,7 @@ def network_state_applied(report: rpc.NetworkStateApplied) -> None:
     )
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
     try:
         uuid.UUID(str(value))
     except ValueError:

@@ -8,8 +8,6 @@ for those that could not move); ``DELETE /os-host-drains/{uuid}`` cancels (the m
 
 from __future__ import annotations
 
-import uuid
-
 from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
@@ -18,6 +16,7 @@ from portal.models import ComputeHost, HostDrain, HostDrainItem
 from portal.services import drains
 
 from .times import naive_iso
+from .validation import is_uuid
 
 
 def drain_view(drain: HostDrain, *, items: bool) -> dict:
@@ -49,18 +48,10 @@ def drain_view(drain: HostDrain, *, items: bool) -> dict:
 
 
 def _drain(drain_id) -> HostDrain:
-    drain = HostDrain.objects.select_related("host").filter(uuid=drain_id).first() if _is_uuid(drain_id) else None
+    drain = HostDrain.objects.select_related("host").filter(uuid=drain_id).first() if is_uuid(drain_id) else None
     if drain is None:
         raise NotFound(f"Drain {str(drain_id)[:64]} could not be found.")
     return drain
-
-
-def _is_uuid(value) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 class HostDrainListView(ComputeAPIView):

@@ -17,8 +17,9 @@ from portal.services.lifecycle import StateConflict
 
 from ..base import ComputeAPIView
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
-from .serializers import VersionedSerializer, _is_uuid
+from .serializers import VersionedSerializer
 from .servers import get_instance_or_404
+from .validation import is_uuid
 
 
 class AttachSerializer(VersionedSerializer):
@@ -32,7 +33,7 @@ class AttachSerializer(VersionedSerializer):
     def validate(self, attrs):
         attrs = super().validate(attrs)
         for key in ("net_id", "port_id"):
-            if attrs.get(key) and not _is_uuid(attrs[key]):
+            if attrs.get(key) and not is_uuid(attrs[key]):
                 raise serializers.ValidationError({key: "must be a UUID"})
         if attrs.get("port_id") and attrs.get("net_id"):
             raise serializers.ValidationError("Must not input both network_id and port_id")
@@ -102,7 +103,7 @@ class InterfaceListView(ComputeAPIView):
 class InterfaceView(ComputeAPIView):
     def get(self, request, server_id, port_id):
         instance = get_instance_or_404(self, server_id)
-        port = instance_ports.instance_ports(instance).filter(pk=port_id).first() if _is_uuid(port_id) else None
+        port = instance_ports.instance_ports(instance).filter(pk=port_id).first() if is_uuid(port_id) else None
         if port is None:
             raise NotFound("Network interface not found")
         return Response({"interfaceAttachment": interface_view(port, request.api_version)})

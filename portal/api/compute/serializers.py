@@ -6,13 +6,13 @@ import base64
 import binascii
 import ipaddress
 import re
-import uuid
 
 from rest_framework import serializers
 
 from portal.services.instance_ports import NetworkRequest
 
 from .networks import servers_network_id
+from .validation import is_uuid
 
 _NAME_RE = re.compile(r"^\S(.*\S)?$", re.DOTALL)
 
@@ -406,7 +406,7 @@ def _network_requests(requested: list) -> tuple | str:
                 raise serializers.ValidationError(f"{key} must be a string")
         port, network, fixed_ip = entry.get("port") or "", entry.get("uuid") or "", entry.get("fixed_ip") or ""
         for value, what in ((port, "port"), (network, "uuid")):
-            if value and not _is_uuid(value):
+            if value and not is_uuid(value):
                 raise serializers.ValidationError(f"Bad networks format: {what} {value[:64]} is not a UUID")
         if not port and not network:
             raise serializers.ValidationError("Bad networks format: each network needs a uuid or a port")
@@ -428,11 +428,3 @@ def _network_requests(requested: list) -> tuple | str:
     if len(ports) != len(set(ports)):
         raise serializers.ValidationError("Bad networks format: a port is named twice")
     return tuple(requests)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

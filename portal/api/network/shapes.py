@@ -3,10 +3,9 @@ sorts by. Provider and binding attributes are shown to admins only, as Neutron's
 
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import Q
 
+from portal.api.compute.validation import is_uuid
 from portal.models import Network, Port, Subnet
 from portal.services.network_errors import BadRequest
 
@@ -161,15 +160,7 @@ def fixed_ips_filter(values: list[str]) -> Q:
     if "ip_address" in wanted:
         query &= Q(fixed_ips__ip_address__in=wanted["ip_address"])
     if "subnet_id" in wanted:
-        query &= Q(fixed_ips__subnet_id__in=[v for v in wanted["subnet_id"] if _is_uuid(v)])
+        query &= Q(fixed_ips__subnet_id__in=[v for v in wanted["subnet_id"] if is_uuid(v)])
     for part in wanted.get("ip_address_substr", []):
         query &= Q(fixed_ips__ip_address__contains=part)
     return query
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
