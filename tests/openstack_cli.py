@@ -113,9 +113,12 @@ class OpenStackCLI:
         return result.stderr
 
     def wait_for_status(self, server: str, status: str, timeout: float = 120) -> dict:
-        """``server show`` until the server has ``status`` (ERROR ends the wait with the fault)."""
+        """``server show`` until the server has ``status`` (ERROR ends the wait with the fault). Between two
+        commands the database is watched for the status instead of starting the CLI again and again: the
+        CLI's answer is still what counts."""
         deadline = time.monotonic() + timeout
         while True:
+            _until_the_database_shows(server, (status, "ERROR"), deadline)
             shown = self.json("server", "show", server)
             if shown["status"] == status:
                 return shown
@@ -127,6 +130,30 @@ class OpenStackCLI:
 
     def transcript(self) -> str:
         return "\n".join(self.history[-40:])
+
+
+def _until_the_database_shows(server: str, statuses: tuple[str, ...], deadline: float) -> None:
+    """Until the one live server named (or with the id) ``server`` has an API status in ``statuses`` as the
+    database says, or the deadline; at once when the name is not one live server's."""
+    from portal.models import Instance
+    from portal.states import VmState, api_status
+
+    key = {"uuid": server} if _is_uuid(server) else {"name": server}
+    while time.monotonic() < deadline:
+        rows = list(
+            Instance.objects.filter(**key).exclude(vm_state=VmState.DELETED).values_list("vm_state", "task_state")[:2]
+        )
+        if len(rows) != 1 or api_status(*rows[0]) in statuses:
+            return
+        time.sleep(0.1)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def rows_by(rows: list[dict], key: str) -> dict:

@@ -22,10 +22,12 @@ from .harness import FAULT_ENV, FaultCluster, assert_nothing_left, boot, broker_
 pytestmark = pytest.mark.integration
 
 HOST = "leasehost1"
+LEASES = {"LEASE_SPAWNING": "12", "LEASE_POWER": "12"}
 
 
 def test_no_task_outlives_its_lease(tenant, image, faults, tmp_path):
-    cluster = FaultCluster(tmp_path, broker_url=broker_for("redis", tmp_path, faults))
+    # Leases of their own, short: the test waits them out (the first builds take a second or two).
+    cluster = FaultCluster(tmp_path, broker_url=broker_for("redis", tmp_path, faults), **LEASES)
     faults.append(cluster)
     cluster.start(HOST)
     session, api = tenant.session, f"{cluster.api_url}/compute/v2.1"
@@ -68,7 +70,7 @@ def test_no_task_outlives_its_lease(tenant, image, faults, tmp_path):
         tasks = dict(Instance.objects.filter(project=tenant.project).values_list("name", "task_state"))
         assert tasks == {"to-stop": "powering-off", "to-reboot": "rebooting", "to-build": "spawning"}, tasks
 
-        longest = max(int(FAULT_ENV[k]) for k in ("LEASE_SPAWNING", "LEASE_POWER"))
+        longest = max(int(LEASES[k]) for k in ("LEASE_SPAWNING", "LEASE_POWER"))
         wait_until(
             lambda: not Instance.objects.filter(project=tenant.project, task_state__isnull=False).exists(),
             longest + grace + 10,
