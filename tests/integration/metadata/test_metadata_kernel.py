@@ -34,6 +34,7 @@ HOST_NS = "mdt-h1"
 CIDR = "10.247.10.0/24"
 DHCP_IP = "10.247.10.2"
 METADATA = "http://169.254.169.254"
+DEMO_UDHCPC = Path(__file__).resolve().parents[3] / "scripts" / "demo-image" / "udhcpc.script"
 
 
 def _cleanup() -> None:
@@ -43,6 +44,7 @@ def _cleanup() -> None:
             for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
                 sh("kill", "-9", pid, check=False)
             sh("ip", "netns", "del", name, check=False)
+            shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
 
 
 @pytest.fixture
@@ -130,14 +132,29 @@ def test_guests_read_their_own_metadata_through_proxy_agent_and_control_plane(la
     agent.start()
     try:
         a1, a2 = guests
-        for guest in guests:
-            lease = guest.dhcp()
-            assert lease.get("ip") == guest.port.ips[0], lease
-            # DHCP routes the metadata address through the network's DHCP port (a guest with no router
-            # reaches it too), next to the default route; the lab's client applies them as the demo image's does.
-            routes = routes_from(lease)
-            assert ("169.254.169.254/32", DHCP_IP) in routes and ("0.0.0.0/0", "10.247.10.1") in routes, lease
-            guest.run("ip", "route", "add", "169.254.169.254/32", "via", DHCP_IP)
+        # a2's lease as the lab's client reports it: DHCP routes the metadata address through the network's
+        # DHCP port (a guest with no router reaches it too), next to the default route.
+        lease = a2.dhcp()
+        assert lease.get("ip") == "10.247.10.12", lease
+        routes = routes_from(lease)
+        assert ("169.254.169.254/32", DHCP_IP) in routes and ("0.0.0.0/0", "10.247.10.1") in routes, lease
+        a2.run("ip", "route", "add", "169.254.169.254/32", "via", DHCP_IP)
+        # a1 runs the demo image's own DHCP client script, which applies them (its resolv.conf is the
+        # namespace's own: ip netns exec mounts /etc/netns/<namespace>/resolv.conf over /etc/resolv.conf).
+        etc = Path("/etc/netns") / a1.namespace
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text("")
+        script = root / "udhcpc.script"  # the image installs it executable
+        shutil.copyfile(DEMO_UDHCPC, script)
+        script.chmod(0o755)
+        done = a1.run(
+            "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "6", "-T", "1", "-O", "mtu",
+            "-O", "staticroutes", "-s", str(script), timeout=20,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        table = a1.run("ip", "-4", "route").stdout
+        assert "169.254.169.254 via 10.247.10.2" in table and "default via 10.247.10.1" in table, table
+        assert (etc / "resolv.conf").read_text() == f"nameserver {DHCP_IP}\n"
 
         meta = json.loads(wait_for(lambda: a1.fetch(f"{METADATA}/openstack/latest/meta_data.json")))
         assert (meta["uuid"], meta["name"]) == (str(instances["a1"].uuid), "a1")
