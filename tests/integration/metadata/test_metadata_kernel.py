@@ -86,9 +86,12 @@ def routes_from(lease: dict[str, str]) -> list[tuple[str, str]]:
     return list(zip(words[::2], words[1::2], strict=True))
 
 
-def test_guests_read_their_own_metadata_through_proxy_agent_and_control_plane(lab, live_server, transactional_db):
-    host, plane, guests, root = lab
-    hv, key = host_trust.host_enroll(name=host.name)
+def make_cloud(host_name: str, public_key: str | None = None):
+    """The control plane's rows (a host's two guests on one network) and that host's plan for them."""
+    if public_key is None:
+        hv, key = host_trust.host_enroll(name=host_name)
+    else:
+        hv, key = host_trust.host_enroll_many(names=[host_name], public_keys={host_name: public_key})[host_name], None
     network = Network.objects.create(name="mdt-net", segmentation_id=1701)
     subnet = Subnet.objects.create(network=network, cidr=CIDR, gateway_ip="10.247.10.1")
     instances = {
@@ -105,7 +108,7 @@ def test_guests_read_their_own_metadata_through_proxy_agent_and_control_plane(la
         IPAllocation.objects.create(port=row, subnet=subnet, ip_address=address)
         ports[name] = plan_port
     plan = HostNetworkPlan(
-        host=host.name,
+        host=host_name,
         generation=1,
         networks=[
             NetworkPlan(
@@ -121,6 +124,12 @@ def test_guests_read_their_own_metadata_through_proxy_agent_and_control_plane(la
             )
         ],
     )
+    return key, instances, ports, plan
+
+
+def test_guests_read_their_own_metadata_through_proxy_agent_and_control_plane(lab, live_server, transactional_db):
+    host, plane, guests, root = lab
+    key, instances, ports, plan = make_cloud(host.name)
     for name, port in ports.items():
         guests.append(add_guest(host, port, name, root))
     report = plane.apply(plan)
@@ -174,8 +183,9 @@ def test_guests_read_their_own_metadata_through_proxy_agent_and_control_plane(la
         assert a1.fetch(f"{METADATA}/openstack/latest/meta_data.json") == ""
 
         # A proxy that died is started again by the next check, and serves again.
-        pid = plane.metadata.pid(str(network.id))
-        assert pid is not None and "169.254.169.254:80 " in in_ns(f"{HOST_NS}-qdhcp-{network.id}", "ss", "-ltn").stdout
+        network_id = plan.networks[0].network_id
+        pid = plane.metadata.pid(network_id)
+        assert pid is not None and "169.254.169.254:80 " in in_ns(f"{HOST_NS}-qdhcp-{network_id}", "ss", "-ltn").stdout
         status = Path(f"/proc/{pid}/status").read_text()
         assert "\nUid:\t0\t" not in status  # it dropped root once it listened
         os.kill(pid, 9)
