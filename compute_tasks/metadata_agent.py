@@ -133,7 +133,8 @@ class _AgentHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if method != "HEAD":
-            self.wfile.write(body)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the asker went away
+                self.wfile.write(body)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002
         log.debug("metadata agent: " + format, *args)

@@ -19,12 +19,17 @@ import os
 import pwd
 import socket
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from compute_tasks import metadata_content
 
 AGENT_TIMEOUT = 15.0
+# A guest gets this long to send its request, and the guests of a network this many requests at once: a
+# guest that opens connections and says nothing ties up neither the proxy nor the others for long.
+CLIENT_TIMEOUT = 10.0
+CONCURRENT_REQUESTS = 16
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -47,6 +52,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     network_id = ""
     agent_socket = ""
+    timeout = CLIENT_TIMEOUT
+    slots: threading.BoundedSemaphore
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self._forward("GET")
@@ -55,6 +62,15 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self._forward("HEAD")
 
     def _forward(self, method: str) -> None:
+        if not self.slots.acquire(blocking=False):
+            self._reply(503, b"too many requests at once\n", "text/plain", method)
+            return
+        try:
+            self._forward_one(method)
+        finally:
+            self.slots.release()
+
+    def _forward_one(self, method: str) -> None:
         path = self.path.split("?", 1)[0]
         if not path.startswith("/") or len(path) > metadata_content.MAX_PATH:
             self._reply(404, b"not found\n", "text/plain", method)
@@ -82,7 +98,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if method != "HEAD":
-            self.wfile.write(body)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the asker went away
+                self.wfile.write(body)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
         sys.stderr.write("metadata proxy: " + (format % args) + "\n")
@@ -124,7 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", help="run in the background, writing to this file")
     args = parser.parse_args(argv)
     ipaddress.IPv4Address(args.listen)
-    handler = type("Handler", (ProxyHandler,), {"network_id": args.network, "agent_socket": args.socket})
+    handler = type(
+        "Handler",
+        (ProxyHandler,),
+        {
+            "network_id": args.network,
+            "agent_socket": args.socket,
+            "slots": threading.BoundedSemaphore(CONCURRENT_REQUESTS),
+        },
+    )
     server = ThreadingHTTPServer((args.listen, args.port), handler)
     server.daemon_threads = True
     if args.log:
