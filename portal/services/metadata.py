@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 import uuid
@@ -117,6 +118,7 @@ def _host_key(sender: str):
 def _guest_port(network_id: str, address: str) -> Port | None:
     try:
         uuid.UUID(network_id)
+        ipaddress.IPv4Address(address)
     except ValueError:
         return None
     allocation = (

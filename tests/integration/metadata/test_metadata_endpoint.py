@@ -149,6 +149,9 @@ def test_unknown_address_or_network_is_not_found(client, cloud):
     response = ask(client, cloud, "/openstack/latest/meta_data.json", network=str(uuid.uuid4()))
     assert response.status_code == 404
     assert response.json()["itemNotFound"]["code"] == 404
+    # What a host signs but is no address or network at all is as unknown.
+    assert ask(client, cloud, "/openstack/latest/meta_data.json", address="not an address").status_code == 404
+    assert ask(client, cloud, "/openstack/latest/meta_data.json", network="not-a-uuid").status_code == 404
 
 
 def test_a_revoked_host_is_not_believed(client, cloud):
