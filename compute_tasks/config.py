@@ -78,6 +78,9 @@ class HostConfig:
     network_namespace: str = ""
     physical_networks: tuple[tuple[str, str], ...] = ()
     network_check_interval: float = 10.0
+    # Where the metadata agent asks the control plane for a guest's metadata, and how long it waits.
+    metadata_url: str = "http://127.0.0.1:8000/internal/metadata"
+    metadata_timeout: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HostConfig:
@@ -161,7 +164,13 @@ class HostConfig:
                 "and '-', at most 32 characters"
             )
 
+        metadata_url = get("COMPUTE_METADATA_URL", f"http://{_url_host(broker_url)}:8000/internal/metadata")
+        if urlsplit(metadata_url).scheme not in ("http", "https") or not urlsplit(metadata_url).hostname:
+            raise ConfigError(f"COMPUTE_METADATA_URL={metadata_url!r} is not an http(s) URL")
+
         return cls(
+            metadata_url=metadata_url.rstrip("/"),
+            metadata_timeout=_positive_seconds(env, "COMPUTE_METADATA_TIMEOUT", 5.0),
             dataplane=dataplane,
             tunnel_address=tunnel_address,
             vxlan_port=vxlan_port,
@@ -325,6 +334,12 @@ def _positive_seconds(env: Mapping[str, str], name: str, default: float, *, allo
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name}={raw!r} must be a {'non-negative' if allow_zero else 'positive'} number")
     return value
+
+
+def _url_host(url: str) -> str:
+    """The host part of a URL, as it goes back into one (an IPv6 address in brackets)."""
+    host = urlsplit(url).hostname or "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 def _route_address(broker_url: str) -> str:

@@ -552,6 +552,31 @@ class FleetHeartbeatThread(HeartbeatThread):
 
 _heartbeats: HeartbeatThread | None = None
 _network_check: NetworkCheckThread | None = None
+_metadata_agent: Any = None
+
+
+def _start_metadata_agent() -> None:
+    """The metadata proxies of this host's networks hand guests' requests to this agent, which signs them
+    as this host and asks the control plane (see ``compute_tasks.metadata_agent``)."""
+    global _metadata_agent
+    socket_path = getattr(get_manager(config.host).network, "metadata_socket", None)
+    if socket_path is None:
+        return
+    from compute_tasks.metadata_agent import MetadataAgent
+
+    group = getattr(get_manager(config.host).network.dhcp, "group", None)
+    _metadata_agent = MetadataAgent(
+        socket_path,
+        config.metadata_url,
+        lambda: credentials().signer(config.host),
+        timeout=config.metadata_timeout,
+        group=group,
+    )
+    try:
+        _metadata_agent.start()
+    except OSError:
+        log.exception("the metadata agent could not start")
+        _metadata_agent = None
 
 
 def _fleet_heartbeat(host: str) -> None:
@@ -584,6 +609,7 @@ def _start_heartbeats(sender: Any = None, **_: Any) -> None:
     global _network_check
     _network_check = NetworkCheckThread(lambda: get_manager(config.host), config.network_check_interval)
     _network_check.start()
+    _start_metadata_agent()
     log.info(
         "compute host %s ready on queue %s (driver %s, data plane %s); heartbeat every %gs",
         config.host,
@@ -608,3 +634,5 @@ def _stop_heartbeats(**_: Any) -> None:
         _heartbeats.stop()
     if _network_check is not None:
         _network_check.stop()
+    if _metadata_agent is not None:
+        _metadata_agent.stop()

@@ -68,6 +68,7 @@ def environment() -> dict[str, str]:
     env["CLOUD_SIGNING_KEY"] = secret("CLOUD_SIGNING_KEY")
     env.setdefault("COMPUTE_CREDENTIALS", str(STATE / "secrets" / f"compute-{env['COMPUTE_HOST']}.json"))
     env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.base")
+    env.setdefault("COMPUTE_METADATA_URL", f"{API}/internal/metadata")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -287,8 +287,8 @@ class DemoNetwork:
 
 
 def _stop_dnsmasq_under(run_dir: Path) -> None:
-    """The DHCP servers a host's data plane started (their pid files are under its ``run_dir``), also
-    one whose namespace is already gone."""
+    """The DHCP servers and metadata proxies a host's data plane started (their pid files are under its
+    ``run_dir``), also one whose namespace is already gone."""
     marker = f"--pid-file={run_dir}/"
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -297,6 +297,10 @@ def _stop_dnsmasq_under(run_dir: Path) -> None:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0] == b"dnsmasq" and any(a.decode(errors="replace").startswith(marker) for a in argv):
+        words = [a.decode(errors="replace") for a in argv]
+        dnsmasq = words[0] == "dnsmasq" and any(a.startswith(marker) for a in words)
+        # The metadata proxies (``--pid-file PATH`` under the same directory).
+        proxy = "compute_tasks.metadata_proxy" in words[1:3] and any(a.startswith(f"{run_dir}/") for a in words)
+        if dnsmasq or proxy:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), 15)

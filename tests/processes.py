@@ -309,6 +309,7 @@ class Cluster:
             COMPUTE_LIBVIRT_URI=uri,
             COMPUTE_STATE_DIR=str(state_dir),
             COMPUTE_HEARTBEAT_INTERVAL=str(heartbeat),
+            COMPUTE_METADATA_URL=f"{self.api_url}/internal/metadata",
             **HOST_ENV,
             **env,
         )

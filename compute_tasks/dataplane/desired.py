@@ -21,6 +21,7 @@ OWNED_PREFIXES = (BRIDGE_PREFIX, VXLAN_PREFIX, DHCP_VETH_PREFIX)
 
 DHCP_LEASE_SECONDS = 86400
 UNSPECIFIED_V4 = "0.0.0.0"  # noqa: S104 - a source address, the one a DHCP client sends from
+METADATA_ADDRESS = "169.254.169.254"  # the metadata proxy's, on every DHCP leg (compute_tasks.metadata_proxy)
 VXLAN_OVERHEAD = 50  # outer Ethernet, IPv4, UDP and VXLAN headers
 
 
@@ -57,7 +58,7 @@ class Dhcp:
     namespace: str
     veth: str  # the bridge end
     mac: str
-    addresses: tuple[str, ...]  # "ip/prefixlen" on the inside end
+    addresses: tuple[str, ...]  # "ip/prefixlen" on the inside end (the metadata address among them)
     mtu: int
     args: tuple[str, ...]  # after "dnsmasq", without the paths of the files (added by the data plane)
     hosts: str  # --dhcp-hostsfile: MAC,hostname,IP of this host's ports
@@ -206,6 +207,7 @@ def dhcp_state(plan: NetworkPlan, namespace: str) -> Dhcp | None:
             served.append((subnet, net, mine[0]))
     if not served:
         return None
+    addresses.append(f"{METADATA_ADDRESS}/32")
     args = [
         "--no-hosts",
         "--no-resolv",
@@ -243,10 +245,13 @@ def dhcp_state(plan: NetworkPlan, namespace: str) -> Dhcp | None:
         options.append(f"{tag},option:router{',' + gateway if gateway else ''}")
         servers = [address] + [s for s in subnet.dns_nameservers if _ipv4_or_none(s)]
         options.append(f"{tag},option:dns-server,{','.join(servers)}")
-        routes = _routes(subnet, gateway)
-        if routes:
-            # A client that takes classless routes ignores the router option: the default route goes in too.
-            options.append(f"{tag},option:classless-static-route,{','.join(routes)}")
+        # The metadata service is reached through the DHCP port, router or not (Neutron's isolated metadata).
+        routes = [f"{METADATA_ADDRESS}/32,{address}", *_routes(subnet, gateway)]
+        # A client that takes classless routes ignores the router option: the default route goes in too.
+        if gateway and not any(r.startswith("0.0.0.0/0,") for r in routes):
+            routes.append(f"0.0.0.0/0,{gateway}")
+        options.append(f"{tag},option:classless-static-route,{','.join(routes)}")
+        options.append(f"{tag},249,{','.join(routes)}")  # the same, for clients that know only Microsoft's
         options.append(f"{tag},option:mtu,{int(plan.mtu)}")
     return Dhcp(
         namespace=dhcp_namespace_name(namespace, plan.network_id),

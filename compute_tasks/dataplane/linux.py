@@ -32,6 +32,7 @@ from compute_tasks.dataplane.desired import (
 from compute_tasks.dataplane.dhcp import DhcpServers
 from compute_tasks.dataplane.drift import Fixes
 from compute_tasks.dataplane.firewall import Firewall
+from compute_tasks.dataplane.metadata import MetadataProxies
 from compute_tasks.rpc import HostNetworkPlan, PortPlan
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,12 @@ class LinuxDataplane(Dataplane):
         self.root = Runner("", timeout=timeout)
         self.firewall = Firewall(self.runner, self.memory, TABLE)
         self.dhcp = DhcpServers(self.runner, run_dir or Path("/run/compute-dataplane") / (namespace or host))
+        self.metadata = MetadataProxies(self.runner, self.dhcp.run_dir, self.dhcp.group)
+
+    @property
+    def metadata_socket(self) -> Path:
+        """Where the host's metadata agent listens for the proxies."""
+        return self.metadata.socket_path
 
     # --- the whole plan -------------------------------------------------------------------------------------
 
@@ -249,6 +256,8 @@ class LinuxDataplane(Dataplane):
         if started:
             what = "was not running; started" if not was_running else "ran with another configuration; restarted"
             fix.note(key, f"dnsmasq of network {net.network_id} {what}")
+        if self.metadata.ensure(net.network_id, dhcp.namespace):
+            fix.note(key, f"the metadata proxy of network {net.network_id} was not running; started")
 
     # --- what the plan no longer has --------------------------------------------------------------------------
 
@@ -273,10 +282,12 @@ class LinuxDataplane(Dataplane):
         for ns, network_id in sorted(namespaces.items()):
             if ns in wanted_ns:
                 continue
+            self.metadata.stop(network_id)
             self.dhcp.stop(network_id)
             self.root.ip("netns", "del", ns, check=False)
             del namespaces[ns]
         for net_id in {n.network_id for n in want.networks if n.dhcp is None}:
+            self.metadata.stop(net_id)
             self.dhcp.stop(net_id)
         # A device on one of the data plane's bridges that the plan does not put there comes off it
         # (a port deleted while its guest runs): on the operator's bridges, only taps it plugged itself.

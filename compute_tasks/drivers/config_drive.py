@@ -6,27 +6,26 @@ metadata and its public key), ``openstack/latest/user_data`` (the user's script 
 given, decoded from base64), ``network_data.json`` (the server's ports: links, static addresses, routes
 and DNS, for a guest that configures its NICs without DHCP) and an empty ``vendor_data.json``; the same
 under a dated version directory (``network_data.json`` from 2015-10-15, as OpenStack's),
-for guests that ask for one. This cloud has no metadata service, so the drive is how user data and keys
-reach a guest.
+for guests that ask for one. The metadata service at 169.254.169.254 serves the same files
+(``compute_tasks.metadata_content`` renders both).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from compute_tasks import metadata_content
 from compute_tasks.drivers.base import DriverError
 from compute_tasks.private_files import private_file
-from compute_tasks.rpc import BuildRequest, InstanceMetadata
+from compute_tasks.rpc import BuildRequest
 
 LABEL = "config-2"
-VERSIONS = ("2013-10-17", "2015-10-15", "latest")
-_NETWORK_DATA_SINCE = "2015-10-15"
+VERSIONS = metadata_content.OPENSTACK_VERSIONS
 TOOL_TIMEOUT_S = 60
 
 
@@ -34,34 +33,8 @@ def drive_files(request: BuildRequest) -> dict[str, bytes]:
     """The files of the request's config drive, by path inside the drive."""
     if request.metadata is None:
         raise ValueError("the request carries no metadata for a config drive")
-    meta = json.dumps(meta_data(request.metadata), sort_keys=True, indent=1).encode()
     user_data = user_data_bytes(request.user_data) if request.user_data else None
-    network = json.dumps(request.metadata.network_data or {"links": [], "networks": [], "services": []}, indent=1)
-    files: dict[str, bytes] = {}
-    for version in VERSIONS:
-        files[f"openstack/{version}/meta_data.json"] = meta
-        files[f"openstack/{version}/vendor_data.json"] = b"{}"
-        if version == "latest" or version >= _NETWORK_DATA_SINCE:
-            files[f"openstack/{version}/network_data.json"] = network.encode()
-        if user_data is not None:
-            files[f"openstack/{version}/user_data"] = user_data
-    return files
-
-
-def meta_data(metadata: InstanceMetadata) -> dict:
-    public_keys = dict(sorted(metadata.public_keys.items()))
-    return {
-        "uuid": metadata.uuid,
-        "name": metadata.name,
-        "hostname": metadata.hostname,
-        "availability_zone": metadata.availability_zone,
-        "project_id": metadata.project_id,
-        "launch_index": metadata.launch_index,
-        "meta": dict(metadata.meta),
-        "public_keys": public_keys,
-        "keys": [{"name": name, "type": "ssh", "data": key} for name, key in public_keys.items()],
-        "devices": [],
-    }
+    return metadata_content.openstack_files(request.metadata, user_data)
 
 
 def user_data_bytes(encoded: str) -> bytes:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import console_sessions, consoleauth, image_uploads, images
+from . import console_sessions, consoleauth, image_uploads, images, metadata
 
 urlpatterns = [
     path("images/<uuid:image_id>/file", images.image_file, name="internal-image-file"),
@@ -18,4 +18,6 @@ urlpatterns = [
         name="internal-console-session-close",
     ),
     path("consoleauth/<str:token>", consoleauth.consoleauth, name="internal-consoleauth"),
+    path("metadata/", metadata.metadata, name="internal-metadata-root"),
+    path("metadata/<path:path>", metadata.metadata, name="internal-metadata"),
 ]

@@ -149,6 +149,7 @@ def world(tmp_path_factory):
     finally:
         for plane in planes:
             for network_id in list(plane.memory.get("namespaces", {}).values()):
+                plane.metadata.stop(network_id)
                 plane.dhcp.stop(network_id)
             shutil.rmtree(plane.dhcp.run_dir, ignore_errors=True)
         for guest in lab.guests:

@@ -133,3 +133,15 @@ def test_instances_and_images_may_live_on_shared_storage(tmp_path):
         }
     )
     assert (shared.instances_dir, shared.images_dir) == (tmp_path / "nfs" / "instances", tmp_path / "nfs" / "images")
+
+
+def test_the_metadata_agent_asks_the_control_plane_on_the_brokers_machine_unless_told():
+    assert HostConfig.from_env({}).metadata_url == "http://127.0.0.1:8000/internal/metadata"
+    config = HostConfig.from_env({"CELERY_BROKER_URL": "redis://:pw@192.0.2.9:6379/0"})
+    assert (config.metadata_url, config.metadata_timeout) == ("http://192.0.2.9:8000/internal/metadata", 5.0)
+    config = HostConfig.from_env(
+        {"COMPUTE_METADATA_URL": "https://api.example.test/internal/metadata/", "COMPUTE_METADATA_TIMEOUT": "2"}
+    )
+    assert (config.metadata_url, config.metadata_timeout) == ("https://api.example.test/internal/metadata", 2.0)
+    with pytest.raises(ConfigError, match="COMPUTE_METADATA_URL"):
+        HostConfig.from_env({"COMPUTE_METADATA_URL": "ftp://x/"})

@@ -59,7 +59,8 @@ def test_dhcp_serves_static_leases_of_this_hosts_ports_and_names_every_port():
     (net,) = desired_state(HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan()]), SETTINGS).networks
     dhcp = net.dhcp
     assert dhcp.namespace == f"hv1-qdhcp-{NET}" and dhcp.mac == "fa:16:3e:aa:00:01"
-    assert dhcp.addresses == ("10.1.0.2/24",)
+    # The metadata proxy's address is on the DHCP leg too.
+    assert dhcp.addresses == ("10.1.0.2/24", "169.254.169.254/32")
     assert "--dhcp-range=set:subnet-sub-1,10.1.0.0,static,255.255.255.0,86400s" in dhcp.args
     assert "--no-resolv" in dhcp.args and "--bind-interfaces" in dhcp.args
     assert not any(a.startswith("--server") for a in dhcp.args)  # nothing upstream
@@ -68,7 +69,11 @@ def test_dhcp_serves_static_leases_of_this_hosts_ports_and_names_every_port():
     assert dhcp.options.splitlines() == [
         "tag:subnet-sub-1,option:router,10.1.0.1",
         "tag:subnet-sub-1,option:dns-server,10.1.0.2,10.9.9.9",
-        "tag:subnet-sub-1,option:classless-static-route,10.2.0.0/16,10.1.0.254,0.0.0.0/0,10.1.0.1",
+        # The metadata address through the DHCP port first, then the host routes and the default route;
+        # option 249 the same for older clients.
+        "tag:subnet-sub-1,option:classless-static-route,169.254.169.254/32,10.1.0.2,10.2.0.0/16,10.1.0.254,"
+        "0.0.0.0/0,10.1.0.1",
+        "tag:subnet-sub-1,249,169.254.169.254/32,10.1.0.2,10.2.0.0/16,10.1.0.254,0.0.0.0/0,10.1.0.1",
         "tag:subnet-sub-1,option:mtu,1450",
     ]
 
@@ -79,6 +84,8 @@ def test_no_gateway_means_no_router_and_no_dhcp_subnet_means_no_server():
         HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(subnets=[subnet])]), SETTINGS
     ).networks
     assert "tag:subnet-s,option:router\n" in net.dhcp.options
+    # With no router the metadata route is the only classless route (no default route next to it).
+    assert "tag:subnet-s,option:classless-static-route,169.254.169.254/32,10.1.0.2\n" in net.dhcp.options
     off = SubnetPlan(subnet_id="s", cidr="10.1.0.0/24", enable_dhcp=False)
     (net,) = desired_state(
         HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(subnets=[off])]), SETTINGS
