@@ -1,8 +1,9 @@
 """Real guests on real networks across two real hosts.
 
 Two hosts, each its own libvirtd and its own data plane in a namespace of its own (``tests.network_hosts``).
-Project A's two guests, one per host, on A's VXLAN network, get their addresses by DHCP and reach each
-other (ping and a page), as their user data reports on the serial console. Project B's guest, on a
+Project A's two guests, one per host, on A's VXLAN network, get their addresses by DHCP, read their own
+metadata from 169.254.169.254, and reach each other (ping and a page), as their user data reports on
+the serial console. Project B's guest, on a
 network of its own with the *same* addresses, reaches neither. A guest on the shared flat network
 ``public`` is reachable from its host and from the machines beyond it, reaches those machines, and
 reaches nothing of its hypervisor; live-migrated to the other host, it is still reachable there. Then,
@@ -37,11 +38,15 @@ PROBE = """#!/bin/sh
 for i in $(seq 1 60); do ip -4 addr show eth0 | grep -q 'inet ' && break; sleep 1; done
 echo "NET-ADDR $(ip -4 addr show eth0 | sed -n 's/.*inet \\([0-9.]*\\).*/\\1/p') mtu $(cat /sys/class/net/eth0/mtu)"
 mkdir -p /www && echo "page-of-$(hostname)" > /www/index.html && httpd -p 80 -h /www
+meta=$(timeout 4 wget -q -O - http://169.254.169.254/openstack/latest/meta_data.json 2>/dev/null | tr -d '\\n')
+echo "NET-META [$(echo "$meta" | sed -n 's/.*"uuid": *"\\([0-9a-f-]*\\)".*/\\1/p')]"
 for peer in {peers}; do
     ok=fail
     for i in $(seq 1 {tries}); do ping -c 1 -W 1 "$peer" >/dev/null 2>&1 && {{ ok=ok; break; }}; sleep 1; done
     echo "NET-PING $peer $ok"
-    echo "NET-FETCH $peer [$(timeout 4 wget -q -O - "http://$peer/" 2>/dev/null)]"
+    page=
+    for i in 1 2 3; do page=$(timeout 5 wget -q -O - "http://$peer/" 2>/dev/null) && break; sleep 1; done
+    echo "NET-FETCH $peer [$page]"
 done
 echo "NET-DONE"
 """
@@ -147,6 +152,9 @@ def test_guests_on_networks_across_hosts(cloud, live_server, tiny_flavor, demo_i
         for name, address, mtu in (("a1", "10.60.0.11", 1450), ("a2", "10.60.0.12", 1450),
                                    ("b1", "10.60.0.13", 1450), ("p1", "10.252.100.20", 1500)):  # fmt: skip
             assert f"NET-ADDR {address} mtu {mtu}" in out[name], out[name][-2000:]
+        # Each guest reads its own metadata from 169.254.169.254, served through its host.
+        for name, (_host, server_id) in servers.items():
+            assert f"NET-META [{server_id}]" in out[name], out[name][-2000:]
         # A's guests reach each other across the hosts.
         assert "NET-PING 10.60.0.12 ok" in out["a1"] and "NET-FETCH 10.60.0.12 [page-of-a2]" in out["a1"]
         assert "NET-PING 10.60.0.11 ok" in out["a2"] and "NET-FETCH 10.60.0.11 [page-of-a1]" in out["a2"]
