@@ -52,7 +52,9 @@ def _addresses(instance, *, extended: bool) -> dict:
         if extended:
             entry["OS-EXT-IPS:type"] = a.get("type", "fixed")
             entry["OS-EXT-IPS-MAC:mac_addr"] = a.get("mac") or instance.mac_address
-        by_network.setdefault(a.get("network") or settings.CLOUD["NETWORK"]["label"], []).append(entry)
+        # A port's address names its network; a user-mode NIC's is on the one network labelled in settings.
+        name = a.get("network") if instance.networks == "ports" else None
+        by_network.setdefault(name or settings.CLOUD["NETWORK"]["label"], []).append(entry)
     return by_network
 
 

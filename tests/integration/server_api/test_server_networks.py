@@ -303,3 +303,16 @@ def test_a_heartbeat_behind_its_plan_brings_the_plan_again(member, flavor, image
     network_sync.host_behind(host, current - 1)  # it missed a plan, or restarted with an older one
     ((name, plan),) = sent
     assert name == "hv1" and plan.generation == current and plan.networks[0].network_id == net["id"]
+
+
+def test_a_user_mode_nic_shows_on_the_labelled_network(member, flavor, image, settings):
+    """A host reports its user-mode NIC's address with the NIC's network ("user"): shown under the label."""
+    instance = booted(member, flavor, image, networks="auto")
+    assert instance.networks == "auto"  # the tests' network mode is "user"
+    Instance.objects.filter(pk=instance.pk).update(
+        vm_state=VmState.ACTIVE,
+        task_state=None,
+        addresses=[{"addr": "10.0.2.15", "version": 4, "mac": instance.mac_address, "network": "user"}],
+    )
+    server = member.client.get(f"{BASE}/servers/{instance.uuid}", **v("2.47")).json()["server"]
+    assert list(server["addresses"]) == [settings.CLOUD["NETWORK"]["label"]]
