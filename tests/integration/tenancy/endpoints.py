@@ -399,6 +399,44 @@ ENDPOINTS: dict[str, Endpoint] = {
             "DELETE": r("owned"),
         },
     ),
+    "networking-security-groups": Endpoint(
+        f"{N}/security-groups",
+        {"GET": r("collection"), "POST": r("collection", body=lambda w: {"security_group": {"name": "mine"}})},
+    ),
+    "networking-security-group": Endpoint(
+        f"{N}/security-groups/{{sg_id}}",
+        {
+            "GET": r("owned"),
+            "PUT": r("owned", body=lambda w: {"security_group": {"name": "renamed"}}),
+            "DELETE": r("owned", admin_codes={409}),  # A's port is in it
+        },
+    ),
+    "networking-security-group-rules": Endpoint(
+        f"{N}/security-group-rules",
+        {
+            "GET": r("collection"),
+            # A rule goes in a group the caller sees: the stranger does not see A's (404).
+            "POST": r(
+                "collection",
+                body=lambda w: {
+                    "security_group_rule": {
+                        "security_group_id": w.ids["sg_id"],
+                        "direction": "egress",
+                        "protocol": "udp",
+                    }
+                },
+                owner_codes={404},
+            ),
+        },
+    ),
+    "networking-security-group-rule": Endpoint(
+        f"{N}/security-group-rules/{{sg_rule_id}}",
+        {
+            "GET": r("owned"),
+            "PUT": r("owned", body=lambda w: {"security_group_rule": {"description": "x"}}),
+            "DELETE": r("owned"),
+        },
+    ),
     "networking-quotas": Endpoint(f"{N}/quotas", {"GET": r("admin")}),
     "networking-quota": Endpoint(
         f"{N}/quotas/{{project}}",
