@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from portal.models import SecurityGroup, SecurityGroupRule
+from portal.models import Port, SecurityGroup, SecurityGroupRule
 
 
 def _uuid(value) -> uuid.UUID | None:
@@ -22,7 +22,7 @@ def groups_visible(ctx) -> QuerySet[SecurityGroup]:
 
 
 def rules_visible(ctx) -> QuerySet[SecurityGroupRule]:
-    rows = SecurityGroupRule.objects.all()
+    rows = SecurityGroupRule.objects.select_related("remote_group")
     return rows if ctx.is_admin else rows.filter(project=ctx.project)
 
 
@@ -43,3 +43,33 @@ def group_named(ctx, name_or_id) -> SecurityGroup | None:
         return found
     named = list(SecurityGroup.objects.filter(project=ctx.project, name=name_or_id)[:2])
     return named[0] if len(named) == 1 else None
+
+
+def server_group_names(instance) -> list[str]:
+    """The names of the groups a server's ports are in, once each, in name order. (A server on QEMU's
+    user-mode network has no ports: the compute API shows it in ``default``, as before the controller.)"""
+    names = getattr(instance, "security_group_names", None)
+    if names is not None:
+        return names
+    return sorted(set(SecurityGroup.objects.filter(ports__device_id=str(instance.uuid)).values_list("name", flat=True)))
+
+
+def attach_server_group_names(instances) -> None:
+    """One query for the groups of every listed server's ports (``server_group_names`` then reads them)."""
+    by_device: dict[str, set[str]] = {str(i.uuid): set() for i in instances}
+    rows = Port.objects.filter(device_id__in=list(by_device)).values_list("device_id", "security_groups__name")
+    for device_id, name in rows:
+        if name is not None:
+            by_device[device_id].add(name)
+    for instance in instances:
+        instance.security_group_names = sorted(by_device[str(instance.uuid)])
+
+
+def server_groups(instance) -> list[SecurityGroup]:
+    """The groups of a server's ports, once each, with their rules."""
+    return list(
+        SecurityGroup.objects.filter(ports__device_id=str(instance.uuid))
+        .distinct()
+        .prefetch_related("rules")
+        .order_by("name", "id")
+    )
