@@ -533,6 +533,19 @@ class InterfaceRequest(Message):
 
 
 @dataclass(frozen=True)
+class RulePlan(Message):
+    """One security group rule of a port, compiled: ``remote`` None is anywhere; a list is exactly those
+    prefixes (a remote group's members' addresses, already expanded)."""
+
+    direction: str  # ingress (to the port) or egress (from it)
+    ethertype: str = "IPv4"
+    protocol: int | None = None  # None: any
+    port_min: int | None = None  # ICMP: the type
+    port_max: int | None = None  # ICMP: the code
+    remote: list[str] | None = None
+
+
+@dataclass(frozen=True)
 class PortPlan(Message):
     """A port bound to the host: the tap ``device`` of a guest's NIC goes on the network's bridge."""
 
@@ -544,6 +557,10 @@ class PortPlan(Message):
     hostname: str = ""
     admin_state_up: bool = True
     port_security_enabled: bool = True
+    # Security groups: when ``filtered``, only established/related traffic and what ``rules`` allow
+    # passes the port (a port with security but no groups: nothing); unfiltered, everything does.
+    filtered: bool = False
+    rules: list[RulePlan] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -629,6 +646,7 @@ _NESTED: dict[tuple[str, str], type[Message]] = {
     ("InterfaceRequest", "nic"): NicSpec,
     ("NetworkPlan", "subnets"): SubnetPlan,
     ("NetworkPlan", "ports"): PortPlan,
+    ("PortPlan", "rules"): RulePlan,
     ("NetworkPlan", "leases"): PortPlan,
     ("NetworkPlan", "neighbours"): Neighbour,
     ("HostNetworkPlan", "networks"): NetworkPlan,

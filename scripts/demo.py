@@ -210,6 +210,26 @@ def _on_networks(session, server: dict, wanted: set[str] | None) -> bool:
     return bool(have) and (wanted is None or have == wanted)
 
 
+def allow_web(session, server: dict) -> None:
+    """Put the server's ports in the security group ``web`` (ICMP, SSH and HTTP from this machine's range,
+    which demo_setup makes), as a cloud user would to reach a guest: its project's default group admits
+    only the group's own members."""
+    net = f"{API}/networking/v2.0"
+    groups = session.get(f"{net}/security-groups", params={"name": "web"}, timeout=10).json()["security_groups"]
+    if not groups:
+        raise SystemExit("the demo's security group 'web' is missing (manage.py demo_setup makes it)")
+    ports = session.get(f"{net}/ports", params={"device_id": server["id"]}, timeout=10).json()["ports"]
+    for port in ports:
+        if groups[0]["id"] in port["security_groups"]:
+            continue
+        wanted = [*port["security_groups"], groups[0]["id"]]
+        response = session.put(f"{net}/ports/{port['id']}", json={"port": {"security_groups": wanted}}, timeout=10)
+        if not response.ok:
+            raise SystemExit(
+                f"putting {server['name']} in group web failed: {response.status_code} {response.text[:300]}"
+            )
+
+
 def network_id(session, name: str) -> str:
     found = session.get(f"{API}/networking/v2.0/networks", params={"name": name}, timeout=10).json()["networks"]
     if not found:
@@ -358,6 +378,7 @@ def main() -> int:
         first, last = (names[0], names[-1]) if libvirt_hosts else (None, None)
         public_id = network_id(session, "public")
         server = boot_demo(session, "demo-1", [{"uuid": public_id}], names, first)
+        allow_web(session, server)
         second = None
         if env.get("DEMO_SECOND_VM", "1") == "1":
             second = boot_demo(session, "demo-2", "auto", names, last)

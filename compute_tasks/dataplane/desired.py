@@ -296,9 +296,21 @@ def ruleset(networks: tuple[NetworkState, ...], table: str) -> str:
         # Bridged traffic (br_netfilter) comes in and goes out on the same bridge: it stays; routed does not.
         "    iifname @guest_bridges iifname . oifname != @same_bridge drop",
         "    oifname @guest_bridges iifname . oifname != @same_bridge drop",
-        "  }",
-        "}",
     ]
+    filtered = sorted(
+        (p for n in networks for p in n.ports if p.filtered and p.port_security_enabled), key=lambda p: p.device
+    )
+    if filtered:
+        # Security groups: the bridge table marks a frame with the filtered port it comes from (low half)
+        # and goes to (high half); here, where conntrack sees bridged traffic, each port's chains judge it.
+        out_map = ", ".join(f"{i} : jump {_sg_chain('out', i)}" for i, _p in enumerate(filtered, 1))
+        in_map = ", ".join(f"{i << 16:#x} : jump {_sg_chain('in', i)}" for i, _p in enumerate(filtered, 1))
+        inet.append(f"    meta mark and 0xffff vmap {{ {out_map} }}")
+        inet.append(f"    meta mark and 0xffff0000 vmap {{ {in_map} }}")
+    inet.append("  }")
+    for index, port in enumerate(filtered, 1):
+        inet += _port_chains(index, port)
+    inet.append("}")
     secured = [p for n in networks for p in n.ports if p.port_security_enabled]
     macs, ip4, ip6 = [], [], []
     for port in secured:
@@ -331,9 +343,11 @@ def ruleset(networks: tuple[NetworkState, ...], table: str) -> str:
         "    ether daddr @dhcp_macs iifname != @local_ports drop",
         "    iifname @local_ports oifname != @local_ports udp dport { 67, 68 } drop",
         "    iifname != @local_ports oifname @local_ports udp dport { 67, 68 } drop",
-        "  }",
-        "}",
     ]
+    for index, port in enumerate(filtered, 1):
+        bridge_rules.append(f'    iifname "{port.device}" meta mark set meta mark and 0xffff0000 or {index:#x}')
+        bridge_rules.append(f'    oifname "{port.device}" meta mark set meta mark and 0xffff or {index << 16:#x}')
+    bridge_rules += ["  }", "}"]
     return "\n".join(inet + bridge_rules) + "\n"
 
 
@@ -341,6 +355,74 @@ def _named_set(name: str, type_: str, elements: list[str], *, interval: bool = F
     flags = " flags interval;" if interval else ""
     body = f" elements = {{ {', '.join(elements)} }}" if elements else ""
     return f"  set {name} {{ type {type_};{flags}{body} }}"
+
+
+def _sg_chain(direction: str, index: int) -> str:
+    return f"sg-{direction}-{index}"
+
+
+_PORT_PROTOCOLS = {6, 17, 33, 132, 136}
+
+
+def _port_chains(index: int, port: PortPlan) -> list[str]:
+    """A filtered port's two chains: what leaves it (egress) and what reaches it (ingress). Replies to
+    what was let through pass (stateful); DHCP with the host's server passes, a guest's own DHCP server
+    does not; then the port's rules; then nothing."""
+    chains = []
+    for direction, chain in (("egress", "out"), ("ingress", "in")):
+        lines = [
+            f"  chain {_sg_chain(chain, index)} {{",
+            "    ct state invalid drop",
+            "    ct state established,related return",
+        ]
+        if direction == "egress":
+            lines.append("    meta nfproto ipv4 udp sport 68 udp dport 67 return")
+            lines.append("    udp sport 67 udp dport 68 drop")
+        else:
+            lines.append("    meta nfproto ipv4 udp sport 67 udp dport 68 return")
+        for rule in port.rules:
+            if rule.direction == direction:
+                match = _rule_match(rule)
+                if match is not None:
+                    lines.append(f"    {match} return" if match else "    return")
+        lines += ["    drop", "  }"]
+        chains += lines
+    return chains
+
+
+def _rule_match(rule) -> str | None:
+    """The nft match of one compiled rule ("" matches everything), or None when it can match nothing."""
+    v6 = rule.ethertype == "IPv6"
+    parts = ["meta nfproto ipv6" if v6 else "meta nfproto ipv4"]
+    if rule.remote is not None:
+        nets = []
+        for prefix in rule.remote:
+            try:
+                net = ipaddress.ip_network(prefix, strict=False)
+            except ValueError:
+                continue
+            if (net.version == 6) == v6:
+                nets.append(str(net))
+        if not nets:
+            return None
+        field = "saddr" if rule.direction == "ingress" else "daddr"
+        parts.append(f"{'ip6' if v6 else 'ip'} {field} {{ {', '.join(sorted(set(nets)))} }}")
+    protocol = rule.protocol
+    if protocol is not None:
+        protocol = int(protocol)
+        if not 0 <= protocol <= 255:
+            return None
+        parts.append(f"meta l4proto {protocol}")
+        low, high = rule.port_min, rule.port_max
+        if protocol in _PORT_PROTOCOLS and low is not None:
+            high = low if high is None else high
+            parts.append(f"th dport {int(low)}-{int(high)}" if high != low else f"th dport {int(low)}")
+        elif protocol in (1, 58) and low is not None:
+            icmp = "icmpv6" if protocol == 58 else "icmp"
+            parts.append(f"{icmp} type {int(low)}")
+            if high is not None:
+                parts.append(f"{icmp} code {int(high)}")
+    return " ".join(parts)
 
 
 def hostname(port: PortPlan) -> str:

@@ -8,7 +8,7 @@ from .image import Image
 from .instance import Instance, InstanceAction, InstanceActionEvent, InstanceFault, InstanceTag
 from .keypair import Keypair
 from .migration import HostDrain, HostDrainItem, Migration
-from .network import HostNetworkState, IPAllocation, Network, Port, Subnet
+from .network import HostNetworkState, IPAllocation, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
 from .quota import QuotaClassLimit, QuotaLimit
 from .server_group import ServerGroup
 from .sign_in import FailedSignIn
@@ -49,6 +49,8 @@ __all__ = [
     "Role",
     "SeenMessage",
     "ServerGroup",
+    "SecurityGroup",
+    "SecurityGroupRule",
     "Subnet",
     "secret_hash",
 ]

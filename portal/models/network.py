@@ -107,6 +107,7 @@ class Port(models.Model):
     vif_type = models.CharField(max_length=32, default="unbound")  # binding:vif_type
     # The instance the cloud made this port for (deleted with it); a port the user made stays, unbound.
     auto_delete = models.BooleanField(default=False)
+    security_groups = models.ManyToManyField("SecurityGroup", blank=True, related_name="ports")
     revision_number = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -157,3 +158,61 @@ class HostNetworkState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host_id}@{self.generation}"
+
+
+class SecurityGroup(models.Model):
+    """A project's named set of rules for what may reach and leave its ports. Each project has one
+    ``default`` group (``is_default``), made the first time the project needs it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="security_groups")
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.CharField(max_length=255, blank=True, default="")
+    stateful = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False)
+    revision_number = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"], condition=models.Q(is_default=True), name="one_default_group_per_project"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+
+class SecurityGroupRule(models.Model):
+    """One thing a group lets through: traffic in one direction, of one family and protocol (None: any),
+    ports or ICMP type/code, from or to an address range or the members of a group (None: anywhere)."""
+
+    class Direction(models.TextChoices):
+        INGRESS = "ingress"
+        EGRESS = "egress"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    security_group = models.ForeignKey(SecurityGroup, on_delete=models.CASCADE, related_name="rules")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="security_group_rules")
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    ethertype = models.CharField(max_length=4, default="IPv4")
+    protocol = models.CharField(max_length=16, null=True, blank=True)  # a name or a number, as given
+    port_range_min = models.PositiveIntegerField(null=True, blank=True)
+    port_range_max = models.PositiveIntegerField(null=True, blank=True)
+    remote_ip_prefix = models.CharField(max_length=64, null=True, blank=True)  # normalised CIDR
+    remote_group = models.ForeignKey(
+        SecurityGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="remote_rules"
+    )
+    description = models.CharField(max_length=255, blank=True, default="")
+    revision_number = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.ethertype} {self.protocol or 'any'}"

@@ -39,7 +39,7 @@ def subnets_visible(ctx) -> QuerySet[Subnet]:
 
 
 def ports_visible(ctx) -> QuerySet[Port]:
-    rows = Port.objects.select_related("network", "host").prefetch_related("fixed_ips")
+    rows = Port.objects.select_related("network", "host").prefetch_related("fixed_ips", "security_groups")
     if ctx.is_admin:
         return rows
     return rows.filter(project=ctx.project)

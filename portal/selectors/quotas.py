@@ -22,6 +22,8 @@ from portal.models import (
     Project,
     QuotaClassLimit,
     QuotaLimit,
+    SecurityGroup,
+    SecurityGroupRule,
     ServerGroup,
     Subnet,
 )
@@ -65,6 +67,8 @@ NETWORK_DEFAULTS: dict[str, int] = {
     "network": 100,
     "subnet": 100,
     "port": 500,
+    "security_group": 10,
+    "security_group_rule": 100,
 }
 
 COMPUTE_DEFAULTS: dict[str, int] = {**ENFORCED_DEFAULTS, **LEGACY_DEFAULTS}
@@ -170,6 +174,8 @@ def network_usage(project: Project) -> dict[str, int]:
         "network": Network.objects.filter(project=project).count(),
         "subnet": Subnet.objects.filter(project=project).count(),
         "port": Port.objects.filter(project=project).exclude(device_owner=Port.OWNER_DHCP).count(),
+        "security_group": SecurityGroup.objects.filter(project=project).count(),
+        "security_group_rule": SecurityGroupRule.objects.filter(project=project).count(),
     }
 
 

@@ -17,11 +17,14 @@ from django.db.models import Q
 
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
-from portal.models import Instance, Migration, Network, Port
+from portal.models import Instance, Migration, Network, Port, SecurityGroup
 from portal.selectors import networks as network_selectors
+from portal.selectors import security_groups as group_selectors
 from portal.states import VmState
 
 from . import lifecycle, network_sync, networks
+from . import ports as ports_service
+from . import security_groups as group_services
 from .network_errors import NetworkError
 
 
@@ -63,16 +66,29 @@ def instance_ports(instance: Instance):
     )
 
 
-def ports_allocate(*, ctx: RequestContext, instance: Instance, requests: list[NetworkRequest] | str) -> None:
+def ports_allocate(
+    *,
+    ctx: RequestContext,
+    instance: Instance,
+    requests: list[NetworkRequest] | str,
+    security_groups: tuple[SecurityGroup, ...] | None = None,
+) -> None:
     """Give a new server its ports (inside its create transaction): one per request, in order; ``auto``
-    is the project's network, made on first use."""
+    is the project's network, made on first use. The ports it makes are in ``security_groups`` (None: the
+    project's default group); ports the request names keep theirs."""
     if requests == "auto":
         requests = [NetworkRequest(network_id=str(auto_network(ctx=ctx).pk))]
     for request in requests:
         if request.port_id:
             _port_take(ctx=ctx, instance=instance, port_id=request.port_id)
         else:
-            _port_make(ctx=ctx, instance=instance, network_id=request.network_id, fixed_ip=request.fixed_ip)
+            _port_make(
+                ctx=ctx,
+                instance=instance,
+                network_id=request.network_id,
+                fixed_ip=request.fixed_ip,
+                security_groups=security_groups,
+            )
     addresses_refresh(instance)
 
 
@@ -84,7 +100,14 @@ def _usable_network(ctx: RequestContext, network_id: str) -> Network:
     return network
 
 
-def _port_make(*, ctx: RequestContext, instance: Instance, network_id: str, fixed_ip: str) -> Port:
+def _port_make(
+    *,
+    ctx: RequestContext,
+    instance: Instance,
+    network_id: str,
+    fixed_ip: str,
+    security_groups: tuple[SecurityGroup, ...] | None = None,
+) -> Port:
     network = _usable_network(ctx, network_id)
     try:
         return networks.port_create(
@@ -95,6 +118,7 @@ def _port_make(*, ctx: RequestContext, instance: Instance, network_id: str, fixe
             device_id=str(instance.uuid),
             device_owner=device_owner(instance),
             auto_delete=True,
+            security_groups=list(security_groups) if security_groups is not None else None,
         )
     except NetworkError as exc:
         raise _request_error(exc, network) from None
@@ -344,3 +368,80 @@ def port_nic(port: Port) -> rpc.NicSpec:
         device=port.device_name,
         mtu=port.network.mtu,
     )
+
+
+# --- security groups -----------------------------------------------------------------------------------
+
+
+class SecurityGroupRequestError(Exception):
+    """A server's security group request the compute API refuses (``status``: 400 or 404)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def security_groups_named(ctx: RequestContext, names) -> tuple[SecurityGroup, ...]:
+    """The caller's project's groups by name (or id), as ``security_groups`` on a server create names them;
+    an unknown one is 400, as the compute API answers."""
+    groups = []
+    for name in dict.fromkeys(names):
+        group = group_selectors.group_named(ctx, name)
+        if group is None and name == group_services.DEFAULT_NAME:
+            group = group_services.default_group(ctx.project)
+        if group is None:
+            raise SecurityGroupRequestError(f"Security group {str(name)[:64]} not found.")
+        groups.append(group)
+    return tuple(groups)
+
+
+def server_security_group_add(*, ctx: RequestContext, instance: Instance, name) -> None:
+    """``addSecurityGroup``: every port of the server joins the group (404 unknown group; 400 for a server
+    without ports, a port without port security, or a group it is in already)."""
+    group = _group_for_action(ctx, name)
+    ports = list(instance_ports(instance))
+    if not ports:
+        raise SecurityGroupRequestError(f"Instance {instance.uuid} has no network ports to apply security group to.")
+    with transaction.atomic():
+        for port in ports:
+            if not port.port_security_enabled:
+                raise SecurityGroupRequestError(
+                    f"Port {port.pk} does not have port security enabled: security group {name} cannot be applied."
+                )
+            current = list(port.security_groups.all())
+            if group in current:
+                raise SecurityGroupRequestError(
+                    f"Security group {name} is already associated with the instance {instance.uuid}"
+                )
+            ports_service.port_update(
+                port=port,
+                user_is_admin=ctx.is_admin,
+                project=ctx.project,
+                changes={"security_groups": [*current, group]},
+            )
+
+
+def server_security_group_remove(*, ctx: RequestContext, instance: Instance, name) -> None:
+    """``removeSecurityGroup``: every port of the server leaves the group (404 unknown group; 400 when the
+    server is not in it)."""
+    group = _group_for_action(ctx, name)
+    ports = [p for p in instance_ports(instance) if group in p.security_groups.all()]
+    if not ports:
+        raise SecurityGroupRequestError(f"Security group {name} not associated with the instance {instance.uuid}")
+    with transaction.atomic():
+        for port in ports:
+            remaining = [g for g in port.security_groups.all() if g.pk != group.pk]
+            ports_service.port_update(
+                port=port, user_is_admin=ctx.is_admin, project=ctx.project, changes={"security_groups": remaining}
+            )
+
+
+def _group_for_action(ctx: RequestContext, name) -> SecurityGroup:
+    if not isinstance(name, str) or not name:
+        raise SecurityGroupRequestError("Security group name must be a non-empty string.")
+    group = group_selectors.group_named(ctx, name)
+    if group is None and name == group_services.DEFAULT_NAME:
+        group = group_services.default_group(ctx.project)
+    if group is None:
+        raise SecurityGroupRequestError(f"Security group {name[:64]} not found for project {ctx.project.pk}.", 404)
+    return group

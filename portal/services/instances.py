@@ -85,6 +85,7 @@ class ServerSpec:
     user_token: str | None = None
     requested_host: str = ""
     force_host: bool = False
+    security_groups: tuple = ()  # the groups the server's new ports are in; () for the project's default
 
 
 def servers_create(*, ctx: RequestContext, spec: ServerSpec, min_count: int = 1, max_count: int = 1) -> list[Instance]:
@@ -199,7 +200,9 @@ def instance_create(
             volumes.block_devices_create(instance=instance, volumes=spec.block_devices)
         if instance.networks == "ports":
             requests = "auto" if spec.networks == "auto" else list(spec.networks)
-            instance_ports.ports_allocate(ctx=ctx, instance=instance, requests=requests)
+            instance_ports.ports_allocate(
+                ctx=ctx, instance=instance, requests=requests, security_groups=spec.security_groups or None
+            )
         action = InstanceAction.objects.create(
             instance=instance, action="create", request_id=ctx.request_id, user=ctx.user, project=ctx.project
         )

@@ -166,3 +166,64 @@ class OverQuota(Conflict):
     def __init__(self, resource: str):
         super().__init__(f"Quota exceeded for resources: ['{resource}'].")
         self.resource = resource
+
+
+class SecurityGroupNotFound(NotFound):
+    type = "SecurityGroupNotFound"
+
+    def __init__(self, group_id):
+        super().__init__(f"Security group {group_id} does not exist")
+
+
+class SecurityGroupRuleNotFound(NotFound):
+    type = "SecurityGroupRuleNotFound"
+
+    def __init__(self, rule_id):
+        super().__init__(f"Security group rule {rule_id} does not exist")
+
+
+class SecurityGroupInUse(Conflict):
+    type = "SecurityGroupInUse"
+
+    def __init__(self, group_id):
+        super().__init__(f"Security Group {group_id} in use.")
+
+
+class SecurityGroupRuleExists(Conflict):
+    type = "SecurityGroupRuleExists"
+
+    def __init__(self, rule_id):
+        super().__init__(f"Security group rule already exists. Rule id is {rule_id}.")
+
+
+class SecurityGroupCannotRemoveDefault(Conflict):
+    type = "SecurityGroupCannotRemoveDefault"
+
+    def __init__(self):
+        super().__init__("Insufficient rights for removing default security group.")
+
+
+class SecurityGroupCannotUpdateDefault(Conflict):
+    type = "SecurityGroupCannotUpdateDefault"
+
+    def __init__(self):
+        super().__init__("Updating default security group not allowed.")
+
+
+class PortSecurityAndIPRequiredForSecurityGroups(NetworkError):
+    type = "PortSecurityAndIPRequiredForSecurityGroups"
+
+    def __init__(self):
+        super().__init__(
+            "Port security must be enabled and port must have an IP address in order to use security groups."
+        )
+
+
+class PortSecurityPortHasSecurityGroup(Conflict):
+    type = "PortSecurityPortHasSecurityGroup"
+
+    def __init__(self):
+        super().__init__(
+            "Port has security group associated. Cannot disable port security or IP address until security group "
+            "is removed"
+        )

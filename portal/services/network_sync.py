@@ -7,6 +7,7 @@ heartbeat that shows the host behind (``host_behind``), repairs it.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from collections import defaultdict
@@ -17,7 +18,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from compute_tasks import rpc
-from portal.models import ComputeHost, HostNetworkState, Migration, Network, Port
+from portal.models import ComputeHost, HostNetworkState, IPAllocation, Migration, Network, Port, SecurityGroupRule
+
+from .ip_protocols import protocol_number
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +78,15 @@ def plan_for(host: ComputeHost) -> rpc.HostNetworkPlan:
         .order_by("created_at", "id")
     ):
         ports_by_network[port.network_id].append(port)
-    plans = [_network_plan(host, network, ports_by_network[network.pk], moving) for network in networks]
+    mine = [p for ps in ports_by_network.values() for p in ps if p.host_id == host.pk or p.device_id in moving]
+    firewalls = port_firewalls(mine)
+    plans = [_network_plan(host, network, ports_by_network[network.pk], moving, firewalls) for network in networks]
     return rpc.HostNetworkPlan(host=host.name, generation=state.generation, networks=plans)
 
 
-def _network_plan(host: ComputeHost, network: Network, ports: list[Port], moving: set[str]) -> rpc.NetworkPlan:
+def _network_plan(
+    host: ComputeHost, network: Network, ports: list[Port], moving: set[str], firewalls: dict
+) -> rpc.NetworkPlan:
     dhcp = next((p for p in ports if p.device_owner == Port.OWNER_DHCP), None)
     guests = [p for p in ports if p.device_owner != Port.OWNER_DHCP]
     elsewhere = [p for p in guests if p.host and p.host_id != host.pk and p.host.tunnel_address]
@@ -102,7 +109,7 @@ def _network_plan(host: ComputeHost, network: Network, ports: list[Port], moving
             )
             for subnet in network.subnets.all()
         ],
-        ports=[_port_plan(p) for p in guests if p.host_id == host.pk or p.device_id in moving],
+        ports=[_port_plan(p, firewalls.get(p.pk, [])) for p in guests if p.host_id == host.pk or p.device_id in moving],
         dhcp_mac=dhcp.mac_address if dhcp else "",
         dhcp_ips=[a.ip_address for a in dhcp.fixed_ips.all()] if dhcp else [],
         leases=[_port_plan(p) for p in guests],
@@ -111,8 +118,10 @@ def _network_plan(host: ComputeHost, network: Network, ports: list[Port], moving
     )
 
 
-def _port_plan(port: Port) -> rpc.PortPlan:
+def _port_plan(port: Port, rules: list[rpc.RulePlan] | None = None) -> rpc.PortPlan:
     return rpc.PortPlan(
+        filtered=rules is not None and port.port_security_enabled,
+        rules=list(rules or []) if port.port_security_enabled else [],
         port_id=str(port.pk),
         mac=port.mac_address,
         device=port.device_name,
@@ -122,6 +131,62 @@ def _port_plan(port: Port) -> rpc.PortPlan:
         admin_state_up=port.admin_state_up,
         port_security_enabled=port.port_security_enabled,
     )
+
+
+def port_firewalls(ports: list[Port]) -> dict:
+    """Each port's security group rules, compiled for its host: port id -> [RulePlan]. A remote group is
+    expanded to the addresses of the group's members at this moment (a membership change replans)."""
+    if not ports:
+        return {}
+    through = Port.security_groups.through
+    groups_of: dict = defaultdict(list)
+    for port_id, group_id in through.objects.filter(port_id__in=[p.pk for p in ports]).values_list(
+        "port_id", "securitygroup_id"
+    ):
+        groups_of[port_id].append(group_id)
+    group_ids = {g for gs in groups_of.values() for g in gs}
+    rules_of: dict = defaultdict(list)
+    for rule in SecurityGroupRule.objects.filter(security_group_id__in=group_ids).order_by("created_at", "id"):
+        rules_of[rule.security_group_id].append(rule)
+    remote_ids = {r.remote_group_id for rs in rules_of.values() for r in rs if r.remote_group_id}
+    members: dict = defaultdict(set)
+    for group_id, ip in IPAllocation.objects.filter(port__security_groups__in=remote_ids).values_list(
+        "port__security_groups", "ip_address"
+    ):
+        if group_id in remote_ids:
+            members[group_id].add(ip)
+    return {
+        port.pk: compile_rules([r for g in groups_of.get(port.pk, []) for r in rules_of[g]], members) for port in ports
+    }
+
+
+def compile_rules(rules, members: dict) -> list[rpc.RulePlan]:
+    """Rules as a host enforces them: protocol numbers, remote groups turned into their members' addresses
+    of the rule's family (a group with none: the rule matches nothing and is left out), duplicates once."""
+    compiled: list[rpc.RulePlan] = []
+    for rule in rules:
+        version = 4 if rule.ethertype == "IPv4" else 6
+        if rule.remote_group_id:
+            remote = sorted(
+                f"{ip}/{32 if version == 4 else 128}"
+                for ip in members.get(rule.remote_group_id, ())
+                if ipaddress.ip_address(ip).version == version
+            )
+            if not remote:
+                continue
+        else:
+            remote = [rule.remote_ip_prefix] if rule.remote_ip_prefix else None
+        plan = rpc.RulePlan(
+            direction=rule.direction,
+            ethertype=rule.ethertype,
+            protocol=protocol_number(rule.protocol),
+            port_min=rule.port_range_min,
+            port_max=rule.port_range_max,
+            remote=remote,
+        )
+        if plan not in compiled:
+            compiled.append(plan)
+    return compiled
 
 
 def _first_ip(port: Port) -> str:

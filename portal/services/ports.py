@@ -22,6 +22,7 @@ from portal.services import network_sync
 from portal.services import quotas as quota_services
 
 from . import network_addresses as addresses
+from . import security_groups as group_services
 from .network_errors import (
     BadRequest,
     InvalidInput,
@@ -33,6 +34,7 @@ from .network_errors import (
     NetworkNotFound,
     OverQuota,
     PolicyNotAuthorized,
+    PortSecurityAndIPRequiredForSecurityGroups,
 )
 
 log = logging.getLogger(__name__)
@@ -240,6 +242,7 @@ def port_create(
     port_security_enabled: bool | None = None,
     host: ComputeHost | None = None,
     auto_delete: bool = False,
+    security_groups: list | None = None,
 ) -> Port:
     """A port of ``project`` on ``network`` with the addresses ``fixed_ips`` asks for (none asked: one from
     the first subnet with room), bound to ``host`` when given (admins and the cloud itself only)."""
@@ -281,8 +284,17 @@ def port_create(
                 quota_services.network_quota_check(project=project, resource="port")
             except quota_services.QuotaExceeded:
                 raise OverQuota("port") from None
+        groups = group_services.groups_for_new_port(
+            project=project,
+            port_security_enabled=fields["port_security_enabled"],
+            groups=security_groups,
+            device_owner=device_owner,
+        )
         port = _insert_port(fields, mac)
         _allocate(port, network, requests)
+        if groups:
+            port.security_groups.set(groups)
+            group_services.membership_changed([g.pk for g in groups])
         network_sync.network_changed(network.pk)
     return port
 
@@ -297,6 +309,7 @@ PORT_UPDATABLE = (
     "fixed_ips",
     "mac_address",
     "binding:host_id",
+    "security_groups",
 )
 
 
@@ -330,6 +343,16 @@ def port_update(*, port: Port, user_is_admin: bool, project: Project, changes: d
                 if Port.objects.filter(network=network, mac_address=mac).exists():
                     raise MacAddressInUse(network.pk, mac)
                 port.mac_address = mac
+        groups = changes.get("security_groups")
+        group_services.check_port_security(port, port.port_security_enabled, groups)
+        if groups is not None and groups and not port.port_security_enabled:
+            raise PortSecurityAndIPRequiredForSecurityGroups()
+        if groups is not None:
+            before = set(port.security_groups.values_list("pk", flat=True))
+            port.security_groups.set(groups)
+            group_services.membership_changed(before | {g.pk for g in groups})
+        elif "fixed_ips" in changes:
+            group_services.membership_changed(port.security_groups.values_list("pk", flat=True))
         if "fixed_ips" in changes:
             _replace_fixed_ips(port, network, changes["fixed_ips"], network_owner)
         old_host = port.host_id
@@ -414,6 +437,7 @@ def port_delete(*, port: Port) -> None:
     with transaction.atomic():
         port = Port.objects.select_for_update().get(pk=port.pk)
         network_sync.network_changed(port.network_id)  # every host with ports on the network, its own included
+        group_services.membership_changed(port.security_groups.values_list("pk", flat=True))
         IPAllocation.objects.filter(port=port).delete()
         port.delete()
 

@@ -6,7 +6,8 @@ metadata from 169.254.169.254, and reach each other (ping and a page), as their 
 the serial console. Project B's guest, on a
 network of its own with the *same* addresses, reaches neither. A guest on the shared flat network
 ``public`` is reachable from its host and from the machines beyond it, reaches those machines, and
-reaches nothing of its hypervisor; live-migrated to the other host, it is still reachable there. Then,
+reaches nothing of its hypervisor; the machines beyond reach it once a security group admits them
+(ICMP and TCP 80); live-migrated to the other host, it is still reachable there. Then,
 with the guests running: a NIC is plugged in through
 os-interface, a port deleted is unplugged, and a bridge deleted behind the host's back comes back.
 """
@@ -164,10 +165,27 @@ def test_guests_on_networks_across_hosts(cloud, live_server, tiny_flavor, demo_i
         # The guest on public reaches the machines beyond, and nothing of its hypervisor.
         assert f"NET-FETCH {OUTSIDE_ADDRESS} [page-of-outside]" in out["p1"]
         assert f"NET-PING {HOST1_PUBLIC} fail" in out["p1"] and f"NET-FETCH {HOST1_PUBLIC} []" in out["p1"]
-        # ... yet its hypervisor and the machines beyond reach it.
+
+        # Its project's default group admits only the group's members: the machines beyond reach nothing of
+        # it. A group "web" with ICMP and TCP 80 from anywhere opens exactly those.
+        def from_outside() -> str:
+            url = "http://10.252.100.20/"
+            return in_ns(OUTSIDE, "timeout", "4", "busybox", "wget", "-q", "-O", "-", url).stdout.strip()
+
+        assert from_outside() == ""
+        assert in_ns(OUTSIDE, "ping", "-c", "1", "-W", "2", "10.252.100.20").returncode != 0
+        web = a.made("/security-groups", {"security_group": {"name": "web"}})
+        for extra in ({"protocol": "icmp"}, {"protocol": "tcp", "port_range_min": 80, "port_range_max": 80}):
+            rule = {"security_group_id": web["id"], "direction": "ingress", "remote_ip_prefix": "0.0.0.0/0", **extra}
+            a.made("/security-group-rules", {"security_group_rule": rule})
+        p1_port = Port.objects.get(device_id=servers["p1"][1])
+        default = [str(g.pk) for g in p1_port.security_groups.all()]
+        updated = a.net("PUT", f"/ports/{p1_port.pk}", {"port": {"security_groups": [*default, web["id"]]}})
+        assert updated.status_code == 200, updated.text
+        wait_until(lambda: from_outside() == "page-of-p1", 30, message="web's rules enforced on p1's host")
+        assert in_ns(OUTSIDE, "ping", "-c", "1", "-W", "2", "10.252.100.20").returncode == 0
+        # ... and its hypervisor reaches it (the host's own traffic is not a guest's to filter).
         assert in_ns(cloud.network.namespaces[first], "ping", "-c", "1", "-W", "2", "10.252.100.20").returncode == 0
-        fetched = in_ns(OUTSIDE, "timeout", "6", "busybox", "wget", "-q", "-O", "-", "http://10.252.100.20/")
-        assert fetched.stdout.strip() == "page-of-p1", fetched
 
         # A live migration takes p1 to the other host: its port follows it, and the machines beyond reach it
         # there, its page still served by the same running guest.

@@ -14,12 +14,13 @@ from portal.selectors.flavors import flavor_get
 from portal.selectors.images import image_get
 from portal.selectors.keypairs import keypair_get
 from portal.services import actions as action_services
-from portal.services import console_output, live_migrations, shelving
+from portal.services import console_output, instance_ports, live_migrations, shelving
 from portal.services import consoles as console_services
 from portal.services import instances as instance_services
 from portal.services import moves as move_services
 from portal.services.images import ImageError, ImageForbidden, ImageQuotaExceeded, ImageTooLarge
 from portal.services.lifecycle import StateConflict
+from portal.services.network_errors import NetworkError
 from portal.services.quotas import QuotaExceeded
 
 from .links import links
@@ -287,6 +288,25 @@ class ServerActionView(ComputeAPIView):
             return Response(status=200)
         return Response({"adminPass": data.get("adminPass") or password})
 
+    # --- security groups ---------------------------------------------------------------------------------
+
+    def _security_group(self, instance, args, change):
+        if not isinstance(args, dict) or not isinstance(args.get("name"), str) or not args["name"].strip():
+            raise BadRequest("Security group name cannot be empty")
+        try:
+            change(ctx=self.ctx, instance=instance, name=args["name"].strip())
+        except instance_ports.SecurityGroupRequestError as exc:
+            raise (NotFound if exc.status == 404 else BadRequest)(str(exc)) from None
+        except NetworkError as exc:
+            raise BadRequest(exc.message) from None
+        return Response(status=202)
+
+    def action_addSecurityGroup(self, request, instance, args):  # noqa: N802
+        return self._security_group(instance, args, instance_ports.server_security_group_add)
+
+    def action_removeSecurityGroup(self, request, instance, args):  # noqa: N802
+        return self._security_group(instance, args, instance_ports.server_security_group_remove)
+
     # --- console log ------------------------------------------------------------------------------------
 
     def action_os_getConsoleOutput(self, request, instance, args):  # noqa: N802
@@ -326,6 +346,8 @@ _ACTIONS = {
     "unrescue",
     "os-migrateLive",
     "evacuate",
+    "addSecurityGroup",
+    "removeSecurityGroup",
 }
 
 

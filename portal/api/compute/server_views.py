@@ -11,6 +11,7 @@ import hashlib
 
 from django.conf import settings
 
+from portal.selectors import security_groups as group_selectors
 from portal.selectors.hosts import host_is_up
 from portal.selectors.instances import latest_fault
 from portal.selectors.users import api_user_id
@@ -201,7 +202,9 @@ def server_detail(instance, request, ctx) -> dict:
         }
     )
     if instance.networks != "none":
-        body["security_groups"] = [{"name": "default"}]
+        names = group_selectors.server_group_names(instance) if instance.networks == "ports" else ["default"]
+        if names:
+            body["security_groups"] = [{"name": n} for n in names]
     _extended(body, instance, request, ctx)
     # The detail list leaves server_groups out, as the compute API does; show includes them.
     return _versioned(body, instance, request, server_groups=not getattr(request, "server_list", False))

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, Conflict, Forbidden, NotFound
+from portal.selectors import security_groups as group_selectors
 from portal.selectors.availability_zones import available_zone_names, default_zone
 from portal.selectors.flavors import flavor_get
 from portal.selectors.images import image_get
@@ -16,7 +17,7 @@ from portal.selectors.instances import instance_get
 from portal.selectors.keypairs import keypair_get
 from portal.selectors.server_groups import server_group_get
 from portal.selectors.server_list import ForbiddenQuery, InvalidQuery, server_page
-from portal.services import instance_properties
+from portal.services import instance_ports, instance_properties
 from portal.services import instances as instance_services
 from portal.services.instance_ports import NetworkRequestError
 from portal.services.lifecycle import StateConflict
@@ -44,6 +45,7 @@ class ServerListView(ComputeAPIView):
             raise Forbidden(str(exc)) from None
         if self.detail:
             request.server_list = True
+            group_selectors.attach_server_group_names(page)
             servers = [server_detail(i, request, self.ctx) for i in page]
         else:
             servers = [server_summary(i) for i in page]
@@ -96,6 +98,7 @@ class ServerListView(ComputeAPIView):
             tags = instance_properties.validate_tags(data.get("tags", []))
         except instance_services.InvalidRequest as exc:
             raise BadRequest(str(exc)) from None
+        security_groups = self._security_groups(data.get("security_groups"))
         max_count = data.get("max_count", data.get("min_count", 1))
         boot_volumes = resolve_boot_volumes(self, data["boot_volumes"], flavor=flavor, count=max_count)
         spec = instance_services.ServerSpec(
@@ -116,6 +119,7 @@ class ServerListView(ComputeAPIView):
             user_token=user_token(self.request),
             requested_host=requested.host if requested is not None else "",
             force_host=requested is not None and requested.forced,
+            security_groups=security_groups,
         )
         try:
             created = instance_services.servers_create(
@@ -133,8 +137,25 @@ class ServerListView(ComputeAPIView):
         server = {**server_summary(first), "OS-DCF:diskConfig": "MANUAL"}
         del server["name"]
         if first.networks != "none":
-            server["security_groups"] = [{"name": "default"}]
+            names = group_selectors.server_group_names(first) if first.networks == "ports" else ["default"]
+            if names:
+                server["security_groups"] = [{"name": n} for n in names]
         return Response({"server": server}, status=202)
+
+    def _security_groups(self, requested) -> tuple:
+        """``security_groups: [{"name": ...}]``: the caller's project's groups (by name or id), or 400."""
+        if requested is None:
+            return ()
+        names = []
+        for entry in requested:
+            name = entry.get("name")
+            if not isinstance(name, str) or not name or len(name) > 255:
+                raise BadRequest("Invalid input for field/attribute security_groups: each takes a 'name'.")
+            names.append(name)
+        try:
+            return instance_ports.security_groups_named(self.ctx, names)
+        except instance_ports.SecurityGroupRequestError as exc:
+            raise BadRequest(str(exc)) from None
 
     def _zone(self, zone: str | None) -> str | None:
         """The zone asked for, which must be the default zone or an available one; None for any."""

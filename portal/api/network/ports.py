@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
+
 from rest_framework import status as http
 from rest_framework.response import Response
 
 from portal.models import ComputeHost, Port
 from portal.selectors import networks as selectors
+from portal.selectors import security_groups as group_selectors
 from portal.services import ports as port_services
 from portal.services.network_errors import (
     BadRequest,
     NetworkNotFound,
     PolicyNotAuthorized,
     PortNotFound,
+    SecurityGroupNotFound,
 )
 
 from . import shapes
@@ -42,6 +46,14 @@ PORT_CREATE = {
 PORT_UNSUPPORTED = ("binding:vnic_type", "binding:profile", "allowed_address_pairs", "extra_dhcp_opts", "qos_policy_id")
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _host_named(value):
     if value in (None, ""):
         return None
@@ -63,6 +75,22 @@ class _PortView(ResourceView):
     def body(self, row) -> dict:
         return shapes.port_body(row, self.is_admin)
 
+    def groups_named(self, value, project):
+        """The groups a port's ``security_groups`` names (ids of groups of the port's project), or None."""
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BadRequest("Invalid input for security_groups: must be a list of security group ids.")
+        groups = []
+        for group_id in dict.fromkeys(value):
+            if not _is_uuid(group_id):
+                raise BadRequest(f"Invalid input for security_groups: '{group_id[:64]}' is not a valid UUID.")
+            group = group_selectors.group_get(self.ctx, group_id)
+            if group is None or (project is not None and group.project_id != project.pk):
+                raise SecurityGroupNotFound(group_id[:64])
+            groups.append(group)
+        return groups
+
     def get_port(self, port_id: str):
         port = selectors.port_get(self.ctx, port_id)
         if port is None:
@@ -80,7 +108,7 @@ class PortsView(_PortView):
     def create_one(self, attrs: dict):
         unrecognized(attrs, PORT_CREATE)
         only_empty(attrs, PORT_UNSUPPORTED)
-        only_empty(attrs, ("security_groups", "dns_name"))
+        only_empty(attrs, ("dns_name",))
         network_id = attrs.get("network_id")
         if not isinstance(network_id, str):
             raise BadRequest("Invalid input for network_id: a network id is required.")
@@ -103,6 +131,7 @@ class PortsView(_PortView):
             admin_state_up=attrs.get("admin_state_up", True),
             port_security_enabled=attrs.get("port_security_enabled"),
             host=_host_named(attrs.get("binding:host_id")),
+            security_groups=self.groups_named(attrs.get("security_groups"), project),
         )
 
 
@@ -115,7 +144,9 @@ class PortView(_PortView):
         port = self.get_port(port_id)
         changes = dict(self.body_of("port"))
         only_empty(changes, PORT_UNSUPPORTED)
-        only_empty(changes, ("security_groups", "dns_name"))
+        only_empty(changes, ("dns_name",))
+        if "security_groups" in changes:
+            changes["security_groups"] = self.groups_named(changes["security_groups"], port.project)
         if "binding:host_id" in changes:
             if not self.is_admin:
                 raise PolicyNotAuthorized("(rule:update_port:binding:host_id) is disallowed by policy")

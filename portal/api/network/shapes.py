@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db.models import Q
 
 from portal.api.compute.validation import is_uuid
-from portal.models import Network, Port, Subnet
+from portal.models import Network, Port, SecurityGroup, SecurityGroupRule, Subnet
 from portal.services.network_errors import BadRequest
 
 from .query import Attr
@@ -86,7 +86,7 @@ def port_body(port: Port, is_admin: bool) -> dict:
         "fixed_ips": [{"subnet_id": str(a.subnet_id), "ip_address": a.ip_address} for a in port.fixed_ips.all()],
         "allowed_address_pairs": [],
         "extra_dhcp_opts": [],
-        "security_groups": [],
+        "security_groups": [str(g.pk) for g in port.security_groups.all()],
         "port_security_enabled": port.port_security_enabled,
         "binding:vnic_type": "normal",
         **_common(port),
@@ -164,3 +164,46 @@ def fixed_ips_filter(values: list[str]) -> Q:
     for part in wanted.get("ip_address_substr", []):
         query &= Q(fixed_ips__ip_address__contains=part)
     return query
+
+
+def rule_body(rule: SecurityGroupRule) -> dict:
+    return {
+        "id": str(rule.pk),
+        "security_group_id": str(rule.security_group_id),
+        "direction": rule.direction,
+        "ethertype": rule.ethertype,
+        "protocol": rule.protocol,
+        "port_range_min": rule.port_range_min,
+        "port_range_max": rule.port_range_max,
+        "remote_ip_prefix": rule.remote_ip_prefix,
+        "normalized_cidr": rule.remote_ip_prefix,
+        "remote_group_id": str(rule.remote_group_id) if rule.remote_group_id else None,
+        "remote_address_group_id": None,
+        **_common(rule),
+    }
+
+
+def group_body(group: SecurityGroup, is_admin: bool = False) -> dict:
+    return {
+        "id": str(group.pk),
+        "name": group.name,
+        "stateful": group.stateful,
+        "shared": False,
+        "security_group_rules": [rule_body(r) for r in group.rules.all()],
+        **_common(group),
+    }
+
+
+GROUP_ATTRS = {**_COMMON_ATTRS, "stateful": Attr("stateful", "bool")}
+
+RULE_ATTRS = {
+    **{k: v for k, v in _COMMON_ATTRS.items() if k != "name"},
+    "security_group_id": Attr("security_group_id", "uuid"),
+    "direction": Attr("direction"),
+    "ethertype": Attr("ethertype"),
+    "protocol": Attr("protocol"),
+    "port_range_min": Attr("port_range_min", "int"),
+    "port_range_max": Attr("port_range_max", "int"),
+    "remote_ip_prefix": Attr("remote_ip_prefix"),
+    "remote_group_id": Attr("remote_group_id", "uuid"),
+}

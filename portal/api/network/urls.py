@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import networks, ports, quotas, subnets, views
+from . import networks, ports, quotas, security_groups, subnets, views
 
 V = "v2.0"
 Q = f"{V}/quotas/<str:target_project_id>"
@@ -18,6 +18,22 @@ urlpatterns = [
     path(f"{V}/subnets/<str:subnet_id>", subnets.SubnetView.as_view(), name="networking-subnet"),
     path(f"{V}/ports", ports.PortsView.as_view(), name="networking-ports"),
     path(f"{V}/ports/<str:port_id>", ports.PortView.as_view(), name="networking-port"),
+    path(f"{V}/security-groups", security_groups.SecurityGroupsView.as_view(), name="networking-security-groups"),
+    path(
+        f"{V}/security-groups/<str:group_id>",
+        security_groups.SecurityGroupView.as_view(),
+        name="networking-security-group",
+    ),
+    path(
+        f"{V}/security-group-rules",
+        security_groups.SecurityGroupRulesView.as_view(),
+        name="networking-security-group-rules",
+    ),
+    path(
+        f"{V}/security-group-rules/<str:rule_id>",
+        security_groups.SecurityGroupRuleView.as_view(),
+        name="networking-security-group-rule",
+    ),
     path(f"{V}/quotas", quotas.QuotasView.as_view(), name="networking-quotas"),
     path(Q, quotas.QuotaView.as_view(), name="networking-quota"),
     path(f"{Q}/default", quotas.QuotaDefaultView.as_view(), name="networking-quota-default"),

@@ -31,6 +31,7 @@ class V2RootView(NetworkingAPIView):
 
     def get(self, request):
         resources = [("network", "networks"), ("subnet", "subnets"), ("port", "ports"), ("quota", "quotas")]
+        resources += [("security_group", "security-groups"), ("security_group_rule", "security-group-rules")]
         return Response(
             {
                 "resources": [

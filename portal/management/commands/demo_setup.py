@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -13,11 +14,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from portal.auth.context import RequestContext
-from portal.models import Flavor, Image, Membership, Network, Project, Role, Subnet
+from portal.models import Flavor, Image, Membership, Network, Project, Role, SecurityGroup, Subnet
 from portal.services import networks as network_services
+from portal.services import security_groups as group_services
 from portal.services.images import image_create, image_upload
-from portal.services.network_errors import NetworkError
+from portal.services.network_errors import NetworkError, SecurityGroupRuleExists
 
+WEB_GROUP = "web"  # the demo guest on public is in it
 DEFAULT_FLAVORS = [
     # flavorid, name, vcpus, memory_mb, root_gb
     ("1", "m1.tiny", 1, 512, 1),
@@ -54,6 +57,7 @@ class Command(BaseCommand):
         self._image(Path(image), RequestContext(user=user, project=project, role=Role.ADMIN))
         try:
             self._networks(project, options["public_cidr"], options["tenant_cidr"])
+            self._web_group(project, options["public_cidr"])
         except NetworkError as exc:
             raise CommandError(f"the demo's networks: {exc}") from None
 
@@ -83,6 +87,29 @@ class Command(BaseCommand):
         for network in (public, demo):
             cidrs = ", ".join(Subnet.objects.filter(network=network).values_list("cidr", flat=True))
             self.stdout.write(f"network {network.name}: {network.pk} ({network.network_type}, {cidrs})")
+
+    @transaction.atomic
+    def _web_group(self, project: Project, public_cidr: str) -> None:
+        """The security group ``web``: ICMP, SSH and HTTP from ``public``'s range (this machine's), as a cloud
+        user adds to reach a guest; the demo puts ``demo-1`` in it (the default group admits its members
+        only)."""
+        group = SecurityGroup.objects.filter(project=project, name=WEB_GROUP).first()
+        if group is None:
+            group = group_services.group_create(
+                project=project, name=WEB_GROUP, description="ICMP, SSH and HTTP from public"
+            )
+        for extra in (
+            {"protocol": "icmp"},
+            *({"protocol": "tcp", "port_range_min": p, "port_range_max": p} for p in (22, 80)),
+        ):
+            with contextlib.suppress(SecurityGroupRuleExists):
+                group_services.rule_create(
+                    project=project,
+                    group=group,
+                    attrs={"direction": "ingress", "remote_ip_prefix": public_cidr, **extra},
+                    remote_group=None,
+                )
+        self.stdout.write(f"security group {WEB_GROUP}: {group.pk} (ICMP, SSH and HTTP from {public_cidr})")
 
     def _subnet(self, project: Project, network: Network, name: str, cidr: str) -> None:
         if Subnet.objects.filter(network=network).exists():

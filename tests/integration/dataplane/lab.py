@@ -1,6 +1,7 @@
 """Simulated hypervisor hosts and guests in network namespaces, for the data plane's tests and benchmark.
 
-Everything lives in namespaces named ``dpt-…`` and addresses inside 10.251.0.0/16, which is made
+Everything lives in namespaces named ``<prefix>-…`` (``dpt-`` unless told) and addresses inside the lab's
+/16 (10.251.0.0/16 unless told), which is made
 unreachable in the root namespace first, so that a mistake fails at once instead of leaving the machine.
 The underlay is a bridge in a namespace of its own; each host is a namespace with a veth on it whose
 address is the host's tunnel address. A guest is a namespace whose ``eth0`` is the far end of a veth
@@ -19,8 +20,6 @@ from pathlib import Path
 
 from compute_tasks.rpc import HostNetworkPlan, Neighbour, NetworkPlan, PortPlan, SubnetPlan
 
-LAB_RANGE = "10.251.0.0/16"
-UNDERLAY_NS = "dpt-ul"
 UDHCPC_SCRIPT = """#!/bin/sh
 # busybox udhcpc hands the lease over in the environment; the lab keeps it in a file.
 case "$1" in
@@ -105,31 +104,42 @@ class Lab:
     guests: list[Guest] = field(default_factory=list)
     processes: list[subprocess.Popen] = field(default_factory=list)
     route_added: bool = False
+    prefix: str = "dpt"  # of every namespace and device the lab makes
+    net: str = "10.251"  # the lab's addresses are inside <net>.0.0/16
+
+    @property
+    def lab_range(self) -> str:
+        return f"{self.net}.0.0/16"
+
+    @property
+    def underlay(self) -> str:
+        return f"{self.prefix}-ul"
 
     def start(self, count: int) -> None:
-        if sh("ip", "route", "add", "unreachable", LAB_RANGE, check=False).returncode == 0:
+        if sh("ip", "route", "add", "unreachable", self.lab_range, check=False).returncode == 0:
             self.route_added = True
-        sh("ip", "netns", "add", UNDERLAY_NS)
-        sh("ip", "-n", UNDERLAY_NS, "link", "add", "dpt-ul0", "type", "bridge")
-        sh("ip", "-n", UNDERLAY_NS, "link", "set", "dpt-ul0", "up")
+        sh("ip", "netns", "add", self.underlay)
+        sh("ip", "-n", self.underlay, "link", "add", f"{self.prefix}-ul0", "type", "bridge")
+        sh("ip", "-n", self.underlay, "link", "set", f"{self.prefix}-ul0", "up")
         for index in range(1, count + 1):
             self.add_host(index)
 
     def add_host(self, index: int) -> Host:
-        ns = f"dpt-h{index}"
-        address = f"10.251.0.{index}"
+        ns = f"{self.prefix}-h{index}"
+        address = f"{self.net}.0.{index}"
         sh("ip", "netns", "add", ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", UNDERLAY_NS, "link", "add", f"dpt-ul{index}", "type", "veth", "peer", "name", "ul0", "netns", ns)
-        sh("ip", "-n", UNDERLAY_NS, "link", "set", f"dpt-ul{index}", "master", "dpt-ul0", "up")
+        leg = f"{self.prefix}-ul{index}"
+        sh("ip", "-n", self.underlay, "link", "add", leg, "type", "veth", "peer", "name", "ul0", "netns", ns)
+        sh("ip", "-n", self.underlay, "link", "set", leg, "master", f"{self.prefix}-ul0", "up")
         sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "ul0")
         sh("ip", "-n", ns, "link", "set", "ul0", "up")
-        host = Host(name=f"dpt-host{index}", namespace=ns, tunnel_address=address)
+        host = Host(name=f"{self.prefix}-host{index}", namespace=ns, tunnel_address=address)
         self.hosts.append(host)
         return host
 
     def add_guest(self, host: Host, port: PortPlan, name: str) -> Guest:
-        ns = f"dpt-g-{name}"
+        ns = f"{self.prefix}-g-{name}"
         sh("ip", "netns", "add", ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         sh("ip", "-n", host.namespace, "link", "add", port.device, "type", "veth", "peer", "name", "eth0", "netns", ns)
@@ -163,10 +173,10 @@ class Lab:
         listed = sh("ip", "netns", "list", check=False).stdout.split("\n")
         for line in listed:
             name = line.split(" ")[0]
-            if name.startswith("dpt-"):
+            if name.startswith(f"{self.prefix}-"):
                 sh("ip", "netns", "del", name, check=False)
         if self.route_added:
-            sh("ip", "route", "del", "unreachable", LAB_RANGE, check=False)
+            sh("ip", "route", "del", "unreachable", self.lab_range, check=False)
 
 
 def wait_for(condition, timeout: float = 10, interval: float = 0.05):

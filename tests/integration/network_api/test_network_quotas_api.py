@@ -13,8 +13,20 @@ pytestmark = pytest.mark.integration
 
 def test_quota_show_update_details_and_reset(member, admin, stranger):
     pid = member.project.pk
-    assert ok(call(member, "GET", f"/quotas/{pid}"))["quota"] == {"network": 100, "subnet": 100, "port": 500}
-    assert ok(call(member, "GET", f"/quotas/{pid}/default"))["quota"] == {"network": 100, "subnet": 100, "port": 500}
+    assert ok(call(member, "GET", f"/quotas/{pid}"))["quota"] == {
+        "network": 100,
+        "subnet": 100,
+        "port": 500,
+        "security_group": 10,
+        "security_group_rule": 100,
+    }
+    assert ok(call(member, "GET", f"/quotas/{pid}/default"))["quota"] == {
+        "network": 100,
+        "subnet": 100,
+        "port": 500,
+        "security_group": 10,
+        "security_group_rule": 100,
+    }
     fault(call(stranger, "GET", f"/quotas/{pid}"), 403)
     fault(call(stranger, "GET", f"/quotas/{pid}/details"), 403)
     fault(call(member, "PUT", f"/quotas/{pid}", {"quota": {"network": 1000}}), 403)
@@ -30,13 +42,24 @@ def test_quota_show_update_details_and_reset(member, admin, stranger):
         "network": {"used": 1, "limit": 100, "reserved": 0},
         "subnet": {"used": 1, "limit": 100, "reserved": 0},
         "port": {"used": 1, "limit": 500, "reserved": 0},
+        # The port made the project's default group, with its four rules.
+        "security_group": {"used": 1, "limit": 10, "reserved": 0},
+        "security_group_rule": {"used": 4, "limit": 100, "reserved": 0},
     }
 
     put = ok(call(admin, "PUT", f"/quotas/{pid}", {"quota": {"network": 2, "port": "3"}}))
-    assert put["quota"] == {"network": 2, "subnet": 100, "port": 3}
+    assert put["quota"] == {"network": 2, "subnet": 100, "port": 3, "security_group": 10, "security_group_rule": 100}
     assert ok(call(member, "GET", f"/quotas/{pid}"))["quota"]["network"] == 2
     listed = ok(call(admin, "GET", "/quotas"))["quotas"]
-    assert {"network": 2, "subnet": 100, "port": 3, "project_id": pid, "tenant_id": pid} in listed
+    assert {
+        "network": 2,
+        "subnet": 100,
+        "port": 3,
+        "security_group": 10,
+        "security_group_rule": 100,
+        "project_id": pid,
+        "tenant_id": pid,
+    } in listed
 
     fault(call(admin, "PUT", f"/quotas/{pid}", {"quota": {"network": 0, "check_limit": True}}), 400)
     fault(call(admin, "PUT", f"/quotas/{pid}", {"quota": {"router": 5}}), 400)
@@ -47,7 +70,13 @@ def test_quota_show_update_details_and_reset(member, admin, stranger):
     assert ok(call(admin, "PUT", f"/quotas/{pid}", {"quota": {"network": 0, "force": True}}))["quota"]["network"] == 0
 
     ok(call(admin, "DELETE", f"/quotas/{pid}"), 204)
-    assert ok(call(member, "GET", f"/quotas/{pid}"))["quota"] == {"network": 100, "subnet": 100, "port": 500}
+    assert ok(call(member, "GET", f"/quotas/{pid}"))["quota"] == {
+        "network": 100,
+        "subnet": 100,
+        "port": 500,
+        "security_group": 10,
+        "security_group_rule": 100,
+    }
     assert not QuotaLimit.objects.filter(project_id=pid).exists()
 
 

@@ -218,7 +218,14 @@ def test_port_updates_filters_and_bindings(member, admin, stranger):
     fault(call(member, "PUT", f"/ports/{a['id']}", {"port": {"mac_address": "fa:16:3e:00:00:01"}}), 403)
 
     changes = {"name": "a2", "device_id": "vm-z", "device_owner": "compute:nova", "admin_state_up": False}
-    changed = ok(call(member, "PUT", f"/ports/{a['id']}", {"port": {**changes, "port_security_enabled": False}}))
+    changed = ok(
+        call(
+            member,
+            "PUT",
+            f"/ports/{a['id']}",
+            {"port": {**changes, "port_security_enabled": False, "security_groups": []}},
+        )
+    )
     assert {k: changed["port"][k] for k in changes} == changes
     assert changed["port"]["port_security_enabled"] is False
     fault(call(member, "PUT", f"/ports/{a['id']}", {"port": {"network_id": nid}}), 400)

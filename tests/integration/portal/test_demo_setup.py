@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from portal.models import IPAllocation, Network, Subnet
+from portal.models import IPAllocation, Network, SecurityGroup, Subnet
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +50,15 @@ def test_demo_networks_are_made_once_with_the_ranges_asked_for(tmp_path, image, 
     assert "10.253.0.1" not in set(IPAllocation.objects.filter(subnet=subnet).values_list("ip_address", flat=True))
     assert Subnet.objects.get(network=demo).cidr == "10.0.0.0/24"
     assert f"network public: {public.pk} (flat, 10.253.0.0/24)" in first
+    # The group the demo guest on public is in: ICMP, SSH and HTTP from public's range, made once.
+    web = SecurityGroup.objects.get(project=demo.project, name="web")
+    rules = {(r.direction, r.protocol, r.port_range_min, r.remote_ip_prefix) for r in web.rules.all()}
+    assert {
+        ("ingress", "icmp", None, "10.253.0.0/24"),
+        ("ingress", "tcp", 22, "10.253.0.0/24"),
+        ("ingress", "tcp", 80, "10.253.0.0/24"),
+    } <= rules
+    assert web.rules.filter(direction="ingress").count() == 3
 
 
 @pytest.mark.django_db

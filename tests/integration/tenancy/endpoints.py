@@ -296,6 +296,44 @@ ENDPOINTS: dict[str, Endpoint] = {
         f"{V}/os-server-external-events",
         {"POST": r("admin", body=lambda w: {"events": [{"name": "network-changed", "server_uuid": w.ids["server"]}]})},
     ),
+    "server-security-groups": Endpoint(f"{V}/servers/{{server}}/os-security-groups", OWNED_GET),
+    # The security group proxy, until 2.35 (a 404 since).
+    "security-groups": Endpoint(
+        f"{V}/os-security-groups",
+        {
+            "GET": r("collection", version="2.35"),
+            "POST": r("collection", version="2.35", body=lambda w: {"security_group": {"name": "mine"}}),
+        },
+    ),
+    "security-group": Endpoint(
+        f"{V}/os-security-groups/{{sg_id}}",
+        {
+            "GET": r("owned", version="2.35"),
+            "PUT": r("owned", version="2.35", body=lambda w: {"security_group": {"name": "renamed"}}),
+            "DELETE": r("owned", version="2.35", admin_codes={409}),  # A's port is in it
+        },
+    ),
+    "security-group-rules": Endpoint(
+        f"{V}/os-security-group-rules",
+        {
+            "POST": r(
+                "collection",
+                version="2.35",
+                body=lambda w: {
+                    "security_group_rule": {
+                        "parent_group_id": w.ids["sg_id"],
+                        "ip_protocol": "udp",
+                        "from_port": 53,
+                        "to_port": 53,
+                    }
+                },  # fmt: skip
+                owner_codes={404},
+            ),
+        },
+    ),
+    "security-group-rule": Endpoint(
+        f"{V}/os-security-group-rules/{{sg_rule_id}}", {"DELETE": r("owned", version="2.35")}
+    ),
     # The network proxy, until 2.35 (a 404 since).
     "networks": Endpoint(f"{V}/os-networks", {"GET": r("global", version="2.35")}),
     "network": Endpoint(f"{V}/os-networks/{{network}}", {"GET": r("global", version="2.35")}),
@@ -396,6 +434,44 @@ ENDPOINTS: dict[str, Endpoint] = {
         {
             "GET": r("owned"),
             "PUT": r("owned", body=lambda w: {"port": {"name": "renamed"}}),
+            "DELETE": r("owned"),
+        },
+    ),
+    "networking-security-groups": Endpoint(
+        f"{N}/security-groups",
+        {"GET": r("collection"), "POST": r("collection", body=lambda w: {"security_group": {"name": "mine"}})},
+    ),
+    "networking-security-group": Endpoint(
+        f"{N}/security-groups/{{sg_id}}",
+        {
+            "GET": r("owned"),
+            "PUT": r("owned", body=lambda w: {"security_group": {"name": "renamed"}}),
+            "DELETE": r("owned", admin_codes={409}),  # A's port is in it
+        },
+    ),
+    "networking-security-group-rules": Endpoint(
+        f"{N}/security-group-rules",
+        {
+            "GET": r("collection"),
+            # A rule goes in a group the caller sees: the stranger does not see A's (404).
+            "POST": r(
+                "collection",
+                body=lambda w: {
+                    "security_group_rule": {
+                        "security_group_id": w.ids["sg_id"],
+                        "direction": "egress",
+                        "protocol": "udp",
+                    }
+                },
+                owner_codes={404},
+            ),
+        },
+    ),
+    "networking-security-group-rule": Endpoint(
+        f"{N}/security-group-rules/{{sg_rule_id}}",
+        {
+            "GET": r("owned"),
+            "PUT": r("owned", body=lambda w: {"security_group_rule": {"description": "x"}}),
             "DELETE": r("owned"),
         },
     ),

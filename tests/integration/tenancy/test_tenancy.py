@@ -24,7 +24,9 @@ from rest_framework.test import APIClient
 
 from portal.api.compute.networks import servers_network_id
 from portal.models import Aggregate, ComputeHost, InstanceAction, InstanceTag, Keypair, Role, ServerGroup
+from portal.services import security_groups as group_services
 from portal.services.networks import network_create, port_create, subnet_create
+from portal.services.ports import port_update
 from tests.conftest import Caller
 from tests.factories import FlavorFactory, ImageFactory, InstanceFactory
 
@@ -136,6 +138,11 @@ def world(db, settings, tmp_path) -> World:
     net = network_create(project=project, user_is_admin=False, name="a-secret-network")
     subnet = subnet_create(project=project, user_is_admin=False, network=net, cidr="10.200.0.0/24", name="a-sub")
     port = port_create(project=project, user_is_admin=False, network=net, name="a-secret-port")
+    secret_group = group_services.group_create(project=project, name="a-secret-group")
+    secret_rule = group_services.rule_create(
+        project=project, group=secret_group, attrs={"direction": "ingress", "protocol": "tcp"}, remote_group=None
+    )
+    port_update(port=port, user_is_admin=False, project=project, changes={"security_groups": [secret_group]})
     shared_net = network_create(project=admin.project, user_is_admin=True, name="shared", shared=True)
     subnet_create(project=admin.project, user_is_admin=True, network=shared_net, cidr="10.202.0.0/24")
     ids = {
@@ -156,9 +163,12 @@ def world(db, settings, tmp_path) -> World:
         "subnet_id": str(subnet.pk),
         "port_id": str(port.pk),
         "shared_net_id": str(shared_net.pk),
+        "sg_id": str(secret_group.pk),
+        "sg_rule_id": str(secret_rule.pk),
     }
     secrets = [str(server.uuid), str(image.id), "a-secret-key", str(group.uuid), "a-secret-server"]
     secrets += [str(net.pk), str(subnet.pk), str(port.pk), "a-secret-network", "a-secret-port"]
+    secrets += [str(secret_group.pk), str(secret_rule.pk), "a-secret-group"]
     return World(owner, reader, stranger, admin, ids, secrets, public_image=str(public_image.id))
 
 

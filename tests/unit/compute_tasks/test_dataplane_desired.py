@@ -172,3 +172,73 @@ def test_a_port_an_admin_set_down_is_not_plugged():
         HostNetworkPlan(host="hv1", generation=1, networks=[vxlan_plan(ports=[down])]), SETTINGS
     ).networks
     assert net.ports == ()
+
+
+def _sg_plan(ports):
+    from compute_tasks.rpc import HostNetworkPlan, NetworkPlan
+
+    network = NetworkPlan(
+        network_id="6b3e4c36-9d5d-4a8e-9d6b-2ad1c6f0a1b2",
+        network_type="vxlan",
+        mtu=1450,
+        segmentation_id=7,
+        ports=ports,
+    )
+    return HostNetworkPlan(host="h", generation=1, networks=[network])
+
+
+def test_security_group_rules_become_each_filtered_ports_chains():
+    from compute_tasks.dataplane.desired import Settings, desired_state
+    from compute_tasks.rpc import PortPlan, RulePlan
+
+    rules = [
+        RulePlan("egress", "IPv4"),
+        RulePlan("ingress", "IPv4", protocol=6, port_min=80, port_max=80),
+        RulePlan("ingress", "IPv4", protocol=17, port_min=5000, port_max=5010, remote=["10.0.0.9/32", "10.0.0.8/32"]),
+        RulePlan("ingress", "IPv4", protocol=1, port_min=8, port_max=0),
+        RulePlan("ingress", "IPv6", protocol=58, port_min=128),
+        RulePlan("ingress", "IPv4", remote=[]),  # a remote group with no members: matches nothing
+        RulePlan("ingress", "IPv4", remote=["fd00::/64"]),  # of the other family: matches nothing
+    ]
+    filtered = PortPlan(
+        port_id="p1", mac="fa:16:3e:00:00:01", device="tapaaaaaaaa-01", ips=["10.0.0.5"], filtered=True, rules=rules
+    )
+    loose = PortPlan(
+        port_id="p2", mac="fa:16:3e:00:00:02", device="tapaaaaaaaa-02", ips=["10.0.0.6"], port_security_enabled=False
+    )
+    unfiltered = PortPlan(port_id="p3", mac="fa:16:3e:00:00:03", device="tapaaaaaaaa-03", ips=["10.0.0.7"])
+    ruleset = desired_state(_sg_plan([filtered, loose, unfiltered]), Settings(tunnel_address="10.0.0.1")).ruleset
+    chain_in = ruleset.split("chain sg-in-1 {")[1].split("\n  }")[0].strip().splitlines()
+    assert [line.strip() for line in chain_in] == [
+        "ct state invalid drop",
+        "ct state established,related return",
+        "meta nfproto ipv4 udp sport 67 udp dport 68 return",
+        "meta nfproto ipv4 meta l4proto 6 th dport 80 return",
+        "meta nfproto ipv4 ip saddr { 10.0.0.8/32, 10.0.0.9/32 } meta l4proto 17 th dport 5000-5010 return",
+        "meta nfproto ipv4 meta l4proto 1 icmp type 8 icmp code 0 return",
+        "meta nfproto ipv6 meta l4proto 58 icmpv6 type 128 return",
+        "drop",
+    ]
+    chain_out = ruleset.split("chain sg-out-1 {")[1].split("\n  }")[0].strip().splitlines()
+    assert [line.strip() for line in chain_out][-3:] == [
+        "udp sport 67 udp dport 68 drop",  # no DHCP server in a guest
+        "meta nfproto ipv4 return",
+        "drop",
+    ]
+    # Only the filtered port is marked and judged; a port without port security or filtering is not.
+    assert "sg-in-2" not in ruleset and "sg-out-2" not in ruleset
+    assert 'oifname "tapaaaaaaaa-01" meta mark set meta mark and 0xffff or 0x10000' in ruleset
+    assert 'tapaaaaaaaa-02" meta mark' not in ruleset and 'tapaaaaaaaa-03" meta mark' not in ruleset
+    assert "meta mark and 0xffff vmap { 1 : jump sg-out-1 }" in ruleset
+
+
+def test_plans_carry_rules_through_json():
+    from compute_tasks.rpc import HostNetworkPlan, PortPlan, RulePlan
+
+    port = PortPlan(
+        port_id="p1", mac="fa:16:3e:00:00:01", device="tapaaaaaaaa-01", filtered=True,
+        rules=[RulePlan("ingress", "IPv4", protocol=6, port_min=22, port_max=22, remote=["10.0.0.0/24"])],
+    )  # fmt: skip
+    plan = _sg_plan([port])
+    again = HostNetworkPlan.from_dict(plan.to_dict())
+    assert again == plan and again.networks[0].ports[0].rules[0].remote == ["10.0.0.0/24"]
