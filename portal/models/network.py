@@ -153,7 +153,7 @@ class HostNetworkState(models.Model):
     generation = models.PositiveBigIntegerField(default=0)
     applied_generation = models.PositiveBigIntegerField(default=0)
     applied_at = models.DateTimeField(null=True, blank=True)
-    drift = models.JSONField(default=list, blank=True)  # what the host found wrong and mended, last time
+    drift = models.JSONField(default=list, blank=True)  # what the host last found wrong and mended
     error = models.TextField(blank=True, default="")
 
     def __str__(self) -> str:

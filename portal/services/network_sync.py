@@ -215,7 +215,8 @@ def network_state_applied(report: rpc.NetworkStateApplied) -> None:
         return  # overtaken by a newer report
     state.applied_generation = report.generation
     state.applied_at = timezone.now()
-    state.drift = list(report.drift)[:100]
+    if report.drift:  # what the host last mended stays shown until it mends something again
+        state.drift = list(report.drift)[:100]
     state.error = report.error[:2000]
     state.save(update_fields=["applied_generation", "applied_at", "drift", "error"])
     if report.drift:
