@@ -379,6 +379,9 @@ class SecurityGroupAdmin(_RefusalsOnDelete, ServiceAdmin):
     autocomplete_fields = ["project"]
     inlines = [SecurityGroupRuleInline]
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []  # a new group's starting rules are the service's
+
     def get_queryset(self, request):
         return (
             super()
@@ -412,8 +415,9 @@ class SecurityGroupAdmin(_RefusalsOnDelete, ServiceAdmin):
         obj.pk = group.pk
         obj.refresh_from_db()
 
-    def save_related(self, request, form, formsets, change):
-        form.save_m2m()  # the inline's rules are read-only
+    def save_formset(self, request, form, formset, change):
+        # The inline's rules are read-only: nothing of them is saved here.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
     def delete_model(self, request, obj):
         security_group_services.group_delete(group=obj, user_is_admin=True)
