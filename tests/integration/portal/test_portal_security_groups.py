@@ -176,6 +176,11 @@ def test_another_projects_groups_and_rules_are_not_found(portal_member, stranger
     instance = running(portal_member, host)
     response = client.post(f"/instances/{instance.uuid}/security-groups/add", {"group": str(theirs.pk)})
     assert response.status_code == 404
+    # Their instance is not found, whichever group.
+    their_instance = running(stranger, host)
+    for action in ("add", "remove"):
+        response = client.post(f"/instances/{their_instance.uuid}/security-groups/{action}", {"group": str(mine.pk)})
+        assert response.status_code == 404
 
 
 def test_readers_see_groups_but_cannot_act(portal_reader, portal_member, host):
