@@ -323,3 +323,13 @@ def test_a_new_projects_launch_form_offers_the_default_group_by_name(portal_memb
     assert response.status_code == 302, response.content.decode()[-3000:]
     (port,) = instance_ports.instance_ports(Instance.objects.get(project=portal_member.project))
     assert groups_of(port) == {"default"}
+    # The preselected default sent along with the user-mode network, or with none: the launch goes ahead.
+    default = SecurityGroup.objects.get(project=portal_member.project, is_default=True)
+    assert (
+        f'<option value="{default.pk}" selected>default</option>'
+        in portal_member.client.get("/instances/launch/").content.decode()
+    )
+    for network in ("auto", "none"):
+        response = launch(portal_member, image=str(image.pk), network=network, security_groups=[str(default.pk)])
+        assert response.status_code == 302, response.content.decode()[-3000:]
+    assert Instance.objects.filter(project=portal_member.project).count() == 3
