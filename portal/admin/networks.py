@@ -13,8 +13,9 @@ from django.db.models import Count, F, Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from portal.models import HostNetworkState, Network, Port, Subnet
+from portal.models import HostNetworkState, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
 from portal.services import networks as network_services
+from portal.services import security_groups as security_group_services
 from portal.services.network_errors import NetworkError
 
 from .base import ReadOnlyAdmin, ServiceAdmin, ServiceRefusal
@@ -334,3 +335,141 @@ class HostNetworkStateAdmin(ReadOnlyAdmin):
     def drift_found(self, state: HostNetworkState) -> str:
         drift = state.drift or []
         return "; ".join(str(item) for item in drift[:3]) + (f" (+{len(drift) - 3})" if len(drift) > 3 else "") or "—"
+
+
+# --- security groups ----------------------------------------------------------------------------------
+
+
+class SecurityGroupRuleInline(admin.TabularInline):
+    """A group's rules, to look at; rules are added and removed on the rules' own pages (the services')."""
+
+    model = SecurityGroupRule
+    fk_name = "security_group"
+    fields = readonly_fields = [
+        "direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group",
+        "description",
+    ]  # fmt: skip
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class SecurityGroupAdminForm(forms.ModelForm):
+    class Meta:
+        model = SecurityGroup
+        fields = ["project", "name", "description"]
+
+
+@admin.register(SecurityGroup)
+class SecurityGroupAdmin(_RefusalsOnDelete, ServiceAdmin):
+    """Groups made, renamed and deleted through the security group services (a group in use is refused);
+    the default group of a project is made on the project's first need and may be deleted only here."""
+
+    form = SecurityGroupAdminForm
+    list_display = ["__str__", "project", "is_default", "rule_count", "port_count", "created_at"]
+    list_select_related = ["project"]
+    list_filter = ["is_default"]
+    search_fields = ["name", "id", "project__name"]
+    autocomplete_fields = ["project"]
+    inlines = [SecurityGroupRuleInline]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []  # a new group's starting rules are the service's
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(rules_n=Count("rules", distinct=True), ports_n=Count("ports", distinct=True))
+        )
+
+    @admin.display(description="Rules", ordering="rules_n")
+    def rule_count(self, group: SecurityGroup) -> int:
+        return group.rules_n
+
+    @admin.display(description="Ports", ordering="ports_n")
+    def port_count(self, group: SecurityGroup) -> int:
+        return group.ports_n
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["project", "is_default", "revision_number", "created_at"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        try:
+            if change:
+                changes = {name: data[name] for name in ("name", "description") if name in form.changed_data}
+                group = security_group_services.group_update(group=obj, changes=changes)
+            else:
+                group = security_group_services.group_create(
+                    project=data["project"], name=data.get("name") or "", description=data.get("description") or ""
+                )
+        except NetworkError as exc:
+            raise _refusal(exc) from None
+        obj.pk = group.pk
+        obj.refresh_from_db()
+
+    def save_formset(self, request, form, formset, change):
+        # The inline's rules are read-only: nothing of them is saved here.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    def delete_model(self, request, obj):
+        security_group_services.group_delete(group=obj, user_is_admin=True)
+
+
+class SecurityGroupRuleAdminForm(forms.ModelForm):
+    protocol = forms.CharField(required=False, help_text="tcp, udp, icmp, another name or a number; empty: any.")
+
+    class Meta:
+        model = SecurityGroupRule
+        fields = [
+            "security_group", "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
+            "remote_ip_prefix", "remote_group", "description",
+        ]  # fmt: skip
+
+
+@admin.register(SecurityGroupRule)
+class SecurityGroupRuleAdmin(_RefusalsOnDelete, ServiceAdmin):
+    """Rules are added and deleted through the services (a rule is never changed in place)."""
+
+    form = SecurityGroupRuleAdminForm
+    list_display = [
+        "__str__", "security_group", "project", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group",
+    ]  # fmt: skip
+    list_select_related = ["security_group", "project", "remote_group"]
+    list_filter = ["direction", "ethertype"]
+    search_fields = ["id", "security_group__name", "project__name", "remote_ip_prefix"]
+    autocomplete_fields = ["security_group", "remote_group"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        group = data["security_group"]
+        attrs = {
+            "direction": data["direction"],
+            "ethertype": data["ethertype"] or "IPv4",
+            "protocol": data.get("protocol") or None,
+            "description": data.get("description") or "",
+        }
+        for name in ("port_range_min", "port_range_max", "remote_ip_prefix"):
+            if data.get(name) not in (None, ""):
+                attrs[name] = data[name]
+        try:
+            rule = security_group_services.rule_create(
+                project=group.project, group=group, attrs=attrs, remote_group=data.get("remote_group")
+            )
+        except NetworkError as exc:
+            raise _refusal(exc) from None
+        obj.pk = rule.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        security_group_services.rule_delete(rule=obj)

@@ -9,6 +9,7 @@ from django.db.models import Prefetch
 
 from portal.auth.context import RequestContext
 from portal.models import BlockDeviceMapping, Instance, InstanceAction, InstanceActionEvent
+from portal.selectors import security_groups as group_selectors
 from portal.selectors.flavors import flavors_visible
 from portal.selectors.images import image_get
 from portal.selectors.networks import networks_usable
@@ -111,6 +112,29 @@ class InterfacePanel:
     networks: list  # the project's usable networks, when the viewer may attach
 
 
+@dataclass(frozen=True)
+class SecurityGroupPanel:
+    """The groups the instance's ports are in, and (when the viewer may change them) the project's others."""
+
+    groups: list
+    can_change: bool
+    others: list  # the project's groups the instance is not in
+
+
+def security_group_panel(instance: Instance, ctx: RequestContext) -> SecurityGroupPanel:
+    groups = group_selectors.server_groups(instance)
+    can_change = ctx.can_write and instance.networks != "auto"  # as the API: a lock does not hold groups
+    others = []
+    if can_change:
+        member = {g.pk for g in groups}
+        others = [
+            g
+            for g in group_selectors.groups_visible(ctx).filter(project=ctx.project).prefetch_related(None)
+            if g.pk not in member
+        ]
+    return SecurityGroupPanel(groups=groups, can_change=can_change, others=others)
+
+
 def interface_panel(instance: Instance, ctx: RequestContext) -> InterfacePanel:
     rows = [
         PortRow(
@@ -163,5 +187,6 @@ def detail_context(instance: Instance, ctx: RequestContext) -> dict:
         "image_name": image_name,
         "volumes": panel,
         "interfaces": interface_panel(instance, ctx),
+        "security_groups": security_group_panel(instance, ctx),
         "resize_flavors": flavors,
     }

@@ -16,10 +16,11 @@ from portal.selectors.flavors import flavors_visible
 from portal.selectors.images import images_visible_to
 from portal.selectors.keypairs import keypairs_of
 from portal.selectors.networks import networks_usable
+from portal.selectors.security_groups import groups_visible
 from portal.selectors.server_groups import server_groups_visible
 from portal.services import cinder
 from portal.services.images import CONTAINER_FORMATS, DISK_FORMATS
-from portal.services.instance_ports import NetworkRequest
+from portal.services.instance_ports import NetworkRequest, security_groups_named
 from portal.services.instances import InvalidRequest, check_image_fits
 from portal.services.volumes import BootVolume
 
@@ -70,6 +71,12 @@ class LaunchForm(PortalForm):
         help_text="One interface on each network selected, in the order listed; used with “The networks chosen below”.",
         widget=forms.SelectMultiple(attrs={"size": 4}),
     )
+    security_groups = forms.MultipleChoiceField(
+        label="Security groups",
+        required=False,
+        help_text="The groups the instance's interfaces are in; used with “The networks chosen below” or automatic.",
+        widget=forms.SelectMultiple(attrs={"size": 4}),
+    )
     count = forms.IntegerField(min_value=1, max_value=MAX_COUNT, initial=1, label="Count")
     user_data = forms.CharField(
         label="User data", required=False, strip=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60})
@@ -107,6 +114,13 @@ class LaunchForm(PortalForm):
             (k, f"{g.name} ({g.policy})") for k, g in self.groups.items()
         ]
         self.fields["networks"].choices = [(k, network_label(n, ctx)) for k, n in self.networks.items()]
+        groups = list(groups_visible(ctx).filter(project=ctx.project).prefetch_related(None).order_by("name", "id"))
+        default = next((str(g.pk) for g in groups if g.is_default), "default")
+        # The default group is made on first need: until then it is offered by name.
+        self.fields["security_groups"].choices = [(str(g.pk), g.name or str(g.pk)) for g in groups] + (
+            [] if default != "default" else [("default", "default")]
+        )
+        self.fields["security_groups"].initial = [default]
         if settings.CLOUD["NETWORK"]["mode"] == "user":
             automatic = "Default network (outbound only, user-mode)"
         else:
@@ -178,7 +192,15 @@ class LaunchForm(PortalForm):
             # As the API passes a group: the hint for the scheduler, and the membership.
             "scheduler_hints": {"group": str(group.uuid)} if group else {},
             "server_group": group,
+            "security_groups": self.chosen_security_groups(),
         }
+
+    def chosen_security_groups(self) -> tuple:
+        """``ServerSpec.security_groups`` as the compute API resolves them; () (the default) without networks."""
+        chosen = self.cleaned_data.get("security_groups") or []
+        if self.cleaned_data.get("network") == "none" or not chosen:
+            return ()
+        return security_groups_named(self.ctx, chosen)
 
 
 class KeypairImportForm(PortalForm):

@@ -7,7 +7,7 @@ import re
 from portal.auth.context import RequestContext
 from portal.models import Instance
 from portal.services import instances as instance_services
-from portal.services.instance_ports import NetworkRequestError
+from portal.services.instance_ports import NetworkRequestError, SecurityGroupRequestError
 from portal.services.quotas import QuotaExceeded
 
 from .forms import LaunchForm
@@ -33,8 +33,13 @@ def launch(*, ctx: RequestContext, form: LaunchForm) -> list[Instance] | None:
     """Create ``count`` instances through the API's create service (all or none); None with form errors."""
     count = form.cleaned_data["count"]
     try:
+        arguments = form.launch_arguments()
+    except SecurityGroupRequestError as exc:
+        form.add_error("security_groups", str(exc))
+        return None
+    try:
         return instance_services.servers_create(
-            ctx=ctx, spec=instance_services.ServerSpec(**form.launch_arguments()), min_count=count, max_count=count
+            ctx=ctx, spec=instance_services.ServerSpec(**arguments), min_count=count, max_count=count
         )
     except QuotaExceeded as exc:
         _quota_error(form, str(exc))

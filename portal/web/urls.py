@@ -1,6 +1,18 @@
 from django.urls import path
 
-from . import account, console, dashboard, flavors, images, instances, keypairs, live, networks, volumes
+from . import (
+    account,
+    console,
+    dashboard,
+    flavors,
+    images,
+    instances,
+    keypairs,
+    live,
+    networks,
+    security_groups,
+    volumes,
+)
 
 app_name = "portal"
 urlpatterns = [
@@ -23,6 +35,12 @@ urlpatterns = [
         networks.interface_detach,
         name="interface-detach",
     ),
+    path("instances/<uuid:server_id>/security-groups/add", security_groups.server_group_add, name="server-group-add"),
+    path(
+        "instances/<uuid:server_id>/security-groups/remove",
+        security_groups.server_group_remove,
+        name="server-group-remove",
+    ),
     path("instances/<uuid:server_id>/console/", console.console_page, name="console"),
     path("instances/<uuid:server_id>/console/token", console.console_token, name="console-token"),
     path("instances/<uuid:server_id>/console/session", console.console_session, name="console-session"),
@@ -34,6 +52,10 @@ urlpatterns = [
     path("networks/", networks.network_list, name="networks"),
     path("networks/<uuid:network_id>/delete", networks.network_remove, name="network-delete"),
     path("networks/subnets/<uuid:subnet_id>/delete", networks.subnet_remove, name="subnet-delete"),
+    path("security-groups/", security_groups.group_list, name="security-groups"),
+    path("security-groups/<uuid:group_id>/delete", security_groups.group_remove, name="security-group-delete"),
+    path("security-groups/<uuid:group_id>/rules", security_groups.rule_add, name="security-group-rule-add"),
+    path("security-groups/rules/<uuid:rule_id>/delete", security_groups.rule_remove, name="security-group-rule-delete"),
     path("volumes/", volumes.volume_list, name="volumes"),
     path("volumes/<uuid:volume_id>/delete", volumes.volume_remove, name="volume-delete"),
 ]
