@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import requests
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.support.cloud import ROOT, Cloud, cpu_delta, load_average  # noqa: E402
+from bench.support.cloud import ROOT, Cloud, load_average  # noqa: E402
+from bench.support.load import drive  # noqa: E402
 from compute_tasks import metadata_content, signing  # noqa: E402
 
 BROKER_URL = "redis://127.0.0.1:6379/15"
@@ -51,49 +49,18 @@ print(network.id, instance.uuid)
 
 
 def ask(cloud: Cloud, signer: signing.Signer, network_id: str, count: int, clients: int, expect: str) -> dict:
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    remaining = [count]
     path = "/openstack/latest/meta_data.json"
 
-    def client() -> None:
-        s = requests.Session()
-        while True:
-            with lock:
-                if remaining[0] <= 0:
-                    return
-                remaining[0] -= 1
-            headers = metadata_content.signed_headers(
-                signer, method="GET", path=path, network_id=network_id, address=ADDRESS
-            )
-            started = time.monotonic()
-            response = s.get(f"{cloud.url}/internal/metadata{path}", headers=headers, timeout=30)
-            with lock:
-                latencies.append(time.monotonic() - started)
-                if response.status_code != 200 or json.loads(response.content).get("uuid") != expect:
-                    failures.append(f"{response.status_code} {response.text[:120]}")
+    def request(s: requests.Session) -> str | None:
+        headers = metadata_content.signed_headers(
+            signer, method="GET", path=path, network_id=network_id, address=ADDRESS
+        )
+        response = s.get(f"{cloud.url}/internal/metadata{path}", headers=headers, timeout=30)
+        if response.status_code != 200 or json.loads(response.content).get("uuid") != expect:
+            return f"{response.status_code} {response.text[:120]}"
+        return None
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    before = cloud.cpu_seconds()
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    cpu = cpu_delta(before, cloud.cpu_seconds())
-    ordered = sorted(latencies)
-    return {
-        "requests": count,
-        "per_s": round(count / elapsed, 1),
-        "per_cpu_s": round(count / cpu["api"], 1) if cpu["api"] else None,
-        "per_cpu_s_with_db": round(count / (cpu["api"] + cpu["postgres"]), 1) if cpu["api"] else None,
-        "latency_p50_ms": round(statistics.median(ordered) * 1000, 1),
-        "latency_p95_ms": round(ordered[int(len(ordered) * 0.95) - 1] * 1000, 1),
-        "failures": len(failures),
-        "first_failure": failures[0] if failures else None,
-    }
+    return {"requests": count, **drive(cloud, count=count, clients=clients, session=requests.Session, request=request)}
 
 
 def run(args) -> dict:

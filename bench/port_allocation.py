@@ -18,7 +18,6 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,7 +26,8 @@ import requests
 # Run as a script, this file's folder comes first on the path, and this file would shadow the package.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.support.cloud import PASSWORD, ROOT, Cloud, cpu_delta, load_average  # noqa: E402
+from bench.support.cloud import PASSWORD, ROOT, Cloud, load_average  # noqa: E402
+from bench.support.load import drive  # noqa: E402
 
 BROKER_URL = "redis://127.0.0.1:6379/15"
 N = "/networking/v2.0"
@@ -56,45 +56,11 @@ def session() -> requests.Session:
 
 
 def create_ports(cloud: Cloud, network_id: str, count: int, clients: int) -> dict:
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    remaining = [count]
+    def request(s: requests.Session) -> str | None:
+        response = s.post(f"{cloud.url}{N}/ports", json={"port": {"network_id": network_id}}, timeout=60)
+        return None if response.status_code == 201 else f"{response.status_code} {response.text[:120]}"
 
-    def client() -> None:
-        s = session()
-        while True:
-            with lock:
-                if remaining[0] <= 0:
-                    return
-                remaining[0] -= 1
-            started = time.monotonic()
-            response = s.post(f"{cloud.url}{N}/ports", json={"port": {"network_id": network_id}}, timeout=60)
-            with lock:
-                latencies.append(time.monotonic() - started)
-                if response.status_code != 201:
-                    failures.append(f"{response.status_code} {response.text[:120]}")
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    before = cloud.cpu_seconds()
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    cpu = cpu_delta(before, cloud.cpu_seconds())
-    ordered = sorted(latencies)
-    return {
-        "ports": count,
-        "per_s": round(count / elapsed, 1),
-        "per_cpu_s": round(count / cpu["api"], 1) if cpu["api"] else None,
-        "per_cpu_s_with_db": round(count / (cpu["api"] + cpu["postgres"]), 1) if cpu["api"] else None,
-        "latency_p50_ms": round(statistics.median(ordered) * 1000, 1),
-        "latency_p95_ms": round(ordered[int(len(ordered) * 0.95) - 1] * 1000, 1),
-        "failures": len(failures),
-        "first_failure": failures[0] if failures else None,
-    }
+    return {"ports": count, **drive(cloud, count=count, clients=clients, session=session, request=request)}
 
 
 def run(args) -> dict:
