@@ -6,10 +6,15 @@ anything: ``LinuxDataplane`` does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import signal
 import subprocess  # noqa: S404 - fixed argument lists, never a shell
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -106,3 +111,29 @@ class Runner:
         if check and done.returncode != 0:
             raise CommandFailed(args, done.returncode, done.stderr)
         return done.stdout
+
+
+# --- the data plane's own daemons (dnsmasq, the metadata proxies) ------------------------------------------
+
+
+def process_cmdline(pid: int) -> list[str]:
+    """The command line of process ``pid``; [] when it is gone (or a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    if not raw:
+        return []  # a zombie
+    return raw.rstrip(b"\0").decode(errors="replace").split("\0")
+
+
+def stop_process(pid: int, grace: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while process_cmdline(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if process_cmdline(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -16,7 +16,7 @@ import signal
 import time
 from pathlib import Path
 
-from compute_tasks.dataplane.commands import Runner
+from compute_tasks.dataplane.commands import Runner, process_cmdline, stop_process
 from compute_tasks.dataplane.desired import Dhcp
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,12 @@ class DhcpServers:
             changed |= self._write(d / name, content)
         command = self.command(network_id, dhcp)
         pid = self.pid(network_id)
-        if pid is not None and _cmdline(pid) == command and _in_namespace(pid, dhcp.namespace):
+        if pid is not None and process_cmdline(pid) == command and _in_namespace(pid, dhcp.namespace):
             if changed:
                 os.kill(pid, signal.SIGHUP)
             return changed, False
         if pid is not None:
-            self._stop_pid(pid)
+            stop_process(pid)
         self._start(dhcp.namespace, network_id, command)
         return changed, True
 
@@ -79,13 +79,13 @@ class DhcpServers:
             pid = int((self.directory(network_id) / "pid").read_text().strip())
         except (OSError, ValueError):
             return None
-        cmdline = _cmdline(pid)
+        cmdline = process_cmdline(pid)
         return pid if cmdline and cmdline[0] == "dnsmasq" else None
 
     def stop(self, network_id: str) -> None:
         pid = self.pid(network_id)
         if pid is not None:
-            self._stop_pid(pid)
+            stop_process(pid)
         shutil.rmtree(self.directory(network_id), ignore_errors=True)
 
     def _start(self, namespace: str, network_id: str, command: list[str]) -> None:
@@ -99,17 +99,6 @@ class DhcpServers:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"dnsmasq for network {network_id} did not start")
             time.sleep(0.02)
-
-    @staticmethod
-    def _stop_pid(pid: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 3
-        while _cmdline(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if _cmdline(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
     def _private_group_dir(self, path: Path) -> None:
         gid = grp.getgrnam(self.group).gr_gid
@@ -137,16 +126,6 @@ class DhcpServers:
         os.chmod(temporary, 0o640)
         os.replace(temporary, path)
         return True
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    if not raw:
-        return []  # a zombie
-    return raw.rstrip(b"\0").decode(errors="replace").split("\0")
 
 
 def _in_namespace(pid: int, namespace: str) -> bool:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 
-from compute_tasks.dataplane.commands import Runner
+from compute_tasks.dataplane.commands import Runner, process_cmdline, stop_process
 
 START_TIMEOUT = 10.0
 SOCKET_NAME = "metadata.sock"
@@ -49,7 +48,7 @@ class MetadataProxies:
             pid = int(pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _cmdline(pid) == self.command(network_id) else None
+        return pid if process_cmdline(pid) == self.command(network_id) else None
 
     def ensure(self, network_id: str, namespace: str) -> bool:
         """The proxy of ``network_id`` runs in ``namespace``; True when it had to be started."""
@@ -71,19 +70,4 @@ class MetadataProxies:
         pid = self.pid(network_id)
         if pid is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 3
-        while _cmdline(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if _cmdline(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return raw.rstrip(b"\0").decode(errors="replace").split("\0") if raw else []
+        stop_process(pid)
