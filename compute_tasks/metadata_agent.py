@@ -23,6 +23,7 @@ from pathlib import Path
 from socketserver import ThreadingMixIn, UnixStreamServer
 
 from compute_tasks import metadata_content, signing
+from compute_tasks.metadata_proxy import send_reply
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +129,7 @@ class _AgentHandler(BaseHTTPRequestHandler):
         self._reply(status, body, content_type, method)
 
     def _reply(self, status: int, body: bytes, content_type: str, method: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if method != "HEAD":
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the asker went away
-                self.wfile.write(body)
+        send_reply(self, status, body, content_type, method)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002
         log.debug("metadata agent: " + format, *args)

@@ -46,6 +46,17 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+def send_reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str, method: str) -> None:
+    """An answer with its length (no body for HEAD); an asker that went away is no error. The agent's too."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if method != "HEAD":
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            handler.wfile.write(body)
+
+
 class ProxyHandler(BaseHTTPRequestHandler):
     server_version = "metadata"
     sys_version = ""
@@ -93,13 +104,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             connection.close()
 
     def _reply(self, status: int, body: bytes, content_type: str, method: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if method != "HEAD":
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the asker went away
-                self.wfile.write(body)
+        send_reply(self, status, body, content_type, method)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
         sys.stderr.write("metadata proxy: " + (format % args) + "\n")
