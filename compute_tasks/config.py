@@ -78,9 +78,18 @@ class HostConfig:
     network_namespace: str = ""
     physical_networks: tuple[tuple[str, str], ...] = ()
     network_check_interval: float = 10.0
+    # How often the guests are sampled for their graphs (compute_tasks.guest_graphs); 0: never. At most the
+    # finest ring's step (10 s), or its slots would have holes.
+    graphs_interval: float = 10.0
+    # A build done within this long sends no progress reports of its own (compute_tasks.manager._BuildSteps).
+    build_quiet_seconds: float = 1.0
     # Where the metadata agent asks the control plane for a guest's metadata, and how long it waits.
     metadata_url: str = "http://127.0.0.1:8000/internal/metadata"
     metadata_timeout: float = 5.0
+    # The host's Prometheus exporter (compute_tasks.host_metrics): the address it listens on (None: off) and
+    # the bearer token a scraper shows, kept out of the repr so that a logged configuration never shows it.
+    metrics_address: tuple[str, int] | None = None
+    metrics_token: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HostConfig:
@@ -168,7 +177,24 @@ class HostConfig:
         if urlsplit(metadata_url).scheme not in ("http", "https") or not urlsplit(metadata_url).hostname:
             raise ConfigError(f"COMPUTE_METADATA_URL={metadata_url!r} is not an http(s) URL")
 
+        metrics_address = None
+        metrics_token = env.get("COMPUTE_METRICS_TOKEN", "").strip()
+        if get("COMPUTE_METRICS_ADDRESS", ""):
+            metrics_address = parse_listen_address("COMPUTE_METRICS_ADDRESS", get("COMPUTE_METRICS_ADDRESS", ""))
+            if not metrics_token:
+                raise ConfigError(
+                    "COMPUTE_METRICS_ADDRESS is set, so COMPUTE_METRICS_TOKEN must be too: the exporter is never open"
+                )
+
+        graphs_interval = _positive_seconds(env, "COMPUTE_GRAPHS_INTERVAL", 10.0, allow_zero=True)
+        if graphs_interval > 10:
+            raise ConfigError(f"COMPUTE_GRAPHS_INTERVAL={graphs_interval:g} is more than the graphs' finest step, 10 s")
+
         return cls(
+            graphs_interval=graphs_interval,
+            build_quiet_seconds=_positive_seconds(env, "COMPUTE_BUILD_QUIET_SECONDS", 1.0, allow_zero=True),
+            metrics_address=metrics_address,
+            metrics_token=metrics_token,
             metadata_url=metadata_url.rstrip("/"),
             metadata_timeout=_positive_seconds(env, "COMPUTE_METADATA_TIMEOUT", 5.0),
             dataplane=dataplane,
@@ -270,6 +296,19 @@ def parse_physical_networks(value: str) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"COMPUTE_PHYSICAL_NETWORKS names {name!r} twice")
         pairs[name] = device
     return tuple(pairs.items())
+
+
+def parse_listen_address(name: str, value: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 address in brackets: ``[::1]:9180``) as (address, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{name}={value!r} is not an address and port such as 127.0.0.1:9180")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ConfigError(f"{name}={value!r}: write an IPv6 address in brackets, e.g. [::1]:9180")
+    _parse_ip(name, host)
+    return host, int(port)
 
 
 MAX_HOSTS = 10_000

@@ -9,10 +9,11 @@ domain and removed after it, and survives a restart of the worker.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from compute_tasks.drivers.base import ComputeDriver, DomainInventory
+from compute_tasks.drivers.base import ComputeDriver, DomainInventory, DomainStats
 
 
 class HostScopedDriver:
@@ -25,6 +26,10 @@ class HostScopedDriver:
         self._reports_foreign = reports_foreign
 
     def list_domains(self) -> DomainInventory:
+        if not self._reports_foreign and not self._holds_instances():
+            # No instance directory, so no domain of this host (the directory comes first and goes last):
+            # the hypervisor's list of every host's domains need not be read.
+            return DomainInventory(instances={}, foreign=[])
         inventory = self._driver.list_domains()
         return DomainInventory(
             instances={
@@ -32,6 +37,18 @@ class HostScopedDriver:
             },
             foreign=list(inventory.foreign) if self._reports_foreign else [],
         )
+
+    def domain_stats(self) -> list[DomainStats]:
+        if not self._holds_instances():
+            return []
+        return [stats for stats in self._driver.domain_stats() if (self._instances_dir / stats.instance_uuid).is_dir()]
+
+    def _holds_instances(self) -> bool:
+        try:
+            with os.scandir(self._instances_dir) as entries:
+                return any(entry.is_dir() for entry in entries)
+        except FileNotFoundError:
+            return False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._driver, name)

@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
+from compute_tasks import request_ids
 from compute_tasks.private_files import FILE_MODE, open_private, private_dir
 from compute_tasks.rpc import ImageSpec
 
@@ -60,8 +61,11 @@ class ImageCache:
             raise ImageError(f"image id {image_id!r} is not usable as a file name", reschedulable=False)
         return self.directory / image_id
 
-    def fetch(self, image: ImageSpec) -> Path:
-        """The path of the verified image, downloading it first if this host does not have it yet."""
+    def fetch(self, image: ImageSpec, on_progress: Callable[[int, int], None] | None = None) -> Path:
+        """The path of the verified image, downloading it first if this host does not have it yet.
+
+        ``on_progress(received, total)`` is called after each chunk of a download (bytes), and once with
+        the whole size when the image was cached already."""
         path = self.path_for(image.id)
         if not _SHA256_RE.match(image.sha256 or ""):
             raise ImageError(f"image {image.id} has no valid sha256 checksum", reschedulable=False)
@@ -70,10 +74,29 @@ class ImageCache:
         private_dir(self.directory)
         with self._lock(image.id):
             if self._is_cached(image, path):
+                if on_progress is not None:
+                    on_progress(image.size, image.size)
                 return path
             self._remove_partial_downloads(image.id)
-            self._download(image, path)
+            self._download(image, path, on_progress)
         return path
+
+    def usage(self) -> tuple[int, int]:
+        """(verified images, bytes on disk of everything in the cache: images, markers, partial downloads)."""
+        images = used = 0
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return 0, 0
+        names = {entry.name for entry in entries}
+        for entry in entries:
+            try:
+                used += entry.stat(follow_symlinks=False).st_blocks * 512
+            except FileNotFoundError:
+                continue  # removed while we looked
+            if entry.name + ".sha256" in names:
+                images += 1
+        return images, used
 
     def _remove_partial_downloads(self, image_id: str) -> None:
         # Left by a worker killed while downloading: no one else downloads this image while we hold its
@@ -110,7 +133,7 @@ class ImageCache:
         log.warning("cached image %s does not match the requested size or checksum; fetching it again", image.id)
         return False
 
-    def _download(self, image: ImageSpec, path: Path) -> None:
+    def _download(self, image: ImageSpec, path: Path, on_progress: Callable[[int, int], None] | None) -> None:
         where = _redacted(image.url)
         log.info("downloading image %s (%d bytes) from %s", image.id, image.size, where)
         fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=f".{image.id}.", suffix=".part")
@@ -120,7 +143,9 @@ class ImageCache:
             received = 0
             with os.fdopen(fd, "wb") as out:
                 try:
-                    with self._session.get(image.url, stream=True, timeout=self.timeout) as response:
+                    with self._session.get(
+                        image.url, stream=True, timeout=self.timeout, headers=request_ids.outgoing_headers()
+                    ) as response:
                         status = response.status_code
                         if status != 200:
                             raise ImageError(
@@ -137,6 +162,8 @@ class ImageCache:
                                 )
                             digest.update(chunk)
                             out.write(chunk)
+                            if on_progress is not None:
+                                on_progress(received, image.size)
                 except (requests.Timeout, requests.ConnectionError) as exc:
                     # A stall while reading the body arrives as a ConnectionError wrapping urllib3's
                     # ReadTimeoutError; anything else is the server being unreachable.
@@ -228,7 +255,11 @@ class ImageUploader:
                 response = self._session.put(
                     url,
                     data=data,
-                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(size),
+                        **request_ids.outgoing_headers(),
+                    },
                     timeout=self.timeout,
                 )
         except requests.Timeout:

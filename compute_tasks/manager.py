@@ -13,6 +13,7 @@ is still running waits for it instead of racing it.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -30,16 +31,20 @@ from compute_tasks.drivers.base import (
     ComputeDriver,
     DomainNotFound,
     DriverError,
+    HostUsage,
     InvalidRequest,
     MigrationStats,
     nic_addresses,
 )
+from compute_tasks.guest_graphs import GuestGraphs
 from compute_tasks.images import ImageCache, ImageError, ImageUploader
 from compute_tasks.private_files import private_dir
 from compute_tasks.rpc import (
     ActionResult,
     BuildFailed,
+    BuildProgress,
     BuildRequest,
+    CacheImagesRequest,
     ConsoleOutput,
     ConsoleOutputRequest,
     Diagnostics,
@@ -47,10 +52,12 @@ from compute_tasks.rpc import (
     DomainState,
     FinishMigrationRequest,
     FinishRevertRequest,
+    GraphsRequest,
     Heartbeat,
     HostNetworkPlan,
     ImageSpec,
     InstanceBuilt,
+    InstanceGraphs,
     InstanceRef,
     InterfaceRequest,
     LiveMigrateRequest,
@@ -86,15 +93,19 @@ class Reporter(Protocol):
 
     def reply_diagnostics(self, reply_to: str, result: Diagnostics) -> None: ...
 
+    def reply_instance_graphs(self, reply_to: str, result: InstanceGraphs) -> None: ...
+
     def volume_done(self, result: VolumeResult) -> None: ...
 
     def migration_progress(self, progress: MigrationProgress) -> None: ...
+
+    def build_progress(self, progress: BuildProgress) -> None: ...
 
     def network_state_applied(self, result: NetworkStateApplied) -> None: ...
 
 
 class ImageSource(Protocol):
-    def fetch(self, image: ImageSpec) -> Path: ...
+    def fetch(self, image: ImageSpec, on_progress: Callable[[int, int], None] | None = None) -> Path: ...
 
 
 class ImageSink(Protocol):
@@ -124,8 +135,10 @@ class ComputeManager:
         self.uploads: ImageSink = uploads or ImageUploader(timeout=config.http_timeout)
         self._locks: dict[str, _RefCountedLock] = {}
         self._locks_guard = threading.Lock()
-        # Everything the host keeps lives below it: disks, config drives, cached images, snapshots.
+        # Everything the host keeps lives below it: disks, config drives, cached images, snapshots, graphs.
         private_dir(config.state_dir)
+        self.graphs = GuestGraphs(config.state_dir / "graphs")
+        self._last_usage: HostUsage | None = None
 
     @property
     def host(self) -> str:
@@ -166,19 +179,26 @@ class ComputeManager:
                 ref.instance_uuid,
                 state,
             )
-            if state != rpc.RUNNING:
+            if state != rpc.RUNNING and request.power_on:
                 state = self.driver.power_on(ref)
             vnc_host, vnc_port = self.driver.vnc_address(ref)
             return self._built(request, state, vnc_host, vnc_port, nic_addresses(request.nics))
 
         started = time.monotonic()
-        base_image = self.images.fetch(request.image) if request.image is not None else None
-        if request.block_devices:
+        steps = _BuildSteps(self.reporter, request, self.host, quiet=self.config.build_quiet_seconds)
+        try:
+            steps.begin(rpc.BUILD_STEP_BLOCK_DEVICE_MAPPING)
+            fetch = functools.partial(self.images.fetch, on_progress=steps.downloaded)
+            base_image = fetch(request.image) if request.image is not None else None
             # Images to write onto new boot volumes come through the same verified cache.
-            volume_images = {d.volume_id: self.images.fetch(d.image) for d in request.block_devices if d.image}
-            spawned = self.driver.spawn(request, base_image, volume_images=volume_images)
-        else:
-            spawned = self.driver.spawn(request, base_image)
+            volume_images = {d.volume_id: fetch(d.image) for d in request.block_devices if d.image}
+            steps.begin(rpc.BUILD_STEP_SPAWNING)
+            if request.block_devices:
+                spawned = self.driver.spawn(request, base_image, volume_images=volume_images, power_on=request.power_on)
+            else:
+                spawned = self.driver.spawn(request, base_image, power_on=request.power_on)
+        finally:
+            steps.finish()
         log.info(
             "instance %s built as domain %r in %.1fs",
             ref.instance_uuid,
@@ -265,19 +285,22 @@ class ComputeManager:
 
         The image is fetched before anything is removed, so a download that fails leaves the server as
         it was. A rebuild that fails after that removes what it made; the server ends in ERROR and can
-        be rebuilt again or deleted.
+        be rebuilt again or deleted. A server booted from a volume has no disk here: the image comes with
+        its root volume's connection and is written over the volume (compute API 2.93).
         """
         build = request.build
         ref = InstanceRef(instance_uuid=build.instance_uuid, domain_name=build.domain_name, request_id=build.request_id)
         with self._instance_lock(build.instance_uuid):
             try:
-                base_image = self.images.fetch(build.image)
+                base_image = self.images.fetch(build.image) if build.image is not None else None
+                volume_images = {d.volume_id: self.images.fetch(d.image) for d in build.block_devices if d.image}
             except Exception as exc:
                 result = self._failed("rebuild", ref, exc)
             else:
                 try:
                     self.driver.destroy(ref)
-                    spawned = self.driver.spawn(build, base_image, power_on=request.power_on)
+                    options = {"volume_images": volume_images} if volume_images else {}
+                    spawned = self.driver.spawn(build, base_image, power_on=request.power_on, **options)
                 except Exception as exc:
                     result = self._failed("rebuild", ref, exc)
                     try:
@@ -285,7 +308,8 @@ class ComputeManager:
                     except Exception:
                         log.exception("cleaning up after the failed rebuild of instance %s failed", ref.instance_uuid)
                 else:
-                    log.info("instance %s rebuilt from image %s", ref.instance_uuid, build.image.id)
+                    rebuilt_from = build.image or next(d.image for d in build.block_devices if d.image)
+                    log.info("instance %s rebuilt from image %s", ref.instance_uuid, rebuilt_from.id)
                     self._plug_network(ref.instance_uuid)
                     result = ActionResult(
                         instance_uuid=ref.instance_uuid,
@@ -559,6 +583,7 @@ class ComputeManager:
 
     def post_live_migration(self, request: MigrationRef) -> None:
         ref = self._migration_ref(request)
+        self._report_final_figures(ref, request.migration_id)
         self._act(
             "post_live_migration",
             ref,
@@ -566,6 +591,17 @@ class ComputeManager:
             migration_id=request.migration_id,
             with_addresses=True,
         )
+
+    def _report_final_figures(self, ref: InstanceRef, migration_id: int) -> None:
+        """The migration's final figures, which this host keeps now: the source's last look at a short
+        migration may have come before it had any."""
+        try:
+            stats = self.driver.completed_live_migration(ref)
+        except Exception as exc:
+            log.warning("instance %s: no final figures of migration %s: %s", ref.instance_uuid, migration_id, exc)
+            return
+        if stats is not None:
+            _send_progress(self.reporter, migration_id, self.host, stats)
 
     def rollback_live_migration(self, request: MigrationRef) -> None:
         ref = self._migration_ref(request)
@@ -701,6 +737,23 @@ class ComputeManager:
     def unrescue_instance(self, ref: InstanceRef) -> None:
         self._act("unrescue", ref, lambda: self.driver.unrescue(ref))
 
+    # --- image pre-caching -----------------------------------------------------------------------------
+
+    def cache_images(self, request: CacheImagesRequest) -> dict[str, str]:
+        """Fetch each image into the cache unless it is there already (verified); the outcome per image,
+        ``cached`` or ``error``, is logged and returned. One image failing does not stop the others; the
+        cache's own lock keeps a build of the same image from downloading it twice."""
+        outcome: dict[str, str] = {}
+        for image in request.images:
+            try:
+                self.images.fetch(image)
+                outcome[image.id] = "cached"
+            except Exception as exc:
+                log.warning("pre-caching image %s failed: %s", image.id, exc)
+                outcome[image.id] = "error"
+        log.info("image pre-cache request %s: %s", request.request_id, outcome)
+        return outcome
+
     # --- console output --------------------------------------------------------------------------------
 
     def get_console_output(self, request: ConsoleOutputRequest) -> None:
@@ -712,7 +765,9 @@ class ComputeManager:
         try:
             text = self.driver.console_log(ref, MAX_CONSOLE_BYTES).decode("utf-8", errors="replace")
             if request.length is not None and request.length >= 0:
-                text = "".join(text.splitlines(keepends=True)[-request.length :]) if request.length else ""
+                # Nova's tail: the last ``length`` pieces between newlines, so a log that ends with one
+                # counts the empty piece after it (clients such as Tempest count lines so).
+                text = "\n".join(text.split("\n")[-request.length :]) if request.length else ""
             result = ConsoleOutput(instance_uuid=request.instance_uuid, host=self.host, output=text)
         except Exception as exc:
             log.warning("reading the console of instance %s failed: %s", request.instance_uuid, exc)
@@ -742,6 +797,36 @@ class ComputeManager:
             log.warning("reading the diagnostics of instance %s failed: %s", request.instance_uuid, exc)
             result = Diagnostics(uuid_, host, error=_readable(exc))
         self.reporter.reply_diagnostics(request.reply_to, result)
+
+    # --- graphs ----------------------------------------------------------------------------------------
+
+    def sample_graphs(self) -> None:
+        """One sample of every running guest into the host's rings (``compute_tasks.guest_graphs``); the
+        rings of guests whose domain left the host go."""
+        stats = self.driver.domain_stats()
+        defined = self.driver.list_domains().instances
+        self.graphs.record(stats, defined, time.time())
+
+    def get_instance_graphs(self, request: GraphsRequest) -> None:
+        """Answer with a window of the guest's rings. Only reads memory: no hypervisor call, no lock."""
+        uuid_, host = request.instance_uuid, self.host
+        try:
+            window = self.graphs.window(uuid_, max(1, int(request.seconds)), time.time())
+            if window is None:
+                result = InstanceGraphs(uuid_, host, no_history=True, error="this host has no graphs of the guest")
+            else:
+                result = InstanceGraphs(
+                    uuid_,
+                    host,
+                    resolution=window.resolution,
+                    start=window.start,
+                    step=window.step,
+                    series=window.series,
+                )
+        except Exception as exc:
+            log.warning("reading the graphs of instance %s failed: %s", uuid_, exc)
+            result = InstanceGraphs(uuid_, host, error=_readable(exc))
+        self.reporter.reply_instance_graphs(request.reply_to, result)
 
     def _failed(
         self, action: str, ref: InstanceRef, exc: Exception, *, image_id: str = "", migration_id: int | None = None
@@ -919,6 +1004,7 @@ class ComputeManager:
         except Exception:
             log.exception("cannot read the hypervisor; no heartbeat sent")
             return None
+        usage = self._host_usage()
         beat = Heartbeat(
             host=self.host,
             sent_at=time.time(),
@@ -938,9 +1024,27 @@ class ComputeManager:
             tunnel_address=self.network.tunnel_address,
             physical_networks=list(self.network.physical_networks),
             network_generation=self.network.generation,
+            cpu_used_percent=self._cpu_used_percent(usage),
+            memory_used_mb=usage.memory_used_mb if usage is not None else None,
         )
         self.reporter.heartbeat(beat)
         return beat
+
+    def _host_usage(self) -> HostUsage | None:
+        """The host's CPU and memory use for the admins' graphs: never a reason to miss a beat."""
+        try:
+            return self.driver.host_usage()
+        except Exception as exc:
+            log.warning("cannot read the host's CPU and memory use: %s", exc)
+            return None
+
+    def _cpu_used_percent(self, usage: HostUsage | None) -> float | None:
+        """The host's CPU use since the previous beat's reading, in % of all its CPUs."""
+        previous, self._last_usage = self._last_usage, usage
+        if usage is None or previous is None or usage.cpu_total_ns <= previous.cpu_total_ns:
+            return None
+        busy = usage.cpu_busy_ns - previous.cpu_busy_ns
+        return round(min(100.0, max(0.0, 100.0 * busy / (usage.cpu_total_ns - previous.cpu_total_ns))), 2)
 
     # --- per-instance locks ----------------------------------------------------------------------------
 
@@ -969,6 +1073,94 @@ def peer_instances_dir(instances_dir: Path, host: str, peer: str) -> Path:
             parts[index] = peer
             return Path(*parts)
     return instances_dir
+
+
+class _BuildSteps:
+    """Tells the control plane which step of a build this host is in, and how much of the image it has
+    fetched, once the build has taken longer than ``quiet`` seconds: a build that is done sooner says
+    nothing (its end is its report, and the boot path pays for no extra messages). After that a new step
+    goes out at once and a percent at most once every ``interval`` seconds, when it grew by ``min_step``
+    points or reached 100; what is current when the quiet time ends goes out then, from a timer. Sent
+    in the context of the build's own task (so signed as this host); a report that cannot be sent is
+    logged and the build goes on."""
+
+    def __init__(
+        self,
+        reporter: Reporter,
+        request: BuildRequest,
+        host: str,
+        *,
+        quiet: float = 1.0,
+        interval: float = 1.0,
+        min_step: int = 5,
+    ) -> None:
+        self._reporter = reporter
+        self._request = request
+        self._host = host
+        self._interval = interval
+        self._min_step = min_step
+        self._step = ""
+        self._percent = 0
+        self._sent: tuple[str, int] | None = None
+        self._sent_at = 0.0
+        self._lock = threading.Lock()
+        self._speaking = quiet <= 0
+        self._done = False
+        self._timer: threading.Timer | None = None
+        if not self._speaking:
+            self._timer = threading.Timer(quiet, contextvars.copy_context().run, args=(self._quiet_over,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def begin(self, step: str) -> None:
+        with self._lock:
+            self._step, self._percent = step, 0
+            if self._speaking:
+                self._send()
+
+    def downloaded(self, received: int, total: int) -> None:
+        percent = min(100, 100 * received // total) if total > 0 else 100
+        with self._lock:
+            last = self._sent[1] if self._sent and self._sent[0] == self._step else -1
+            self._percent = percent
+            if not self._speaking or percent == last:
+                return
+            if percent < 100 and (percent - last < self._min_step or time.monotonic() - self._sent_at < self._interval):
+                return
+            self._send()
+
+    def finish(self) -> None:
+        """The build is over (built or failed): nothing more goes out."""
+        with self._lock:
+            self._done, self._speaking = True, False
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _quiet_over(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._speaking = True
+            if self._step:
+                self._send()
+
+    def _send(self) -> None:
+        state = (self._step, self._percent)
+        if state == self._sent:
+            return
+        self._sent, self._sent_at = state, time.monotonic()
+        try:
+            self._reporter.build_progress(
+                BuildProgress(
+                    instance_uuid=self._request.instance_uuid,
+                    host=self._host,
+                    request_id=self._request.request_id,
+                    step=self._step,
+                    percent=self._percent,
+                )
+            )
+        except Exception:
+            log.exception("sending the progress of the build of %s failed", self._request.instance_uuid)
 
 
 class _ProgressSender:
@@ -1016,22 +1208,28 @@ class _ProgressSender:
             self._stopped.wait(self._interval)  # at most one message an interval, however often it changes
 
     def _send(self, stats: MigrationStats) -> None:
-        try:
-            self._reporter.migration_progress(
-                MigrationProgress(
-                    migration_id=self._migration_id,
-                    host=self._host,
-                    memory_total_bytes=stats.memory_total,
-                    memory_processed_bytes=stats.memory_processed,
-                    memory_remaining_bytes=stats.memory_remaining,
-                    disk_total_bytes=stats.disk_total,
-                    disk_processed_bytes=stats.disk_processed,
-                    disk_remaining_bytes=stats.disk_remaining,
-                )
-            )
+        if _send_progress(self._reporter, self._migration_id, self._host, stats):
             self._sent = stats
-        except Exception:
-            log.exception("sending the progress of migration %s failed", self._migration_id)
+
+
+def _send_progress(reporter: Reporter, migration_id: int, host: str, stats: MigrationStats) -> bool:
+    try:
+        reporter.migration_progress(
+            MigrationProgress(
+                migration_id=migration_id,
+                host=host,
+                memory_total_bytes=stats.memory_total,
+                memory_processed_bytes=stats.memory_processed,
+                memory_remaining_bytes=stats.memory_remaining,
+                disk_total_bytes=stats.disk_total,
+                disk_processed_bytes=stats.disk_processed,
+                disk_remaining_bytes=stats.disk_remaining,
+            )
+        )
+    except Exception:
+        log.exception("sending the progress of migration %s failed", migration_id)
+        return False
+    return True
 
 
 class _RefCountedLock:

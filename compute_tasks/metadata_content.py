@@ -5,6 +5,10 @@ One rendering of OpenStack's ``meta_data.json`` serves both the config drive
 ``portal/services/metadata.py``). The service also answers the EC2-style ``latest/meta-data/`` basics
 that cloud-init and simple guests read.
 
+Personality files (compute API before 2.57) are delivered as Nova's libvirt driver delivers them when it
+injects nothing into the disk: ``meta_data.json`` lists them under ``files`` as ``{"path", "content_path"}``,
+and ``openstack/content/0000``, ``0001``, … hold their bytes, in the order the request gave them.
+
 A metadata request travels guest → the proxy in its network's DHCP namespace → the host's metadata agent
 → the control plane. The agent signs it with the host's key over the method, the path, the network and
 the guest's address (see ``request_body``); the control plane believes it only if that host signed it,
@@ -18,7 +22,7 @@ import json
 from dataclasses import dataclass
 
 from compute_tasks import signing
-from compute_tasks.rpc import InstanceMetadata
+from compute_tasks.rpc import InjectedFile, InstanceMetadata
 
 ADDRESS = "169.254.169.254"
 PORT = 80
@@ -54,9 +58,29 @@ def signed_headers(
     }
 
 
+CONTENT_DIR = "content"
+
+
+def content_path(index: int) -> str:
+    """Where the ``index``-th personality file's bytes are, relative to ``openstack/``."""
+    return f"{CONTENT_DIR}/{index:04d}"
+
+
+def file_contents(injected: InjectedFile) -> bytes:
+    """A personality file's bytes. The API took them as base64 the way Nova's does (characters outside
+    the alphabet are skipped, bad padding is refused); ``binascii.Error`` for what is not base64."""
+    return base64.b64decode(injected.contents)
+
+
 def meta_data(metadata: InstanceMetadata) -> dict:
     """OpenStack's ``meta_data.json``."""
     public_keys = dict(sorted(metadata.public_keys.items()))
+    files = {}
+    if metadata.files:
+        files["files"] = [
+            {"path": injected.path, "content_path": "/" + content_path(index)}
+            for index, injected in enumerate(metadata.files)
+        ]
     return {
         "uuid": metadata.uuid,
         "name": metadata.name,
@@ -68,6 +92,7 @@ def meta_data(metadata: InstanceMetadata) -> dict:
         "public_keys": public_keys,
         "keys": [{"name": name, "type": "ssh", "data": key} for name, key in public_keys.items()],
         "devices": [],
+        **files,
     }
 
 
@@ -83,6 +108,8 @@ def openstack_files(metadata: InstanceMetadata, user_data: bytes | None) -> dict
             files[f"openstack/{version}/network_data.json"] = network
         if user_data is not None:
             files[f"openstack/{version}/user_data"] = user_data
+    for index, injected in enumerate(metadata.files):
+        files[f"openstack/{content_path(index)}"] = file_contents(injected)
     return files
 
 
@@ -127,6 +154,8 @@ def answer(guest: Guest, path: str) -> tuple[bytes, str] | None:
         if len(parts) == 1:
             return _listing(list(OPENSTACK_VERSIONS))
         if len(parts) == 2:
+            if parts[1] == CONTENT_DIR:
+                return None  # the files are reached from meta_data.json; there is no listing (as in Nova)
             prefix = f"openstack/{parts[1]}/"
             names = sorted(name[len(prefix) :] for name in files if name.startswith(prefix))
             return _listing(names) if names else None

@@ -10,6 +10,10 @@ Messages are plain JSON: every dataclass here round-trips through ``to_dict``/``
 Every message is signed by its sender (``compute_tasks.signing``): a task gets two arguments, the
 message and its ``auth`` block, addressed to the queue it is put on. Each side installs how it signs
 (``use_signer``) and whom it believes (``use_verifier``) once at start-up.
+
+Every message carries the id of the request that caused it under ``_request_id``
+(``compute_tasks.request_ids``), inside the signed body: the message's own ``request_id`` when it has
+one, else the request the sender is working for.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any, ClassVar, Self
 from celery import current_app
 from kombu import Exchange, Queue
 
-from compute_tasks import signing
+from compute_tasks import request_ids, signing
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,8 @@ GET_CONSOLE_OUTPUT = "compute.get_console_output"
 CONSOLE_OUTPUT_REPLY = "reply.console_output"  # not a task: what a host's answer is signed as
 GET_DIAGNOSTICS = "compute.get_diagnostics"
 DIAGNOSTICS_REPLY = "reply.diagnostics"  # not a task: what a host's answer is signed as
+GET_INSTANCE_GRAPHS = "compute.get_instance_graphs"
+INSTANCE_GRAPHS_REPLY = "reply.instance_graphs"  # not a task: what a host's answer is signed as
 ATTACH_VOLUME = "compute.attach_volume"
 DETACH_VOLUME = "compute.detach_volume"
 MIGRATE_DISK = "compute.migrate_disk"  # resize / cold migrate, on the source
@@ -71,11 +77,13 @@ ROLLBACK_LIVE_MIGRATION = "compute.rollback_live_migration"  # on the destinatio
 APPLY_NETWORK_STATE = "compute.apply_network_state"  # the host's whole desired data plane
 ATTACH_INTERFACE = "compute.attach_interface"
 DETACH_INTERFACE = "compute.detach_interface"
+CACHE_IMAGES = "compute.cache_images"  # pre-cache images named through an aggregate (compute API 2.81)
 
 # Compute host / API -> conductor (queue conductor)
 SCHEDULE_AND_BUILD = "conductor.schedule_and_build"
 INSTANCE_BUILT = "conductor.instance_built"
 BUILD_FAILED = "conductor.build_failed"
+BUILD_PROGRESS = "conductor.build_progress"  # a build's step on its host, and its image download's percent
 ACTION_DONE = "conductor.action_done"
 ACTION_FAILED = "conductor.action_failed"
 HEARTBEAT = "conductor.heartbeat"
@@ -110,6 +118,11 @@ POWER_STATE_NAMES = {
 
 HEARTBEAT_TTL_SECONDS = 30.0
 MIGRATION_PROGRESS_TTL_SECONDS = 30.0
+BUILD_PROGRESS_TTL_SECONDS = 30.0
+
+# The steps of a build a host reports as it begins them (the control plane's task states of the same name).
+BUILD_STEP_BLOCK_DEVICE_MAPPING = "block_device_mapping"  # its disks: the image is fetched into the cache
+BUILD_STEP_SPAWNING = "spawning"  # its domain is defined and started
 
 
 def compute_queue(host: str) -> str:
@@ -221,6 +234,14 @@ class VolumeRelease(Message):
 
 
 @dataclass(frozen=True)
+class InjectedFile(Message):
+    """A personality file: where the guest should put it and its bytes, base64 as the API took them."""
+
+    path: str
+    contents: str
+
+
+@dataclass(frozen=True)
 class InstanceMetadata(Message):
     """What the guest learns about itself from its config drive (OpenStack's ``meta_data.json``)."""
 
@@ -233,6 +254,7 @@ class InstanceMetadata(Message):
     meta: dict[str, str] = field(default_factory=dict)  # the server's metadata
     public_keys: dict[str, str] = field(default_factory=dict)  # key pair name -> public key
     network_data: dict[str, Any] = field(default_factory=dict)  # OpenStack's network_data.json; {} for none
+    files: list[InjectedFile] = field(default_factory=list)  # personality files, in the order given
 
 
 @dataclass(frozen=True)
@@ -248,6 +270,7 @@ class BuildRequest(Message):
     alternates: list[str] = field(default_factory=list)
     block_devices: list[VolumeConnection] = field(default_factory=list)  # boot_index 0: the root disk
     metadata: InstanceMetadata | None = None  # for a config drive; None: the guest gets none
+    power_on: bool = True  # False: defined and left shut off (an evacuation from compute API 2.95)
 
 
 @dataclass(frozen=True)
@@ -269,6 +292,18 @@ class InstanceBuilt(Message):
     vnc_host: str | None
     vnc_port: int | None
     addresses: list[dict[str, Any]] = field(default_factory=list)  # [{"addr", "version", "mac"}]
+
+
+@dataclass(frozen=True)
+class BuildProgress(Message):
+    """A build's step on its host (``BUILD_STEP_*``) and, in the disks' step, how much of the image the
+    host has (percent; 100 when it was cached already)."""
+
+    instance_uuid: str
+    host: str
+    request_id: str
+    step: str
+    percent: int = 0
 
 
 @dataclass(frozen=True)
@@ -443,6 +478,15 @@ class LiveMigrateRequest(Message):
 
 
 @dataclass(frozen=True)
+class CacheImagesRequest(Message):
+    """Put these images into the host's image cache now, before any server needs them. Nothing is
+    reported back: an image that cannot be fetched is fetched again by the first build that needs it."""
+
+    images: list[ImageSpec]
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
 class ConsoleOutputRequest(Message):
     """Send back the last ``length`` lines of the serial log (all of the kept tail when None)."""
 
@@ -497,6 +541,32 @@ class Diagnostics(Message):
 
 
 @dataclass(frozen=True)
+class GraphsRequest(Message):
+    """Send back the guest's figures of the last ``seconds`` (a week at most) from the host's rings."""
+
+    instance_uuid: str
+    reply_to: str
+    seconds: int = 3600
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class InstanceGraphs(Message):
+    """A window of a guest's figures (``compute_tasks.guest_graphs``): every series has the same number of
+    points (360 at most), ``step`` seconds apart from ``start`` (unix seconds), None where nothing was
+    sampled. ``error`` is empty when it worked; ``no_history`` says the host has none of the guest."""
+
+    instance_uuid: str
+    host: str
+    resolution: str = ""  # hour | day | week
+    start: int = 0
+    step: int = 0
+    series: dict[str, list[float | None]] = field(default_factory=dict)
+    error: str = ""
+    no_history: bool = False
+
+
+@dataclass(frozen=True)
 class DomainState(Message):
     instance_uuid: str
     power_state: int
@@ -519,6 +589,10 @@ class Heartbeat(Message):
     tunnel_address: str = ""  # where the host's VXLAN endpoint listens; "" when it has no overlay
     physical_networks: list[str] = field(default_factory=list)  # the flat networks the host can plug
     network_generation: int = 0  # the data-plane state the host last applied
+    # What the host's CPUs did since its previous beat (% busy of all) and the memory in use (MiB, less
+    # buffers and page cache); None when the hypervisor cannot tell (or, for the CPU, on the first beat).
+    cpu_used_percent: float | None = None
+    memory_used_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -609,13 +683,48 @@ class NetworkPlan(Message):
 
 
 @dataclass(frozen=True)
+class RouterLeg(Message):
+    """One of a router's ports, on a network the same plan carries: its device inside the router's
+    namespace holds ``addresses`` ("ip/prefixlen") with ``mac``."""
+
+    port_id: str
+    network_id: str
+    mac: str
+    addresses: list[str] = field(default_factory=list)
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class FloatingPlan(Message):
+    """A floating address the router answers for on its gateway, translated to and from ``fixed_ip``."""
+
+    floating_ip: str
+    fixed_ip: str
+
+
+@dataclass(frozen=True)
+class RouterPlan(Message):
+    """A router this host runs: a namespace routing between its ``interfaces``; with a ``gateway`` on an
+    external network, a default route to ``gateway_nexthop``, the subnets behind it translated to the
+    gateway's address when ``snat``, and each of ``floating`` translated both ways."""
+
+    router_id: str
+    interfaces: list[RouterLeg] = field(default_factory=list)
+    gateway: RouterLeg | None = None
+    gateway_nexthop: str = ""
+    snat: bool = True
+    floating: list[FloatingPlan] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class HostNetworkPlan(Message):
-    """Everything a host's data plane should be: a network not listed here has no business on the host.
-    Applying it twice is applying it once."""
+    """Everything a host's data plane should be: a network or router not listed here has no business on
+    the host. Applying it twice is applying it once."""
 
     host: str
     generation: int
     networks: list[NetworkPlan] = field(default_factory=list)
+    routers: list[RouterPlan] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -635,6 +744,7 @@ _NESTED: dict[tuple[str, str], type[Message]] = {
     ("BuildRequest", "image"): ImageSpec,
     ("BuildRequest", "nics"): NicSpec,
     ("BuildRequest", "metadata"): InstanceMetadata,
+    ("InstanceMetadata", "files"): InjectedFile,
     ("RebuildRequest", "build"): BuildRequest,
     ("Heartbeat", "domains"): DomainState,
     ("BuildRequest", "block_devices"): VolumeConnection,
@@ -644,12 +754,17 @@ _NESTED: dict[tuple[str, str], type[Message]] = {
     ("RescueRequest", "rescue_image"): ImageSpec,
     ("PrepareLiveMigrationRequest", "build"): BuildRequest,
     ("InterfaceRequest", "nic"): NicSpec,
+    ("CacheImagesRequest", "images"): ImageSpec,
     ("NetworkPlan", "subnets"): SubnetPlan,
     ("NetworkPlan", "ports"): PortPlan,
     ("PortPlan", "rules"): RulePlan,
     ("NetworkPlan", "leases"): PortPlan,
     ("NetworkPlan", "neighbours"): Neighbour,
     ("HostNetworkPlan", "networks"): NetworkPlan,
+    ("HostNetworkPlan", "routers"): RouterPlan,
+    ("RouterPlan", "interfaces"): RouterLeg,
+    ("RouterPlan", "gateway"): RouterLeg,
+    ("RouterPlan", "floating"): FloatingPlan,
 }
 
 
@@ -675,17 +790,24 @@ def sign(name: str, recipient: str, body: dict[str, Any]) -> dict[str, Any]:
     return _signer().sign(name, recipient, body)
 
 
-def verify(name: str, recipient: str, body: Any, auth: Any) -> signing.Verified:
-    """The sender of a message this process received, or ``signing.Refused``."""
-    if _public_key_of is None:
+def verify(
+    name: str, recipient: str, body: Any, auth: Any, *, public_key_of: Callable[[str], Any] | None = None
+) -> signing.Verified:
+    """The sender of a message this process received, or ``signing.Refused``. ``public_key_of`` stands
+    in for the process's verifier (``use_verifier``) for this message."""
+    public_key_of = public_key_of or _public_key_of
+    if public_key_of is None:
         raise signing.Refused(
             signing.UNKNOWN_SENDER, "this process believes nobody: rpc.use_verifier() was never called"
         )
-    return signing.verify(name, recipient, body, auth, _public_key_of)
+    return signing.verify(name, recipient, body, auth, public_key_of)
 
 
 def _send(name: str, queue: str, message: Message, expires: float | datetime | None = None) -> None:
     body = message.to_dict()
+    request_id = getattr(message, "request_id", "") or request_ids.current()
+    if request_id:
+        body[request_ids.MESSAGE_KEY] = request_id
     current_app.send_task(name, args=[body, sign(name, queue, body)], queue=queue, expires=expires)
 
 
@@ -824,12 +946,17 @@ def apply_network_state(host: str, plan: HostNetworkPlan) -> None:
     _send(APPLY_NETWORK_STATE, compute_queue(host), plan)
 
 
+def cache_images(host: str, request: CacheImagesRequest, *, expires: datetime | None = None) -> None:
+    """To each host of an aggregate: fetch the images into the cache (``expires``: when the URLs do)."""
+    _send(CACHE_IMAGES, compute_queue(host), request, expires=expires)
+
+
 def rollback_live_migration(host: str, ref: MigrationRef) -> None:
     """To the destination host, after the migration failed: what prepare made goes."""
     _send(ROLLBACK_LIVE_MIGRATION, compute_queue(host), ref)
 
 
-# --- request and reply: the console log and diagnostics -------------------------------------------
+# --- request and reply: the console log, diagnostics and graphs ------------------------------------
 #
 # The calls that wait for an answer. The caller declares a private reply queue on the broker, sends
 # the request naming it, and waits a bounded time for one message there; the host publishes its answer
@@ -942,6 +1069,17 @@ def reply_diagnostics(reply_to: str, result: Diagnostics) -> None:
     _answer(DIAGNOSTICS_REPLY, reply_to, result)
 
 
+def get_instance_graphs(host: str, request: GraphsRequest, *, timeout: float) -> InstanceGraphs:
+    """Ask ``host`` for a window of an instance's graphs and wait up to ``timeout`` seconds."""
+    answer = _ask(host, GET_INSTANCE_GRAPHS, INSTANCE_GRAPHS_REPLY, request, timeout=timeout, what="graphs")
+    return InstanceGraphs.from_dict(answer)
+
+
+def reply_instance_graphs(reply_to: str, result: InstanceGraphs) -> None:
+    """The host's answer to ``get_instance_graphs``, signed for that reply queue."""
+    _answer(INSTANCE_GRAPHS_REPLY, reply_to, result)
+
+
 # --- anything -> conductor --------------------------------------------------------------------------
 
 
@@ -993,6 +1131,11 @@ def unshelve_server(request: UnshelveRequest) -> None:
 
 def instance_built(result: InstanceBuilt) -> None:
     _send(INSTANCE_BUILT, CONDUCTOR_QUEUE, result)
+
+
+def build_progress(progress: BuildProgress) -> None:
+    # Only worth its freshness: a later step or percent follows, and the build's end says the rest.
+    _send(BUILD_PROGRESS, CONDUCTOR_QUEUE, progress, expires=BUILD_PROGRESS_TTL_SECONDS)
 
 
 def build_failed(result: BuildFailed) -> None:

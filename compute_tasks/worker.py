@@ -35,7 +35,7 @@ from celery import Celery, current_task, signals
 from kombu import Exchange, Queue
 
 import compute_tasks.kombu_redis  # noqa: F401 - keeps the worker alive through a Redis restart
-from compute_tasks import rpc, signing
+from compute_tasks import request_ids, rpc, signing
 from compute_tasks.config import ConfigError, HostConfig
 from compute_tasks.drivers import load_driver
 from compute_tasks.fleet import HostScopedDriver
@@ -46,10 +46,12 @@ from compute_tasks.rpc import (
     ActionResult,
     BuildFailed,
     BuildRequest,
+    CacheImagesRequest,
     ConsoleOutputRequest,
     DiagnosticsRequest,
     FinishMigrationRequest,
     FinishRevertRequest,
+    GraphsRequest,
     HostNetworkPlan,
     InstanceRef,
     InterfaceRequest,
@@ -105,6 +107,9 @@ app.conf.update(
     task_default_queue=rpc.compute_queue(config.host),
     enable_utc=True,
     timezone="UTC",
+    # Every line names the request it is about (compute_tasks.request_ids).
+    worker_log_format=request_ids.LOG_FORMAT,
+    worker_task_log_format=request_ids.TASK_LOG_FORMAT,
 )
 if config.hosts:
     # Many simulated hosts: consume every host's queue (start the worker without -Q).
@@ -190,9 +195,10 @@ def control_plane_task(name: str, cls: type[M], *, on_error: Callable[[dict[str,
             if verified is None:
                 return
             try:
-                decoded = _decode(cls, message, on_error=on_error)
-                if decoded is not None:
-                    handler(decoded)
+                with request_ids.working_for(request_ids.of_message(message)):
+                    decoded = _decode(cls, message, on_error=on_error)
+                    if decoded is not None:
+                        handler(decoded)
             finally:
                 _trust["nonces"].remember(verified.nonce)
 
@@ -458,6 +464,11 @@ def get_diagnostics(request: DiagnosticsRequest) -> None:
     get_manager().get_diagnostics(request)
 
 
+@control_plane_task(rpc.GET_INSTANCE_GRAPHS, GraphsRequest, on_error=lambda _message, _problem: None)
+def get_instance_graphs(request: GraphsRequest) -> None:
+    get_manager().get_instance_graphs(request)
+
+
 # --- the network data plane -------------------------------------------------------------------------
 
 
@@ -478,6 +489,12 @@ def attach_interface(request: InterfaceRequest) -> None:
 @control_plane_task(rpc.DETACH_INTERFACE, InterfaceRequest, on_error=lambda _message, _problem: None)
 def detach_interface(request: InterfaceRequest) -> None:
     get_manager().detach_interface(request)
+
+
+# Pre-caching is advice: a request that cannot be read is logged and dropped, a later build fetches anyway.
+@control_plane_task(rpc.CACHE_IMAGES, CacheImagesRequest, on_error=lambda _message, _problem: None)
+def cache_images(request: CacheImagesRequest) -> None:
+    get_manager().cache_images(request)
 
 
 class NetworkCheckThread(threading.Thread):
@@ -553,6 +570,41 @@ class FleetHeartbeatThread(HeartbeatThread):
 _heartbeats: HeartbeatThread | None = None
 _network_check: NetworkCheckThread | None = None
 _metadata_agent: Any = None
+_metrics_exporter: Any = None
+_graph_sampler: Any = None
+
+
+def _start_graph_sampler() -> None:
+    """Samples this host's guests into their graphs' rings (``compute_tasks.guest_graphs``), unless
+    COMPUTE_GRAPHS_INTERVAL is 0."""
+    global _graph_sampler
+    if not config.graphs_interval:
+        return
+    from compute_tasks.guest_graphs import GraphSampler
+
+    manager = get_manager(config.host)
+    _graph_sampler = GraphSampler(manager.graphs, manager.sample_graphs, config.graphs_interval)
+    _graph_sampler.start()
+
+
+def _start_metrics_exporter() -> None:
+    """The host's Prometheus exporter on COMPUTE_METRICS_ADDRESS, when one is set (see
+    ``compute_tasks.host_metrics``). A host that cannot bind it goes on working, and says so."""
+    global _metrics_exporter
+    if config.metrics_address is None:
+        return
+    from compute_tasks import host_metrics
+
+    manager = get_manager(config.host)
+    host_metrics.registry.register(
+        host_metrics.HostCollector(config.host, manager.driver.domain_stats, manager.images.usage)  # type: ignore[attr-defined]
+    )
+    try:
+        _metrics_exporter = host_metrics.MetricsExporter(config.metrics_address, config.metrics_token)
+    except OSError:
+        log.exception("the metrics exporter could not listen on %s port %d", *config.metrics_address)
+        return
+    _metrics_exporter.start()
 
 
 def _start_metadata_agent() -> None:
@@ -595,6 +647,8 @@ def _start_heartbeats(sender: Any = None, **_: Any) -> None:
     if config.hosts:
         _heartbeats = FleetHeartbeatThread(config.hosts, _fleet_heartbeat, config.heartbeat_interval)
         _heartbeats.start()
+        if config.metrics_address is not None:
+            log.warning("COMPUTE_METRICS_ADDRESS is ignored with COMPUTE_HOSTS: simulated hosts export no metrics")
         log.info(
             "%d simulated compute hosts ready on queues %s ... %s (driver %s); each beats every %gs",
             len(config.hosts),
@@ -610,6 +664,8 @@ def _start_heartbeats(sender: Any = None, **_: Any) -> None:
     _network_check = NetworkCheckThread(lambda: get_manager(config.host), config.network_check_interval)
     _network_check.start()
     _start_metadata_agent()
+    _start_metrics_exporter()
+    _start_graph_sampler()
     log.info(
         "compute host %s ready on queue %s (driver %s, data plane %s); heartbeat every %gs",
         config.host,
@@ -636,3 +692,8 @@ def _stop_heartbeats(**_: Any) -> None:
         _network_check.stop()
     if _metadata_agent is not None:
         _metadata_agent.stop()
+    if _metrics_exporter is not None:
+        _metrics_exporter.stop()
+    if _graph_sampler is not None:
+        _graph_sampler.stop()
+        _graph_sampler.join(timeout=5)  # its last save

@@ -2,8 +2,8 @@
 
 A page on any site can open a websocket to the proxy from a victim's browser, and the browser names
 that page in the Origin header. Only pages served by the cloud itself may drive a console, so the
-header must match an operator-configured allowlist exactly; the proxy never derives the allowed origin
-from other request headers (Host, X-Forwarded-*), which the client controls.
+header, when there is one, must match an operator-configured allowlist exactly; the proxy never
+derives the allowed origin from other request headers (Host, X-Forwarded-*), which the client controls.
 """
 
 from __future__ import annotations
@@ -136,9 +136,13 @@ class OriginAllowlist:
             return False
 
     def refusal_reason(self, header_values: list[str]) -> str | None:
-        """Why a handshake with these Origin header values must be refused, or None to let it through."""
+        """Why a handshake with these Origin header values must be refused, or None to let it through.
+
+        No Origin at all is a client that is not a browser (browsers name the page on every websocket
+        handshake): it holds the token itself and drives no victim's session, so it passes, as with
+        Nova's proxy. Every Origin a browser sends must be on the list."""
         if not header_values:
-            return "no Origin header"
+            return None
         if len(header_values) > 1:
             return "more than one Origin header"
         value = header_values[0]

@@ -94,13 +94,11 @@ class ConsoleProxyRequestHandler(ProxyRequestHandler):
 
     def _refuse(self, status: HTTPStatus, reason: str) -> NoReturn:
         self._log(logging.WARNING, f"refused console websocket: {reason}")
-        body = f"{status.value} {status.phrase}\n".encode()
+        # No body: a websocket client reads nothing after the status but the connection closing.
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", "0")
         self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
         self.close_connection = True
         # An empty message: the reason is logged above, and websockify logs a non-empty one again.
         raise self.server.EClose("")

@@ -35,6 +35,12 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # The admins' host graphs: a sample of every host a minute (portal.services.host_graphs).
+    "record-host-samples": {
+        "task": "conductor.record_host_samples",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     # Only keeps the table small: failures older than the throttle's window no longer count anyway.
     "purge-failed-sign-ins": {
         "task": "conductor.purge_failed_sign_ins",

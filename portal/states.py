@@ -27,6 +27,11 @@ class VmState:
 
 class TaskState:
     SCHEDULING = "scheduling"
+    # A build on its host, in Nova's steps: the claim binds the server's networks to the host
+    # (networking), the host makes its disks, fetching the image into its cache (block_device_mapping),
+    # then defines and starts the guest (spawning). The host reports each step as it begins.
+    NETWORKING = "networking"
+    BLOCK_DEVICE_MAPPING = "block_device_mapping"
     SPAWNING = "spawning"
     POWERING_ON = "powering-on"
     POWERING_OFF = "powering-off"
@@ -53,6 +58,10 @@ class TaskState:
     UNRESCUING = "unrescuing"
     MIGRATING = "migrating"  # a live migration: the guest keeps running while it moves
     DELETING = "deleting"
+
+
+# A boot's steps on its host, in order: a step is only ever followed by a later one.
+BUILD_STEPS = (TaskState.NETWORKING, TaskState.BLOCK_DEVICE_MAPPING, TaskState.SPAWNING)
 
 
 class PowerState:
@@ -273,7 +282,7 @@ ALLOWED: dict[str, Transition] = {
         interrupts=frozenset(
             {
                 TaskState.SCHEDULING,
-                TaskState.SPAWNING,
+                *BUILD_STEPS,
                 TaskState.POWERING_ON,
                 TaskState.POWERING_OFF,
                 TaskState.REBOOTING,
@@ -338,3 +347,28 @@ def can(action: str, vm_state: str, task_state: str | None) -> bool:
 def available_actions(vm_state: str, task_state: str | None) -> list[str]:
     """Every action the table allows now, for the portal's buttons."""
     return [action for action in ALLOWED if can(action, vm_state, task_state)]
+
+
+# How far each step of a task puts a server, in the compute API's ``progress`` (0-100). A step with
+# figures of its own (the image download, a live migration's transfer) fills its span as they come.
+STEP_SPANS = {
+    TaskState.SCHEDULING: (0, 0),
+    TaskState.NETWORKING: (5, 5),
+    TaskState.BLOCK_DEVICE_MAPPING: (10, 90),
+    TaskState.SPAWNING: (90, 90),
+    TaskState.RESIZE_PREP: (0, 0),
+    TaskState.RESIZE_MIGRATING: (25, 25),
+    TaskState.RESIZE_MIGRATED: (50, 50),
+    TaskState.RESIZE_FINISH: (75, 75),
+    TaskState.MIGRATING: (0, 100),
+}
+
+
+def server_progress(vm_state: str, task_state: str | None, step_percent: int) -> int:
+    """The compute API's ``progress`` of a server: how far its build or move is, from the step it is in
+    and that step's own percent (``Instance.step_progress``); 100 once it is up, or moved and waiting
+    for the user to confirm."""
+    if task_state not in STEP_SPANS:  # idle, or a task that is neither a build nor a move
+        return 100 if vm_state in (VmState.ACTIVE, VmState.RESIZED) else 0
+    low, high = STEP_SPANS[task_state]
+    return low + (high - low) * max(0, min(100, step_percent)) // 100

@@ -4,6 +4,7 @@ from django.urls import include, path
 from portal.api.identity.auth_views import VersionsView as IdentityVersionsView
 from portal.api.image.views import VersionsView as ImageVersionsView
 from portal.api.network.views import VersionsView as NetworkingVersionsView
+from portal.metrics.views import MetricsView
 
 urlpatterns = [
     path("compute/", include("portal.api.compute.urls")),
@@ -17,6 +18,8 @@ urlpatterns = [
     path("identity", IdentityVersionsView.as_view(), name="identity-versions-root"),
     path("identity/", include("portal.api.identity.urls")),
     path("internal/", include("portal.internal.urls")),
+    # Prometheus scrapes here (docs/observability.md): a bearer token or an admin's credentials.
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("portal.web.urls")),
 ]

@@ -44,7 +44,7 @@ port_open() {
 # --- Debian packages -----------------------------------------------------------------------------
 packages=(
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
-    qemu-system-x86 qemu-utils dnsmasq-base iptables iproute2 nftables iputils-ping
+    qemu-system-x86 qemu-utils dnsmasq-base iptables iproute2 nftables conntrack iputils-ping
     busybox-static syslinux syslinux-common mtools cpio fdisk genisoimage
     novnc python3-venv gcc python3-dev procps
 )

@@ -230,6 +230,31 @@ def allow_web(session, server: dict) -> None:
             )
 
 
+def floating_ip_for(session, server: dict, network: str) -> str:
+    """A floating address of ``network`` for the server's port: the one it has, else a free one of the
+    project's, else a new one (``openstack floating ip create`` and ``server add floating ip``)."""
+    net = f"{API}/networking/v2.0"
+    ports = session.get(f"{net}/ports", params={"device_id": server["id"]}, timeout=10).json()["ports"]
+    if not ports:
+        raise SystemExit(f"{server['name']} has no port for a floating IP")
+    port_id = ports[0]["id"]
+    held = session.get(f"{net}/floatingips", params={"port_id": port_id}, timeout=10).json()["floatingips"]
+    if held:
+        return held[0]["floating_ip_address"]
+    mine = session.get(f"{net}/floatingips", params={"floating_network_id": network}, timeout=10).json()
+    free = [f for f in mine["floatingips"] if f["port_id"] is None]
+    if free:
+        response = session.put(
+            f"{net}/floatingips/{free[0]['id']}", json={"floatingip": {"port_id": port_id}}, timeout=10
+        )
+    else:
+        body = {"floatingip": {"floating_network_id": network, "port_id": port_id}}
+        response = session.post(f"{net}/floatingips", json=body, timeout=10)
+    if not response.ok:
+        raise SystemExit(f"a floating IP for {server['name']}: {response.status_code} {response.text[:300]}")
+    return response.json()["floatingip"]["floating_ip_address"]
+
+
 def network_id(session, name: str) -> str:
     found = session.get(f"{API}/networking/v2.0/networks", params={"name": name}, timeout=10).json()["networks"]
     if not found:
@@ -382,9 +407,14 @@ def main() -> int:
         second = None
         if env.get("DEMO_SECOND_VM", "1") == "1":
             second = boot_demo(session, "demo-2", "auto", names, last)
+            allow_web(session, second)
+            floating = floating_ip_for(session, second, public_id)
         address = (addresses_of(server, "public") or ["?"])[0]
         say(f"waiting for demo-1 to take {address} by DHCP and serve its page")
         pinged, page = reachable(address, 120)
+        if second is not None:
+            say(f"waiting for demo-2 to answer at its floating IP {floating}, through demo-router")
+            second_pinged, second_page = reachable(floating, 120)
     except SystemExit as exc:
         if stopping:  # Ctrl-C while starting
             raise
@@ -399,8 +429,9 @@ def main() -> int:
     ).json()["console"]["url"]
     second_line = (
         f"  demo-2        {second['id']} ({second['status']}) on demo-net: "
-        f"{', '.join(addresses_of(second, 'demo-net')) or '?'} (reachable from demo-1's network only through "
-        "a router, which this cloud does not have yet)\n"
+        f"{', '.join(addresses_of(second, 'demo-net')) or '?'}, floating IP {floating} through demo-router "
+        f"(ping {'answered' if second_pinged else 'did not answer'}; "
+        f"curl http://{floating}/ → {second_page or 'no page yet'})\n"
         if second is not None
         else ""
     )
@@ -456,7 +487,7 @@ def start_hosts(env: dict[str, str], libvirt_hosts: list[LibvirtHost], names: li
     count = len(names)
     if count == 1:
         say(f"enrolling compute host {env['COMPUTE_HOST']}")
-        manage(env, "host_enroll", env["COMPUTE_HOST"], "--output", env["COMPUTE_CREDENTIALS"])
+        manage(env, "host_enroll", env["COMPUTE_HOST"], "--output", env["COMPUTE_CREDENTIALS"], "--routers")
         return {env["COMPUTE_HOST"]: {"COMPUTE_CREDENTIALS": env["COMPUTE_CREDENTIALS"]}}
     hosts = {}
     for number in range(1, count + 1):
@@ -468,7 +499,7 @@ def start_hosts(env: dict[str, str], libvirt_hosts: list[LibvirtHost], names: li
         libvirt_hosts.append(host.start())
         credentials = STATE / "secrets" / f"compute-{name}.json"
         say(f"enrolling compute host {name} (console at {address})")
-        manage(env, "host_enroll", name, "--output", str(credentials), "--console-address", address)
+        manage(env, "host_enroll", name, "--output", str(credentials), "--console-address", address, "--routers")
         hosts[name] = {**host.environment(), "COMPUTE_CREDENTIALS": str(credentials)}
     return hosts
 

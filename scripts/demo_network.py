@@ -214,7 +214,7 @@ class DemoNetwork:
         except (OSError, ValueError):
             return
         memory = data.get("memory", {})
-        for namespace in memory.get("namespaces", {}):
+        for namespace in [*memory.get("namespaces", {}), *memory.get("routers", {})]:
             self._delete_namespace(namespace)
         if not self._in_host_namespace(state):
             links = self._links("")
@@ -230,6 +230,9 @@ class DemoNetwork:
         # Forget what was made (it is gone) and what was applied, so the next start applies it all again.
         memory.pop("links", None)
         memory.pop("namespaces", None)
+        memory.pop("routers", None)
+        memory.pop("router_tables", None)
+        memory.pop("router_floating", None)
         memory.pop("ruleset", None)
         memory.pop("listing", None)
         data["plugged"] = []
@@ -278,7 +281,7 @@ class DemoNetwork:
         where = "each host's data plane in its own namespace (demo-h1, …)" if self.namespaced else "this machine"
         lines = [
             f"  Networks      public  {self.public_cidr} (flat, shared; bridge {self.bridge} here is {self.gateway})",
-            f"                demo-net {self.tenant_cidr} (VXLAN, the admin project's, no router)",
+            f"                demo-net {self.tenant_cidr} (VXLAN, the admin project's, behind demo-router)",
             f"                data plane: {where}; guests reach nothing on this machine",
             "                outside access: "
             + ("masquerade through this machine (DEMO_PUBLIC_MASQUERADE=1)" if self.masquerade else "none"),

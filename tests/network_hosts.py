@@ -25,7 +25,7 @@ HTTP_SERVER = """
 import http.server, socketserver, sys
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = sys.argv[3].encode()
+        body = sys.argv[3].replace("{client}", self.client_address[0]).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
         self.wfile.write(body)
     def log_message(self, *args):
@@ -93,7 +93,8 @@ class NetworkHosts:
         }
 
     def serve(self, namespace: str, address: str, port: int, text: str) -> None:
-        """An HTTP server in ``namespace`` answering every GET with ``text``."""
+        """An HTTP server in ``namespace`` answering every GET with ``text`` ("{client}" in it: the address
+        the request came from)."""
         self.servers.append(
             subprocess.Popen(
                 ["ip", "netns", "exec", namespace, sys.executable, "-c", HTTP_SERVER, address, str(port), text],

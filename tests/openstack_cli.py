@@ -9,10 +9,15 @@ same users with no Keystone at all: the CLI authenticates at the cloud's own ``/
 
 from __future__ import annotations
 
+import atexit
+import copy
 import io
 import json
 import os
+import re
 import subprocess
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +35,9 @@ VENV_BIN = ROOT / ".venv-openstack" / "bin"
 CLI_SITE = Path(__file__).resolve().parent / "openstack_cli_site"
 MEMBER_PROJECT = "cli-project"
 OTHER_PROJECT = "cli-other-project"
+
+
+_PROGRESS = re.compile(r"(?:\s*Progress: \d+)+")
 
 
 class CommandFailed(AssertionError):
@@ -68,17 +76,18 @@ class OpenStackCLI:
             "OS_TEST_WAIT_POLL_SECONDS": os.environ.get("OS_TEST_WAIT_POLL_SECONDS", "0.2"),
         }
 
+    def with_env(self, **changes: str | None) -> OpenStackCLI:
+        """The same person's command line with other ``OS_*`` variables (None removes one): another password,
+        a token or an application credential instead of the password. Its commands join this one's
+        transcript."""
+        other = copy.copy(self)
+        other.env = {key: value for key, value in {**self.env, **changes}.items() if value is not None}
+        return other
+
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Runs ``openstack ARGS``; whatever the outcome, remembers the command and what it printed."""
         started = time.monotonic()
-        result = subprocess.run(
-            [str(VENV_BIN / "openstack"), *args],
-            env=self.env,
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        result = _ZYGOTE.run(list(args), env=self.env, cwd=self.home, timeout=timeout)
         self.history.append(
             f"$ openstack {' '.join(args)}   # {self.username}, rc={result.returncode}, "
             f"{time.monotonic() - started:.1f}s\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
@@ -97,8 +106,10 @@ class OpenStackCLI:
     def json(self, *args: str, timeout: float = 300):
         """The parsed ``-f json`` output of a command that must succeed."""
         out = self.ok(*args, "-f", "json", timeout=timeout)
+        # `--wait` prints the server's progress as it changes ("Progress: 5"), before the JSON, as with Nova.
+        waited = _PROGRESS.match(out)
         try:
-            return json.loads(out)
+            return json.loads(out[waited.end() :] if waited else out)
         except ValueError:
             raise CommandFailed(f"`openstack {' '.join(args)} -f json` printed no JSON:\n{out[:2000]}") from None
 
@@ -130,6 +141,55 @@ class OpenStackCLI:
 
     def transcript(self) -> str:
         return "\n".join(self.history[-40:])
+
+
+class _Zygote:
+    """The process that runs each ``openstack`` command as a fork of itself after importing the CLI once
+    (``tests/openstack_cli_zygote.py``): a command is still a process of its own, with its own arguments,
+    environment, directory, output and exit status, but skips the second or so of Python's and the CLI's
+    imports that each fresh ``openstack`` process spends before it sends a request."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def _started(self) -> subprocess.Popen:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [str(VENV_BIN / "python"), str(Path(__file__).with_name("openstack_cli_zygote.py"))],
+                env={
+                    "PATH": f"{VENV_BIN}:/usr/bin:/bin",
+                    "LANG": "C.UTF-8",
+                    "PYTHONPATH": str(CLI_SITE),
+                    "OS_TEST_WAIT_POLL_SECONDS": os.environ.get("OS_TEST_WAIT_POLL_SECONDS", "0.2"),
+                },
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            atexit.register(self._process.kill)
+        return self._process
+
+    def run(self, argv: list[str], *, env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+        with self._lock, tempfile.TemporaryDirectory() as scratch:
+            out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
+            process = self._started()
+            request = {"argv": argv, "env": env, "cwd": str(cwd), "stdout": str(out), "stderr": str(err)}
+            process.stdin.write(json.dumps({**request, "timeout": timeout}) + "\n")
+            process.stdin.flush()
+            answer = process.stdout.readline()
+            if not answer:
+                raise CommandFailed(f"the openstack command runner died (rc={process.wait()})")
+            outcome = json.loads(answer)
+            stdout = out.read_text(errors="replace") if out.exists() else ""
+            stderr = err.read_text(errors="replace") if err.exists() else ""
+        command = ["openstack", *argv]
+        if outcome["timed_out"]:
+            raise subprocess.TimeoutExpired(command, timeout, output=stdout, stderr=stderr)
+        return subprocess.CompletedProcess(command, outcome["rc"], stdout, stderr)
+
+
+_ZYGOTE = _Zygote()
 
 
 def _until_the_database_shows(server: str, statuses: tuple[str, ...], deadline: float) -> None:

@@ -206,6 +206,7 @@ def enroll_again(names: list[str] | None = None) -> None:
                 names=group,
                 public_keys={name: signing.encode_public(_host_keys[name]) for name in group},
                 console_address=address,
+                runs_routers=True,  # the test clusters' hosts are the operator's own
             )
 
 

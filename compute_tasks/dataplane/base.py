@@ -177,13 +177,14 @@ class Dataplane:
 
 
 class NullDataplane(Dataplane):
-    """Applies nothing and reports every planned port plugged: for the fake driver and libvirt's test
-    driver, whose guests have no devices to plug."""
+    """Applies nothing and reports every planned port plugged, the routers' too: for the fake driver and
+    libvirt's test driver, whose guests have no devices to plug."""
 
     kind = "none"
 
     def _reconcile(self, plan: HostNetworkPlan, previous: HostNetworkPlan | None) -> Outcome:
-        return Outcome(plugged={p.port_id for n in plan.networks for p in n.ports})
+        legs = {leg.port_id for r in plan.routers for leg in [*r.interfaces, r.gateway] if leg is not None}
+        return Outcome(plugged={p.port_id for n in plan.networks for p in n.ports} | legs)
 
     def _plug(self, plan: HostNetworkPlan, ports: list[PortPlan]) -> set[str]:
         return {p.port_id for p in ports}

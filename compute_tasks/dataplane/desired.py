@@ -11,13 +11,14 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from compute_tasks.dataplane.router_state import ROUTER_VETH_PREFIX, RouterState, router_states
 from compute_tasks.rpc import HostNetworkPlan, NetworkPlan, PortPlan, SubnetPlan
 
 BRIDGE_PREFIX = "brq"  # a network's bridge: brq + 11 characters of the network id
 VXLAN_PREFIX = "vxlan-"  # a network's VXLAN device: vxlan-<VNI>
 DHCP_VETH_PREFIX = "dhq"  # the bridge end of a network's DHCP server's veth
 DHCP_INSIDE = "ns-dhcp"  # the DHCP server's end, inside its namespace
-OWNED_PREFIXES = (BRIDGE_PREFIX, VXLAN_PREFIX, DHCP_VETH_PREFIX)
+OWNED_PREFIXES = (BRIDGE_PREFIX, VXLAN_PREFIX, DHCP_VETH_PREFIX, ROUTER_VETH_PREFIX)
 
 DHCP_LEASE_SECONDS = 86400
 UNSPECIFIED_V4 = "0.0.0.0"  # noqa: S104 - a source address, the one a DHCP client sends from
@@ -97,10 +98,16 @@ class HostState:
     networks: tuple[NetworkState, ...] = ()
     ruleset: str = ""  # nftables, both tables; "" when the host has no network
     devices: dict[str, str] = field(default_factory=dict)  # tap device -> its bridge
-    problems: tuple[str, ...] = ()  # the networks of the plan this host cannot have, and why
+    problems: tuple[str, ...] = ()  # the networks (and routers' legs) of the plan this host cannot have, and why
+    routers: tuple[RouterState, ...] = ()
 
     def network(self, network_id: str) -> NetworkState | None:
         return next((n for n in self.networks if n.network_id == network_id), None)
+
+    @property
+    def router_veths(self) -> dict[str, str]:
+        """The bridge end of every router leg -> its bridge."""
+        return {leg.veth: leg.bridge for router in self.routers for leg in router.legs}
 
 
 @dataclass(frozen=True)
@@ -138,8 +145,16 @@ def desired_state(plan: HostNetworkPlan, settings: Settings) -> HostState:
     for network in networks:
         for port in network.ports:
             devices[port.device] = network.bridge
+    routers, router_problems = router_states(
+        plan.routers, {n.network_id: n.bridge for n in networks}, settings.namespace
+    )
+    router_veths = tuple(leg.veth for router in routers for leg in router.legs)
     return HostState(
-        networks=networks, ruleset=ruleset(networks, settings.table), devices=devices, problems=tuple(problems)
+        networks=networks,
+        ruleset=ruleset(networks, settings.table, router_veths),
+        devices=devices,
+        problems=tuple(problems) + router_problems,
+        routers=routers,
     )
 
 
@@ -266,7 +281,7 @@ def dhcp_state(plan: NetworkPlan, namespace: str) -> Dhcp | None:
     )
 
 
-def ruleset(networks: tuple[NetworkState, ...], table: str) -> str:
+def ruleset(networks: tuple[NetworkState, ...], table: str, router_veths: tuple[str, ...] = ()) -> str:
     """The data plane's two nftables tables, as one ``nft -f`` input that replaces them atomically.
 
     inet: guests reach nothing on the host (replies to what the host opened pass), and nothing is routed
@@ -274,13 +289,17 @@ def ruleset(networks: tuple[NetworkState, ...], table: str) -> str:
     addresses (with port security), and the DHCP port's frames never leave the host (every host serves
     its own guests from the same address).
 
+    A router's legs (``router_veths``) are on the guests' side: the host is no more reachable from them
+    than from a guest. They are neither secured (a router forwards others' addresses) nor local ports
+    (the DHCP server does not answer routers).
+
     The rules are a fixed handful; what grows with networks and ports are the elements of named sets, so
     the kernel matches in one lookup and ``nft list`` stays cheap."""
     if not networks:
         return ""
     bridges = sorted({n.bridge for n in networks})
     taps = sorted({p.device for n in networks for p in n.ports})
-    guest_ifaces = sorted(set(bridges) | set(taps) | {n.vxlan for n in networks if n.vxlan})
+    guest_ifaces = sorted(set(bridges) | set(taps) | {n.vxlan for n in networks if n.vxlan} | set(router_veths))
     inet = [
         f"table inet {table} {{",
         _named_set("guest_ifaces", "ifname", [f'"{i}"' for i in guest_ifaces]),

@@ -45,4 +45,11 @@ def _keys(state: HostState) -> dict[tuple, object]:
             keys[("link", net.dhcp.veth)] = True
         for port in net.ports:
             keys[("tap", port.device)] = net.bridge
+    for router in state.routers:
+        keys[("routerns", router.namespace)] = True
+        keys[("route", router.namespace)] = (router.nexthop, router.gateway_device)
+        for leg in router.legs:
+            keys[("routerleg", leg.veth)] = (leg.bridge, leg.device, leg.mtu)
+            keys[("routeraddr", leg.veth)] = (leg.mac, leg.mtu, leg.addresses)
+            keys[("link", leg.veth)] = True
     return keys

@@ -5,7 +5,8 @@ on it that learns nothing (every remote MAC is pinned to its host from the plan,
 each remote host by an all-zero fdb entry), for a flat network the operator's bridge or an interface
 enslaved to a bridge made for it; the guests' taps on the bridge; a dnsmasq in its own namespace with a
 veth leg on the bridge. Two nftables tables (see ``desired.ruleset``) keep guests off the host and the
-DHCP port's frames off the wire.
+DHCP port's frames off the wire. The routers the host runs have a namespace each, with a veth leg on the
+bridge of each of their networks (see ``router``).
 
 Everything lives in one network namespace, the host's own or ``COMPUTE_NETWORK_NAMESPACE``; taps that
 libvirt made in the host's own namespace are moved into it before they are plugged. The data plane
@@ -33,6 +34,7 @@ from compute_tasks.dataplane.dhcp import DhcpServers
 from compute_tasks.dataplane.drift import Fixes
 from compute_tasks.dataplane.firewall import Firewall
 from compute_tasks.dataplane.metadata import MetadataProxies
+from compute_tasks.dataplane.router import Routers
 from compute_tasks.rpc import HostNetworkPlan, PortPlan
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class LinuxDataplane(Dataplane):
         self.firewall = Firewall(self.runner, self.memory, TABLE)
         self.dhcp = DhcpServers(self.runner, run_dir or Path("/run/compute-dataplane") / (namespace or host))
         self.metadata = MetadataProxies(self.runner, self.dhcp.run_dir, self.dhcp.group)
+        self.routers = Routers(self.runner, self.root, self.memory)
 
     @property
     def metadata_socket(self) -> Path:
@@ -103,13 +106,19 @@ class LinuxDataplane(Dataplane):
                 self._ensure_network(network, links, fdb, existing_ns, fix, made, namespaces)
             except (CommandFailed, PlanError, RuntimeError, OSError) as exc:
                 outcome.errors.append(f"network {network.network_id}: {exc}")
+        for router in want.routers:
+            try:
+                self.routers.ensure(router, links, existing_ns, fix, made)
+            except (CommandFailed, RuntimeError, OSError) as exc:
+                outcome.errors.append(f"router {router.router_id}: {exc}")
         self._remove_unwanted(want, before, links, fix, made, namespaces)
+        self.routers.remove_unwanted(want.routers)
         try:
             self.firewall.ensure(want.ruleset, fix)
         except CommandFailed as exc:
             outcome.errors.append(f"firewall: {exc}")
         ports = [p for n in want.networks for p in n.ports]
-        outcome.plugged = self._plug_ports(want, ports, fix)
+        outcome.plugged = self._plug_ports(want, ports, fix) | self.routers.plugged(want.routers, self.runner.links())
         outcome.drift = fix.drift
         return outcome
 
@@ -262,19 +271,21 @@ class LinuxDataplane(Dataplane):
     # --- what the plan no longer has --------------------------------------------------------------------------
 
     def _remove_unwanted(self, want: HostState, before: HostState, links, fix, made, namespaces) -> None:
-        wanted = set()
+        wanted = set(want.router_veths)
         for net in want.networks:
             if net.owns_bridge:
                 wanted.add(net.bridge)
             wanted.update(n for n in (net.vxlan, net.dhcp.veth if net.dhcp else "") if n)
-        known = set(made)
+        known = set(made) | set(before.router_veths)
         for net in before.networks:
             if net.owns_bridge:
                 known.add(net.bridge)
             known.update(n for n in (net.vxlan, net.dhcp.veth if net.dhcp else "") if n)
+        removed = set()
         for name in sorted(known - wanted):
             if name.startswith(OWNED_PREFIXES) and name in links:
                 self.runner.ip("link", "del", name, check=False)
+                removed.add(name)
                 fix.note_removed(("link", name), f"{name} was left over; removed")
             if name in made:
                 made.remove(name)
@@ -293,9 +304,12 @@ class LinuxDataplane(Dataplane):
         # (a port deleted while its guest runs): on the operator's bridges, only taps it plugged itself.
         ours = {n.bridge: n for n in want.networks}
         plugged_before = set(self.memory.get("taps", []))
+        router_veths = want.router_veths
         for link in links.values():
             net = ours.get(link.master)
-            if net is None or link.name in net.members or want.devices.get(link.name) == net.bridge:
+            if net is None or link.name in removed or link.name in net.members:
+                continue
+            if net.bridge in (want.devices.get(link.name), router_veths.get(link.name)):
                 continue
             if net.owns_bridge or link.name in plugged_before:
                 self.runner.ip("link", "set", link.name, "nomaster", check=False)

@@ -13,7 +13,11 @@ def load_driver(config: HostConfig) -> ComputeDriver:
     if config.driver == "fake":
         from compute_tasks.drivers.fake import FakeDriver
 
-        return FakeDriver(instances_dir=config.instances_dir, vnc_host=config.vnc_address)
+        # Its guests print a line when they boot, so that the console output of a simulated server is
+        # not empty, as a real one's is not once it booted; and show a (blank) screen to their consoles.
+        return FakeDriver(
+            instances_dir=config.instances_dir, vnc_host=config.vnc_address, boot_messages=True, screens=True
+        )
     if config.driver == "libvirt":
         from compute_tasks.drivers.libvirt_driver import LibvirtDriver
 

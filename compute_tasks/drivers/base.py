@@ -104,6 +104,16 @@ class HostResources:
 
 
 @dataclass(frozen=True)
+class HostUsage:
+    """What the host's CPUs and memory are doing: CPU time since boot in nanoseconds, busy and all (busy
+    over all between two readings is the use), and the memory in use less buffers and page cache, MiB."""
+
+    cpu_busy_ns: int
+    cpu_total_ns: int
+    memory_used_mb: int
+
+
+@dataclass(frozen=True)
 class DomainInventory:
     """Every domain on the host: the cloud's by instance uuid, and the names of the others."""
 
@@ -113,7 +123,7 @@ class DomainInventory:
 
 @dataclass(frozen=True)
 class MigrationStats:
-    """How far a live migration is (bytes), from the source's migration job."""
+    """How far a live migration is (bytes), from its migration job."""
 
     memory_total: int = 0
     memory_processed: int = 0
@@ -121,6 +131,53 @@ class MigrationStats:
     disk_total: int = 0
     disk_processed: int = 0
     disk_remaining: int = 0
+
+
+@dataclass(frozen=True)
+class DiskCounters:
+    """One disk's I/O since its guest started: bytes and requests read and written."""
+
+    device: str  # the guest's name for it: vda, hdd, ...
+    read_bytes: int
+    read_requests: int
+    write_bytes: int
+    write_requests: int
+    errors: int = -1  # -1: the hypervisor does not count them
+
+
+@dataclass(frozen=True)
+class NicCounters:
+    """One NIC's traffic since its guest started, from the guest's side as libvirt reports a tap's (rx: what
+    the guest received). ``device`` is the host-side device (a user-mode NIC has none, and no counters)."""
+
+    mac: str
+    device: str | None
+    rx_bytes: int
+    rx_packets: int
+    rx_errors: int
+    rx_drop: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errors: int
+    tx_drop: int
+
+
+@dataclass(frozen=True)
+class DomainStats:
+    """What the hypervisor counts for one running guest of the cloud: CPU time, memory as its balloon
+    reports it (KiB: ``used`` is what the guest uses of ``actual``), and every disk's and NIC's counters."""
+
+    instance_uuid: str
+    vcpus: int
+    cpu_time_ns: int
+    memory_maximum_kib: int
+    memory_actual_kib: int
+    memory_used_kib: int
+    disks: tuple[DiskCounters, ...] = ()
+    nics: tuple[NicCounters, ...] = ()
+    # What the guest itself counts as its usable memory (the balloon driver's ``available``); None when
+    # the guest does not report it.
+    memory_available_kib: int | None = None
 
 
 class ComputeDriver(abc.ABC):
@@ -258,6 +315,11 @@ class ComputeDriver(abc.ABC):
         Returns the power state."""
         raise DriverError("this hypervisor driver cannot live-migrate servers", reschedulable=False)
 
+    def completed_live_migration(self, ref: InstanceRef) -> MigrationStats | None:
+        """On the destination, after the guest arrived: the final figures of the migration that brought it,
+        when the hypervisor kept them (a short migration may end before the source saw any)."""
+        return None
+
     def rollback_live_migration(self, ref: InstanceRef, *, migration_id: int) -> None:
         """On the destination, after a failed migration: a definition of the instance that does not run
         goes, and the directory ``migration_id``'s prepare made. A guest that runs here (the migration
@@ -350,6 +412,11 @@ class ComputeDriver(abc.ABC):
         ``DomainNotFound`` when the instance has no domain here."""
         raise DriverError(f"this hypervisor driver reports no diagnostics (instance {ref.instance_uuid})")
 
+    def domain_stats(self) -> list[DomainStats]:
+        """The counters of every running guest of the cloud on this host (never a foreign domain's), read
+        now; for the host's metrics exporter. A driver that cannot count reports none."""
+        return []
+
     @abc.abstractmethod
     def vnc_address(self, ref: InstanceRef) -> tuple[str | None, int | None]:
         """Where the console proxy can reach the domain's VNC server, or (None, None) when it has none
@@ -362,6 +429,11 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def host_resources(self) -> HostResources:
         """Capacity of the host, reported in every heartbeat."""
+
+    def host_usage(self) -> HostUsage | None:
+        """The host's CPU and memory use, reported in every heartbeat for the admins' host graphs; None
+        when the hypervisor cannot tell."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - most drivers hold nothing to let go of
         """Let go of the hypervisor connection: the worker is stopping."""

@@ -6,7 +6,8 @@ metadata and its public key), ``openstack/latest/user_data`` (the user's script 
 given, decoded from base64), ``network_data.json`` (the server's ports: links, static addresses, routes
 and DNS, for a guest that configures its NICs without DHCP) and an empty ``vendor_data.json``; the same
 under a dated version directory (``network_data.json`` from 2015-10-15, as OpenStack's),
-for guests that ask for one. The metadata service at 169.254.169.254 serves the same files
+for guests that ask for one. Personality files are listed in ``meta_data.json`` and their bytes
+are under ``openstack/content/``. The metadata service at 169.254.169.254 serves the same files
 (``compute_tasks.metadata_content`` renders both).
 """
 
@@ -34,7 +35,10 @@ def drive_files(request: BuildRequest) -> dict[str, bytes]:
     if request.metadata is None:
         raise ValueError("the request carries no metadata for a config drive")
     user_data = user_data_bytes(request.user_data) if request.user_data else None
-    return metadata_content.openstack_files(request.metadata, user_data)
+    try:
+        return metadata_content.openstack_files(request.metadata, user_data)
+    except (binascii.Error, ValueError) as exc:
+        raise DriverError(f"a personality file is not base64: {exc}") from None
 
 
 def user_data_bytes(encoded: str) -> bytes:

@@ -16,7 +16,8 @@ What it models, and how a real driver is expected to behave:
   twice does nothing the second time. ``snapshot`` copies the instance's disk file (or writes a few
   bytes when there is no instances directory) and records whether the guest was paused for it.
 - ``console_log`` reads ``<instances_dir>/<uuid>/console.log`` as a QEMU's serial log would be, or what
-  ``write_console`` put there.
+  ``write_console`` put there. With ``boot_messages`` (the worker's fake hosts), a guest prints three
+  lines there each time it boots, as a real guest's boot leaves its serial log non-empty.
 - ``attach_volume``/``detach_volume`` keep ``volumes[instance_uuid]`` (volume id -> device); attaching
   twice or detaching what is not there does nothing. ``fail_attach``/``fail_detach`` make the next calls
   fail as a hypervisor would (a guest that does not release a disk, say). A build's ``block_devices`` are
@@ -35,6 +36,7 @@ What it models, and how a real driver is expected to behave:
   ``fail_live_migration`` makes it fail as QEMU would, leaving the guest where it was.
 - ``diagnostics`` gives fixed, plausible figures: one vCPU, 512 MiB, one disk ``vda`` and the domain's
   NICs, in the libvirt driver's shapes.
+- ``host_usage`` is whatever ``usage`` holds (None, as a hypervisor that cannot tell, until a test sets it).
 - Every call is recorded in ``calls`` as ``(method, instance_uuid)``; ``events`` notes the fallbacks.
 """
 
@@ -58,17 +60,22 @@ from compute_tasks.drivers.base import (
     LIVE_MIGRATION_MARKER,
     MIGRATION_MARKER,
     ComputeDriver,
+    DiskCounters,
     DomainInventory,
     DomainNotFound,
+    DomainStats,
     DriverError,
     HostResources,
+    HostUsage,
     InvalidRequest,
     MigrationStats,
+    NicCounters,
     SpawnResult,
     migration_of,
     nic_addresses,
     resize_dir,
 )
+from compute_tasks.drivers.fake_screen import FakeScreens
 from compute_tasks.private_files import create_private_file, open_private, private_dir, private_file
 from compute_tasks.rpc import BuildRequest, ImageSpec, InstanceRef, NicSpec, VolumeConnection
 
@@ -100,8 +107,13 @@ class FakeDriver(ComputeDriver):
         instances_dir: Path | None = None,
         vnc_host: str = "127.0.0.1",
         resources: HostResources | None = None,
+        boot_messages: bool = False,
+        screens: bool = False,
     ) -> None:
         self.instances_dir = instances_dir
+        # Real VNC servers (a blank screen each) behind the guests' consoles, or only port numbers.
+        self.screens = FakeScreens(vnc_host) if screens else None
+        self.boot_messages = boot_messages
         self.vnc_host = vnc_host
         self.resources = resources or HostResources(
             vcpus=8,
@@ -111,6 +123,7 @@ class FakeDriver(ComputeDriver):
             hypervisor_version=1000000,
             cpu_arch="x86_64",
         )
+        self.usage: HostUsage | None = None
         self.domains: dict[str, FakeDomain] = {}
         self.foreign: dict[str, int] = {}
         self.fail_spawn: Exception | None = None
@@ -127,6 +140,7 @@ class FakeDriver(ComputeDriver):
         self.migration_gate: threading.Event | None = None
         self.fail_live_migration: Exception | None = None
         self.migration_jobs: dict[str, threading.Event] = {}  # instance uuid -> set to abort its migration
+        self.completed_migrations: dict[str, MigrationStats] = {}  # arrived guests' final figures, as libvirt's
         self._ports = itertools.count(5900)
         self._lock = threading.RLock()
 
@@ -255,7 +269,7 @@ class FakeDriver(ComputeDriver):
         with self._lock:
             domain = self._record_and_get("resume", ref)
             if domain.power_state == rpc.SUSPENDED:
-                domain.power_state, domain.vnc_port = rpc.RUNNING, next(self._ports)
+                domain.power_state, domain.vnc_port = rpc.RUNNING, self._screen_port(domain.name)
             elif domain.power_state == rpc.PAUSED:
                 domain.power_state = rpc.RUNNING
             elif domain.power_state != rpc.RUNNING:
@@ -279,7 +293,8 @@ class FakeDriver(ComputeDriver):
             log = self._instance_file(ref, "console.log")
             data = self.console_logs.get(canonical_uuid(ref.instance_uuid), b"")
             if log is not None and log.is_file():
-                data = log.read_bytes()
+                # The serial log the host made for the guest (empty at first), then what the guest printed.
+                data = log.read_bytes() + data
             return data[-max_bytes:] if max_bytes else b""
 
     def write_console(self, instance_uuid: str, data: bytes) -> None:
@@ -325,6 +340,7 @@ class FakeDriver(ComputeDriver):
             self.calls.append(("destroy", instance_uuid))
             self.domains.pop(instance_uuid, None)
             self.volumes.pop(instance_uuid, None)
+            self._close_screens_of_the_gone()
             self.rescued.pop(instance_uuid, None)
             if self.instances_dir is not None:
                 shutil.rmtree(instances_dir_entry(self.instances_dir, instance_uuid), ignore_errors=True)
@@ -367,9 +383,11 @@ class FakeDriver(ComputeDriver):
                 legacy.update({f"tap{n}_rx": nic["rx_octets"], f"tap{n}_tx": nic["tx_octets"]})
             return {
                 "state": "running" if domain.power_state == rpc.RUNNING else "shutdown",
-                "driver": "fake",
-                "hypervisor": "fake",
-                "hypervisor_os": "fake-os",
+                # The compute API's ``driver`` is one of Nova's driver names: the fake stands in for the
+                # libvirt driver, whose shapes it keeps (as Nova's own fake driver reports "libvirt").
+                "driver": "libvirt",
+                "hypervisor": "qemu",
+                "hypervisor_os": "linux",
                 "num_cpus": 1,
                 "num_disks": 1,
                 "num_nics": len(nics),
@@ -511,7 +529,8 @@ class FakeDriver(ComputeDriver):
             if domain is None:
                 self._remove_migrated_dir(instance_uuid, block_migration)
                 return
-            if domain.power_state != rpc.RUNNING:
+            # As libvirt migrates any active domain: a paused guest moves too, and stays paused.
+            if domain.power_state not in (rpc.RUNNING, rpc.PAUSED):
                 raise DriverError(f"instance {instance_uuid} is not running", reschedulable=False)
             abort = self.migration_jobs.setdefault(instance_uuid, threading.Event())
         try:
@@ -526,23 +545,29 @@ class FakeDriver(ComputeDriver):
                 raise DriverError(f"the live migration of instance {instance_uuid} was cancelled")
             if self.fail_live_migration is not None:
                 raise self.fail_live_migration
-            on_progress(MigrationStats(memory_total=1000, memory_processed=1000))
+            final = MigrationStats(memory_total=1000, memory_processed=1000)
+            on_progress(final)
             with self._lock:
                 peer = self.peers.get(dest_uri) or self.peers.get(str(dest_instances_dir))
                 if peer is None:
                     raise DriverError(f"cannot connect to {dest_uri}")
                 moved = self.domains.pop(instance_uuid)
-                peer.receive(instance_uuid, moved, self.volumes.pop(instance_uuid, {}))
+                peer.receive(instance_uuid, moved, self.volumes.pop(instance_uuid, {}), final)
                 self._remove_migrated_dir(instance_uuid, block_migration)
         finally:
             with self._lock:
                 self.migration_jobs.pop(instance_uuid, None)
 
-    def receive(self, instance_uuid: str, domain: FakeDomain, volumes: dict[str, str]) -> None:
+    def receive(self, instance_uuid: str, domain: FakeDomain, volumes: dict[str, str], stats: MigrationStats) -> None:
         """A guest arriving by live migration: it runs on, with a VNC port of this host."""
         with self._lock:
-            self.domains[instance_uuid] = dataclasses.replace(domain, vnc_port=next(self._ports))
+            self.domains[instance_uuid] = dataclasses.replace(domain, vnc_port=self._screen_port(domain.name))
             self.volumes[instance_uuid] = dict(volumes)
+            self.completed_migrations[instance_uuid] = stats
+
+    def completed_live_migration(self, ref: InstanceRef) -> MigrationStats | None:
+        with self._lock:
+            return self.completed_migrations.get(canonical_uuid(ref.instance_uuid))
 
     def _remove_migrated_dir(self, instance_uuid: str, block_migration: bool) -> None:
         if block_migration and self.instances_dir is not None:
@@ -630,25 +655,71 @@ class FakeDriver(ComputeDriver):
         with self._lock:
             domain = self._get(ref.instance_uuid)
             if domain.vnc_port is None:
+                self._close_screens_of_the_gone()
                 return None, None
             return self.vnc_host, domain.vnc_port
 
+    def _screen_port(self, domain_name: str) -> int:
+        """The VNC port of a guest that starts: its screen's (opened now), or only a number."""
+        return self.screens.port_for(domain_name) if self.screens is not None else next(self._ports)
+
+    def _close_screens_of_the_gone(self) -> None:
+        """The screens of guests that no longer run (stopped, gone, moved away) close."""
+        if self.screens is not None:
+            showing = {domain.name for domain in self.domains.values() if domain.vnc_port is not None}
+            for name in self.screens.open_for() - showing:
+                self.screens.close(name)
+
     def list_domains(self) -> DomainInventory:
         with self._lock:
+            self._close_screens_of_the_gone()
             return DomainInventory(
                 instances={uuid: domain.power_state for uuid, domain in self.domains.items()},
                 foreign=sorted(self.foreign),
             )
 
+    def domain_stats(self) -> list[DomainStats]:
+        """Fixed counters for every running domain (the numbers its diagnostics show), one tap per NIC."""
+        with self._lock:
+            return [
+                DomainStats(
+                    instance_uuid=uuid,
+                    vcpus=1,
+                    cpu_time_ns=17300000000,
+                    memory_maximum_kib=524288,
+                    memory_actual_kib=524288,
+                    memory_used_kib=262144,
+                    disks=(DiskCounters("vda", 262144, 112, 5778432, 488),),
+                    nics=tuple(
+                        NicCounters(nic.mac, f"tap{n}", 2070139, 26701, 0, 0, 140208, 662, 0, 0)
+                        for n, nic in enumerate(domain.nics)
+                    ),
+                )
+                for uuid, domain in sorted(self.domains.items())
+                if domain.power_state == rpc.RUNNING
+            ]
+
     def host_resources(self) -> HostResources:
         return self.resources
+
+    def host_usage(self) -> HostUsage | None:
+        return self.usage
 
     # --- helpers ---------------------------------------------------------------------------------------
 
     def _boot(self, domain: FakeDomain) -> None:
         domain.power_state = rpc.RUNNING
-        domain.vnc_port = next(self._ports)
+        domain.vnc_port = self._screen_port(domain.name)
         domain.boots += 1
+        if self.boot_messages:
+            for instance_uuid, known in self.domains.items():
+                if known is domain:
+                    lines = (
+                        f"fake driver: boot {domain.boots} of {domain.name} on a simulated host\n"
+                        f"{domain.name}: simulated guest running\n"
+                        f"{domain.name} login: \n"
+                    )
+                    self.console_logs[instance_uuid] = self.console_logs.get(instance_uuid, b"") + lines.encode()
 
     def _instance_file(self, ref: InstanceRef, name: str) -> Path | None:
         if self.instances_dir is None:

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET  # noqa: S405 - parses libvirt's own output only
@@ -24,17 +25,19 @@ from typing import Any, TypeVar
 
 import libvirt
 
-from compute_tasks import rpc
+from compute_tasks import host_metrics, rpc
 from compute_tasks.config import canonical_uuid, instances_dir_entry
-from compute_tasks.drivers import config_drive, domain_xml, volume_xml
+from compute_tasks.drivers import config_drive, domain_xml, libvirt_stats, volume_xml
 from compute_tasks.drivers.base import (
     INSTANCE_METADATA_NS,
     MIGRATION_MARKER,
     ComputeDriver,
     DomainInventory,
     DomainNotFound,
+    DomainStats,
     DriverError,
     HostResources,
+    HostUsage,
     SpawnResult,
     nic_addresses,
     read_tail,
@@ -94,6 +97,7 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
     # The host's CPU architecture, read once from its capabilities: every heartbeat reports it, and it
     # cannot change while the worker runs (re-reading and parsing the capabilities XML was most of a beat).
     _cpu_arch: str | None = None
+    _node_stats_unsupported = False  # the hypervisor said once that it cannot report them: not asked again
 
     def __init__(
         self,
@@ -117,6 +121,9 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
         self.instances_dir = instances_dir
         self.vnc_listen = vnc_listen
         self.vnc_host = vnc_host
+        # Instances whose migration this host was told to abort: however the cancelled job ends, it was
+        # cancelled. (One process per host; its threads share this.)
+        self.aborted_migrations: set[str] = set()
         self.shutdown_timeout = shutdown_timeout
         self.poll_interval = poll_interval
         self.qemu_img = QemuImg(qemu_img, timeout=qemu_img_timeout)
@@ -163,9 +170,14 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
         return True
 
     def _call(self, what: str, fn: Callable[[libvirt.virConnect], T], *, retry: bool = False) -> T:
-        """Run ``fn`` with the connection; libvirt errors become DriverErrors that say ``what`` failed."""
+        """Run ``fn`` with the connection; libvirt errors become DriverErrors that say ``what`` failed.
+
+        Every call is timed into ``host_metrics.libvirt_call_duration`` under the name of the driver method
+        that made it (``power_on``, ``list_domains``, ...): a bounded label, where ``what`` names instances."""
+        operation = sys._getframe(1).f_code.co_name
         for attempt in (1, 2):
             conn = self._connection()
+            started = time.perf_counter()
             try:
                 return fn(conn)
             except libvirt.libvirtError as exc:
@@ -174,6 +186,8 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
                     log.warning("%s: libvirt connection failed (%s); retrying", what, _message(exc))
                     continue
                 raise DriverError(f"{what} failed: {_message(exc)}") from exc
+            finally:
+                host_metrics.libvirt_call_duration.labels(operation).observe(time.perf_counter() - started)
         raise AssertionError("unreachable")
 
     # --- lookups ---------------------------------------------------------------------------------------
@@ -514,47 +528,45 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
             legacy["cpu0_time"] = cpu_time
             cpus.append({"id": 0, "time": cpu_time, "utilisation": None})
         legacy["memory"] = max_kib
-        used_kib = cur_kib
-        try:
-            memory = dom.memoryStats()
-        except libvirt.libvirtError:
-            memory = {}
+        memory = libvirt_stats.memory_stats(dom)
         for key, value in memory.items():
             legacy[f"memory-{key}"] = value
-        if "actual" in memory and "unused" in memory:
-            used_kib = memory["actual"] - memory["unused"]
-        elif "rss" in memory:
-            used_kib = memory["rss"]
+        used_kib = libvirt_stats.used_kib(memory, cur_kib)
         disks = []
-        for dev in domain_xml.disk_targets(xml):
-            try:
-                rd_req, rd_bytes, wr_req, wr_bytes, errs = dom.blockStats(dev)
-            except libvirt.libvirtError:
-                continue  # an empty CD-ROM drive has nothing to count
+        for disk in libvirt_stats.disk_counters(dom, xml):
+            dev = disk.device
             legacy.update(
                 {
-                    f"{dev}_read_req": rd_req,
-                    f"{dev}_read": rd_bytes,
-                    f"{dev}_write_req": wr_req,
-                    f"{dev}_write": wr_bytes,
-                    f"{dev}_errors": errs,
+                    f"{dev}_read_req": disk.read_requests,
+                    f"{dev}_read": disk.read_bytes,
+                    f"{dev}_write_req": disk.write_requests,
+                    f"{dev}_write": disk.write_bytes,
+                    f"{dev}_errors": disk.errors,
                 }
             )
             disks.append(
                 {
-                    "read_bytes": rd_bytes,
-                    "read_requests": rd_req,
-                    "write_bytes": wr_bytes,
-                    "write_requests": wr_req,
-                    "errors_count": errs,
+                    "read_bytes": disk.read_bytes,
+                    "read_requests": disk.read_requests,
+                    "write_bytes": disk.write_bytes,
+                    "write_requests": disk.write_requests,
+                    "errors_count": disk.errors,
                 }
             )
         nics = []
-        for mac, dev in domain_xml.nic_devices(xml):
+        for mac, dev, counters in libvirt_stats.nic_counters(dom, xml):
             stats: tuple[int, ...] | None = None
-            if dev:
-                with contextlib.suppress(libvirt.libvirtError):
-                    stats = tuple(dom.interfaceStats(dev))
+            if counters is not None:
+                stats = (
+                    counters.rx_bytes,
+                    counters.rx_packets,
+                    counters.rx_errors,
+                    counters.rx_drop,
+                    counters.tx_bytes,
+                    counters.tx_packets,
+                    counters.tx_errors,
+                    counters.tx_drop,
+                )
             names = ("rx_octets", "rx_packets", "rx_errors", "rx_drop", "tx_octets", "tx_packets", "tx_errors")
             nic: dict[str, Any] = {"mac_address": mac, "rx_rate": None, "tx_rate": None}
             nic.update(zip((*names, "tx_drop"), stats or (None,) * 8, strict=True))
@@ -602,6 +614,43 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
             return DomainInventory(instances=instances, foreign=sorted(foreign))
 
         return self._call("listing domains", inventory, retry=True)
+
+    def domain_stats(self) -> list[DomainStats]:
+        def read(conn: libvirt.virConnect) -> list[DomainStats]:
+            stats = []
+            for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                try:
+                    instance_uuid = _instance_uuid_of(dom)
+                    if instance_uuid is None or instance_uuid != dom.UUIDString():
+                        continue  # foreign: never reported on
+                    stats.append(libvirt_stats.domain_stats(dom, instance_uuid))
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
+                    # Gone while we looked: nothing to count.
+            return stats
+
+        return self._call("reading the domains' statistics", read, retry=True)
+
+    def host_usage(self) -> HostUsage | None:
+        if self._node_stats_unsupported:
+            return None
+
+        def usage(conn: libvirt.virConnect) -> HostUsage | None:
+            try:
+                cpu = conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS)
+                memory = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
+                    self._node_stats_unsupported = True  # libvirt's test driver
+                    return None
+                raise
+            busy = cpu.get("kernel", 0) + cpu.get("user", 0)
+            total = busy + cpu.get("idle", 0) + cpu.get("iowait", 0)
+            free = memory.get("free", 0) + memory.get("buffers", 0) + memory.get("cached", 0)
+            return HostUsage(busy, total, max(0, memory.get("total", 0) - free) // 1024)
+
+        return self._call("reading the host's CPU and memory use", usage, retry=True)
 
     def host_resources(self) -> HostResources:
         def resources(conn: libvirt.virConnect) -> HostResources:

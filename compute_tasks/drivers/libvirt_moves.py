@@ -328,6 +328,7 @@ class LibvirtMoves(_Base):
                 flags |= libvirt.VIR_MIGRATE_UNSAFE
             started = time.monotonic()
             outcome: list[BaseException | None] = []
+            self.aborted_migrations.discard(instance_uuid)
 
             def migrate() -> None:
                 try:
@@ -340,9 +341,12 @@ class LibvirtMoves(_Base):
             mover.start()
             self._watch(dom, mover, on_progress)
             error = outcome[0] if outcome else RuntimeError("the migration thread ended without an outcome")
+            aborted = instance_uuid in self.aborted_migrations
+            self.aborted_migrations.discard(instance_uuid)
             if error is not None:
                 if isinstance(error, libvirt.libvirtError):
-                    if error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
+                    # An abort while the disks are still copied may surface as the mirror's broken pipe.
+                    if aborted or error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
                         raise DriverError(f"the live migration of instance {instance_uuid} was cancelled") from error
                     raise DriverError(f"{what} failed: {error.get_error_message() or error}") from error
                 raise error
@@ -365,7 +369,8 @@ class LibvirtMoves(_Base):
                 stats = {}
             if mover is None and stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
                 return
-            if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE:
+            # A job still setting up has no totals yet: nothing worth sending.
+            if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE and _has_totals(stats):
                 try:
                     on_progress(_migration_stats(stats))
                 except Exception:
@@ -384,6 +389,7 @@ class LibvirtMoves(_Base):
                 if exc.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and not _job_running(dom):
                     return False
                 raise
+            self.aborted_migrations.add(canonical_uuid(ref.instance_uuid))
             return True
 
         try:
@@ -428,6 +434,17 @@ class LibvirtMoves(_Base):
         if _live_migration_of(marker.parent) == migration_id:
             marker.unlink(missing_ok=True)
         return state
+
+    def completed_live_migration(self, ref: InstanceRef) -> MigrationStats | None:
+        def read(conn: libvirt.virConnect) -> dict[str, Any]:
+            dom = self._lookup(conn, ref.instance_uuid)
+            # Kept, so that a second look (a redelivered message, an operator's virsh) sees them too.
+            return dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED)
+
+        stats = self._call(f"reading the completed migration of instance {ref.instance_uuid}", read)
+        if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_COMPLETED:
+            return None
+        return _migration_stats(stats)
 
     def rollback_live_migration(self, ref: InstanceRef, *, migration_id: int) -> None:
         instance_uuid = canonical_uuid(ref.instance_uuid)
@@ -535,6 +552,10 @@ def _still_here(driver: LibvirtMoves, conn: libvirt.virConnect, instance_uuid: s
         return bool(driver._lookup(conn, instance_uuid).isActive())
     except DomainNotFound:
         return False
+
+
+def _has_totals(stats: dict[str, Any]) -> bool:
+    return bool(stats.get("memory_total") or stats.get("disk_total"))
 
 
 def _migration_stats(stats: dict[str, Any]) -> MigrationStats:

@@ -15,6 +15,7 @@ from . import (  # noqa: F401 - registers
     instances,
     networks,
     quotas,
+    routers,
 )
 
 # The admin's sign-in page checks passwords too: behind the same throttle as every other.

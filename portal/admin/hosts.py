@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from portal.models import ComputeHost, HostDrain, HostDrainItem, Migration
 from portal.selectors.availability_zones import host_zone_names
+from portal.selectors.host_graphs import HOST_RANGES, fleet, host_graph
 from portal.selectors.hosts import claimed_usage, host_is_up
 from portal.services import drains
 from portal.services.compute_hosts import compute_host_update
@@ -19,8 +25,16 @@ _RESOURCES = ["vcpus", "memory_mb", "disk_gb", "hypervisor_type", "hypervisor_ve
 class ComputeHostForm(forms.ModelForm):
     class Meta:
         model = ComputeHost
-        fields = ["enabled", "disabled_reason", "forced_down"]
-        labels = {"disabled_reason": "Reason it is disabled", "forced_down": "Forced down"}
+        fields = ["enabled", "disabled_reason", "forced_down", "runs_routers"]
+        labels = {
+            "disabled_reason": "Reason it is disabled",
+            "forced_down": "Forced down",
+            "runs_routers": "Runs routers",
+        }
+        help_texts = {
+            "runs_routers": "Trusted with any project's routers: their routed traffic and floating IPs cross it. "
+            "Taken away, its routers move to another host."
+        }
 
     def clean(self):
         cleaned = super().clean()
@@ -38,9 +52,9 @@ class ComputeHostAdmin(ServiceAdmin):
     form = ComputeHostForm
     list_display = [
         "name", "state", "enabled", "disabled_reason", "last_heartbeat", "zone", "instances", "vcpu_use",
-        "memory_use", "disk_use", "drain_state",
+        "memory_use", "disk_use", "drain_state", "graphs_link",
     ]  # fmt: skip
-    list_filter = ["enabled", "forced_down"]
+    list_filter = ["enabled", "forced_down", "runs_routers"]
     search_fields = ["name"]
     actions = ["enable_hosts", "disable_hosts", "drain_hosts"]
     readonly_fields = [
@@ -48,12 +62,66 @@ class ComputeHostAdmin(ServiceAdmin):
     ]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["name", "state", "last_heartbeat", "zone", "console_address"]}),
-        ("Service", {"fields": ["enabled", "disabled_reason", "forced_down"]}),
+        ("Service", {"fields": ["enabled", "disabled_reason", "forced_down", "runs_routers"]}),
         ("Resources", {"fields": [*_RESOURCES, "failed_builds", "orphan_domains"]}),
     ]
 
     def has_add_permission(self, request):
         return False  # a host appears when an operator enrolls it (manage.py host_enroll)
+
+    # --- graphs: one host's, and the fleet at a glance (portal.selectors.host_graphs) ------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("fleet/", view(self.fleet_view), name="portal_computehost_fleet"),
+            path("<int:host_id>/graphs/", view(self.graphs_view), name="portal_computehost_graphs"),
+            path("<int:host_id>/graphs/data", view(self.graphs_data_view), name="portal_computehost_graphs_data"),
+            *super().get_urls(),
+        ]
+
+    def _viewable_host(self, request, host_id: int) -> ComputeHost:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        host = ComputeHost.objects.filter(pk=host_id).first()
+        if host is None:
+            raise Http404("No such host")
+        return host
+
+    def fleet_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Fleet",
+            "rows": fleet(),
+        }
+        return TemplateResponse(request, "admin/portal/host_fleet.html", context)
+
+    def graphs_view(self, request, host_id: int):
+        host = self._viewable_host(request, host_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Graphs of {host.name}",
+            "host": host,
+            "ranges": list(HOST_RANGES),
+        }
+        return TemplateResponse(request, "admin/portal/host_graphs.html", context)
+
+    def graphs_data_view(self, request, host_id: int):
+        host = self._viewable_host(request, host_id)
+        name = request.GET.get("range") or "hour"
+        if name not in HOST_RANGES:
+            return JsonResponse({"error": f"range must be one of {', '.join(HOST_RANGES)}"}, status=400)
+        response = JsonResponse(host_graph(host, seconds=HOST_RANGES[name]))
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.display(description="Graphs")
+    def graphs_link(self, host: ComputeHost) -> str:
+        return format_html('<a href="{}">graphs</a>', reverse("admin:portal_computehost_graphs", args=[host.pk]))
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -102,6 +170,7 @@ class ComputeHostAdmin(ServiceAdmin):
             enabled=data["enabled"],
             disabled_reason=data.get("disabled_reason", "") if not data["enabled"] else "",
             forced_down=data["forced_down"],
+            runs_routers=data["runs_routers"],
         )
         obj.refresh_from_db()
         return updated
@@ -135,8 +204,6 @@ class ComputeHostAdmin(ServiceAdmin):
                 compute_host_update(host=host, enabled=False, disabled_reason=form.cleaned_data["reason"])
             self.message_user(request, f"Disabled {queryset.count()} host(s).", messages.SUCCESS)
             return None
-        from django.template.response import TemplateResponse
-
         return TemplateResponse(
             request,
             "admin/portal/disable_hosts.html",
@@ -199,8 +266,5 @@ class MigrationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress(self, migration: Migration) -> str:
-        total = (migration.memory_total_bytes or 0) + (migration.disk_total_bytes or 0)
-        if not total:
-            return ""
-        done = (migration.memory_processed_bytes or 0) + (migration.disk_processed_bytes or 0)
-        return f"{min(100, round(100 * done / total))}%"
+        percent = migration.transfer_percent
+        return "" if percent is None else f"{percent}%"

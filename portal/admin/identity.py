@@ -27,7 +27,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(ServiceAdmin):
-    list_display = ["name", "id", "enabled", "created_at"]
+    list_display = ["name", "id", "enabled", "created_at", "deleted_at"]
     search_fields = ["name", "id"]
     fields = ["name", "description", "enabled"]
     inlines = [MembershipInline]

@@ -29,11 +29,11 @@ _FIELDS = {
 }
 
 
-def _refusal(exc: NetworkError) -> ServiceRefusal:
+def network_refusal(exc: NetworkError) -> ServiceRefusal:
     return ServiceRefusal(exc.message, field=_FIELDS.get(exc.field, exc.field))
 
 
-class _RefusalsOnDelete:
+class RefusalsOnDelete:
     """A delete the service refuses (a network or subnet still in use) is a message on the object's page,
     not an error page; the bulk delete is left out, so each delete is one service call with one answer."""
 
@@ -108,7 +108,7 @@ _NETWORK_CHANGES = {
 
 
 @admin.register(Network)
-class NetworkAdmin(_RefusalsOnDelete, ServiceAdmin):
+class NetworkAdmin(RefusalsOnDelete, ServiceAdmin):
     """Provider attributes are fixed once a network exists (as in the networking API)."""
 
     form = NetworkAdminForm
@@ -164,7 +164,7 @@ class NetworkAdmin(_RefusalsOnDelete, ServiceAdmin):
                     port_security_enabled=data.get("port_security_enabled", True),
                 )
         except NetworkError as exc:
-            raise _refusal(exc) from None
+            raise network_refusal(exc) from None
         obj.pk = network.pk
         obj.refresh_from_db()
 
@@ -211,7 +211,7 @@ class SubnetAdminForm(forms.ModelForm):
 
 
 @admin.register(Subnet)
-class SubnetAdmin(_RefusalsOnDelete, ServiceAdmin):
+class SubnetAdmin(RefusalsOnDelete, ServiceAdmin):
     form = SubnetAdminForm
     list_display = ["cidr", "name", "network", "project", "gateway_ip", "enable_dhcp", "pools", "dns"]
     list_select_related = ["network", "project"]
@@ -258,7 +258,7 @@ class SubnetAdmin(_RefusalsOnDelete, ServiceAdmin):
                     dns_nameservers=data["dns_servers"] or None,
                 )
         except NetworkError as exc:
-            raise _refusal(exc) from None
+            raise network_refusal(exc) from None
         obj.pk = subnet.pk
         obj.refresh_from_db()
 
@@ -270,7 +270,7 @@ class SubnetAdmin(_RefusalsOnDelete, ServiceAdmin):
 
 
 @admin.register(Port)
-class PortAdmin(_RefusalsOnDelete, admin.ModelAdmin):
+class PortAdmin(RefusalsOnDelete, admin.ModelAdmin):
     """Ports are made by the API and the servers; here they are looked at, and deleted when stuck."""
 
     list_display = [
@@ -367,7 +367,7 @@ class SecurityGroupAdminForm(forms.ModelForm):
 
 
 @admin.register(SecurityGroup)
-class SecurityGroupAdmin(_RefusalsOnDelete, ServiceAdmin):
+class SecurityGroupAdmin(RefusalsOnDelete, ServiceAdmin):
     """Groups made, renamed and deleted through the security group services (a group in use is refused);
     the default group of a project is made on the project's first need and may be deleted only here."""
 
@@ -411,7 +411,7 @@ class SecurityGroupAdmin(_RefusalsOnDelete, ServiceAdmin):
                     project=data["project"], name=data.get("name") or "", description=data.get("description") or ""
                 )
         except NetworkError as exc:
-            raise _refusal(exc) from None
+            raise network_refusal(exc) from None
         obj.pk = group.pk
         obj.refresh_from_db()
 
@@ -435,7 +435,7 @@ class SecurityGroupRuleAdminForm(forms.ModelForm):
 
 
 @admin.register(SecurityGroupRule)
-class SecurityGroupRuleAdmin(_RefusalsOnDelete, ServiceAdmin):
+class SecurityGroupRuleAdmin(RefusalsOnDelete, ServiceAdmin):
     """Rules are added and deleted through the services (a rule is never changed in place)."""
 
     form = SecurityGroupRuleAdminForm
@@ -467,7 +467,7 @@ class SecurityGroupRuleAdmin(_RefusalsOnDelete, ServiceAdmin):
                 project=group.project, group=group, attrs=attrs, remote_group=data.get("remote_group")
             )
         except NetworkError as exc:
-            raise _refusal(exc) from None
+            raise network_refusal(exc) from None
         obj.pk = rule.pk
         obj.refresh_from_db()
 

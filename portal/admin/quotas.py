@@ -1,6 +1,7 @@
 """Quota limits: the defaults (the ``default`` quota class) and each project's (or user's) own, for the compute
 resources, the image service's (``image_count_total``, ``image_size_total``) and the network controller's
-(``network``, ``subnet``, ``port``; per project only)."""
+(``network``, ``subnet``, ``port``, ``security_group``, ``security_group_rule``, ``router``, ``floatingip``;
+per project only)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class QuotaForm(forms.ModelForm):
     resource = forms.ChoiceField(
         choices=[(r, r) for r in RESOURCES],
         help_text="image_size_total is in MiB; the others count items. The image and network limits "
-        "(network, subnet, port) are per project only.",
+        "(network, subnet, port, security_group, security_group_rule, router, floatingip) are per project only.",
     )
     hard_limit = forms.IntegerField(min_value=-1, max_value=quota_services.MAX_LIMIT, help_text="-1 is unlimited")
 

@@ -1,4 +1,4 @@
-"""The base view of both APIs: authentication, the caller's project, and request ids."""
+"""The base view of the APIs: authentication and the caller's project (request ids: ``request_ids``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from portal.auth.context import (
 )
 
 from . import microversion
+from .compute.validation import lenient_bodies
 from .errors import BadRequest, Forbidden
 
 
@@ -57,13 +58,6 @@ class ProjectAPIView(APIView):
         if not self.ctx.is_admin:
             raise Forbidden("Policy doesn't allow this operation to be performed: admin only.")
 
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        ctx = getattr(self, "ctx", None)
-        if ctx is not None:
-            response["X-Openstack-Request-Id"] = ctx.request_id
-        return response
-
 
 class AlwaysJSON(DefaultContentNegotiation):
     """The compute API answers JSON whatever ``Accept`` says, as Nova does: openstacksdk sends ``Accept: ""``
@@ -78,6 +72,13 @@ class ComputeAPIView(ProjectAPIView):
 
     content_negotiation_class = AlwaysJSON
 
+    def dispatch(self, request, *args, **kwargs):
+        lenient = lenient_bodies.set(microversion.is_legacy_v2(request))
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            lenient_bodies.reset(lenient)
+
     def initial(self, request, *args, **kwargs):
         request.api_version = microversion.from_request(request)
         super().initial(request, *args, **kwargs)
@@ -85,8 +86,11 @@ class ComputeAPIView(ProjectAPIView):
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         version = getattr(request, "api_version", None)
-        if version is not None:
+        if version is not None and not microversion.is_legacy_v2(request):
             microversion.echo_headers(response, version)
+        if response.has_header("X-Openstack-Request-Id"):
+            # Nova's older name for the same id, which clients (Tempest among them) still read.
+            response["X-Compute-Request-Id"] = response["X-Openstack-Request-Id"]
         return response
 
 

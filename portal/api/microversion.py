@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import re
-from functools import total_ordering
 
 from .errors import BadRequest, NotAcceptable
 
@@ -15,26 +13,35 @@ SERVICE = "compute"
 _VERSION_RE = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
 
 
-@total_ordering
 class APIVersion:
-    __slots__ = ("major", "minor")
+    __slots__ = ("major", "minor", "key")
 
     def __init__(self, text: str):
         match = _VERSION_RE.match(text.strip())
         if not match:
             raise ValueError(text)
         self.major, self.minor = int(match[1]), int(match[2])
+        self.key = (self.major, self.minor)
 
+    # The views compare the request's version with a literal ("2.47") for every attribute of every server
+    # they show: each comparison is one dictionary lookup and one tuple comparison.
     def __eq__(self, other) -> bool:
-        other = _coerce(other)
-        return (self.major, self.minor) == (other.major, other.minor)
+        return self.key == _key(other)
 
     def __lt__(self, other) -> bool:
-        other = _coerce(other)
-        return (self.major, self.minor) < (other.major, other.minor)
+        return self.key < _key(other)
+
+    def __le__(self, other) -> bool:
+        return self.key <= _key(other)
+
+    def __gt__(self, other) -> bool:
+        return self.key > _key(other)
+
+    def __ge__(self, other) -> bool:
+        return self.key >= _key(other)
 
     def __hash__(self) -> int:
-        return hash((self.major, self.minor))
+        return hash(self.key)
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}"
@@ -42,19 +49,23 @@ class APIVersion:
     __repr__ = __str__
 
 
-def _coerce(value) -> APIVersion:
-    return value if isinstance(value, APIVersion) else _parsed(value)
+# Each literal a view compares with is parsed once per process.
+_LITERAL_KEYS: dict[str, tuple[int, int]] = {}
 
 
-@functools.lru_cache(maxsize=512)
-def _parsed(text: str) -> APIVersion:
-    # The views compare the request's version with a literal ("2.47") for every attribute of every
-    # server they show: each literal is parsed once per process, not once per comparison.
-    return APIVersion(text)
+def _key(value) -> tuple[int, int]:
+    if isinstance(value, APIVersion):
+        return value.key
+    key = _LITERAL_KEYS.get(value)
+    if key is None:
+        key = APIVersion(value).key
+        if len(_LITERAL_KEYS) < 512:
+            _LITERAL_KEYS[value] = key
+    return key
 
 
 MIN_VERSION = APIVersion("2.1")
-MAX_VERSION = APIVersion("2.80")
+MAX_VERSION = APIVersion("2.104")
 
 
 def requested_text(meta) -> str | None:
@@ -69,8 +80,17 @@ def requested_text(meta) -> str | None:
     return legacy or None
 
 
+def is_legacy_v2(request) -> bool:
+    """A request to the legacy v2.0 API (``/compute/v2/``), which knows no microversions."""
+    path = getattr(request, "path_info", "")
+    return path.startswith("/compute/v2/") or path == "/compute/v2"
+
+
 def from_request(request) -> APIVersion:
-    """The microversion for this request: 2.1 when none is asked for, 406 when out of range."""
+    """The microversion for this request: 2.1 when none is asked for (and always on the legacy v2.0 API),
+    406 when out of range."""
+    if is_legacy_v2(request):
+        return MIN_VERSION
     text = requested_text(request.META)
     if text is None:
         return MIN_VERSION

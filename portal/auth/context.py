@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
+from compute_tasks import request_ids
 from portal.models import Membership, Project, Role
 
 
@@ -35,7 +35,8 @@ class RequestContext:
     user: AbstractBaseUser
     project: Project
     role: str
-    request_id: str = field(default_factory=lambda: f"req-{uuid.uuid4()}")
+    # The id of the request being answered (compute_tasks.request_ids), or a new one outside any.
+    request_id: str = field(default_factory=lambda: request_ids.current() or request_ids.new())
 
     @property
     def is_admin(self) -> bool:

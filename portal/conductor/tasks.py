@@ -16,10 +16,12 @@ from typing import Any
 
 from celery import shared_task
 
-from compute_tasks import rpc
+from compute_tasks import request_ids, rpc
 from portal.services import (
     actions,
+    build_progress,
     drains,
+    host_graphs,
     host_trust,
     hosts,
     identity_tokens,
@@ -27,6 +29,7 @@ from portal.services import (
     moves,
     network_sync,
     reaper,
+    router_hosts,
     scheduling,
     shelving,
     sign_in_throttle,
@@ -46,7 +49,8 @@ def signed_task(name: str, *, from_hosts: bool = True, replay_check: bool = True
             )
             if verified is None:
                 return
-            handler(message, verified)
+            with request_ids.working_for(request_ids.of_message(message)):
+                handler(message, verified)
             if replay_check:
                 host_trust.message_done(verified)
 
@@ -96,6 +100,12 @@ def migration_progress(message: dict, _verified) -> None:
     live_migrations.migration_progress(progress=rpc.MigrationProgress.from_dict(message))
 
 
+# Like a migration's progress, only its freshness matters: steps only go forward, percents only grow.
+@signed_task(rpc.BUILD_PROGRESS, replay_check=False)
+def build_progress_reported(message: dict, _verified) -> None:
+    build_progress.build_progress(report=rpc.BuildProgress.from_dict(message))
+
+
 @signed_task(rpc.INSTANCE_BUILT)
 def instance_built(message: dict, _verified) -> None:
     scheduling.instance_built(report=rpc.InstanceBuilt.from_dict(message))
@@ -118,10 +128,21 @@ action_failed = signed_task(rpc.ACTION_FAILED)(_action_result)
 
 
 # Heartbeats are not remembered one by one (thousands a minute): one older than the newest believed
-# from its host is refused instead.
-@signed_task(rpc.HEARTBEAT, replay_check=False)
-def heartbeat(message: dict, verified) -> None:
-    hosts.host_heartbeat(beat=rpc.Heartbeat.from_dict(message), signed_at=verified.sent_at)
+# from its host is refused instead. Nearly every beat is its host's resources unchanged, signed with the
+# key its previous beat was: one statement records it, checking there that the key is still the host's.
+# Anything else (a new key, a refusal, a change) takes the full path.
+@shared_task(name=rpc.HEARTBEAT)
+def heartbeat(message: dict, auth: dict | None = None) -> None:
+    with request_ids.working_for(request_ids.of_message(message)):
+        accepted = host_trust.remembered_key_accept(task=rpc.HEARTBEAT, message=message, auth=auth)
+        if accepted is not None:
+            verified, public_key = accepted
+            beat = rpc.Heartbeat.from_dict(message)
+            if hosts.host_heartbeat_unchanged(beat=beat, signed_at=verified.sent_at, public_key=public_key):
+                return
+        verified = host_trust.message_accept(task=rpc.HEARTBEAT, message=message, auth=auth, replay_check=False)
+        if verified is not None:
+            hosts.host_heartbeat(beat=rpc.Heartbeat.from_dict(message), signed_at=verified.sent_at)
 
 
 @signed_task(rpc.NETWORK_STATE_APPLIED)
@@ -151,6 +172,7 @@ def release_volumes(message: dict, _verified) -> None:
 def reap_expired_tasks() -> int:
     reaper.resend_lost_schedules()
     reaper.resend_lost_moves()
+    router_hosts.rehome()
     return reaper.reap_expired_tasks()
 
 
@@ -173,6 +195,11 @@ def purge_console_tokens() -> int:
 @shared_task(name="conductor.purge_failed_sign_ins")
 def purge_failed_sign_ins() -> int:
     return sign_in_throttle.failed_sign_ins_purge()
+
+
+@shared_task(name="conductor.record_host_samples")
+def record_host_samples() -> int:
+    return host_graphs.host_samples_record()
 
 
 @shared_task(name="conductor.sweep_volumes")

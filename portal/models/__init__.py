@@ -1,14 +1,24 @@
 from .aggregate import AVAILABILITY_ZONE_KEY, Aggregate
 from .console import ConsoleSession, ConsoleToken
 from .flavor import Flavor, FlavorAccess
-from .host import ComputeHost, HostCredential, MessageRefusal, SeenMessage
-from .identity import Membership, Project, Role
+from .host import ComputeHost, HostCredential, HostSample, MessageRefusal, SeenMessage
+from .identity import Membership, Project, Role, UserIdentity
 from .identity_token import ApplicationCredential, IdentityToken, secret_hash
 from .image import Image
 from .instance import Instance, InstanceAction, InstanceActionEvent, InstanceFault, InstanceTag
 from .keypair import Keypair
 from .migration import HostDrain, HostDrainItem, Migration
-from .network import HostNetworkState, IPAllocation, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
+from .network import (
+    FloatingIP,
+    HostNetworkState,
+    IPAllocation,
+    Network,
+    Port,
+    Router,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+)
 from .quota import QuotaClassLimit, QuotaLimit
 from .server_group import ServerGroup
 from .sign_in import FailedSignIn
@@ -29,6 +39,7 @@ __all__ = [
     "HostDrain",
     "HostDrainItem",
     "HostNetworkState",
+    "HostSample",
     "IPAllocation",
     "IdentityToken",
     "Image",
@@ -43,7 +54,10 @@ __all__ = [
     "Migration",
     "Network",
     "Port",
+    "Router",
+    "FloatingIP",
     "Project",
+    "UserIdentity",
     "QuotaClassLimit",
     "QuotaLimit",
     "Role",

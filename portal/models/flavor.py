@@ -12,6 +12,8 @@ class Flavor(models.Model):
     root_gb = models.PositiveIntegerField(default=0)
     ephemeral_gb = models.PositiveIntegerField(default=0)
     swap = models.PositiveIntegerField(default=0)
+    # Kept and shown as Nova keeps it (until compute API 2.102); nothing scales bandwidth by it here.
+    rxtx_factor = models.FloatField(default=1.0)
     is_public = models.BooleanField(default=True)
     disabled = models.BooleanField(default=False)
     description = models.TextField(blank=True, null=True)
@@ -20,7 +22,10 @@ class Flavor(models.Model):
 
     class Meta:
         ordering = ["memory_mb", "flavorid"]
-        constraints = [models.CheckConstraint(condition=models.Q(vcpus__gte=1), name="flavor_vcpus_positive")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(vcpus__gte=1), name="flavor_vcpus_positive"),
+            models.CheckConstraint(condition=models.Q(rxtx_factor__gt=0), name="flavor_rxtx_factor_positive"),
+        ]
 
     def __str__(self) -> str:
         return self.name

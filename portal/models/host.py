@@ -31,9 +31,16 @@ class ComputeHost(models.Model):
     # Where the host's VXLAN endpoint listens and which flat networks it can plug, as its heartbeat says.
     tunnel_address = models.CharField(max_length=64, blank=True, default="")
     physical_networks = models.JSONField(default=list, blank=True)
+    # An operator's word, never a host's: routers (and so other projects' routed traffic) run only on
+    # hosts trusted with them (``manage.py host_enroll --routers``, or the admin).
+    runs_routers = models.BooleanField(default=False)
     # The one address its consoles may be reached at, set when an operator enrolled it: a host cannot
     # point a console (and so the console proxy) anywhere else.
     console_address = models.CharField(max_length=255, default="127.0.0.1")
+    # What the host really uses, as its newest heartbeat said (None: it cannot tell); the allocations are
+    # the instances' flavors.
+    cpu_used_percent = models.FloatField(null=True, blank=True)
+    memory_used_mb = models.PositiveBigIntegerField(null=True, blank=True)
     # The signing time of the newest heartbeat believed; an older one is a replay.
     last_beat_signed_at = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -107,3 +114,33 @@ class SeenMessage(models.Model):
 
     def __str__(self) -> str:
         return self.nonce
+
+
+class HostSample(models.Model):
+    """One minute of a host, for the admins' host graphs: what is allocated of it, what it really uses (as
+    its newest heartbeat said), its instances and how old that heartbeat was.
+
+    A ring, not a log: ``slot`` is the minute of the day (0-1439) and each host has at most one row per
+    slot, overwritten a day later, so the table never holds more than a day of 1,440 rows per host."""
+
+    SLOTS = 1440
+    STEP_SECONDS = 60
+
+    host = models.ForeignKey(ComputeHost, on_delete=models.CASCADE, related_name="samples")
+    slot = models.PositiveSmallIntegerField()
+    at = models.DateTimeField()
+    vcpus = models.PositiveIntegerField(default=0)
+    vcpus_used = models.PositiveIntegerField(default=0)
+    memory_mb = models.PositiveBigIntegerField(default=0)
+    memory_mb_used = models.PositiveBigIntegerField(default=0)  # allocated, the host's reserve included
+    cpu_used_percent = models.FloatField(null=True, blank=True)
+    memory_used_mb = models.PositiveBigIntegerField(null=True, blank=True)  # really in use, as the host says
+    instances = models.PositiveIntegerField(default=0)
+    heartbeat_age_seconds = models.FloatField(null=True, blank=True)  # None: the host never beat
+
+    class Meta:
+        ordering = ["host", "at"]
+        constraints = [models.UniqueConstraint(fields=["host", "slot"], name="one_sample_per_host_and_slot")]
+
+    def __str__(self) -> str:
+        return f"{self.host.name} at {self.at:%Y-%m-%d %H:%M}"

@@ -16,6 +16,9 @@ class Project(models.Model):
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the identity API deleted a project whose history (deleted servers, migrations) must stay:
+    # the row is kept, disabled, and no identity call shows it again; its name stays taken.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -44,3 +47,19 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.project} as {self.role}"
+
+
+class UserIdentity(models.Model):
+    """What the identity API keeps of a local user beyond Django's user: a description, a default project,
+    and, for a user deleted while their history (servers they made) must stay, when that was. A deleted
+    user's row stays, inactive and without a usable password; no identity call shows it again."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="identity"
+    )
+    description = models.TextField(blank=True, default="")
+    default_project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"identity of {self.user}"

@@ -39,6 +39,9 @@ class Image(models.Model):
     os_hidden = models.BooleanField(default=False)
     properties = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=list, blank=True)
+    # A backup (createBackup): how many backups of its server and backup type to keep once it is active.
+    # Null for every other image; never shown by the image API.
+    backup_rotation = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -26,6 +26,8 @@ class Instance(models.Model):
 
     flavor = models.ForeignKey(Flavor, null=True, on_delete=models.SET_NULL, related_name="instances")
     flavor_name = models.CharField(max_length=255)
+    # The flavor's public id, kept when the flavor is deleted (the compute API shows it until 2.47).
+    flavor_ref = models.CharField(max_length=255, blank=True, default="")
     vcpus = models.PositiveIntegerField()
     memory_mb = models.PositiveIntegerField()
     root_gb = models.PositiveIntegerField()
@@ -42,18 +44,32 @@ class Instance(models.Model):
     task_state = models.CharField(max_length=32, null=True, blank=True)
     power_state = models.PositiveSmallIntegerField(choices=PowerState.CHOICES, default=PowerState.NOSTATE)
     task_deadline = models.DateTimeField(null=True, blank=True)
+    # The percent done of the task's current step where the host measures it (the image download of a
+    # build, a live migration's transfer); 0 when a step begins. ``states.server_progress`` makes the
+    # API's ``progress`` of it.
+    step_progress = models.PositiveSmallIntegerField(default=0)
 
     host = models.ForeignKey(ComputeHost, null=True, blank=True, on_delete=models.PROTECT, related_name="instances")
     availability_zone = models.CharField(max_length=255, blank=True, default="")
+    # The zone the server must stay in when it moves (Nova's request spec zone): the zone its boot asked
+    # for, or the one an unshelve or an update (2.104) pinned it to; None when it is not pinned.
+    pinned_availability_zone = models.CharField(max_length=255, null=True, blank=True)
     vnc_host = models.CharField(max_length=255, blank=True, default="")
     vnc_port = models.PositiveIntegerField(null=True, blank=True)
     networks = models.CharField(max_length=16, default="auto")  # "auto" or "none", as requested
     addresses = models.JSONField(default=list, blank=True)  # [{"addr", "version", "mac"}]
     mac_address = models.CharField(max_length=17, blank=True, default="")
     user_data = models.TextField(blank=True, null=True)
+    # Personality files (compute API before 2.57), [{"path", "contents"}] with the contents base64 as
+    # given: delivered through the config drive and the metadata service, never written into the disk.
+    personality = models.JSONField(default=list, blank=True)
     key_name = models.CharField(max_length=255, blank=True, null=True)
     key_data = models.TextField(blank=True, null=True)  # the public key as it was at boot
     hostname = models.CharField(max_length=255, blank=True, default="")
+    # The addresses the owner says the server is reached at (accessIPv4/accessIPv6), stored in their
+    # compressed form; the cloud itself never uses them.
+    access_ip_v4 = models.CharField(max_length=15, blank=True, default="")
+    access_ip_v6 = models.CharField(max_length=39, blank=True, default="")
     config_drive = models.BooleanField(default=False)
     scheduler_hints = models.JSONField(default=dict, blank=True)
     server_group = models.ForeignKey(

@@ -123,6 +123,15 @@ class Migration(models.Model):
     def in_progress(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
 
+    @property
+    def transfer_percent(self) -> int | None:
+        """How much of a live migration's memory and disk has moved (0-100), None before any figures."""
+        total = (self.memory_total_bytes or 0) + (self.disk_total_bytes or 0)
+        if not total:
+            return None
+        done = (self.memory_processed_bytes or 0) + (self.disk_processed_bytes or 0)
+        return min(100, 100 * done // total)
+
 
 class HostDrain(models.Model):
     """Emptying one host: it is disabled, and each of its servers moved away (running ones live, stopped

@@ -6,6 +6,7 @@ rest of the cloud's data is; each host's data plane is programmed from these row
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 
 from django.db import models
@@ -90,6 +91,11 @@ class Port(models.Model):
     # device_owner values the cloud itself sets
     OWNER_COMPUTE = "compute:"  # + availability zone, as Nova sets it: "compute:nova"
     OWNER_DHCP = "network:dhcp"
+    OWNER_ROUTER_INTERFACE = "network:router_interface"
+    OWNER_ROUTER_GATEWAY = "network:router_gateway"
+    OWNER_FLOATING_IP = "network:floatingip"
+    # Ports the network controller itself makes and plugs: never a guest's tap.
+    OWNERS_NETWORK = (OWNER_DHCP, OWNER_ROUTER_INTERFACE, OWNER_ROUTER_GATEWAY, OWNER_FLOATING_IP)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     network = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="ports")
@@ -202,7 +208,9 @@ class SecurityGroupRule(models.Model):
     protocol = models.CharField(max_length=16, null=True, blank=True)  # a name or a number, as given
     port_range_min = models.PositiveIntegerField(null=True, blank=True)
     port_range_max = models.PositiveIntegerField(null=True, blank=True)
-    remote_ip_prefix = models.CharField(max_length=64, null=True, blank=True)  # normalised CIDR
+    # As given (an address with its prefix length, 10.2.3.124/24): what the API shows. What it matches is
+    # ``normalized_cidr``, its network.
+    remote_ip_prefix = models.CharField(max_length=64, null=True, blank=True)
     remote_group = models.ForeignKey(
         SecurityGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="remote_rules"
     )
@@ -216,3 +224,77 @@ class SecurityGroupRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.direction} {self.ethertype} {self.protocol or 'any'}"
+
+    @property
+    def normalized_cidr(self) -> str | None:
+        if not self.remote_ip_prefix:
+            return None
+        return str(ipaddress.ip_network(self.remote_ip_prefix, strict=False))
+
+
+class Router(models.Model):
+    """A project's router: it routes between the subnets it has interfaces on and, with a gateway on an
+    external network, to the outside (translating them, when ``enable_snat``). Its ports are ordinary
+    ports (``network:router_interface``, ``network:router_gateway``) bound to ``host``, the one host whose
+    data plane runs it, chosen by the control plane and moved when that host dies."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        DOWN = "DOWN"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="routers")
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.CharField(max_length=255, blank=True, default="")
+    admin_state_up = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    external_network = models.ForeignKey(
+        Network, null=True, blank=True, on_delete=models.PROTECT, related_name="gateway_routers"
+    )
+    enable_snat = models.BooleanField(default=True)
+    host = models.ForeignKey(ComputeHost, null=True, blank=True, on_delete=models.SET_NULL, related_name="routers")
+    revision_number = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+
+class FloatingIP(models.Model):
+    """An address of an external network a project holds (through its own port there, unbound), and,
+    when associated, the internal port and fixed address it stands for, through ``router``."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        DOWN = "DOWN"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="floating_ips")
+    floating_network = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="floating_ips")
+    floating_port = models.OneToOneField(Port, on_delete=models.PROTECT, related_name="floating_ip")
+    floating_ip_address = models.GenericIPAddressField()
+    port = models.ForeignKey(Port, null=True, blank=True, on_delete=models.SET_NULL, related_name="floating_ips")
+    fixed_ip_address = models.GenericIPAddressField(null=True, blank=True)
+    router = models.ForeignKey(Router, null=True, blank=True, on_delete=models.SET_NULL, related_name="floating_ips")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DOWN)
+    description = models.CharField(max_length=255, blank=True, default="")
+    revision_number = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["port", "fixed_ip_address"],
+                condition=models.Q(port__isnull=False),
+                name="one_floating_ip_per_fixed_ip",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.floating_ip_address

@@ -7,10 +7,23 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from portal.auth.context import RequestContext
 from portal.models import Flavor, FlavorAccess
 
+from .rows import Columns, CompiledQuery
 
-def _accessible(ctx: RequestContext) -> Q:
-    granted = FlavorAccess.objects.filter(flavor=OuterRef("pk"), project_id=ctx.project.pk)
+
+def _accessible(project_id) -> Q:
+    granted = FlavorAccess.objects.filter(flavor=OuterRef("pk"), project_id=project_id)
     return Q(is_public=True) | Q(Exists(granted))
+
+
+def _visible(*, admin: bool, is_public: bool | None, project_id) -> QuerySet:
+    query = Flavor.objects.all()
+    if not admin:
+        return query.filter(_accessible(project_id), disabled=False)
+    if is_public is None:
+        return query
+    if is_public:
+        return query.filter(_accessible(project_id))
+    return query.filter(is_public=False)
 
 
 def flavors_visible(ctx: RequestContext, *, is_public: bool | None = True) -> QuerySet:
@@ -20,14 +33,44 @@ def flavors_visible(ctx: RequestContext, *, is_public: bool | None = True) -> Qu
     with ``is_public``: True (public, and private ones shared with their project), False (private
     only) or None (all).
     """
-    query = Flavor.objects.all()
-    if not ctx.is_admin:
-        return query.filter(_accessible(ctx), disabled=False)
-    if is_public is None:
-        return query
-    if is_public:
-        return query.filter(_accessible(ctx))
-    return query.filter(is_public=False)
+    return _visible(admin=ctx.is_admin, is_public=is_public, project_id=ctx.project.pk)
+
+
+FLAVOR_COLUMNS = Columns(Flavor)
+
+
+def _listed(shape, *, project_id=None, name=None, min_ram=None, min_disk=None) -> QuerySet:
+    admin, is_public, order_by = shape
+    query = _visible(admin=admin, is_public=is_public, project_id=project_id)
+    if name is not None:
+        query = query.filter(name__regex=name)
+    if min_ram is not None:
+        query = query.filter(memory_mb__gte=min_ram)
+    if min_disk is not None:
+        query = query.filter(root_gb__gte=min_disk)
+    return FLAVOR_COLUMNS.values_list(query.order_by(*order_by))
+
+
+_LISTED = CompiledQuery(_listed)
+
+
+def flavors_listed(
+    ctx: RequestContext,
+    *,
+    is_public: bool | None = True,
+    name: str | None = None,
+    min_ram: int | None = None,
+    min_disk: int | None = None,
+    order_by: tuple[str, ...] = ("flavorid", "id"),
+) -> list[Flavor]:
+    """``flavors_visible`` with the compute API's list filters, in ``order_by``: the list's query is
+    built once per process for each combination of filters and order."""
+    values = {"name": name, "min_ram": min_ram, "min_disk": min_disk}
+    values = {key: value for key, value in values.items() if value is not None}
+    if not ctx.is_admin or is_public:
+        values["project_id"] = ctx.project.pk
+    rows = _LISTED.rows((ctx.is_admin, is_public, tuple(order_by)), **values)
+    return FLAVOR_COLUMNS.instances(rows)
 
 
 def flavor_get(ctx: RequestContext, flavor_ref: str) -> Flavor | None:
@@ -35,7 +78,7 @@ def flavor_get(ctx: RequestContext, flavor_ref: str) -> Flavor | None:
     flavorid = str(flavor_ref).rstrip("/").rsplit("/", 1)[-1]
     query = Flavor.objects.filter(flavorid=flavorid)
     if not ctx.is_admin:
-        query = query.filter(_accessible(ctx))
+        query = query.filter(_accessible(ctx.project.pk))
     return query.first()
 
 

@@ -169,6 +169,9 @@ class _HostRows:
         self.by_pk: dict[int, dict[str, Any]] = {}
         # Each host's snapshot when it holds nothing: most hosts of a large fleet, reused as they are.
         self.idle: dict[int, HostState] = {}
+        # Each host's fields by the row they were made from (hosts in no aggregate): between two reads
+        # most rows of a large fleet are as they were, and their fields and idle snapshots are kept.
+        self.by_row: dict[tuple, dict[str, Any]] = {}
 
     def fresh_enough(self, max_age: float) -> bool:
         return max_age > 0 and time.monotonic() - self.read_at <= max_age
@@ -177,6 +180,7 @@ class _HostRows:
         self.read_at = float("-inf")
         self.by_pk = {}
         self.idle = {}
+        self.by_row = {}
 
 
 _host_rows = _HostRows()
@@ -187,8 +191,13 @@ def forget_host_rows() -> None:
     _host_rows.forget()
 
 
-def _static_host_fields(host_ids=None) -> dict[int, dict[str, Any]]:
-    """Each host's snapshot fields that do not depend on its usage, in name order (three queries)."""
+def _static_host_fields(
+    host_ids=None, *, by_row: dict[tuple, dict[str, Any]] | None = None
+) -> dict[int, dict[str, Any]]:
+    """Each host's snapshot fields that do not depend on its usage, in name order (three queries).
+
+    ``by_row``: the fields made at the previous read, by the row they were made from; a host in no
+    aggregate whose row is the same gets the same fields (the same object). Filled with this read's."""
     conf = settings.SCHEDULER
     default_zone = settings.CLOUD["DEFAULT_AVAILABILITY_ZONE"]
     hosts = ComputeHost.objects.order_by("name")
@@ -198,7 +207,16 @@ def _static_host_fields(host_ids=None) -> dict[int, dict[str, Any]]:
     aggregates = _aggregates_by_host(host_ids)
     no_aggregates: list[tuple[str, dict[str, Any]]] = []
     static = {}
+    previous = {}
+    if by_row is not None:
+        previous = dict(by_row)
+        by_row.clear()
     for row in rows:
+        if by_row is not None and row[0] not in aggregates:
+            made = previous.get(row)
+            if made is not None:
+                static[row[0]] = by_row[row] = made
+                continue
         fields = dict(zip(_HOST_FIELDS, row, strict=True))
         host_aggregates = aggregates.get(fields["pk"], no_aggregates)
         metadata = aggregate_rules.merge_metadata(meta for _, meta in host_aggregates)
@@ -230,6 +248,8 @@ def _static_host_fields(host_ids=None) -> dict[int, dict[str, Any]]:
             "failed_builds": fields["failed_builds"],
             "max_instances": aggregate_rules.max_instances(metadata),
         }
+        if by_row is not None and not host_aggregates:
+            by_row[row] = static[fields["pk"]]
     return static
 
 
@@ -258,8 +278,14 @@ def host_state_snapshots(
     if recent and host_ids is None:
         if not _host_rows.fresh_enough(settings.SCHEDULER["HOST_STATE_MAX_AGE"]):
             read_at = time.monotonic()
-            _host_rows.by_pk = _static_host_fields()
-            _host_rows.idle = {}
+            before = _host_rows.by_pk
+            _host_rows.by_pk = _static_host_fields(by_row=_host_rows.by_row)
+            # An idle host's snapshot stays while its fields are those it was made from.
+            _host_rows.idle = {
+                pk: snapshot
+                for pk, snapshot in _host_rows.idle.items()
+                if before.get(pk) is not None and _host_rows.by_pk.get(pk) is before[pk]
+            }
             _host_rows.read_at = read_at
         static = _host_rows.by_pk
         idle = _host_rows.idle

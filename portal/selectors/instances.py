@@ -6,11 +6,15 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from portal.auth.context import RequestContext
-from portal.models import Instance, InstanceFault
+from portal.models import BlockDeviceMapping, Instance, InstanceFault, InstanceTag
 from portal.states import VmState
+
+from .rows import Columns, CompiledQuery, instances_from, where_in
+from .volumes import shown_mappings
 
 
 def instances_visible(ctx: RequestContext, *, all_tenants: bool = False, include_deleted: bool = False) -> QuerySet:
@@ -34,6 +38,113 @@ def instance_get(ctx: RequestContext, instance_id: str) -> Instance | None:
     if instance is not None:
         with_latest_faults([instance])
     return instance
+
+
+# What a view of a server reads: every column but those no view shows (each would be read and decoded for
+# every server of a page), and of its host, flavor, owner and image what the views show of them.
+SHOWN_COLUMNS = Columns(
+    Instance,
+    leave_out=(
+        "attempted_hosts",
+        "key_data",
+        "task_deadline",
+        "vnc_host",
+        "vnc_port",
+        "requested_host",
+        "force_host",
+        "locked_by",
+        "build_attempts",
+        "shelved_image",
+        "shelved_at",
+    ),
+    related={
+        "host": ("name", "enabled", "forced_down", "last_heartbeat"),
+        "flavor": ("flavorid",),
+        "user": (get_user_model().USERNAME_FIELD,),
+        "image": ("properties",),
+    },
+)
+# What the portal's instance list reads: every column but the large ones no row shows, and the host's name.
+LISTED_COLUMNS = Columns(
+    Instance,
+    leave_out=("attempted_hosts", "key_data", "user_data", "scheduler_hints", "flavor_extra_specs", "metadata"),
+    related={"host": ("name",)},
+)
+TAG_COLUMNS = Columns(InstanceTag)
+VOLUME_COLUMNS = Columns(BlockDeviceMapping, leave_out=("connection_info",))
+
+
+def _shown(scope: str, *, key: uuid.UUID, project_id=None) -> QuerySet:
+    query = Instance.objects.filter(uuid=key).exclude(vm_state=VmState.DELETED)
+    if scope != "admin":
+        query = query.filter(project_id=project_id)
+    return SHOWN_COLUMNS.values_list(query[:1])
+
+
+def _tags(_shape, *, instance_id: int) -> QuerySet:
+    return TAG_COLUMNS.values_list(InstanceTag.objects.filter(instance_id=instance_id).order_by("tag"))
+
+
+def _volumes(_shape, *, instance_id: int) -> QuerySet:
+    return VOLUME_COLUMNS.values_list(shown_mappings().filter(instance_id=instance_id))
+
+
+def _page_tags(_shape, *, ids: list[int]) -> QuerySet:
+    return TAG_COLUMNS.values_list(where_in(InstanceTag.objects.order_by("tag"), "instance", ids))
+
+
+def _page_volumes(_shape, *, ids: list[int]) -> QuerySet:
+    return VOLUME_COLUMNS.values_list(where_in(shown_mappings(), "instance", ids))
+
+
+_SHOWN_QUERY = CompiledQuery(_shown)
+_PAGE_TAGS_QUERY = CompiledQuery(_page_tags)
+_PAGE_VOLUMES_QUERY = CompiledQuery(_page_volumes)
+_TAGS_QUERY = CompiledQuery(_tags)
+_VOLUMES_QUERY = CompiledQuery(_volumes)
+
+
+def instance_shown(ctx: RequestContext, instance_id: str) -> Instance | None:
+    """``instance_get`` for the views that only show the server (``GET /servers/{id}``): the same server,
+    with its tags, volumes and latest faults, read by queries built once per process."""
+    try:
+        key = uuid.UUID(str(instance_id))
+    except ValueError:
+        return None
+    if ctx.is_admin:
+        rows = _SHOWN_QUERY.rows("admin", key=key)
+    else:
+        rows = _SHOWN_QUERY.rows("project", key=key, project_id=ctx.project.pk)
+    if not rows:
+        return None
+    instance = SHOWN_COLUMNS.instances(rows)[0]
+    instance.tag_list = TAG_COLUMNS.instances(_TAGS_QUERY.rows("tags", instance_id=instance.pk))
+    instance.volume_list = VOLUME_COLUMNS.instances(_VOLUMES_QUERY.rows("volumes", instance_id=instance.pk))
+    with_latest_faults([instance])
+    return instance
+
+
+def with_tags_and_volumes(instances: list[Instance]) -> None:
+    """Each of ``instances`` with its tags (``tag_list``) and shown volumes (``volume_list``): a query
+    for each, whatever the number of instances (on PostgreSQL compiled once per process, the ids being
+    one parameter)."""
+    tags: dict[int, list[InstanceTag]] = defaultdict(list)
+    volumes: dict[int, list[BlockDeviceMapping]] = defaultdict(list)
+    if instances:
+        ids = [instance.pk for instance in instances]
+        for tag in TAG_COLUMNS.instances(_PAGE_TAGS_QUERY.rows("tags", ids=ids)):
+            tags[tag.instance_id].append(tag)
+        for volume in VOLUME_COLUMNS.instances(_PAGE_VOLUMES_QUERY.rows("volumes", ids=ids)):
+            volumes[volume.instance_id].append(volume)
+    for instance in instances:
+        instance.tag_list = tags.get(instance.pk, [])
+        instance.volume_list = volumes.get(instance.pk, [])
+
+
+def instances_listed(ctx: RequestContext) -> list[Instance]:
+    """The portal's instance list: ``instances_visible`` in its order, with the host and latest faults,
+    as rows made into models at once."""
+    return with_latest_faults(instances_from(LISTED_COLUMNS, instances_visible(ctx)))
 
 
 # The states whose views show the instance's latest fault (the compute API's ERROR and DELETED).

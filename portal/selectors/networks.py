@@ -10,18 +10,10 @@ A row outside these is, for the caller, not there (the API answers 404).
 
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import Count, Q, QuerySet
 
+from portal.ids import as_uuid
 from portal.models import Network, Port, Subnet
-
-
-def _uuid(value) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
 
 
 def networks_visible(ctx) -> QuerySet[Network]:
@@ -46,17 +38,17 @@ def ports_visible(ctx) -> QuerySet[Port]:
 
 
 def network_get(ctx, network_id) -> Network | None:
-    pk = _uuid(network_id)
+    pk = as_uuid(network_id)
     return None if pk is None else networks_visible(ctx).filter(pk=pk).first()
 
 
 def subnet_get(ctx, subnet_id) -> Subnet | None:
-    pk = _uuid(subnet_id)
+    pk = as_uuid(subnet_id)
     return None if pk is None else subnets_visible(ctx).filter(pk=pk).first()
 
 
 def port_get(ctx, port_id) -> Port | None:
-    pk = _uuid(port_id)
+    pk = as_uuid(port_id)
     return None if pk is None else ports_visible(ctx).filter(pk=pk).first()
 
 

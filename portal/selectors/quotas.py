@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from django.db.models import Count, Sum
 
 from portal.models import (
+    FloatingIP,
     Image,
     Instance,
     Keypair,
@@ -22,10 +23,12 @@ from portal.models import (
     Project,
     QuotaClassLimit,
     QuotaLimit,
+    Router,
     SecurityGroup,
     SecurityGroupRule,
     ServerGroup,
     Subnet,
+    UserIdentity,
 )
 from portal.states import VmState
 
@@ -42,8 +45,9 @@ ENFORCED_DEFAULTS: dict[str, int] = {
     "server_groups": 10,
     "server_group_members": 10,
 }
-# Resources older microversions still show: personality files (until 2.57) and the nova-network ones
-# (until 2.36). Their limits can be stored and shown; nothing consumes them here.
+# Resources older microversions still show: personality files (until 2.57), whose limits bound each
+# server's files (``services.quotas.personality_quota_check``), and the nova-network ones (until 2.36),
+# whose limits can be stored and shown but which nothing here consumes.
 LEGACY_DEFAULTS: dict[str, int] = {
     "injected_files": 5,
     "injected_file_content_bytes": 10240,
@@ -69,6 +73,8 @@ NETWORK_DEFAULTS: dict[str, int] = {
     "port": 500,
     "security_group": 10,
     "security_group_rule": 100,
+    "router": 10,
+    "floatingip": 50,
 }
 
 COMPUTE_DEFAULTS: dict[str, int] = {**ENFORCED_DEFAULTS, **LEGACY_DEFAULTS}
@@ -126,12 +132,16 @@ def instance_usage(project: Project, user=None) -> dict[str, int]:
     rows = Instance.objects.filter(project=project).exclude(vm_state=VmState.DELETED)
     if user is not None:
         rows = rows.filter(user=user)
-    totals = rows.aggregate(instances=Count("id"), cores=Sum("vcpus"), ram=Sum("memory_mb"))
-    usage = {key: int(totals[key] or 0) for key in ("instances", "cores", "ram")}
-    # A server being resized holds the larger of its two flavors until the move is confirmed or reverted.
     moving = Migration.objects.filter(project=project, status__in=Migration.ACTIVE_STATUSES)
     if user is not None:
         moving = moving.filter(instance__user=user)
+    return _instance_totals(rows, moving)
+
+
+def _instance_totals(rows, moving) -> dict[str, int]:
+    totals = rows.aggregate(instances=Count("id"), cores=Sum("vcpus"), ram=Sum("memory_mb"))
+    usage = {key: int(totals[key] or 0) for key in ("instances", "cores", "ram")}
+    # A server being resized holds the larger of its two flavors until the move is confirmed or reverted.
     for old, new, vcpus, memory_mb in moving.values_list(
         "old_flavor", "new_flavor", "instance__vcpus", "instance__memory_mb"
     ):
@@ -169,14 +179,45 @@ def image_usage(project: Project) -> dict[str, int]:
 
 
 def network_usage(project: Project) -> dict[str, int]:
-    """The project's networks, subnets and ports (but the cloud's own DHCP ports)."""
+    """The project's networks, subnets, ports (but the cloud's own DHCP ports), security groups and their
+    rules, routers and floating IPs."""
     return {
         "network": Network.objects.filter(project=project).count(),
         "subnet": Subnet.objects.filter(project=project).count(),
         "port": Port.objects.filter(project=project).exclude(device_owner=Port.OWNER_DHCP).count(),
         "security_group": SecurityGroup.objects.filter(project=project).count(),
         "security_group_rule": SecurityGroupRule.objects.filter(project=project).count(),
+        "router": Router.objects.filter(project=project).count(),
+        "floatingip": FloatingIP.objects.filter(project=project).count(),
     }
+
+
+def cloud_usage() -> dict[str, int]:
+    """What every project together uses of each counted resource, as the quotas count it (in the quotas'
+    units: ``ram`` and ``image_size_total`` in MiB, rounded up). Eleven queries, whatever the number of
+    projects."""
+    used = _instance_totals(
+        Instance.objects.exclude(vm_state=VmState.DELETED),
+        Migration.objects.filter(status__in=Migration.ACTIVE_STATUSES),
+    )
+    used["key_pairs"] = Keypair.objects.count()
+    used["server_groups"] = ServerGroup.objects.count()
+    # What no project owns counts against no quota.
+    images = (
+        Image.objects.filter(owner__isnull=False)
+        .exclude(status=Image.Status.DELETED)
+        .aggregate(count=Count("id"), size=Sum("size"))
+    )
+    used["image_count_total"] = int(images["count"] or 0)
+    used["image_size_total"] = -(-int(images["size"] or 0) // MIB)
+    used.update(
+        network=Network.objects.filter(project__isnull=False).count(),
+        subnet=Subnet.objects.filter(project__isnull=False).count(),
+        port=Port.objects.filter(project__isnull=False).exclude(device_owner=Port.OWNER_DHCP).count(),
+        security_group=SecurityGroup.objects.count(),
+        security_group_rule=SecurityGroupRule.objects.count(),
+    )
+    return used
 
 
 def image_size_room(project: Project) -> int | None:
@@ -206,4 +247,8 @@ def quota_detail(limits: Mapping[str, int], used: Mapping[str, int]) -> dict[str
 
 
 def is_member(project: Project, user) -> bool:
-    return project.memberships.filter(user=user).exists()
+    """Whether ``user`` is a user of ``project`` for its per-user quotas: a role there, or the project as
+    their default project (as the identity API creates users for a project)."""
+    if project.memberships.filter(user=user).exists():
+        return True
+    return UserIdentity.objects.filter(user=user, default_project=project).exists()

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import QuerySet
 
+from portal.ids import as_uuid
 from portal.models import Port, SecurityGroup, SecurityGroupRule
 
-
-def _uuid(value) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
+from .rows import where_in
 
 
 def groups_visible(ctx) -> QuerySet[SecurityGroup]:
@@ -27,12 +21,12 @@ def rules_visible(ctx) -> QuerySet[SecurityGroupRule]:
 
 
 def group_get(ctx, group_id) -> SecurityGroup | None:
-    pk = _uuid(group_id)
+    pk = as_uuid(group_id)
     return None if pk is None else groups_visible(ctx).filter(pk=pk).first()
 
 
 def rule_get(ctx, rule_id) -> SecurityGroupRule | None:
-    pk = _uuid(rule_id)
+    pk = as_uuid(rule_id)
     return None if pk is None else rules_visible(ctx).filter(pk=pk).first()
 
 
@@ -57,7 +51,7 @@ def server_group_names(instance) -> list[str]:
 def attach_server_group_names(instances) -> None:
     """One query for the groups of every listed server's ports (``server_group_names`` then reads them)."""
     by_device: dict[str, set[str]] = {str(i.uuid): set() for i in instances}
-    rows = Port.objects.filter(device_id__in=list(by_device)).values_list("device_id", "security_groups__name")
+    rows = where_in(Port.objects.all(), "device_id", list(by_device)).values_list("device_id", "security_groups__name")
     for device_id, name in rows:
         if name is not None:
             by_device[device_id].add(name)

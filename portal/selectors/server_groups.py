@@ -36,6 +36,15 @@ def server_group_get(ctx: RequestContext, group_id: str) -> ServerGroup | None:
     return _with_members(query).first()
 
 
+def server_group_exists(group_id: str) -> bool:
+    """Whether a group of any project has this uuid (another project's is 403 in the compute API)."""
+    try:
+        key = uuid.UUID(str(group_id))
+    except ValueError:
+        return False
+    return ServerGroup.objects.filter(uuid=key).exists()
+
+
 def server_group_member_ids(group: ServerGroup) -> list[str]:
     members = getattr(group, "live_members", None)
     if members is None:

@@ -15,14 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, transaction
-from django.db.models import Exists, F, Func, OuterRef, Prefetch, Q, QuerySet, TextField
+from django.db.models import Case, Exists, F, Func, IntegerField, OuterRef, Q, QuerySet, TextField, Value, When
+from django.db.models.functions import Cast, Greatest, Least
 
 from portal.auth.context import RequestContext
 from portal.models import Instance, InstanceTag
-from portal.selectors.volumes import shown_mappings
-from portal.states import VmState, states_for_status
+from portal.states import STEP_SPANS, VmState, states_for_status
 
-from .instances import instances_visible, with_latest_faults
+from .instances import SHOWN_COLUMNS, instances_visible, with_latest_faults, with_tags_and_volumes
+from .rows import instances_from
 
 
 class InvalidQuery(Exception):
@@ -84,6 +85,7 @@ class ServerQuery:
     project_id: str | None = None
     deleted: bool | None = None  # True: only deleted (admins); None: not asked
     name: str | None = None
+    hostname: str | None = None  # a regex, as ``name``
     statuses: list[str] = field(default_factory=list)
     flavor_id: str | None = None
     image_id: str | None = None
@@ -97,6 +99,8 @@ class ServerQuery:
     ip6: str | None = None
     locked: bool | None = None
     exact: dict[str, Any] = field(default_factory=dict)  # column -> value (reservation_id, host, …)
+    config_drive: bool | None = None
+    regex: dict[str, str] = field(default_factory=dict)  # an admin's filter name -> a regex over its text
     sort: list[tuple[str, str]] = field(default_factory=list)  # (API sort key, "asc" | "desc")
     limit: int = 1000
     marker: str | None = None
@@ -124,6 +128,54 @@ class _AddressesText(Func):
         return self.as_sql(compiler, connection, template=self.postgresql_template, **extra)
 
 
+class _TimeText(Func):
+    """A timestamp as the text the compute API's regex filters match (``2026-12-06 04:15:33``, UTC)."""
+
+    output_field = TextField()
+    template = "coalesce(strftime('%%Y-%%m-%%d %%H:%%M:%%S', %(expressions)s), '')"
+    postgresql_template = "coalesce(to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), '')"
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template=self.postgresql_template, **extra)
+
+
+# The filters the compute API matches as a regular expression over a column (admins; some for members
+# from 2.83): the column, a timestamp's text, or what is the same for every server here.
+REGEX_COLUMNS = {
+    "access_ip_v4": "access_ip_v4",
+    "access_ip_v6": "access_ip_v6",
+    "description": "description",
+    "display_description": "description",
+    "display_name": "name",
+}
+REGEX_TIMES = {"launched_at", "terminated_at", "created_at"}
+REGEX_CONSTANTS = {"kernel_id": "", "ramdisk_id": "", "root_device_name": "/dev/vda"}
+REGEX_FILTERS = {*REGEX_COLUMNS, *REGEX_TIMES, *REGEX_CONSTANTS, "progress"}
+
+
+def _progress_text() -> Cast:
+    """``states.server_progress`` in SQL, as text: what the ``progress`` filter matches."""
+    step = Greatest(Value(0), Least(Value(100), F("step_progress")))
+    spans = [
+        When(task_state=task, then=Value(low) + Value(high - low) * step / Value(100))
+        for task, (low, high) in STEP_SPANS.items()
+    ]
+    idle = Case(When(vm_state__in=[VmState.ACTIVE, VmState.RESIZED], then=Value(100)), default=Value(0))
+    return Cast(Case(*spans, default=idle, output_field=IntegerField()), TextField())
+
+
+def _regex_filtered(rows: QuerySet, name: str, pattern: str) -> QuerySet:
+    _regex(pattern, name)
+    if name in REGEX_CONSTANTS:
+        return rows if re.search(pattern, REGEX_CONSTANTS[name]) else rows.none()
+    if name == "progress":
+        return rows.alias(progress_text=_progress_text()).filter(progress_text__regex=pattern)
+    if name in REGEX_TIMES:
+        alias = f"{name}_text"
+        return rows.alias(**{alias: _TimeText(name)}).filter(**{f"{alias}__regex": pattern})
+    return rows.filter(**{f"{REGEX_COLUMNS[name]}__regex": pattern})
+
+
 def _regex(value: str, name: str) -> str:
     try:
         re.compile(value)
@@ -146,6 +198,8 @@ def _filtered(ctx: RequestContext, q: ServerQuery) -> QuerySet:
         rows = rows.filter(project_id=q.project_id)
     if q.name:
         rows = rows.filter(name__regex=_regex(q.name, "name"))
+    if q.hostname:
+        rows = rows.filter(hostname__regex=_regex(q.hostname, "hostname"))
     if q.statuses:
         wanted = Q(pk__in=[])
         for status in q.statuses:
@@ -186,6 +240,10 @@ def _filtered(ctx: RequestContext, q: ServerQuery) -> QuerySet:
         rows = rows.alias(ipv6_text=_AddressesText(6)).filter(ipv6_text__regex=_regex(q.ip6, "ip6"))
     if q.locked is not None:
         rows = rows.filter(locked=q.locked)
+    if q.config_drive is not None:
+        rows = rows.filter(config_drive=q.config_drive)
+    for name, pattern in q.regex.items():
+        rows = _regex_filtered(rows, name, pattern)
     for column, value in q.exact.items():
         rows = rows.filter(**{f"{column}__in" if isinstance(value, list) else column: value})
     return rows
@@ -242,20 +300,6 @@ def _after(columns: list[tuple[str, bool, bool]], marker: Instance) -> Q:
     return after
 
 
-# Columns no view of a server shows (each would be read and decoded for every server of a page).
-_NOT_SHOWN = (
-    "scheduler_hints",
-    "attempted_hosts",
-    "key_data",
-    "host__orphan_domains",
-    "host__volume_connector",
-    "host__uptime",
-    "flavor__extra_specs",
-    "flavor__description",
-    "user__password",
-)
-
-
 def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bool]:
     """One page of servers and whether more follow it."""
     rows = _filtered(ctx, q)
@@ -271,18 +315,14 @@ def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bo
         if marker is None:
             raise InvalidQuery(f"marker [{q.marker[:64]}] not found")
         rows = rows.filter(_after(columns, marker))
-    rows = (
-        rows.order_by(*_order(columns))
-        .defer(*_NOT_SHOWN)
-        .prefetch_related(
-            Prefetch("tags", queryset=InstanceTag.objects.order_by("tag"), to_attr="tag_list"),
-            Prefetch("block_devices", queryset=shown_mappings(), to_attr="volume_list"),
-        )
-    )
+    rows = rows.order_by(*_order(columns))[: q.limit + 1]
     try:
         with transaction.atomic():
-            page = list(rows[: q.limit + 1])
+            page = instances_from(SHOWN_COLUMNS, rows)
     except DatabaseError:
         # A pattern the database's regular expressions do not accept (they differ from Python's).
         raise InvalidQuery("Invalid regular expression in a filter.") from None
-    return with_latest_faults(page[: q.limit]), len(page) > q.limit
+    more = len(page) > q.limit
+    page = page[: q.limit]
+    with_tags_and_volumes(page)
+    return with_latest_faults(page), more

@@ -13,8 +13,9 @@ when its report carries more than a power state, a finisher here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
@@ -28,7 +29,7 @@ from portal.states import ALLOWED, KEEP, REPORTED, TaskState, VmState
 from . import lifecycle, quotas
 from .host_requests import build_request, instance_ref
 from .image_uploads import snapshot_upload_url
-from .images import ImageError, image_create, image_delete
+from .images import ImageError, image_build_spec, image_create, image_delete
 from .instances import InvalidRequest, check_image_fits
 
 log = logging.getLogger(__name__)
@@ -138,15 +139,28 @@ def instance_rebuild(
     description: str | None = _UNSET,
     keypair: Keypair | None = _UNSET,
     user_data: str | None = _UNSET,
+    personality: Sequence[Mapping[str, str]] | None = None,
+    hostname: str | None = None,
+    access_ip_v4: str | None = None,
+    access_ip_v6: str | None = None,
+    reimage_volume: bool = False,
 ) -> Instance:
     """A new root disk from ``image`` (the same or another) on the same host, keeping the server's id,
     host, addresses and flavor. The new attributes are written with the task state, so they change only
     if the rebuild is accepted. A stopped server stays stopped; an ERROR one comes back ACTIVE.
+
+    A server booted from a volume is rebuilt only with ``reimage_volume`` (compute API 2.93): its host
+    writes ``image`` over the root volume (as it wrote the first image onto it) and boots it again; the
+    server keeps showing no image of its own, as Nova's does.
+
+    ``personality`` (before 2.57) replaces the server's personality files; None keeps them.
     """
-    if instance.image_ref is None:
+    volume_backed = instance.image_ref is None
+    if volume_backed and not reimage_volume:
         raise InvalidRequest(f"Instance {instance.uuid} boots from a volume; rebuilding it is not supported.")
-    check_image_fits(image, memory_mb=instance.memory_mb, root_gb=instance.root_gb)
-    fields: dict[str, Any] = {"image": image, "image_ref": image.id}
+    # A root volume has its own size: only the memory is the flavor's to check.
+    check_image_fits(image, memory_mb=instance.memory_mb, root_gb=None if volume_backed else instance.root_gb)
+    fields: dict[str, Any] = {} if volume_backed else {"image": image, "image_ref": image.id}
     if name is not None:
         fields["name"] = name
     if metadata is not None:
@@ -158,6 +172,14 @@ def instance_rebuild(
         fields["key_data"] = keypair.public_key if keypair else None
     if user_data is not _UNSET:
         fields["user_data"] = user_data
+    if personality is not None:
+        fields["personality"] = [{"path": f["path"], "contents": f["contents"]} for f in personality]
+    if hostname is not None:
+        fields["hostname"] = hostname
+    if access_ip_v4 is not None:
+        fields["access_ip_v4"] = access_ip_v4
+    if access_ip_v6 is not None:
+        fields["access_ip_v6"] = access_ip_v6
     power_on = instance.vm_state != VmState.STOPPED
 
     def send(host: str) -> None:
@@ -166,12 +188,26 @@ def instance_rebuild(
     with transaction.atomic():
         if metadata is not None:
             quotas.quota_check(project=instance.project, user=None, resource="metadata_items", delta=len(metadata))
+        if personality:
+            quotas.personality_quota_check(project=instance.project, user=ctx.user, files=personality)
         host_action(ctx=ctx, instance=instance, action="rebuild", send=send, **fields)
         try:
-            request = rpc.RebuildRequest(build=build_request(instance, ctx.request_id), power_on=power_on)
+            build = build_request(instance, ctx.request_id)
+            if volume_backed:
+                build = _reimaged_root_volume(build, image)
+            request = rpc.RebuildRequest(build=build, power_on=power_on)
         except ImageError as exc:
             raise InvalidRequest(str(exc)) from None
     return instance
+
+
+def _reimaged_root_volume(build: rpc.BuildRequest, image: Image) -> rpc.BuildRequest:
+    """The build of a volume-backed server whose root volume (boot index 0) gets ``image`` written over it."""
+    spec = rpc.ImageSpec(**image_build_spec(image=image))
+    devices = [dataclasses.replace(d, image=spec) if d.boot_index == 0 else d for d in build.block_devices]
+    if not any(d.boot_index == 0 for d in devices):
+        raise InvalidRequest("Unable to find root block device mapping for volume-backed instance.")
+    return dataclasses.replace(build, block_devices=devices)
 
 
 # --- snapshot -----------------------------------------------------------------------------------------
@@ -188,17 +224,39 @@ def instance_snapshot(
     host_of(instance, "snapshot")
     if instance.image_ref is None:
         raise InvalidRequest(f"Instance {instance.uuid} boots from a volume; snapshot its volume instead.")
+    # As in Nova, the caller's metadata may say what kind of image this is.
+    return snapshot_into_image(
+        ctx=ctx, instance=instance, name=name, properties={"image_type": "snapshot", **(metadata or {})}
+    )
+
+
+def snapshot_into_image(
+    *,
+    ctx: RequestContext,
+    instance: Instance,
+    name: str,
+    properties: dict[str, str],
+    record_as: str | None = None,
+    backup_rotation: int | None = None,
+) -> Image:
+    """The snapshot of createImage and createBackup: the image, with ``properties`` and the ones that say
+    which server it came from and who made it (the cloud's to say), and the host asked to fill it."""
+    host_of(instance, "snapshot")
     base = instance.image
     properties = {
-        **(metadata or {}),
-        "image_type": "snapshot",
+        **properties,
         "instance_uuid": str(instance.uuid),
         "base_image_ref": str(instance.image_ref),
         "user_id": str(ctx.user.pk),
     }
+    begin = {} if record_as is None else {"record_as": record_as}
     with transaction.atomic():
         host = host_action(
-            ctx=ctx, instance=instance, action="snapshot", send=lambda host: rpc.snapshot_instance(host, request)
+            ctx=ctx,
+            instance=instance,
+            action="snapshot",
+            send=lambda host: rpc.snapshot_instance(host, request),
+            **begin,
         )
         image = image_create(
             ctx=ctx,
@@ -210,6 +268,9 @@ def instance_snapshot(
             min_ram=base.min_ram if base else 0,
             properties=properties,
         )
+        if backup_rotation is not None:
+            Image.objects.filter(pk=image.pk).update(backup_rotation=backup_rotation)
+            image.backup_rotation = backup_rotation
         request = rpc.SnapshotRequest(
             instance_uuid=str(instance.uuid),
             domain_name=instance.domain_name,
@@ -238,10 +299,25 @@ def _abandon_snapshot_images(instance: Instance, image_id: str = "") -> None:
 # --- rescue -------------------------------------------------------------------------------------------
 
 
-def instance_rescue(*, ctx: RequestContext, instance: Instance, rescue_image: Image | None = None) -> None:
-    """Boot the server from ``rescue_image`` (its own image by default) with its own disk second."""
+# The image properties that let Nova (2.87) try a volume-backed rescue on a host that can do one.
+_BFV_RESCUE_PROPERTIES = ("hw_rescue_bus", "hw_rescue_device")
+
+
+def instance_rescue(
+    *, ctx: RequestContext, instance: Instance, rescue_image: Image | None = None, allow_volume_backed: bool = False
+) -> None:
+    """Boot the server from ``rescue_image`` (its own image by default) with its own disk second.
+
+    A server booted from a volume cannot be rescued. From compute API 2.87 (``allow_volume_backed``) Nova
+    rescues one when the rescue image asks for a stable rescue device and the host reports it can; no host
+    here can, so such a request is refused with the reason Nova gives for that host."""
     if instance.image_ref is None:
-        raise InvalidRequest(f"Instance {instance.uuid} boots from a volume; rescuing it is not supported.")
+        properties = rescue_image.properties or {} if rescue_image is not None else {}
+        if allow_volume_backed and all(key in properties for key in _BFV_RESCUE_PROPERTIES):
+            reason = "Host unable to rescue a volume-backed instance"
+        else:
+            reason = "Cannot rescue a volume-backed instance"
+        raise InvalidRequest(f"Instance {instance.uuid} cannot be rescued: {reason}")
     image = rescue_image or instance.image
     if image is None:
         raise InvalidRequest(f"The image of instance {instance.uuid} is gone: name a rescue image.")
@@ -348,6 +424,10 @@ def _snapshotted(instance: Instance, report: rpc.ActionResult, fields: dict[str,
         )
         _abandon_snapshot_images(instance, report.image_id)
         return None
+    if image.backup_rotation is not None:
+        from .backups import backups_rotate  # the backups begin through this module
+
+        backups_rotate(image=image)
     return fields
 
 

@@ -41,6 +41,7 @@ T = TypeVar("T")
 API_VERSION = "3.44"
 # The project a volume belongs to, which Cinder shows to admins (and so to the cloud asking as one).
 OWNER_ATTRIBUTE = "os-vol-tenant-attr:tenant_id"
+SNAPSHOT_OWNER_ATTRIBUTE = "os-extended-snapshot-attributes:project_id"
 NOAUTH_USER = "cloud"
 
 
@@ -111,11 +112,47 @@ class CinderAPI:
             lambda: [v.to_dict() for v in self.client.volumes.list(search_opts=search or None)],
         )
 
-    def create_volume(self, *, size: int, name: str, description: str = "") -> dict[str, Any]:
+    def create_volume(
+        self, *, size: int, name: str, description: str = "", metadata: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         return self._call(
             "a new volume",
-            lambda: self.client.volumes.create(size=size, name=name, description=description).to_dict(),
+            lambda: self.client.volumes.create(
+                size=size, name=name, description=description, metadata=metadata or {}
+            ).to_dict(),
         )
+
+    # --- snapshots -------------------------------------------------------------------------------
+    def snapshot(self, snapshot_id: str) -> dict[str, Any]:
+        """The project's snapshot ``snapshot_id``; VolumeNotFound when it is another project's."""
+        snapshot = self._call(
+            f"snapshot {snapshot_id}", lambda: self.client.volume_snapshots.get(snapshot_id).to_dict()
+        )
+        owner = snapshot.get(SNAPSHOT_OWNER_ATTRIBUTE)
+        if owner is not None and owner.replace("-", "") != self.project_id.replace("-", ""):
+            raise VolumeNotFound(f"Snapshot {snapshot_id} could not be found.")
+        return snapshot
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        search: dict[str, Any] = {"all_tenants": 1, "project_id": self.project_id} if self.elevated else {}
+        return self._call(
+            "the project's snapshots",
+            lambda: [s.to_dict() for s in self.client.volume_snapshots.list(search_opts=search or None)],
+        )
+
+    def create_snapshot(self, volume_id: str, *, force: bool, name: str, description: str) -> dict[str, Any]:
+        self.volume(volume_id)  # the project's own
+        return self._call(
+            f"volume {volume_id}",
+            lambda: self.client.volume_snapshots.create(
+                volume_id, force=force, name=name, description=description
+            ).to_dict(),
+        )
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.snapshot(snapshot_id)  # the project's own
+        with contextlib.suppress(VolumeNotFound):  # gone already
+            self._call(f"snapshot {snapshot_id}", lambda: self.client.volume_snapshots.delete(snapshot_id))
 
     def set_bootable(self, volume_id: str) -> None:
         self._call(f"volume {volume_id}", lambda: self.client.volumes.set_bootable(volume_id, True))

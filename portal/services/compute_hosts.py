@@ -14,7 +14,7 @@ _UNSET = object()
 
 
 def compute_host_update(
-    *, host: ComputeHost, enabled=_UNSET, disabled_reason=_UNSET, forced_down=_UNSET
+    *, host: ComputeHost, enabled=_UNSET, disabled_reason=_UNSET, forced_down=_UNSET, runs_routers=_UNSET
 ) -> ComputeHost:
     """Change the given fields only (``disabled_reason`` is cleared when the host is enabled)."""
     fields = {}
@@ -26,6 +26,8 @@ def compute_host_update(
         fields["disabled_reason"] = (disabled_reason or "")[:255]
     if forced_down is not _UNSET:
         fields["forced_down"] = bool(forced_down)
+    if runs_routers is not _UNSET:  # the reaper moves the routers of a host no longer trusted with them
+        fields["runs_routers"] = bool(runs_routers)
     with transaction.atomic():
         locked = ComputeHost.objects.select_for_update().get(pk=host.pk)
         for name, value in fields.items():

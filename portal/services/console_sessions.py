@@ -9,7 +9,6 @@ instance's action log as a ``console`` action with events.
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -17,6 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from compute_tasks import request_ids
 from portal.models import ConsoleSession, ConsoleToken, InstanceAction
 from portal.selectors.consoles import instance_has_console
 from portal.states import VmState
@@ -68,7 +68,7 @@ def console_session_open(*, token: str, client: str, max_sessions: int) -> Conso
         action = InstanceAction.objects.create(
             instance=instance,
             action="console",
-            request_id=f"req-{uuid.uuid4()}",
+            request_id=request_ids.current() or request_ids.new(),
             user=console_token.user,
             project=instance.project,
         )

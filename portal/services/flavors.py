@@ -33,6 +33,7 @@ def flavor_create(
     flavorid: str | None = None,
     ephemeral_gb: int = 0,
     swap: int = 0,
+    rxtx_factor: float = 1.0,
     is_public: bool = True,
     description: str | None = None,
 ) -> Flavor:
@@ -53,6 +54,7 @@ def flavor_create(
                 root_gb=root_gb,
                 ephemeral_gb=ephemeral_gb,
                 swap=swap,
+                rxtx_factor=rxtx_factor,
                 is_public=is_public,
                 description=description,
             )

@@ -82,6 +82,7 @@ def guest_metadata(instance: Instance) -> rpc.InstanceMetadata:
         meta={str(key): str(value) for key, value in (instance.metadata or {}).items()},
         public_keys={instance.key_name: instance.key_data} if instance.key_name and instance.key_data else {},
         network_data=instance_ports.network_data(instance) if instance.networks == "ports" else {},
+        files=[rpc.InjectedFile(path=f["path"], contents=f["contents"]) for f in instance.personality or []],
     )
 
 

@@ -54,28 +54,70 @@ def public_key_of(sender: str) -> Any:
         .values_list("public_key", flat=True)
         .first()
     )
-    return signing.decode_public(encoded) if encoded else None
+    if not encoded:
+        _remembered_keys.pop(sender, None)
+        return None
+    remembered = _remembered_keys.get(sender)
+    if remembered is None or remembered[0] != encoded:
+        remembered = _remembered_keys[sender] = (encoded, signing.decode_public(encoded))
+    return remembered[1]
+
+
+# The key each host was last believed with in this process (encoded, decoded). Nothing may be believed
+# on it alone: only a write that checks, in its own statement, that it is still the host's active key.
+_remembered_keys: dict[str, tuple[str, Any]] = {}
+
+
+def remembered_key_accept(*, task: str, message: Any, auth: Any) -> tuple[signing.Verified, str] | None:
+    """A host's message about itself, verified with the key this process last believed the host with,
+    without reading the key again: ``(verified, that key encoded)``; None when no key is remembered, the
+    signature does not match it, or the message is not about its sender.
+
+    The caller must then write only where that key is still the host's active credential (a revoked or
+    replaced key matches nothing), and take the message through ``message_accept`` when the write found
+    nothing, or when this returns None: a refusal is always decided and counted there."""
+    sender = str(auth.get("sender", "")) if isinstance(auth, dict) else ""
+    remembered = _remembered_keys.get(sender)
+    if remembered is None:
+        return None
+    try:
+        verified = rpc.verify(task, rpc.CONDUCTOR_QUEUE, message, auth, public_key_of=lambda _sender: remembered[1])
+    except signing.Refused:
+        return None
+    if not isinstance(message, dict) or message.get("host") != verified.sender:
+        return None
+    return verified, remembered[0]
 
 
 # --- enrollment ----------------------------------------------------------------------------------------
 
 
-def host_enroll(*, name: str, console_address: str = "127.0.0.1") -> tuple[ComputeHost, signing.Ed25519PrivateKey]:
+def host_enroll(
+    *, name: str, console_address: str = "127.0.0.1", runs_routers: bool | None = None
+) -> tuple[ComputeHost, signing.Ed25519PrivateKey]:
     """Enroll ``name`` with a new key (a host enrolled before is re-keyed: its old key is revoked) and
     return the private key, which the cloud does not keep. The host's row exists from now on, enabled,
     with no resources until its first heartbeat."""
     key = signing.new_private_key()
     host = host_enroll_many(
-        names=[name], console_address=console_address, public_keys={name: signing.encode_public(key)}
+        names=[name],
+        console_address=console_address,
+        public_keys={name: signing.encode_public(key)},
+        runs_routers=runs_routers,
     )[name]
     return host, key
 
 
 def host_enroll_many(
-    *, names: Iterable[str], public_keys: Mapping[str, str], console_address: str = "127.0.0.1"
+    *,
+    names: Iterable[str],
+    public_keys: Mapping[str, str],
+    console_address: str = "127.0.0.1",
+    runs_routers: bool | None = None,
 ) -> dict[str, ComputeHost]:
     """Enroll each host with the public key given for it (made by the host itself, or by ``host_enroll``).
-    A host whose active key is that key already is left as it is; any other active key is revoked."""
+    A host whose active key is that key already is left as it is; any other active key is revoked.
+    ``runs_routers`` (None: as it was, False for a new host) trusts the hosts with routers or not."""
     names = list(dict.fromkeys(names))
     now = timezone.now()
     with transaction.atomic():
@@ -86,6 +128,8 @@ def host_enroll_many(
         ComputeHost.objects.filter(name__in=names).exclude(console_address=console_address).update(
             console_address=console_address
         )
+        if runs_routers is not None:
+            ComputeHost.objects.filter(name__in=names).update(runs_routers=runs_routers)
         active = dict(
             HostCredential.objects.filter(host__name__in=names, revoked_at__isnull=True).values_list(
                 "host__name", "public_key"

@@ -17,7 +17,8 @@ from django.db.models import Q
 
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
-from portal.models import Instance, Migration, Network, Port, SecurityGroup
+from portal.ids import is_uuid
+from portal.models import FloatingIP, Instance, Migration, Network, Port, SecurityGroup
 from portal.selectors import networks as network_selectors
 from portal.selectors import security_groups as group_selectors
 from portal.states import VmState
@@ -180,17 +181,33 @@ def auto_network(*, ctx: RequestContext) -> Network:
 
 
 def addresses_refresh(instance: Instance) -> None:
-    """Write the server's ``addresses`` (what its list and detail views show) from its ports."""
-    addresses = [
-        {
-            "addr": allocation.ip_address,
-            "version": 4 if "." in allocation.ip_address else 6,
-            "mac": port.mac_address,
-            "network": port.network.name or str(port.network_id),
-        }
-        for port in instance_ports(instance)
-        for allocation in port.fixed_ips.all()
-    ]
+    """Write the server's ``addresses`` (what its list and detail views show) from its ports: each
+    port's fixed addresses, then the floating addresses associated with it (``type: floating``, under
+    the port's network and with its MAC, as Nova shows them)."""
+    ports = list(instance_ports(instance))
+    floating: dict = {}
+    for port_id, address in (
+        FloatingIP.objects.filter(port__in=ports)
+        .order_by("created_at", "id")
+        .values_list("port_id", "floating_ip_address")
+    ):
+        floating.setdefault(port_id, []).append(address)
+    addresses = []
+    for port in ports:
+        network = port.network.name or str(port.network_id)
+        for allocation in port.fixed_ips.all():
+            addresses.append(
+                {
+                    "addr": allocation.ip_address,
+                    "version": 4 if "." in allocation.ip_address else 6,
+                    "mac": port.mac_address,
+                    "network": network,
+                }
+            )
+        for address in floating.get(port.pk, []):
+            addresses.append(
+                {"addr": address, "version": 4, "mac": port.mac_address, "network": network, "type": "floating"}
+            )
     Instance.objects.filter(pk=instance.pk).update(addresses=addresses)
     instance.addresses = addresses
 
@@ -217,10 +234,12 @@ def moving_hosts(instance: Instance) -> set[int]:
 
 
 def ports_release(instance: Instance) -> None:
-    """The server is gone: the ports made for it go, those the user brought stay, unbound and free."""
+    """The server is gone: the ports made for it go, those the user brought stay, unbound and free; the
+    floating IPs of either are disassociated."""
     ports = Port.objects.filter(device_id=str(instance.uuid)).exclude(device_owner=Port.OWNER_DHCP)
     hosts = set(ports.values_list("host_id", flat=True)) | moving_hosts(instance)
     networks_touched = set(ports.values_list("network_id", flat=True))
+    ports_service.floating_ips_let_go(ports.values_list("pk", flat=True))
     for port in ports.filter(auto_delete=True):
         networks.port_delete(port=port)
     ports.update(device_id="", device_owner="", host=None, vif_type="unbound", status=Port.Status.DOWN)
@@ -335,7 +354,7 @@ def interface_detach(*, ctx: RequestContext, instance: Instance, port_id: str) -
     """Take a port out of the server: one made for it is deleted, the caller's own stays, unbound."""
     with transaction.atomic():
         locked = _interface_instance(ctx, instance, "detach_interface")
-        port = instance_ports(locked).filter(pk=port_id).first() if network_sync.is_uuid(port_id) else None
+        port = instance_ports(locked).filter(pk=port_id).first() if is_uuid(port_id) else None
         if port is None:
             raise NetworkRequestError(f"Port {str(port_id)[:64]} is not attached", 404)
         request = rpc.InterfaceRequest(

@@ -1,4 +1,5 @@
-"""What a user changes about a server without its host: name, description, metadata and tags.
+"""What a user changes about a server without its host: name, host name, description, pinned zone,
+metadata and tags.
 
 Each change locks the instance's row, so two requests editing the same metadata at once cannot lose
 one another's keys. Metadata follows the compute API's rules: it changes only while the server is in a
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from portal.auth.context import RequestContext
 from portal.models import Instance, InstanceTag
+from portal.selectors.availability_zones import default_zone
 from portal.states import EDITABLE_VM_STATES
 
 from . import quotas
@@ -62,19 +64,63 @@ def _check_editable(row: Instance, what: str, *, idle: bool) -> None:
 
 
 def instance_update(
-    *, ctx: RequestContext, instance: Instance, name: str | None = None, description: str | None = _UNSET
+    *,
+    ctx: RequestContext,
+    instance: Instance,
+    name: str | None = None,
+    description: str | None = _UNSET,
+    hostname: str | None = None,
+    pinned_availability_zone: str | None = _UNSET,
+    access_ip_v4: str | None = None,
+    access_ip_v6: str | None = None,
 ) -> Instance:
-    """PUT /servers/{id}: a new name (and host name) and/or description."""
+    """PUT /servers/{id}: a new name (and host name, unless ``hostname`` names one), description,
+    access addresses, or pinned zone.
+
+    As in Nova (2.104), a server is pinned only to the zone it is in now, and a pinned server must be
+    unpinned (``None``) before it is pinned again: anything else is :class:`StateConflict`.
+    """
     with transaction.atomic():
         row = _locked_row(instance)
         if name is not None:
             row.name = name
             row.hostname = hostname_from(name)
+        if hostname is not None:
+            row.hostname = hostname
         if description is not _UNSET:
             row.description = description
-        row.save(update_fields=["name", "hostname", "description", "updated_at"])
+        if pinned_availability_zone is not _UNSET:
+            row.pinned_availability_zone = _pinned_zone(row, pinned_availability_zone)
+        if access_ip_v4 is not None:
+            row.access_ip_v4 = access_ip_v4
+        if access_ip_v6 is not None:
+            row.access_ip_v6 = access_ip_v6
+        row.save(
+            update_fields=[
+                "name", "hostname", "description", "pinned_availability_zone", "access_ip_v4", "access_ip_v6",
+                "updated_at",
+            ]
+        )  # fmt: skip
     instance.refresh_from_db()
     return instance
+
+
+def _pinned_zone(row: Instance, requested: str | None) -> str | None:
+    if requested is None:
+        return None
+    if row.pinned_availability_zone is not None:
+        if requested != row.pinned_availability_zone:
+            raise StateConflict(
+                "Cannot change pinned availability zone directly. Unpin first by setting "
+                "pinned_availability_zone to null."
+            )
+        return requested
+    current = row.availability_zone or default_zone()
+    if requested != current:
+        raise StateConflict(
+            f"Server can only be pinned to its current availability zone '{current}', but '{requested}' was requested."
+        )
+    return requested
 
 
 def instance_metadata_update(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -49,13 +49,16 @@ def requested_host_note(instance: Instance) -> str:
     return f"Host {instance.requested_host} requested: the scheduler considers only this host and runs every filter."
 
 
-def check_image_fits(image: Image, *, memory_mb: int, root_gb: int, disk: str = "Flavor's disk") -> None:
+def check_image_fits(image: Image, *, memory_mb: int, root_gb: int | None, disk: str = "Flavor's disk") -> None:
     """InvalidRequest unless ``image`` can boot with this much memory and root disk (create, rebuild);
-    ``disk`` names the root disk in the refusal (a new root volume's size is the user's, not the flavor's)."""
+    ``disk`` names the root disk in the refusal (a new root volume's size is the user's, not the flavor's).
+    ``root_gb`` None: the root disk is an existing volume, whose host checks the image fits when writing it."""
     if image.status != Image.Status.ACTIVE:
         raise InvalidRequest(f"Image {image.id} is not active.")
     if image.min_ram and memory_mb < image.min_ram:
         raise InvalidRequest(f"Flavor's memory is too small for requested image (needs {image.min_ram} MB).")
+    if root_gb is None:
+        return
     if image.min_disk and root_gb < image.min_disk:
         raise InvalidRequest(f"{disk} is too small for requested image (needs {image.min_disk} GB).")
     if image.size and root_gb and image.size > root_gb * 1024**3:
@@ -73,10 +76,14 @@ class ServerSpec:
     image: Image | None
     networks: str | tuple[instance_ports.NetworkRequest, ...] = "auto"  # or "none", or what to plug
     user_data: str | None = None
+    personality: Sequence[Mapping[str, str]] = ()  # [{"path", "contents" (base64)}], before 2.57
     keypair: Keypair | None = None
     metadata: dict[str, str] | None = None
     description: str | None = None
     availability_zone: str | None = None
+    hostname: str = ""  # the guest's host name (2.90); empty: made from the name
+    access_ip_v4: str = ""
+    access_ip_v6: str = ""
     tags: Sequence[str] = ()
     scheduler_hints: dict[str, Any] = field(default_factory=dict)
     server_group: ServerGroup | None = None
@@ -156,6 +163,7 @@ def instance_create(
         quotas.quota_check(
             project=ctx.project, user=ctx.user, resource="metadata_items", delta=len(spec.metadata or {})
         )
+        quotas.personality_quota_check(project=ctx.project, user=ctx.user, files=spec.personality)
         if spec.server_group is not None:
             quotas.quota_check(
                 project=ctx.project, user=ctx.user, resource="server_group_members", group=spec.server_group
@@ -167,6 +175,7 @@ def instance_create(
             user=ctx.user,
             flavor=flavor,
             flavor_name=flavor.name,
+            flavor_ref=flavor.flavorid,
             vcpus=flavor.vcpus,
             memory_mb=flavor.memory_mb,
             root_gb=flavor.root_gb,
@@ -180,15 +189,19 @@ def instance_create(
             task_deadline=lifecycle.lease_deadline(TaskState.SCHEDULING),
             # The zone asked for; empty means any, and the conductor records the chosen host's zone.
             availability_zone=spec.availability_zone or "",
+            pinned_availability_zone=spec.availability_zone or None,
             networks=_networks_kind(spec.networks),
             mac_address=random_mac() if _networks_kind(spec.networks) == "auto" else "",
             user_data=spec.user_data,
+            personality=[{"path": f["path"], "contents": f["contents"]} for f in spec.personality],
             key_name=keypair.name if keypair else None,
             key_data=keypair.public_key if keypair else None,
             metadata=spec.metadata or {},
             reservation_id=reservation_id or new_reservation_id(),
             launch_index=launch_index,
-            hostname=hostname_from(spec.name),
+            hostname=spec.hostname or hostname_from(spec.name),
+            access_ip_v4=spec.access_ip_v4,
+            access_ip_v6=spec.access_ip_v6,
             scheduler_hints=dict(spec.scheduler_hints or {}),
             server_group=spec.server_group,
             requested_host=requested_host,

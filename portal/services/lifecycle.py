@@ -79,6 +79,7 @@ def compare_and_swap(
     if task_state is not _UNSET:
         values["task_state"] = task_state
         values["task_deadline"] = lease_deadline(task_state, now)
+        values.setdefault("step_progress", 0)  # a new step starts from nothing
     query = Instance.objects.filter(_task_state_q(expected_task_states), pk=instance.pk)
     if expected_vm_states is not None:
         query = query.filter(vm_state__in=list(expected_vm_states))
@@ -154,7 +155,7 @@ def action_begin(
             **fields,
         )
         if not swapped:
-            verb = rule.record_as or action
+            verb = record_as or rule.record_as or action
             if instance.task_state is not None:
                 raise StateConflict(
                     f"Cannot '{verb}' instance {instance.uuid} while it is in task_state {instance.task_state}"
@@ -203,7 +204,7 @@ def reset_state(*, instance: Instance, vm_state: str, ctx: RequestContext) -> No
 def task_finish(
     *,
     instance: Instance,
-    expected_task_state: str,
+    expected_task_state: str | tuple[str, ...],
     event: str,
     request_id: str = "",
     reported_by: str,
@@ -211,13 +212,15 @@ def task_finish(
     **fields: Any,
 ) -> bool:
     """The host ``reported_by`` finished the task the instance was waiting for: idle it and set its new
-    state, unless the instance is not (or no longer) placed on that host."""
+    state, unless the instance is not (or no longer) placed on that host. ``expected_task_state`` may be
+    several: the steps of one task (``states.BUILD_STEPS``)."""
     if vm_state is not _UNSET:
         fields["vm_state"] = vm_state
+    expected = (expected_task_state,) if isinstance(expected_task_state, str) else expected_task_state
     with transaction.atomic():
         changed = compare_and_swap(
             instance,
-            expected_task_states=[expected_task_state],
+            expected_task_states=expected,
             expected_host=reported_by,
             task_state=None,
             **fields,

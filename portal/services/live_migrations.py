@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
 from portal.models import ComputeHost, ConsoleToken, Instance, Migration
 from portal.selectors.hosts import host_is_up
-from portal.states import TaskState
+from portal.states import TaskState, VmState
 
 from . import lifecycle
 from .actions import NotAllowed, host_of
@@ -311,14 +311,29 @@ def _abort_refused(report: rpc.ActionResult) -> None:
 
 
 def migration_progress(*, progress: rpc.MigrationProgress) -> None:
-    """What the source reports while the guest moves (only the source of the live migration speaks)."""
-    Migration.objects.filter(
+    """How far the transfer is: the source reports while the guest moves, the destination the final
+    figures once it arrived (a short migration may end before the source saw any). Figures only grow:
+    a late message never takes back what a newer one said. The server's ``step_progress`` (its
+    ``progress`` in the API) follows while it is still migrating."""
+    rows = Migration.objects.filter(
+        Q(
+            source_host__name=progress.host,
+            # The source's last figures may come after its report of the end.
+            status__in=[Migration.Status.RUNNING, Migration.Status.POST_MIGRATING, Migration.Status.COMPLETED],
+        )
+        | Q(
+            dest_host__name=progress.host,
+            status__in=[Migration.Status.POST_MIGRATING, Migration.Status.COMPLETED],
+        ),
+        Q(memory_processed_bytes__isnull=True)
+        | Q(
+            memory_processed_bytes__lte=progress.memory_processed_bytes,
+            disk_processed_bytes__lte=progress.disk_processed_bytes,
+        ),
         pk=progress.migration_id,
         migration_type=Migration.Type.LIVE_MIGRATION,
-        # The last figures may come after the source's report of the end: they are the final ones.
-        status__in=[Migration.Status.RUNNING, Migration.Status.POST_MIGRATING, Migration.Status.COMPLETED],
-        source_host__name=progress.host,
-    ).update(
+    )
+    updated = rows.update(
         memory_total_bytes=progress.memory_total_bytes,
         memory_processed_bytes=progress.memory_processed_bytes,
         memory_remaining_bytes=progress.memory_remaining_bytes,
@@ -327,6 +342,11 @@ def migration_progress(*, progress: rpc.MigrationProgress) -> None:
         disk_remaining_bytes=progress.disk_remaining_bytes,
         updated_at=timezone.now(),
     )
+    migration = rows.first() if updated else None
+    if migration is not None and migration.transfer_percent is not None:
+        Instance.objects.filter(
+            pk=migration.instance_id, task_state=TaskState.MIGRATING, host__name=progress.host
+        ).update(step_progress=migration.transfer_percent, updated_at=timezone.now())
 
 
 def live_migration_for(instance: Instance, migration_id: int | str) -> Migration | None:
@@ -391,9 +411,12 @@ def abort(*, ctx: RequestContext, instance: Instance, migration: Migration) -> N
 # --- evacuate -----------------------------------------------------------------------------------------
 
 
-def instance_evacuate(*, ctx: RequestContext, instance: Instance, host: str = "") -> str:
+def instance_evacuate(*, ctx: RequestContext, instance: Instance, host: str = "", stopped: bool = False) -> None:
     """Rebuild the server of a host that is down on another host (``host``, or where the scheduler puts
-    it), from its image. Returns the admin password Nova returns before 2.14 (set nowhere: no agent)."""
+    it), from its image.
+
+    The server comes back running if it was running, shut off if it was stopped, and shut off in any case
+    with ``stopped`` (compute API 2.95)."""
     if not ctx.is_admin:
         raise NotAllowed("Policy doesn't allow os_compute_api:os-evacuate to be performed.")
     if instance.image_ref is None:
@@ -412,8 +435,8 @@ def instance_evacuate(*, ctx: RequestContext, instance: Instance, host: str = ""
             place=rpc.evacuate_server,
             requested_host=host,
             status=Migration.Status.ACCEPTED,
+            power_on=instance.vm_state == VmState.ACTIVE and not stopped,
         )
-    return secrets.token_urlsafe(9)
 
 
 def evacuate_server(*, migration_id: int, request_id: str = "") -> str | None:
@@ -461,7 +484,7 @@ def _place_evacuation(migration_id: int, request_id: str) -> str | None:
         dest_host=chosen, status=Migration.Status.PRE_MIGRATING, updated_at=timezone.now()
     )
     lifecycle.record_event(lifecycle.current_action(instance, request_id), EVACUATE_EVENT, host=chosen.name)
-    build = build_request(instance, request_id)
+    build = dataclasses.replace(build_request(instance, request_id), power_on=migration.power_on)
     name = chosen.name
     transaction.on_commit(lambda: rpc.build_and_run_instance(name, build))
     return name

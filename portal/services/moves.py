@@ -57,6 +57,7 @@ def flavor_snapshot(source: Instance | Flavor) -> dict[str, Any]:
         return {
             "name": source.flavor_name,
             "flavor_id": source.flavor_id,
+            "flavorid": source.flavor_ref,
             "vcpus": source.vcpus,
             "memory_mb": source.memory_mb,
             "root_gb": source.root_gb,
@@ -67,6 +68,7 @@ def flavor_snapshot(source: Instance | Flavor) -> dict[str, Any]:
     return {
         "name": source.name,
         "flavor_id": source.pk,
+        "flavorid": source.flavorid,
         "vcpus": source.vcpus,
         "memory_mb": source.memory_mb,
         "root_gb": source.root_gb,
@@ -80,6 +82,7 @@ def _instance_flavor_fields(flavor: dict[str, Any]) -> dict[str, Any]:
     return {
         "flavor_id": flavor["flavor_id"] if Flavor.objects.filter(pk=flavor["flavor_id"]).exists() else None,
         "flavor_name": flavor["name"],
+        "flavor_ref": flavor.get("flavorid", ""),  # absent from the migrations of older releases
         "vcpus": flavor["vcpus"],
         "memory_mb": flavor["memory_mb"],
         "root_gb": flavor["root_gb"],
@@ -176,11 +179,13 @@ def begin_migration(
     place: Callable[[rpc.MoveRequest], None],
     new_flavor: dict[str, Any] | None = None,
     requested_host: str = "",
+    power_on: bool | None = None,
     **fields: Any,
 ) -> Migration:
     """Every move's first step (inside the caller's transaction): claim the action's task state, record the
     migration from the instance's host, and once committed ask the conductor to place it with ``place``
-    (``rpc.move_server``, ``rpc.live_migrate_server``, ``rpc.evacuate_server``)."""
+    (``rpc.move_server``, ``rpc.live_migrate_server``, ``rpc.evacuate_server``). ``power_on``: whether the
+    guest runs after the move; by default, whether it runs now."""
     source = host_of(instance, action)
     migrations: list[Migration] = []
 
@@ -197,7 +202,7 @@ def begin_migration(
         source_host=ComputeHost.objects.get(name=source),
         old_flavor=old_flavor,
         new_flavor=new_flavor or old_flavor,
-        power_on=instance.vm_state == VmState.ACTIVE,
+        power_on=instance.vm_state == VmState.ACTIVE if power_on is None else power_on,
         requested_host=requested_host,
         **fields,
     )

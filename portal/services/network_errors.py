@@ -227,3 +227,97 @@ class PortSecurityPortHasSecurityGroup(Conflict):
             "Port has security group associated. Cannot disable port security or IP address until security group "
             "is removed"
         )
+
+
+class ServicePortInUse(Conflict):
+    type = "ServicePortInUse"
+
+    def __init__(self, port_id, device_owner: str):
+        super().__init__(
+            f"Port {port_id} cannot be deleted directly via the port API: has device owner {device_owner}."
+        )
+
+
+class PortInUse(Conflict):
+    type = "PortInUse"
+
+    def __init__(self, network_id, port_id, device_id):
+        super().__init__(
+            f"Unable to complete operation on port {port_id} for network {network_id}. "
+            f"Port already has an attached device {device_id}."
+        )
+
+
+class RouterNotFound(NotFound):
+    type = "RouterNotFound"
+
+    def __init__(self, router_id):
+        super().__init__(f"Router {router_id} could not be found")
+
+
+class RouterInUse(Conflict):
+    type = "RouterInUse"
+
+    def __init__(self, router_id):
+        super().__init__(f"Router {router_id} still has ports")
+
+
+class RouterInterfaceNotFound(NotFound):
+    type = "RouterInterfaceNotFound"
+
+    def __init__(self, router_id, port_id):
+        super().__init__(f"Router {router_id} does not have an interface with id {port_id}")
+
+
+class RouterInterfaceNotFoundForSubnet(NotFound):
+    type = "RouterInterfaceNotFoundForSubnet"
+
+    def __init__(self, router_id, subnet_id):
+        super().__init__(f"Router {router_id} has no interface on subnet {subnet_id}")
+
+
+class RouterInterfaceInUseByFloatingIP(Conflict):
+    type = "RouterInterfaceInUseByFloatingIP"
+
+    def __init__(self, router_id, subnet_id):
+        super().__init__(
+            f"Router interface for subnet {subnet_id} on router {router_id} cannot be deleted, "
+            "as it is required by one or more floating IPs."
+        )
+
+
+class RouterExternalGatewayInUseByFloatingIp(Conflict):
+    type = "RouterExternalGatewayInUseByFloatingIp"
+
+    def __init__(self, router_id, network_id):
+        super().__init__(
+            f"Gateway cannot be updated for router {router_id}, since a gateway to external network {network_id} "
+            "is required by one or more floating IPs."
+        )
+
+
+class FloatingIPNotFound(NotFound):
+    type = "FloatingIPNotFound"
+
+    def __init__(self, floating_ip_id):
+        super().__init__(f"Floating IP {floating_ip_id} could not be found")
+
+
+class ExternalGatewayForFloatingIPNotFound(NotFound):
+    type = "ExternalGatewayForFloatingIPNotFound"
+
+    def __init__(self, subnet_id, network_id, port_id):
+        super().__init__(
+            f"External network {network_id} is not reachable from subnet {subnet_id}.  Therefore, cannot associate "
+            f"Port {port_id} with a Floating IP."
+        )
+
+
+class FloatingIPPortAlreadyAssociated(Conflict):
+    type = "FloatingIPPortAlreadyAssociated"
+
+    def __init__(self, floating_ip_address, floating_ip_id, port_id, fixed_ip, network_id):
+        super().__init__(
+            f"Cannot associate floating IP {floating_ip_address} ({floating_ip_id}) with port {port_id} using fixed "
+            f"IP {fixed_ip}, as that fixed IP already has a floating IP on external network {network_id}."
+        )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -18,7 +17,18 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from compute_tasks import rpc
-from portal.models import ComputeHost, HostNetworkState, IPAllocation, Migration, Network, Port, SecurityGroupRule
+from portal.ids import is_uuid
+from portal.models import (
+    ComputeHost,
+    FloatingIP,
+    HostNetworkState,
+    IPAllocation,
+    Migration,
+    Network,
+    Port,
+    Router,
+    SecurityGroupRule,
+)
 
 from .ip_protocols import protocol_number
 
@@ -51,14 +61,22 @@ def send_plans(host_ids: Iterable[int]) -> None:
 
 def host_behind(host: ComputeHost, applied_generation: int) -> None:
     """A heartbeat said which plan the host runs: one that is behind (it missed a message, or came back
-    from a restart with an older one) is sent the current plan again."""
-    state = HostNetworkState.objects.filter(host=host).first()
-    if state is not None and applied_generation < state.generation:
+    from a restart with an older one) is sent the current plan again; so is one whose report of the plan
+    it runs never arrived (its ports' states would stay as they were): applying it again reports again."""
+    state = HostNetworkState.objects.filter(host=host).values_list("generation", "applied_generation").first()
+    resend_if_behind(host.pk, state, applied_generation)
+
+
+def resend_if_behind(host_id: int, state: tuple[int, int] | None, applied_generation: int) -> None:
+    """``host_behind`` for a host whose network state (generation, applied generation) was read already."""
+    if state is not None and (applied_generation != state[0] or state[1] < applied_generation):
+        host = ComputeHost.objects.get(pk=host_id)
         rpc.apply_network_state(host.name, plan_for(host))
 
 
 def plan_for(host: ComputeHost) -> rpc.HostNetworkPlan:
-    """Every network the host has ports on, as the host must have it."""
+    """Every network the host has ports on (its guests', its routers'), as the host must have it, and
+    the routers it runs."""
     state, _ = HostNetworkState.objects.get_or_create(host=host)
     # A server moving to or from the host has its ports here too, until the move ends.
     moving = {
@@ -81,15 +99,72 @@ def plan_for(host: ComputeHost) -> rpc.HostNetworkPlan:
     mine = [p for ps in ports_by_network.values() for p in ps if p.host_id == host.pk or p.device_id in moving]
     firewalls = port_firewalls(mine)
     plans = [_network_plan(host, network, ports_by_network[network.pk], moving, firewalls) for network in networks]
-    return rpc.HostNetworkPlan(host=host.name, generation=state.generation, networks=plans)
+    return rpc.HostNetworkPlan(
+        host=host.name, generation=state.generation, networks=plans, routers=router_plans(host, network_ids)
+    )
+
+
+def router_plans(host: ComputeHost, network_ids: set) -> list[rpc.RouterPlan]:
+    """The routers bound to the host, each with its legs on the networks the plan carries."""
+    routers = {str(r.pk): r for r in Router.objects.filter(host=host, admin_state_up=True)}
+    if not routers:
+        return []
+    legs: dict = defaultdict(list)
+    gateways: dict = {}
+    for port in (
+        Port.objects.filter(
+            device_id__in=list(routers),
+            device_owner__in=(Port.OWNER_ROUTER_INTERFACE, Port.OWNER_ROUTER_GATEWAY),
+            host=host,
+            network_id__in=network_ids,
+        )
+        .select_related("network")
+        .prefetch_related("fixed_ips__subnet")
+        .order_by("created_at", "id")
+    ):
+        leg = rpc.RouterLeg(
+            port_id=str(port.pk),
+            network_id=str(port.network_id),
+            mac=port.mac_address,
+            addresses=[f"{a.ip_address}/{ipaddress.ip_network(a.subnet.cidr).prefixlen}" for a in port.fixed_ips.all()],
+            mtu=port.network.mtu,
+        )
+        if port.device_owner == Port.OWNER_ROUTER_GATEWAY:
+            nexthop = next((a.subnet.gateway_ip for a in port.fixed_ips.all() if a.subnet.gateway_ip), "")
+            gateways[port.device_id] = (leg, nexthop or "")
+        else:
+            legs[port.device_id].append(leg)
+    floating: dict = defaultdict(list)
+    for router_id, address, fixed in FloatingIP.objects.filter(
+        router_id__in=list(routers), port__isnull=False, fixed_ip_address__isnull=False
+    ).values_list("router_id", "floating_ip_address", "fixed_ip_address"):
+        floating[str(router_id)].append(rpc.FloatingPlan(floating_ip=address, fixed_ip=fixed))
+    plans = []
+    for router_id, router in sorted(routers.items()):
+        gateway, nexthop = gateways.get(router_id, (None, ""))
+        if gateway is None and not legs.get(router_id):
+            continue
+        plans.append(
+            rpc.RouterPlan(
+                router_id=router_id,
+                interfaces=legs.get(router_id, []),
+                gateway=gateway,
+                gateway_nexthop=nexthop,
+                snat=router.enable_snat,
+                floating=sorted(floating.get(router_id, []), key=lambda f: f.floating_ip) if gateway else [],
+            )
+        )
+    return plans
 
 
 def _network_plan(
     host: ComputeHost, network: Network, ports: list[Port], moving: set[str], firewalls: dict
 ) -> rpc.NetworkPlan:
     dhcp = next((p for p in ports if p.device_owner == Port.OWNER_DHCP), None)
-    guests = [p for p in ports if p.device_owner != Port.OWNER_DHCP]
-    elsewhere = [p for p in guests if p.host and p.host_id != host.pk and p.host.tunnel_address]
+    guests = [p for p in ports if p.device_owner not in Port.OWNERS_NETWORK]
+    # Every device on the network somewhere else: guests and routers (a DHCP port is on every host).
+    plugged = [p for p in ports if p.device_owner not in (Port.OWNER_DHCP, Port.OWNER_FLOATING_IP)]
+    elsewhere = [p for p in plugged if p.host and p.host_id != host.pk and p.host.tunnel_address]
     remotes = sorted({p.host.tunnel_address for p in elsewhere})
     neighbours = [rpc.Neighbour(mac=p.mac_address, ip=_first_ip(p), remote=p.host.tunnel_address) for p in elsewhere]
     return rpc.NetworkPlan(
@@ -175,7 +250,7 @@ def compile_rules(rules, members: dict) -> list[rpc.RulePlan]:
             if not remote:
                 continue
         else:
-            remote = [rule.remote_ip_prefix] if rule.remote_ip_prefix else None
+            remote = [rule.normalized_cidr] if rule.remote_ip_prefix else None
         plan = rpc.RulePlan(
             direction=rule.direction,
             ethertype=rule.ethertype,
@@ -211,6 +286,11 @@ def network_state_applied(report: rpc.NetworkStateApplied) -> None:
     if host is None:
         return
     state, _ = HostNetworkState.objects.select_for_update().get_or_create(host=host)
+    if report.generation > state.generation:
+        # A plan this control plane never issued (its database started over): the host gets the current
+        # one, and what it reports of that counts. Recorded as applied, it would hide every later report.
+        transaction.on_commit(lambda: rpc.apply_network_state(host.name, plan_for(host)))
+        return
     if report.generation < state.applied_generation:
         return  # overtaken by a newer report
     state.applied_generation = report.generation
@@ -234,11 +314,3 @@ def network_state_applied(report: rpc.NetworkStateApplied) -> None:
     Port.objects.filter(device_owner=Port.OWNER_DHCP, network_id__in=serving).exclude(status=Port.Status.ACTIVE).update(
         status=Port.Status.ACTIVE, revision_number=F("revision_number") + 1, updated_at=timezone.now()
     )
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True

@@ -17,7 +17,7 @@ import uuid
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
-from portal.models import ComputeHost, IPAllocation, Network, Port, Project, Subnet
+from portal.models import ComputeHost, FloatingIP, IPAllocation, Network, Port, Project, Router, Subnet
 from portal.services import network_sync
 from portal.services import quotas as quota_services
 
@@ -433,13 +433,61 @@ def _replan(network_id, old_host_id) -> None:
 
 
 def port_delete(*, port: Port) -> None:
-    """Delete the port and free its addresses; its host unplugs it."""
+    """Delete the port and free its addresses; its host unplugs it. Floating IPs it had let go of it."""
     with transaction.atomic():
         port = Port.objects.select_for_update().get(pk=port.pk)
+        floating_ips_let_go([port.pk])
         network_sync.network_changed(port.network_id)  # every host with ports on the network, its own included
         group_services.membership_changed(port.security_groups.values_list("pk", flat=True))
         IPAllocation.objects.filter(port=port).delete()
         port.delete()
+
+
+def floating_ips_let_go(port_ids) -> None:
+    """The floating IPs associated with these ports (being deleted, or their server gone) are
+    disassociated (DOWN), and their routers' hosts stop translating them."""
+    held = FloatingIP.objects.select_for_update().filter(port_id__in=list(port_ids))
+    router_ids = set(held.values_list("router_id", flat=True))
+    if not router_ids:
+        return
+    held.update(
+        port=None,
+        fixed_ip_address=None,
+        router=None,
+        status=FloatingIP.Status.DOWN,
+        revision_number=F("revision_number") + 1,
+    )
+    network_sync.hosts_changed(Router.objects.filter(pk__in=router_ids).values_list("host_id", flat=True))
+
+
+# --- the cloud's own ports: routers' and floating IPs' ---------------------------------------------------
+
+
+def network_port_create(
+    *, network: Network, project: Project | None, device_owner: str, device_id: str, fixed_ips: list | None = None
+) -> Port:
+    """A port the network controller makes for itself (a router's leg, a floating IP's address): no
+    policy, quota or security group, no port security; its addresses as ``fixed_ips`` asks (none asked:
+    one from the first subnet with room). Call inside the transaction that needs it."""
+    requests = None if fixed_ips is None else _fixed_ip_requests(fixed_ips)
+    port = _insert_port(
+        dict(
+            network=network,
+            project=project,
+            device_owner=device_owner,
+            device_id=device_id,
+            port_security_enabled=False,
+        ),
+        None,
+    )
+    _allocate(port, network, requests)
+    return port
+
+
+def port_take_gateway(*, port: Port, subnet: Subnet) -> IPAllocation:
+    """The port takes its subnet's gateway address (a router's interface there); 409 when held."""
+    subnet = _lock_subnet(subnet)
+    return _take(port, subnet, subnet.gateway_ip)
 
 
 # --- the network's DHCP port --------------------------------------------------------------------------

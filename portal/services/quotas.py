@@ -14,7 +14,7 @@ upload's data is about to become the image's (the image API answers 413 there, a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -115,6 +115,24 @@ def quota_check(*, project: Project, user, resource: str, delta: int = 1, group:
         if _over(limit, selectors.server_group_member_count(group), delta):
             raise QuotaExceeded("Quota exceeded, too many servers in group")
         return
+
+
+def personality_quota_check(*, project: Project, user, files: Sequence[Mapping[str, str]]) -> None:
+    """The personality files of one server within ``injected_files`` (their number) and, for the longest
+    path and the longest contents (base64, as given), ``injected_file_path_bytes`` and
+    ``injected_file_content_bytes``, or QuotaExceeded with Nova's message. A user's own limit counts
+    where set, else the project's. Nothing is counted: the limits are per server."""
+    if not files:
+        return
+    limits = selectors.user_limits(project, user) if user is not None else selectors.project_limits(project)
+    if _over(limits["injected_files"], 0, len(files)):
+        raise QuotaExceeded("Personality file limit exceeded")
+    path_limit = limits["injected_file_path_bytes"]
+    if _over(path_limit, 0, max(len(f["path"]) for f in files)):
+        raise QuotaExceeded(f"Personality file path exceeds maximum {path_limit}")
+    content_limit = limits["injected_file_content_bytes"]
+    if _over(content_limit, 0, max(len(f["contents"]) for f in files)):
+        raise QuotaExceeded(f"Personality file content exceeds maximum {content_limit}")
 
 
 def image_quota_check(*, project: Project, images: int = 0, size: int = 0) -> None:

@@ -12,15 +12,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from compute_tasks import rpc
+from portal.metrics import instruments
 from portal.models import ConsoleToken, Instance, InstanceAction, InstanceActionEvent, Migration
-from portal.states import TaskState, VmState
+from portal.states import BUILD_STEPS, TaskState, VmState
 
 from . import actions, lifecycle, live_migrations, moves
 from .host_requests import instance_ref
 
 log = logging.getLogger(__name__)
 
-_BUILDING = {TaskState.SCHEDULING, TaskState.SPAWNING}
+_BUILDING = {TaskState.SCHEDULING, *BUILD_STEPS}
 
 
 def reap_expired_tasks(*, limit: int = 500) -> int:
@@ -67,6 +68,8 @@ def reap_expired_tasks(*, limit: int = 500) -> int:
                 actions.expired_task_cleanup(instance=instance, task_state=task)
         if done:
             ended += 1
+            instruments.reaper_actions.labels("end_expired_task").inc()
+            instruments.reaper_expired_tasks.labels(task).inc()
             log.warning("Ended expired task %s of instance %s", task, instance.uuid)
     return ended
 
@@ -118,12 +121,15 @@ def resend_lost_schedules(*, limit: int = 500) -> int:
             request = rpc.ScheduleRequest(instance_uuid=str(uuid), request_id=action.request_id)
             transaction.on_commit(lambda r=request: rpc.schedule_and_build(r), robust=True)
         sent += 1
+        instruments.reaper_actions.labels("resend_schedule").inc()
         log.warning("Scheduling of instance %s seems lost; sent again (%d/%d)", uuid, resends + 1, max_resends)
     return sent
 
 
 def purge_console_tokens() -> int:
     deleted, _ = ConsoleToken.objects.filter(expires_at__lt=timezone.now()).delete()
+    if deleted:
+        instruments.reaper_actions.labels("purge_console_tokens").inc(deleted)
     return deleted
 
 
@@ -162,5 +168,6 @@ def resend_lost_moves(*, limit: int = 200) -> int:
             request = rpc.MoveRequest(migration_id=migration.pk)
             transaction.on_commit(lambda s=sender, r=request: getattr(rpc, s)(r), robust=True)
         sent += 1
+        instruments.reaper_actions.labels("resend_move").inc()
         log.warning("The %s %s seems lost while waiting for a host; sent again", migration.migration_type, migration.pk)
     return sent

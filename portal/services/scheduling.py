@@ -11,7 +11,7 @@ place instances at once:
    cycle), the chosen hosts' usage is read again under the locks, and the scheduler's filters check
    the whole batch again on it. A claim on a host takes its row lock, so nothing can change under it.
 4. If a chosen host filled up between 2 and 3, everything is rolled back and the decision is taken
-   again, up to ``SCHEDULER['CLAIM_RETRIES']`` times. Otherwise every instance moves to ``spawning`` on
+   again, up to ``SCHEDULER['CLAIM_RETRIES']`` times. Otherwise every instance moves to ``networking`` on
    its host by compare-and-swap, and its build is sent once the transaction commits.
 """
 
@@ -21,7 +21,7 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from compute_tasks import rpc
+from portal.metrics import instruments
 from portal.models import ComputeHost, Image, Instance, Migration, Project, ServerGroup
 from portal.selectors.hosts import (
     forget_host_rows,
@@ -38,7 +39,7 @@ from portal.selectors.hosts import (
     instance_request_spec,
     scheduler_config,
 )
-from portal.states import TaskState, VmState
+from portal.states import BUILD_STEPS, TaskState, VmState
 from scheduler import Explanation, recheck_placements, select_hosts_for_batch
 
 from . import lifecycle, volumes
@@ -54,6 +55,21 @@ BUILD_EVENT = "compute_build_and_run_instance"
 
 class LostRace(Exception):
     """A chosen host filled up between the decision and its lock; the decision is taken again."""
+
+
+class _Outcome(NamedTuple):
+    """What one attempt at placing a request came to: the host chosen for the instance asked about, and
+    the decision (``instruments.PLACED``, ``instruments.NO_VALID_HOST``; None: nothing left to decide)."""
+
+    host: str | None
+    result: str | None = None
+
+
+def no_valid_host_reason(explanation: Explanation) -> str:
+    """A bounded name for why a request found no host: the filter that removed the last hosts (filters
+    stop running once none is left), or ``no_hosts`` when there were none to filter."""
+    removing = [step.name for step in explanation.steps if step.removed]
+    return removing[-1] if removing and explanation.total_hosts else "no_hosts"
 
 
 def _pending_batch(instance: Instance) -> list[Instance]:
@@ -110,13 +126,14 @@ def _no_valid_host_message(explanation: Explanation, previous_failure: str) -> s
     return explanation.render()
 
 
-def _place_batch(instance: Instance, request_id: str, previous_failure: str, user_token: str = "") -> str | None:
+def _place_batch(instance: Instance, request_id: str, previous_failure: str, user_token: str = "") -> _Outcome:
     """One attempt, inside the caller's transaction: decide, lock, re-check, claim. Returns the host
-    chosen for ``instance`` (None if it was not placed); raises ``LostRace`` to be run again."""
+    chosen for ``instance`` (None if it was not placed) and the decision; raises ``LostRace`` to be run
+    again."""
     conf = settings.SCHEDULER
     batch = _pending_batch(instance)
     if not any(member.pk == instance.pk for member in batch):
-        return None  # placed, deleted or reaped meanwhile
+        return _Outcome(None)  # placed, deleted or reaped meanwhile
     group_ids = sorted({member.server_group_id for member in batch if member.server_group_id})
     if group_ids:
         share_lock_projects(sorted({member.project_id for member in batch}))
@@ -153,7 +170,9 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
             message = _no_valid_host_message(explanation, previous)
             _fail_batch([member], message, _fault_details(explanation), request_id)
         log.info("No valid host for request %s: %s", instance.reservation_id, explanation.render())
-        return None
+        reason, failed = no_valid_host_reason(explanation), len(batch)
+        transaction.on_commit(lambda: instruments.no_valid_host.labels(reason).inc(failed))
+        return _Outcome(None, instruments.NO_VALID_HOST)
 
     chosen = [selection.hosts[0].host for selection in decision.selections]
     locked = dict(
@@ -173,7 +192,7 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
             member,
             expected_task_states=[TaskState.SCHEDULING],
             expected_vm_states=[VmState.BUILDING],
-            task_state=TaskState.SPAWNING,
+            task_state=TaskState.NETWORKING,  # its ports are bound to the host as it is placed there
             host_id=locked[host.host],
             availability_zone=member.availability_zone or host.availability_zone,
             build_attempts=member.build_attempts + 1,
@@ -191,7 +210,7 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
         if member.pk == instance.pk:
             placed_for_instance = host.host
         log.debug("instance %s claimed %s", member.uuid, host.host)
-    return placed_for_instance
+    return _Outcome(placed_for_instance, instruments.PLACED)
 
 
 def schedule_and_build(
@@ -205,6 +224,7 @@ def schedule_and_build(
     ``previous_failure`` is the build failure that caused a reschedule, kept in front of the fault.
     ``user_token`` (the Keystone token of the user who asked, when there is one) makes the new volumes.
     """
+    started = time.monotonic()
     instance = Instance.objects.filter(uuid=instance_uuid).first()
     if instance is None or instance.task_state != TaskState.SCHEDULING:
         return None
@@ -212,9 +232,13 @@ def schedule_and_build(
     for _attempt in range(retries + 1):
         try:
             with transaction.atomic():
-                return _place_batch(instance, request_id, previous_failure, user_token)
+                outcome = _place_batch(instance, request_id, previous_failure, user_token)
         except LostRace:
+            instruments.claim_races.inc()
             continue
+        if outcome.result is not None:
+            _count_decision(outcome.result, started)
+        return outcome.host
     with transaction.atomic():
         batch = _pending_batch(instance)
         message = (
@@ -223,7 +247,14 @@ def schedule_and_build(
         )
         _fail_batch(batch, message, message, request_id)
     log.warning("Gave up placing request %s after %d lost races", instance.reservation_id, retries + 1)
+    instruments.no_valid_host.labels("lost_races").inc(len(batch))
+    _count_decision(instruments.GAVE_UP, started)
     return None
+
+
+def _count_decision(result: str, started: float) -> None:
+    instruments.scheduling_decisions.labels(result).inc()
+    instruments.scheduling_duration.labels(result).observe(time.monotonic() - started)
 
 
 def select_destination(
@@ -292,7 +323,7 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
     if instance is None:
         return
     # An evacuation's build is reported as a boot's is, while the server's task is still ``rebuilding``.
-    expected = TaskState.REBUILDING if instance.task_state == TaskState.REBUILDING else TaskState.SPAWNING
+    expected = TaskState.REBUILDING if instance.task_state == TaskState.REBUILDING else BUILD_STEPS
     with transaction.atomic():
         done = lifecycle.task_finish(
             instance=instance,
@@ -300,7 +331,10 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
             event=BUILD_EVENT,
             request_id=report.request_id,
             reported_by=report.host,
-            vm_state=VmState.ACTIVE,
+            # An evacuated server may be built shut off (2.95, or because it was stopped before).
+            vm_state=VmState.STOPPED
+            if expected == TaskState.REBUILDING and report.power_state == rpc.SHUTDOWN
+            else VmState.ACTIVE,
             power_state=report.power_state,
             vnc_host=report.vnc_host or "",
             vnc_port=report.vnc_port,
@@ -354,7 +388,7 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
             .filter(uuid=report.instance_uuid)
             .first()
         )
-        if instance is None or instance.task_state not in (TaskState.SPAWNING, TaskState.REBUILDING):
+        if instance is None or instance.task_state not in (*BUILD_STEPS, TaskState.REBUILDING):
             return  # a duplicate report, or the instance moved on (deleted, reaped)
         if instance.host is not None and instance.host.name != report.host:
             return  # a late report from a host the build already left
@@ -377,7 +411,7 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
             # An unshelve: the server stays shelved, its image kept, for the user to try again.
             lifecycle.task_fail(
                 instance=instance,
-                expected_task_states=[TaskState.SPAWNING],
+                expected_task_states=BUILD_STEPS,
                 event="compute_unshelve_instance",
                 message=f"Unshelving instance {instance.uuid} failed on host {report.host}: {report.message}",
                 details=report.details,
@@ -392,7 +426,7 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
         if report.reschedulable and instance.build_attempts < max_attempts and not instance.requested_host:
             reschedule = lifecycle.compare_and_swap(
                 instance,
-                expected_task_states=[TaskState.SPAWNING],
+                expected_task_states=BUILD_STEPS,
                 expected_vm_states=[VmState.BUILDING],
                 task_state=TaskState.SCHEDULING,
                 host_id=None,
@@ -415,7 +449,7 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
                 message += f" Gave up after {instance.build_attempts} builds on {', '.join(attempted)}."
             lifecycle.task_fail(
                 instance=instance,
-                expected_task_states=[TaskState.SPAWNING],
+                expected_task_states=BUILD_STEPS,
                 event=BUILD_EVENT,
                 message=message,
                 details=report.details,
@@ -425,6 +459,7 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
                 host_id=None,  # the claim is released; nothing of it is left on the host
                 attempted_hosts=attempted,
             )
+    instruments.build_failures.labels(instruments.RESCHEDULED if reschedule else instruments.FAILED).inc()
     if reschedule:
         log.info("Rescheduling instance %s after a failed build on %s", report.instance_uuid, report.host)
         schedule_and_build(instance_uuid=report.instance_uuid, request_id=report.request_id, previous_failure=message)

@@ -208,14 +208,16 @@ def rule_create(
         if remote_group is not None:
             raise BadRequest("Only remote_ip_prefix or remote_group_id may be provided.")
         try:
-            net = ipaddress.ip_network(str(prefix), strict=False)
+            address = ipaddress.ip_interface(str(prefix).strip())
+            net = address.network
         except ValueError:
             raise InvalidInput(
                 f"Invalid input for remote_ip_prefix. Reason: '{str(prefix)[:64]}' is not a valid IP prefix."
             ) from None
         if (net.version == 4) != (ethertype == "IPv4"):
             raise BadRequest(f"Conflicting value ethertype {ethertype} for CIDR {net}")
-        prefix = None if net.prefixlen == 0 else str(net)
+        # Kept as given (a bare address is one host); the group matches its network.
+        prefix = None if net.prefixlen == 0 else str(address)
     description = _check_text(attrs.get("description", ""), "description")
     fields = dict(
         direction=direction,
@@ -228,12 +230,12 @@ def rule_create(
     )
     with transaction.atomic():
         group = SecurityGroup.objects.select_for_update().get(pk=group.pk)
+        cidr = str(ipaddress.ip_network(prefix, strict=False)) if prefix else None
         same = [
             r
-            for r in group.rules.filter(
-                direction=direction, ethertype=ethertype, remote_ip_prefix=prefix, remote_group=remote_group
-            )
-            if protocol_number(r.protocol) == number and r.port_range_min == low and r.port_range_max == high
+            for r in group.rules.filter(direction=direction, ethertype=ethertype, remote_group=remote_group)
+            if protocol_number(r.protocol) == number
+            and (r.port_range_min, r.port_range_max, r.normalized_cidr) == (low, high, cidr)
         ]
         if same:
             raise SecurityGroupRuleExists(same[0].pk)

@@ -168,21 +168,40 @@ def offload_shelved(*, limit: int = 100) -> int:
     return offloaded
 
 
+_UNSET: Any = object()
+
+
 def instance_unshelve(
-    *, ctx: RequestContext, instance: Instance, availability_zone: str | None = None, host: str = ""
+    *, ctx: RequestContext, instance: Instance, availability_zone: str | None = _UNSET, host: str = ""
 ) -> None:
     """A shelved server still on its host is powered on there; an offloaded one is placed again by the
-    scheduler (in ``availability_zone``, on ``host`` when an admin names one) and built from its image."""
-    if instance.vm_state == VmState.SHELVED and (availability_zone or host):
+    scheduler and built from its image.
+
+    As in Nova, an offloaded server is placed in its pinned zone; ``availability_zone`` (2.77) pins it to
+    another, and ``None`` (2.91) unpins it so that any zone will do. ``host`` (2.91, admins) names the
+    host: it must exist (``LookupError``) and lie in the zone the server will be pinned to
+    (:class:`lifecycle.StateConflict`). A zone or a host for a server still on its host is a conflict too.
+    """
+    zone_given = availability_zone is not _UNSET
+    if instance.vm_state == VmState.SHELVED and (zone_given or host):
         raise lifecycle.StateConflict(
-            f"Instance {instance.uuid} is shelved on its host: only an offloaded server can be unshelved elsewhere."
+            f"Specifying an availability zone or a host when unshelving server {instance.uuid} with status "
+            "SHELVED is not supported. The server status must be SHELVED_OFFLOADED."
         )
     if host and not ctx.is_admin:
         raise NotAllowed("Policy doesn't allow os_compute_api:os-shelve:unshelve_to_host to be performed.")
+    pinned = availability_zone if zone_given else instance.pinned_availability_zone
+    if host:
+        chosen = ComputeHost.objects.filter(name=host).first()
+        if chosen is None:
+            raise LookupError(f"Compute host {host} could not be found.")
+        if pinned is not None and _zone_of(chosen) != pinned:
+            raise lifecycle.StateConflict(f'Host "{host}" is not in the availability zone "{pinned}".')
     with transaction.atomic():
         fields: dict[str, Any] = {}
-        if availability_zone is not None:
-            fields["availability_zone"] = availability_zone
+        if instance.vm_state == VmState.SHELVED_OFFLOADED:
+            # The scheduler places it in its pinned zone, or anywhere; the chosen host's zone is recorded.
+            fields = {"availability_zone": pinned or "", "pinned_availability_zone": pinned}
         record = lifecycle.action_begin(instance=instance, action="unshelve", ctx=ctx, **fields)
         if instance.vm_state == VmState.SHELVED:
             # As Nova: still on its host, it is simply started there.

@@ -36,7 +36,7 @@ from compute_tasks import rpc
 from portal.auth.context import RequestContext
 from portal.models import BlockDeviceMapping, ComputeHost, Image, Instance, InstanceAction
 from portal.selectors.volumes import instance_volume, volume_users
-from portal.states import TaskState, VmState
+from portal.states import BUILD_STEPS, TaskState, VmState
 
 from . import lifecycle
 from .cinder import BlockStorageError, CinderAPI, cinder_api
@@ -183,24 +183,62 @@ def _locked_instance(instance: Instance) -> Instance:
 LISTING_TIMEOUT = 5.0
 
 
-def project_volumes(*, ctx: RequestContext, status: str | None = None) -> list[dict[str, Any]]:
+def project_volumes(
+    *, ctx: RequestContext, status: str | None = None, user_token: str | None = None
+) -> list[dict[str, Any]]:
     """The caller's project's volumes in Cinder, by name; BlockStorageError when Cinder cannot say."""
-    volumes = cinder_api(project_id=ctx.project.pk, timeout=LISTING_TIMEOUT).volumes(status=status)
-    return sorted(volumes, key=lambda v: ((v.get("name") or "").lower(), v.get("id") or ""))
+    cinder = cinder_api(project_id=ctx.project.pk, user_token=user_token, timeout=LISTING_TIMEOUT)
+    return sorted(cinder.volumes(status=status), key=lambda v: ((v.get("name") or "").lower(), v.get("id") or ""))
 
 
-def project_volume_create(*, ctx: RequestContext, name: str, size: int, description: str = "") -> dict[str, Any]:
+def project_volume(*, ctx: RequestContext, volume_id: str, user_token: str | None = None) -> dict[str, Any]:
+    """One of the project's volumes; VolumeNotFound for another project's."""
+    return cinder_api(project_id=ctx.project.pk, user_token=user_token).volume(volume_id)
+
+
+def project_volume_create(
+    *,
+    ctx: RequestContext,
+    name: str,
+    size: int,
+    description: str = "",
+    metadata: dict[str, str] | None = None,
+    user_token: str | None = None,
+) -> dict[str, Any]:
     """A new empty volume in the caller's project (Cinder's own quotas apply)."""
-    return cinder_api(project_id=ctx.project.pk).create_volume(size=size, name=name, description=description)
+    return cinder_api(project_id=ctx.project.pk, user_token=user_token).create_volume(
+        size=size, name=name, description=description, metadata=metadata
+    )
 
 
-def project_volume_delete(*, ctx: RequestContext, volume_id: str) -> None:
+def project_volume_delete(*, ctx: RequestContext, volume_id: str, user_token: str | None = None) -> None:
     """Delete one of the project's volumes; one that a server holds is refused here, others by Cinder."""
-    cinder = cinder_api(project_id=ctx.project.pk)
+    cinder = cinder_api(project_id=ctx.project.pk, user_token=user_token)
     volume = cinder.volume(volume_id)
     if volume.get("attachments") or volume_users(volume_id).exists():
         raise VolumeRequestError(f"Volume {volume_id} is attached to a server; detach it first.")
     cinder.delete_volume(volume_id)
+
+
+def project_snapshots(*, ctx: RequestContext, user_token: str | None = None) -> list[dict[str, Any]]:
+    cinder = cinder_api(project_id=ctx.project.pk, user_token=user_token, timeout=LISTING_TIMEOUT)
+    return sorted(cinder.snapshots(), key=lambda s: (s.get("created_at") or "", s.get("id") or ""))
+
+
+def project_snapshot(*, ctx: RequestContext, snapshot_id: str, user_token: str | None = None) -> dict[str, Any]:
+    return cinder_api(project_id=ctx.project.pk, user_token=user_token).snapshot(snapshot_id)
+
+
+def project_snapshot_create(
+    *, ctx: RequestContext, volume_id: str, force: bool, name: str, description: str, user_token: str | None = None
+) -> dict[str, Any]:
+    """A snapshot of one of the project's volumes (``force`` takes one in use, as Cinder allows)."""
+    cinder = cinder_api(project_id=ctx.project.pk, user_token=user_token)
+    return cinder.create_snapshot(volume_id, force=force, name=name, description=description)
+
+
+def project_snapshot_delete(*, ctx: RequestContext, snapshot_id: str, user_token: str | None = None) -> None:
+    cinder_api(project_id=ctx.project.pk, user_token=user_token).delete_snapshot(snapshot_id)
 
 
 # --- attach -------------------------------------------------------------------------------------------
@@ -639,7 +677,7 @@ def sweep_block_devices(*, limit: int = 200) -> int:
             acted += 1
             _release(mapping)
         elif mapping.status in (Status.ATTACHING, Status.DETACHING, Status.ROLLING_BACK):
-            if instance.task_state in (TaskState.SCHEDULING, TaskState.SPAWNING):
+            if instance.task_state in (TaskState.SCHEDULING, *BUILD_STEPS):
                 continue  # the build is still on its way
             acted += 1
             if instance.host_id is None:

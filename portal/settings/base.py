@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from compute_tasks import request_ids
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 STATE_DIR = Path(os.environ.get("CLOUD_STATE_DIR", BASE_DIR / "var"))
 
@@ -95,6 +97,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every answer carries its request's id, and everything after runs inside it.
+    "portal.api.request_ids.RequestIdMiddleware",
+    "portal.metrics.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -184,6 +189,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "conductor"
 # See compute_tasks/worker.py: the reduction after a reconnection can leave a worker consuming nothing.
 CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
+# Every line of the conductor and beat names the request it is about (compute_tasks.request_ids).
+CELERY_WORKER_LOG_FORMAT = request_ids.LOG_FORMAT
+CELERY_WORKER_TASK_LOG_FORMAT = request_ids.TASK_LOG_FORMAT
 
 # --- Our own settings, one namespace each ------------------------------------------------------------
 CLOUD = {
@@ -203,6 +211,9 @@ CLOUD = {
     # How long an instance may stay in each task state before the reaper ends it with a fault.
     "TASK_LEASES": {
         "scheduling": env_int("LEASE_SCHEDULING", 120),
+        # Each step of a build on its host has this lease (a step only leads to a later one).
+        "networking": env_int("LEASE_SPAWNING", 600),
+        "block_device_mapping": env_int("LEASE_SPAWNING", 600),
         "spawning": env_int("LEASE_SPAWNING", 600),
         "powering-on": env_int("LEASE_POWER", 180),
         "powering-off": env_int("LEASE_POWER", 180),
@@ -263,7 +274,19 @@ CLOUD = {
     "SCHEDULING_MAX_RESENDS": env_int("SCHEDULING_MAX_RESENDS", 3),
     # Seconds os-getConsoleOutput waits for the server's host to send the tail of its serial log.
     "CONSOLE_OUTPUT_TIMEOUT": env_int("CONSOLE_OUTPUT_TIMEOUT", 10),
+    # The bearer token a Prometheus scraper sends to /metrics (docs/observability.md); unset, only admins
+    # may read it. A secret: from the environment only.
+    "METRICS_TOKEN": env("METRICS_TOKEN", "") or "",
+    # Seconds /metrics waits for the broker when it asks for the queues' lengths.
+    "METRICS_BROKER_TIMEOUT": float(env("METRICS_BROKER_TIMEOUT", "2")),
 }
+
+# Prometheus counters of the API and conductor processes (docs/observability.md): every process of this
+# machine writes its own into this directory (prometheus_client's multiprocess mode) and /metrics sums them.
+# prometheus_client reads the variable when it is first imported, which is after the settings.
+METRICS_DIR = Path(env("PROMETHEUS_MULTIPROC_DIR", str(STATE_DIR / "metrics")))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+METRICS_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 SCHEDULER = {
     # Run in this order; see docs/scheduler.md for what each does.
@@ -402,9 +425,17 @@ PORTAL = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "portal.internal.logging.RedactConsoleTokens"}},
+    "filters": {
+        "redact_tokens": {"()": "portal.internal.logging.RedactConsoleTokens"},
+        "request_id": {"()": "compute_tasks.request_ids.RequestIdFilter"},
+    },
+    "formatters": {"request": {"format": request_ids.LOG_FORMAT}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["redact_tokens", "request_id"],
+            "formatter": "request",
+        },
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {

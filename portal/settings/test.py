@@ -1,7 +1,10 @@
 """Tests run against PostgreSQL (``DATABASE_URL``), never SQLite, so concurrency is real."""
 
+import atexit
 import os
 import secrets
+import shutil
+import tempfile
 
 import dj_database_url
 
@@ -18,6 +21,10 @@ os.environ.setdefault("SCHEDULER_HOST_STATE_MAX_AGE", "0")
 os.environ.setdefault("NETWORK_MODE", "user")
 # Live pages look for changes five times a second, so tests of them wait for an event a fifth as long.
 os.environ.setdefault("PORTAL_LIVE_POLL_INTERVAL", "0.2")
+# The metrics of this test run's processes (the test process and the workers it starts) are theirs alone.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cloud-test-metrics-")
+    atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 from .base import *  # noqa: E402, F403
 from .base import CLOUD, STATE_DIR, STATIC_ROOT  # noqa: E402

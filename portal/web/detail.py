@@ -1,5 +1,5 @@
-"""What an instance's page shows besides the instance: its volumes, its network interfaces, its action log with
-events, and its image."""
+"""What an instance's page shows besides the instance: its volumes, its network interfaces, its security groups,
+its floating IPs, its action log with events, and its image."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from portal.selectors import security_groups as group_selectors
 from portal.selectors.flavors import flavors_visible
 from portal.selectors.images import image_get
 from portal.selectors.networks import networks_usable
+from portal.selectors.router_listings import instance_floating_ips
 from portal.selectors.volumes import instance_volumes
 from portal.services import cinder, instance_ports
 from portal.services import volumes as volume_services
 
+from .floating_ips import InstanceAssociateForm, instance_form
 from .presenters import present
 
 ACTION_LOG_LENGTH = 20
@@ -159,6 +161,25 @@ def interface_panel(instance: Instance, ctx: RequestContext) -> InterfacePanel:
     return InterfacePanel(rows=rows, user_mode=user_mode, can_change=can_change, networks=networks)
 
 
+@dataclass(frozen=True)
+class FloatingIPPanel:
+    """The floating IPs that stand for the instance's addresses, and (when the viewer may change them) the
+    form that points one more at it: a free one of the project or a new one, at one of its addresses."""
+
+    rows: list
+    can_change: bool
+    form: InstanceAssociateForm | None
+
+
+def floating_ip_panel(instance: Instance, ctx: RequestContext) -> FloatingIPPanel:
+    can_change = ctx.can_write and instance.networks != "auto"  # a user-mode NIC has no address to point at
+    return FloatingIPPanel(
+        rows=instance_floating_ips(instance),
+        can_change=can_change,
+        form=instance_form(instance, ctx) if can_change else None,
+    )
+
+
 def detail_context(instance: Instance, ctx: RequestContext) -> dict:
     actions = list(
         InstanceAction.objects.filter(instance=instance)
@@ -188,5 +209,6 @@ def detail_context(instance: Instance, ctx: RequestContext) -> dict:
         "volumes": panel,
         "interfaces": interface_panel(instance, ctx),
         "security_groups": security_group_panel(instance, ctx),
+        "floating_ips": floating_ip_panel(instance, ctx),
         "resize_flavors": flavors,
     }

@@ -8,6 +8,7 @@ import re
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 
 from portal.auth.context import RequestContext
 from portal.models import Image, Keypair
@@ -32,6 +33,15 @@ MAX_COUNT = 100
 class PortalForm(forms.Form):
     """Django names each field's error list ``<id>_error`` in the input's aria-describedby; _field.html
     gives the errors that id, so screen readers read them with the field."""
+
+
+def errors_as_messages(request, form: forms.Form) -> None:
+    """A small form's errors as messages on the page it goes back to (it has no page of its own), each
+    prefixed with its field's label."""
+    for field, errors in form.errors.items():
+        label = form.fields[field].label if field in form.fields else None
+        for error in errors:
+            messages.error(request, f"{label}: {error}" if label else error)
 
 
 def _check_name(value: str) -> str:

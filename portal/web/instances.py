@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from portal.selectors.instances import instances_visible, with_latest_faults
+from portal.selectors.instances import instances_listed
 from portal.services.actions import NotAllowed
 from portal.services.instances import InvalidRequest
 from portal.services.lifecycle import StateConflict
@@ -17,6 +17,7 @@ from portal.services.quotas import QuotaExceeded
 from .context import instance_or_404, page, portal_view
 from .detail import detail_context
 from .forms import LaunchForm
+from .graphs import GRAPH_RANGES
 from .instance_actions import BUTTONS, perform, resize
 from .launch import launch
 from .presenters import present
@@ -26,7 +27,7 @@ from .presenters import present
 @portal_view
 def instance_list(request: HttpRequest) -> HttpResponse:
     ctx = request.ctx
-    views = [present(instance, ctx) for instance in with_latest_faults(instances_visible(ctx))]
+    views = [present(instance, ctx) for instance in instances_listed(ctx)]
     return page(
         request,
         "portal/instances.html",
@@ -42,7 +43,12 @@ def instance_detail(request: HttpRequest, server_id) -> HttpResponse:
     return page(
         request,
         "portal/instance_detail.html",
-        {"section": "instances", **context, "rendered_at": timezone.now().isoformat()},
+        {
+            "section": "instances",
+            **context,
+            "rendered_at": timezone.now().isoformat(),
+            "graph_ranges": GRAPH_RANGES,
+        },
     )
 
 

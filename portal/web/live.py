@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 
-from portal.models import InstanceAction, Port
+from portal.models import FloatingIP, InstanceAction, Port
 from portal.selectors.instances import instance_get, instances_visible, with_latest_faults
 from portal.states import VmState
 
@@ -141,19 +141,29 @@ def instance_list_events(request: HttpRequest) -> StreamingHttpResponse:
 @require_GET
 @portal_view
 def instance_detail_events(request: HttpRequest, server_id) -> StreamingHttpResponse:
-    """Changes to one instance, its action log or its ports (an interface turning ACTIVE when its host has
-    plugged it), with the live part of its page rendered."""
+    """Changes to one instance, its action log, its ports (an interface turning ACTIVE when its host has
+    plugged it) or the floating IPs that stand for them, with the live part of its page rendered."""
     ctx = request.ctx
     if instance_get(ctx, server_id) is None:
         raise Http404("No such instance")
+    floating_seen: set | None = None
 
     def changes(since: datetime):
+        nonlocal floating_seen
         instance = instance_get(ctx, server_id) or _deleted(ctx, server_id)
         if instance is None:
             return
         last_action = InstanceAction.objects.filter(instance=instance).aggregate(newest=Max("updated_at"))["newest"]
         last_port = Port.objects.filter(device_id=str(instance.uuid)).aggregate(newest=Max("updated_at"))["newest"]
         moment = max(instance.updated_at, last_action or instance.updated_at, last_port or instance.updated_at)
+        # A floating IP that leaves the instance's ports no longer points at them: the set is compared
+        # with the last one seen, not a time.
+        floating = set(FloatingIP.objects.filter(port__device_id=str(instance.uuid)).values_list("pk", "updated_at"))
+        floating_moved = floating_seen is not None and floating != floating_seen
+        floating_seen = floating
+        moment = max([moment, *(updated for _, updated in floating)])
+        if floating_moved:
+            moment = max(moment, timezone.now())
         if moment <= since:
             return
         context = detail_context(instance, ctx)

@@ -9,11 +9,24 @@ from portal.models import Instance
 from portal.selectors.consoles import instance_has_console
 from portal.selectors.instances import latest_fault
 from portal.services.consoles import console_permitted
-from portal.states import PowerState, VmState, api_status, available_actions
+from portal.states import PowerState, TaskState, VmState, api_status, available_actions, server_progress
 
 from .instance_actions import BUTTONS
 
 _POWER_LABELS = dict(PowerState.CHOICES)
+
+# The steps of a build or a move as people read them; ``{percent}`` is the step's own figure.
+_STEP_LABELS = {
+    TaskState.SCHEDULING: "Scheduling",
+    TaskState.NETWORKING: "Networking",
+    TaskState.BLOCK_DEVICE_MAPPING: "Downloading the image: {percent} %",
+    TaskState.SPAWNING: "Spawning",
+    TaskState.RESIZE_PREP: "Preparing the move",
+    TaskState.RESIZE_MIGRATING: "Copying the disk",
+    TaskState.RESIZE_MIGRATED: "Disk copied",
+    TaskState.RESIZE_FINISH: "Starting on the new host",
+    TaskState.MIGRATING: "Live migration: {percent} % moved",
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,9 @@ class InstanceView:
     host: str | None  # None when the viewer may not see hosts
     fault: object | None
     can_resize: bool = False
+    # A build's or a move's progress (the API's ``progress``) and its step in words, while it has one.
+    progress: int | None = None
+    step: str = ""
 
     @property
     def uuid(self) -> str:
@@ -62,10 +78,25 @@ def present(instance: Instance, ctx: RequestContext) -> InstanceView:
         status=status,
         task_state=instance.task_state or "",
         power=_POWER_LABELS.get(instance.power_state, str(instance.power_state)),
-        addresses=[a["addr"] for a in instance.addresses or [] if isinstance(a, dict) and a.get("addr")],
+        addresses=[
+            f"{a['addr']} (floating)" if a.get("type") == "floating" else a["addr"]
+            for a in instance.addresses or []
+            if isinstance(a, dict) and a.get("addr")
+        ],
         buttons=buttons,
         can_console=console_permitted(ctx) and instance_has_console(instance),
         host=(instance.host.name if instance.host_id else "") if ctx.is_admin else None,
         fault=latest_fault(instance) if show_fault else None,
         can_resize="resize" in actions,
+        **_progress(instance),
     )
+
+
+def _progress(instance: Instance) -> dict:
+    label = _STEP_LABELS.get(instance.task_state or "")
+    if label is None:
+        return {}
+    return {
+        "progress": server_progress(instance.vm_state, instance.task_state, instance.step_progress),
+        "step": label.format(percent=instance.step_progress),
+    }

@@ -17,6 +17,7 @@ from portal.services import security_groups as group_services
 from portal.services.network_errors import NetworkError
 
 from .context import instance_or_404, page, portal_view
+from .forms import errors_as_messages
 
 READ_ONLY = "Your role in this project is read-only."
 PROTOCOLS = [("", "Any"), ("tcp", "TCP"), ("udp", "UDP"), ("icmp", "ICMP")]
@@ -174,10 +175,7 @@ def rule_add(request: HttpRequest, group_id) -> HttpResponse:
         return back
     form = RuleCreateForm(request.POST, groups=_project_groups(ctx).prefetch_related(None))
     if not form.is_valid():
-        for field, errors in form.errors.items():
-            label = form.fields[field].label if field in form.fields else None
-            for error in errors:
-                messages.error(request, f"{label}: {error}" if label else error)
+        errors_as_messages(request, form)
         return back
     attrs, remote_group = form.service_arguments()
     try:

@@ -188,8 +188,10 @@ def fault_of(instance_uuid: str) -> InstanceFault | None:
 
 
 class HostRowLock:
-    """Holds ``SELECT … FOR UPDATE`` on a compute host's row from another connection: a conductor that
-    claims that host waits on it, in the middle of scheduling, for as long as the test wants."""
+    """Holds a ``FOR KEY SHARE`` lock on a compute host's row from another connection: a conductor that
+    claims that host (``SELECT … FOR UPDATE``) waits on it, in the middle of scheduling, for as long as
+    the test wants. The host's heartbeats (an ``UPDATE`` of columns that are not keys) go on meanwhile:
+    blocked, they would fill the conductor's workers before the request reaches one."""
 
     def __init__(self, host: str):
         self.host = host
@@ -199,8 +201,9 @@ class HostRowLock:
 
     def _hold(self):
         try:
-            with transaction.atomic():
-                ComputeHost.objects.select_for_update().get(name=self.host)
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT id FROM portal_computehost WHERE name = %s FOR KEY SHARE", [self.host])
+                assert cursor.fetchone() is not None, self.host
                 self.held.set()
                 self.release.wait(120)
         finally:
@@ -217,12 +220,12 @@ class HostRowLock:
 
     @staticmethod
     def waiters() -> int:
-        """Backends of other processes waiting for a row lock on the hosts table right now."""
+        """Backends of other processes waiting to lock a row of the hosts table right now (a claim)."""
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND wait_event_type = 'Lock' AND query ILIKE %s AND pid <> pg_backend_pid()",
-                ["%portal_computehost%"],
+                ["SELECT%portal_computehost%FOR UPDATE%"],
             )
             return cursor.fetchone()[0]
 

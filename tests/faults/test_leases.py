@@ -65,10 +65,10 @@ def test_no_task_outlives_its_lease(tenant, image, faults, tmp_path):
         reboot = {"reboot": {"type": "SOFT"}}
         assert session.post(f"{api}/servers/{second}/action", json=reboot, timeout=30).status_code == 202
         wait_until(
-            lambda: Instance.objects.get(uuid=third).task_state == "spawning", 30, message="the build to be sent"
+            lambda: Instance.objects.get(uuid=third).task_state == "networking", 30, message="the build to be sent"
         )
         tasks = dict(Instance.objects.filter(project=tenant.project).values_list("name", "task_state"))
-        assert tasks == {"to-stop": "powering-off", "to-reboot": "rebooting", "to-build": "spawning"}, tasks
+        assert tasks == {"to-stop": "powering-off", "to-reboot": "rebooting", "to-build": "networking"}, tasks
 
         longest = max(int(LEASES[k]) for k in ("LEASE_SPAWNING", "LEASE_POWER"))
         wait_until(

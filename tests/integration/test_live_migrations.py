@@ -105,7 +105,11 @@ def test_a_live_migration_moves_the_running_server_with_progress(cloud, sent, dj
     progress(migration, "hv2", 0)  # the destination does not speak for the source's transfer
     migration.refresh_from_db()
     assert (migration.memory_processed_bytes, migration.memory_remaining_bytes) == (60, 40)
+    instance.refresh_from_db()
     assert instance.vm_state == VmState.ACTIVE and instance.host.name == "hv1"
+    # The server's progress is the transfer's (the compute API's ``progress`` while MIGRATING).
+    assert (instance.step_progress, migration.transfer_percent) == (60, 60)
+    assert states.server_progress(instance.vm_state, instance.task_state, instance.step_progress) == 60
 
     report(capture, instance, "hv1", "live_migrate", migration_id=migration.pk, power_state=rpc.NOSTATE)
     assert sent.pop()[:2] == ("post_live_migration", "hv2")
@@ -121,6 +125,32 @@ def test_a_live_migration_moves_the_running_server_with_progress(cloud, sent, dj
     )
     assert migration.status == "completed"
     assert usage("hv1") == (0, 0) and usage("hv2") == (1, 512)
+
+
+def test_the_destination_reports_the_final_figures_and_a_late_report_does_not_take_them_back(
+    cloud, sent, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    migration = start_live(cloud, sent, capture)
+    make_host("hv3", vcpus=8, memory_mb=8192)
+    progress(migration, "hv1", 40)
+    report(capture, cloud.instance, "hv1", "live_migrate", migration_id=migration.pk, power_state=rpc.NOSTATE)
+    migration.refresh_from_db()
+    assert migration.status == "post-migrating"
+
+    progress(migration, "hv3", 0)  # a host that takes no part in it
+    migration.refresh_from_db()
+    assert migration.memory_remaining_bytes == 40
+    progress(migration, "hv2", 0)  # the guest arrived: the destination kept the job's final figures
+    migration.refresh_from_db()
+    assert (migration.memory_processed_bytes, migration.memory_remaining_bytes, migration.transfer_percent) == (
+        100,
+        0,
+        100,
+    )
+    progress(migration, "hv1", 40)  # the source's older figures, delivered late
+    migration.refresh_from_db()
+    assert (migration.memory_processed_bytes, migration.memory_remaining_bytes) == (100, 0)
 
 
 def test_an_aborted_live_migration_leaves_the_server_on_its_source(cloud, sent, django_capture_on_commit_callbacks):
@@ -355,3 +385,39 @@ def test_a_move_whose_placing_message_was_lost_is_sent_again(cloud, sent, settin
     run(capture, live_migrations.live_migrate_server, migration_id=migration.pk)
     Migration.objects.filter(pk=migration.pk).update(updated_at=timezone.now() - timedelta(seconds=60))
     assert reaper.resend_lost_moves() == 0
+
+
+@pytest.mark.parametrize(("stopped", "power_on"), [(False, True), (True, False)])
+def test_an_evacuation_from_2_95_leaves_the_server_stopped(
+    cloud, sent, django_capture_on_commit_callbacks, stopped, power_on
+):
+    capture = django_capture_on_commit_callbacks
+    instance = cloud.instance
+    ComputeHost.objects.filter(name="hv1").update(forced_down=True)
+    run(capture, live_migrations.instance_evacuate, ctx=cloud.admin, instance=instance, stopped=stopped)
+    migration = Migration.objects.get(instance=instance)
+    assert migration.power_on is power_on
+    run(capture, live_migrations.evacuate_server, migration_id=migration.pk)
+    name, host, build = sent.pop()
+    assert (name, host, build.power_on) == ("build_and_run_instance", "hv2", power_on)
+    built = rpc.InstanceBuilt(
+        instance_uuid=str(instance.uuid),
+        host="hv2",
+        request_id="r",
+        power_state=rpc.RUNNING if power_on else rpc.SHUTDOWN,
+        vnc_host="",
+        vnc_port=5900,
+    ).to_dict()
+    with capture(execute=True):
+        tasks.instance_built(built, signed_as_host("hv2", rpc.INSTANCE_BUILT, built))
+    instance.refresh_from_db()
+    expected = VmState.ACTIVE if power_on else VmState.STOPPED
+    assert (instance.vm_state, instance.task_state, instance.host.name) == (expected, None, "hv2")
+
+
+def test_an_evacuated_server_that_was_stopped_stays_stopped(cloud, sent, django_capture_on_commit_callbacks):
+    Instance.objects.filter(pk=cloud.instance.pk).update(vm_state=VmState.STOPPED, power_state=rpc.SHUTDOWN)
+    cloud.instance.refresh_from_db()
+    ComputeHost.objects.filter(name="hv1").update(forced_down=True)
+    run(django_capture_on_commit_callbacks, live_migrations.instance_evacuate, ctx=cloud.admin, instance=cloud.instance)
+    assert Migration.objects.get(instance=cloud.instance).power_on is False

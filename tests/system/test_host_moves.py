@@ -81,6 +81,10 @@ class ImageStore:
 class Reports:
     def __init__(self):
         self.sent = []
+        self.progress = []  # the build's steps and download percents, kept apart from the results
+
+    def build_progress(self, progress):
+        self.progress.append(progress)
 
     def instance_built(self, result):
         self.sent.append(result)

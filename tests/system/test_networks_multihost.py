@@ -10,6 +10,11 @@ reaches nothing of its hypervisor; the machines beyond reach it once a security 
 (ICMP and TCP 80); live-migrated to the other host, it is still reachable there. Then,
 with the guests running: a NIC is plugged in through
 os-interface, a port deleted is unplugged, and a bridge deleted behind the host's back comes back.
+
+Behind a router (on one host) with its gateway on ``public``, two subnets' guests (one per host) reach
+each other and the machines beyond, seen there as the router's address, or as the floating IP of the one
+that has one; from beyond, the floating IP leads to its guest once a group admits it, and to the other
+guest once re-associated.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ import re
 import pytest
 
 from compute_tasks.dataplane.desired import bridge_name
-from portal.models import HostNetworkState, Instance, Port, Role
+from portal.models import HostNetworkState, Instance, Port, Role, Router
 from tests.http import ApiUser
 from tests.images import public_image
 from tests.libvirt_hosts import LibvirtHosts, start_compute_on
-from tests.network_hosts import OUTSIDE, OUTSIDE_ADDRESS, PUBLIC_CIDR, NetworkHosts, in_ns
+from tests.network_hosts import OUTSIDE, OUTSIDE_ADDRESS, PUBLIC_CIDR, NetworkHosts, in_ns, sh
 from tests.processes import Cluster, purge_broker, wait_for_host, wait_until
 from tests.system.conftest import TWO_HOSTS
 
@@ -262,3 +267,130 @@ def test_guests_on_networks_across_hosts(cloud, live_server, tiny_flavor, demo_i
     a_bridge = bridge_name(a_net["id"])
     wait_until(lambda: in_ns(cloud.network.namespaces[first], "ip", "link", "show", a_bridge).returncode != 0, 30,
                message="the network gone from the host")  # fmt: skip
+
+
+# A routed guest's user data: wait for its lease, serve a page, ask the machine beyond who it sees, and
+# try the guest behind the router's other subnet.
+ROUTED_PROBE = """#!/bin/sh
+for i in $(seq 1 60); do ip -4 addr show eth0 | grep -q 'inet ' && break; sleep 1; done
+mkdir -p /www && echo "page-of-$(hostname)" > /www/index.html && httpd -p 80 -h /www
+seen=
+for i in $(seq 1 30); do seen=$(timeout 4 wget -q -O - "http://{outside}:8081/" 2>/dev/null) && break; sleep 1; done
+echo "NET-SEEN-AS [$seen]"
+page=
+for i in $(seq 1 30); do page=$(timeout 4 wget -q -O - "http://{peer}/" 2>/dev/null) && break; sleep 1; done
+echo "NET-FETCH {peer} [$page]"
+echo "NET-DONE"
+"""
+
+
+def test_routers_and_floating_ips_across_hosts(cloud, live_server, tiny_flavor, demo_image):
+    """Two subnets behind one router with its gateway on public: each guest reaches the other subnet and
+    the machines beyond, translated to the router's address; a floating IP makes its guest reachable from
+    beyond (once a group admits it) and its traffic leave as that address; re-associated, it leads to the
+    other guest. The router runs on one host, the guests on both."""
+    first, second = list(TWO_HOSTS)
+    # The database was emptied after the test before: a router finds a host once the hosts have said
+    # again where their tunnels end and which physical networks they carry.
+    for name in TWO_HOSTS:
+        wait_for_host(name)
+    a = Networking(live_server.url, role=Role.ADMIN)
+    image = public_image(project=a.ctx.project, path=demo_image, name="demo")
+    public = a.made(
+        "/networks",
+        {"network": {"name": "public", "router:external": True, "provider:network_type": "flat",
+                     "provider:physical_network": "public"}},
+    )  # fmt: skip
+    a.made(
+        "/subnets",
+        {"subnet": {"network_id": public["id"], "cidr": PUBLIC_CIDR, "ip_version": 4, "gateway_ip": OUTSIDE_ADDRESS,
+                    "allocation_pools": [{"start": "10.252.100.60", "end": "10.252.100.90"}]}},
+    )  # fmt: skip
+    nets = {}
+    for name, cidr in (("left", "10.61.0.0/24"), ("right", "10.62.0.0/24")):
+        net = a.made("/networks", {"network": {"name": name}})
+        sub = a.made("/subnets", {"subnet": {"network_id": net["id"], "cidr": cidr, "ip_version": 4}})
+        nets[name] = (net, sub)
+    router = a.made("/routers", {"router": {"name": "r1", "external_gateway_info": {"network_id": public["id"]}}})
+    for _net, sub in nets.values():
+        added = a.net("PUT", f"/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
+        assert added.status_code == 200, added.text
+    router = a.net("GET", f"/routers/{router['id']}").json()["router"]
+    assert Router.objects.get(pk=router["id"]).host is not None
+    gateway_ip = router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
+    cloud.network.serve(OUTSIDE, OUTSIDE_ADDRESS, 8081, "{client}")
+
+    def routed(peer: str) -> str:
+        return base64.b64encode(ROUTED_PROBE.format(outside=OUTSIDE_ADDRESS, peer=peer).encode()).decode()
+
+    left_id = boot(a, image, "left1", second, [{"uuid": nets["left"][0]["id"], "fixed_ip": "10.61.0.11"}],
+                   routed("10.62.0.12"))  # fmt: skip
+    right_id = boot(a, image, "right1", first, [{"uuid": nets["right"][0]["id"], "fixed_ip": "10.62.0.12"}],
+                    routed("10.61.0.11"))  # fmt: skip
+    servers = {"left1": (second, left_id), "right1": (first, right_id)}
+    left_port = a.net("GET", f"/ports?device_id={left_id}").json()["ports"][0]
+    right_port = a.net("GET", f"/ports?device_id={right_id}").json()["ports"][0]
+    # The floating IP is there before the guest boots: its first connection out leaves as that address.
+    fip = a.made("/floatingips", {"floatingip": {"floating_network_id": public["id"], "port_id": left_port["id"]}})
+    address = fip["floating_ip_address"]
+    try:
+        for name, (host, server_id) in servers.items():
+            wait_until(lambda s=server_id: a.server(s)["status"] in ("ACTIVE", "ERROR"), 240, message=f"{name} built")
+            assert a.server(server_id)["status"] == "ACTIVE", cloud.logs()
+            wait_until(lambda h=host, s=server_id: "NET-DONE" in console(cloud, h, s), 180, message=f"{name} probed")
+        left, right = console(cloud, second, left_id), console(cloud, first, right_id)
+        # Out through the router: the guest with the floating IP as that address, the other as the router's.
+        assert f"NET-SEEN-AS [{address}]" in left, left[-2000:]
+        assert f"NET-SEEN-AS [{gateway_ip}]" in right, right[-2000:]
+        # The two subnets reach each other through it.
+        assert "NET-FETCH 10.62.0.12 [page-of-right1]" in left, left[-2000:]
+        assert "NET-FETCH 10.61.0.11 [page-of-left1]" in right, right[-2000:]
+
+        # The router's ports are plugged on the host running it; the server shows its floating address.
+        def router_ports() -> list:
+            return a.net("GET", f"/ports?device_id={router['id']}").json()["ports"]
+
+        wait_until(lambda: {p["status"] for p in router_ports()} == {"ACTIVE"}, 30, message="router ports ACTIVE")
+        assert len(router_ports()) == 3
+        shown = a.server(left_id)["addresses"]["left"]
+        assert {"addr": address, "version": 4, "OS-EXT-IPS:type": "floating",
+                "OS-EXT-IPS-MAC:mac_addr": left_port["mac_address"]} in shown, shown  # fmt: skip
+
+        def from_outside(url: str) -> str:
+            return in_ns(OUTSIDE, "timeout", "4", "busybox", "wget", "-q", "-O", "-", url).stdout.strip()
+
+        # The default group keeps the machines beyond out, floating IP or not; "web" lets port 80 in.
+        assert from_outside(f"http://{address}/") == ""
+        web = a.made("/security-groups", {"security_group": {"name": "web"}})
+        rule = {"security_group_id": web["id"], "direction": "ingress", "protocol": "tcp", "port_range_min": 80,
+                "port_range_max": 80, "remote_ip_prefix": "0.0.0.0/0"}  # fmt: skip
+        a.made("/security-group-rules", {"security_group_rule": rule})
+        for server_id in (left_id, right_id):
+            added = a.post(f"/servers/{server_id}/action", {"addSecurityGroup": {"name": "web"}})
+            assert added.status_code == 202, added.text
+        wait_until(lambda: from_outside(f"http://{address}/") == "page-of-left1", 30, message="the floating IP in")
+        # A fixed address behind the router is not reachable from beyond.
+        assert from_outside("http://10.62.0.12/") == ""
+        # Re-associated, the address leads to the other guest, on the other host.
+        moved = a.net("PUT", f"/floatingips/{fip['id']}", {"floatingip": {"port_id": right_port["id"]}})
+        assert moved.status_code == 200, moved.text
+        wait_until(lambda: from_outside(f"http://{address}/") == "page-of-right1", 30, message="re-associated")
+        assert all(a["OS-EXT-IPS:type"] == "fixed" for a in a.server(left_id)["addresses"]["left"])
+    finally:
+        for _name, (_host, server_id) in servers.items():
+            a.delete(f"/servers/{server_id}")
+        for _name, (_host, server_id) in servers.items():
+            wait_until(lambda s=server_id: a.get(f"/servers/{s}").status_code == 404, 90, message="deleted")
+    # The floating IP stays the project's, associated to nothing; the router's namespace goes with it.
+    assert a.net("GET", f"/floatingips/{fip['id']}").json()["floatingip"]["port_id"] is None
+    assert a.net("DELETE", f"/floatingips/{fip['id']}").status_code == 204
+    for _net, sub in nets.values():
+        removed = a.net("PUT", f"/routers/{router['id']}/remove_router_interface", {"subnet_id": sub["id"]})
+        assert removed.status_code == 200, removed.text
+    assert a.net("PUT", f"/routers/{router['id']}", {"router": {"external_gateway_info": {}}}).status_code == 200
+    assert a.net("DELETE", f"/routers/{router['id']}").status_code == 204
+
+    def router_namespaces() -> list[str]:
+        return [n for n in sh("ip", "netns", "list").stdout.split() if n.startswith("ntest-") and "-qrouter-" in n]
+
+    wait_until(lambda: router_namespaces() == [], 30, message="the router gone from its host")

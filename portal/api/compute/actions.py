@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
-from django.conf import settings
 from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
@@ -16,17 +13,19 @@ from portal.selectors.keypairs import keypair_get
 from portal.services import actions as action_services
 from portal.services import console_output, instance_ports, live_migrations, shelving
 from portal.services import consoles as console_services
+from portal.services import floating_ips as floating_ip_services
 from portal.services import instances as instance_services
 from portal.services import moves as move_services
-from portal.services.images import ImageError, ImageForbidden, ImageQuotaExceeded, ImageTooLarge
+from portal.services.images import ImageForbidden, ImageQuotaExceeded
 from portal.services.lifecycle import StateConflict
 from portal.services.network_errors import NetworkError
 from portal.services.quotas import QuotaExceeded
 
+from . import validation
+from .image_actions import ImageActionsMixin
 from .links import links
 from .serializers import (
     ConsoleOutputSerializer,
-    CreateImageSerializer,
     EvacuateSerializer,
     LiveMigrateSerializer,
     LockSerializer,
@@ -47,15 +46,7 @@ class ServiceUnavailable(APIError):
     default_detail = "The service is unavailable; try again later."
 
 
-def _args(serializer_class, args, request, *, required: bool = True):
-    """The action's argument object, validated; ``null`` counts as an empty object where allowed."""
-    if args is None and not required:
-        args = {}
-    if not isinstance(args, dict):
-        raise BadRequest("The action's argument must be an object.")
-    serializer = serializer_class(data=args, context={"api_version": request.api_version})
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+_args = validation.action_args
 
 
 def _single_action(body) -> tuple[str, object]:
@@ -64,7 +55,7 @@ def _single_action(body) -> tuple[str, object]:
     return next(iter(body.items()))
 
 
-class ServerActionView(ComputeAPIView):
+class ServerActionView(ImageActionsMixin, ComputeAPIView):
     def post(self, request, server_id):
         name, args = _single_action(request.data)
         handler = getattr(self, "action_" + name.replace("-", "_"), None)
@@ -130,6 +121,19 @@ class ServerActionView(ComputeAPIView):
         action_services.instance_unlock(ctx=self.ctx, instance=instance)
         return Response(status=202)
 
+    def action_injectNetworkInfo(self, request, instance, args):  # noqa: N802
+        """Admins: 202 and nothing else, as with Nova's libvirt driver: guests take their addresses by DHCP
+        and from the config drive, so there is nothing to inject."""
+        self.require_admin()
+        return Response(status=202)
+
+    def action_restore(self, request, instance, args):
+        # Deletion here is never deferred (Nova's reclaim_instance_interval 0): no server is SOFT_DELETED.
+        raise Conflict(f"Cannot 'restore' instance {instance.uuid} while it is in vm_state {instance.vm_state}")
+
+    def action_forceDelete(self, request, instance, args):  # noqa: N802
+        raise Conflict(f"Cannot 'forceDelete' instance {instance.uuid} while it is in vm_state {instance.vm_state}")
+
     def action_os_resetState(self, request, instance, args):  # noqa: N802
         state = _args(ResetStateSerializer, args, request)["state"]
         action_services.instance_reset_state(ctx=self.ctx, instance=instance, state=state)
@@ -147,6 +151,13 @@ class ServerActionView(ComputeAPIView):
             changes["description"] = data["description"]
         if "user_data" in data:
             changes["user_data"] = data["user_data"]
+        if "personality" in data:
+            changes["personality"] = data["personality"]
+        if "hostname" in data:
+            changes["hostname"] = data["hostname"]
+        for field, argument in (("accessIPv4", "access_ip_v4"), ("accessIPv6", "access_ip_v6")):
+            if field in data:
+                changes[argument] = data[field]
         if "key_name" in data:
             keypair = None
             if data["key_name"] is not None:
@@ -156,29 +167,17 @@ class ServerActionView(ComputeAPIView):
             changes["keypair"] = keypair
         metadata = data.get("metadata")
         action_services.instance_rebuild(
-            ctx=self.ctx, instance=instance, image=image, name=data.get("name"), metadata=metadata, **changes
+            ctx=self.ctx,
+            instance=instance,
+            image=image,
+            name=data.get("name"),
+            metadata=metadata,
+            reimage_volume=request.api_version >= "2.93",  # a volume-backed server's root volume from 2.93
+            **changes,
         )
         fresh = get_instance_or_404(self, instance.uuid)
         response = Response({"server": server_brief(fresh, request, self.ctx, rebuild=True)}, status=202)
         response["Location"] = links("servers", fresh.uuid)[0]["href"]
-        return response
-
-    def action_createImage(self, request, instance, args):  # noqa: N802
-        data = _args(CreateImageSerializer, args, request)
-        try:
-            image = action_services.instance_snapshot(
-                ctx=self.ctx, instance=instance, name=data["name"], metadata=data.get("metadata")
-            )
-        except (ImageForbidden, ImageQuotaExceeded) as exc:  # the compute API's quota refusals are 403
-            raise Forbidden(str(exc)) from None
-        except ImageTooLarge as exc:
-            raise BadRequest(str(exc)) from None
-        except ImageError as exc:
-            raise BadRequest(str(exc)) from None
-        if request.api_version >= "2.45":
-            return Response({"image_id": str(image.id)}, status=202)
-        response = Response(status=202)
-        response["Location"] = f"{settings.CLOUD['PUBLIC_URL']}/image/v2/images/{image.id}"
         return response
 
     # --- moves ------------------------------------------------------------------------------------------
@@ -224,22 +223,46 @@ class ServerActionView(ComputeAPIView):
         return Response(status=202)
 
     def action_unshelve(self, request, instance, args):
-        # An offloaded server may be unshelved into another availability zone from 2.77.
-        zone = None
-        if args is not None and request.api_version >= "2.77":
+        # An offloaded server may be unshelved into another availability zone from 2.77; from 2.91 the zone
+        # may be null (unpinned) and an admin may name the host.
+        kwargs = {}
+        version = request.api_version
+        if version >= "2.91" and args is not None:
+            if not isinstance(args, dict) or not set(args) <= {"availability_zone", "host"}:
+                raise BadRequest(
+                    "Invalid input for field/attribute unshelve. Value: must be null or an object with "
+                    "'availability_zone' and 'host'."
+                )
+            if "availability_zone" in args:
+                kwargs["availability_zone"] = self._unshelve_zone(args["availability_zone"], nullable=True)
+            if "host" in args:
+                host = args["host"]
+                if not isinstance(host, str) or not host or len(host) > 255:
+                    raise BadRequest("Invalid input for field/attribute host: must be a host name.")
+                kwargs["host"] = host
+        elif args is not None and version >= "2.77":
             if not isinstance(args, dict) or set(args) != {"availability_zone"}:
                 raise BadRequest(
                     "Invalid input for field/attribute unshelve. Value: must be null or {'availability_zone': <name>}."
                 )
-            zone = args["availability_zone"]
-            if not isinstance(zone, str) or not zone.strip() or len(zone) > 255:
-                raise BadRequest("Invalid input for field/attribute availability_zone: must be a zone's name.")
-            if zone != default_zone() and zone not in available_zone_names():
-                raise BadRequest(f"The requested availability zone is not available: {zone[:64]}")
+            kwargs["availability_zone"] = self._unshelve_zone(args["availability_zone"], nullable=False)
         elif args not in (None, {}):
             raise BadRequest("Invalid input for field/attribute unshelve. Value: must be null.")
-        shelving.instance_unshelve(ctx=self.ctx, instance=instance, availability_zone=zone)
+        try:
+            shelving.instance_unshelve(ctx=self.ctx, instance=instance, **kwargs)
+        except LookupError as exc:
+            raise BadRequest(str(exc)) from None
         return Response(status=202)
+
+    @staticmethod
+    def _unshelve_zone(zone, *, nullable: bool) -> str | None:
+        if zone is None and nullable:
+            return None
+        if not isinstance(zone, str) or not zone.strip() or len(zone) > 255:
+            raise BadRequest("Invalid input for field/attribute availability_zone: must be a zone's name.")
+        if zone != default_zone() and zone not in available_zone_names():
+            raise BadRequest(f"The requested availability zone is not available: {zone[:64]}")
+        return zone
 
     def action_rescue(self, request, instance, args):
         data = _args(RescueSerializer, args, request, required=False)
@@ -248,10 +271,12 @@ class ServerActionView(ComputeAPIView):
             image = image_get(ctx=self.ctx, image_id=data["rescue_image_ref"])
             if image is None:
                 raise BadRequest(f"Image {data['rescue_image_ref'][:64]} could not be found.")
-        action_services.instance_rescue(ctx=self.ctx, instance=instance, rescue_image=image)
-        # As Nova with ``enable_instance_password``: the password is returned, and only a guest agent
-        # could set it (this cloud injects none, like Nova's libvirt driver without file injection).
-        return Response({"adminPass": data.get("adminPass") or secrets.token_urlsafe(9)})
+        action_services.instance_rescue(
+            ctx=self.ctx, instance=instance, rescue_image=image, allow_volume_backed=request.api_version >= "2.87"
+        )
+        # As Nova with ``enable_instance_password = False``, as on create: no password is returned, since
+        # nothing would set it (no guest agent, no file injection).
+        return Response({})
 
     def action_unrescue(self, request, instance, args):
         action_services.instance_unrescue(ctx=self.ctx, instance=instance)
@@ -281,12 +306,16 @@ class ServerActionView(ComputeAPIView):
         if "onSharedStorage" in data and request.api_version >= "2.14":
             raise BadRequest("Additional properties are not allowed ('onSharedStorage' was unexpected)")
         try:
-            password = live_migrations.instance_evacuate(ctx=self.ctx, instance=instance, host=data.get("host") or "")
+            live_migrations.instance_evacuate(
+                ctx=self.ctx,
+                instance=instance,
+                host=data.get("host") or "",
+                stopped=request.api_version >= "2.95",  # from 2.95 an evacuated server comes back stopped
+            )
         except LookupError as exc:
             raise NotFound(str(exc)) from None
-        if request.api_version >= "2.14":
-            return Response(status=200)
-        return Response({"adminPass": data.get("adminPass") or password})
+        # No password at any version, as on create and rescue (Nova with enable_instance_password = False).
+        return Response(status=200)
 
     # --- security groups ---------------------------------------------------------------------------------
 
@@ -307,6 +336,41 @@ class ServerActionView(ComputeAPIView):
     def action_removeSecurityGroup(self, request, instance, args):  # noqa: N802
         return self._security_group(instance, args, instance_ports.server_security_group_remove)
 
+    # --- floating IPs (until 2.44: Nova's proxy of the networking API) ------------------------------------
+
+    def _floating_ip(self, request, instance, args, change, *, conflict=Conflict, **extra):
+        if request.api_version >= "2.44":
+            raise NotFound("The floating IP actions were removed in 2.44: use the networking API.")
+        if not isinstance(args, dict) or not isinstance(args.get("address"), str):
+            raise BadRequest("Invalid input for field/attribute address: a floating IP address is required.")
+        try:
+            change(
+                project=self.ctx.project,
+                user_is_admin=self.ctx.is_admin,
+                instance=instance,
+                address=args["address"],
+                **extra,
+            )
+        except NetworkError as exc:
+            raise {404: NotFound, 409: conflict}.get(exc.status, BadRequest)(exc.message) from None
+        return Response(status=202)
+
+    def action_addFloatingIp(self, request, instance, args):  # noqa: N802
+        # Nova's proxy answers every association the networking API refuses (a fixed address that
+        # already has a floating IP among them) with 400.
+        fixed = args.get("fixed_address") if isinstance(args, dict) else None
+        return self._floating_ip(
+            request,
+            instance,
+            args,
+            floating_ip_services.server_floating_ip_add,
+            conflict=BadRequest,
+            fixed_address=fixed,
+        )
+
+    def action_removeFloatingIp(self, request, instance, args):  # noqa: N802
+        return self._floating_ip(request, instance, args, floating_ip_services.server_floating_ip_remove)
+
     # --- console log ------------------------------------------------------------------------------------
 
     def action_os_getConsoleOutput(self, request, instance, args):  # noqa: N802
@@ -321,6 +385,9 @@ class ServerActionView(ComputeAPIView):
 
 
 _ACTIONS = {
+    "injectNetworkInfo",
+    "restore",
+    "forceDelete",
     "os-start",
     "os-stop",
     "reboot",
@@ -334,6 +401,7 @@ _ACTIONS = {
     "os-resetState",
     "rebuild",
     "createImage",
+    "createBackup",
     "os-getConsoleOutput",
     "resize",
     "migrate",
@@ -348,6 +416,8 @@ _ACTIONS = {
     "evacuate",
     "addSecurityGroup",
     "removeSecurityGroup",
+    "addFloatingIp",
+    "removeFloatingIp",
 }
 
 
@@ -362,6 +432,9 @@ class RemoteConsoleView(ComputeAPIView):
         serializer = RemoteConsoleSerializer(data=body["remote_console"])
         serializer.is_valid(raise_exception=True)
         protocol, kind = serializer.validated_data["protocol"], serializer.validated_data["type"]
+        if kind == "spice-direct" and request.api_version < "2.99":
+            raise BadRequest("Invalid input for field/attribute type: 'spice-direct' is not allowed before 2.99.")
+        # The hosts offer VNC only: any other console is unavailable, as in Nova with it disabled.
         if (protocol, kind) != ("vnc", "novnc"):
             raise BadRequest(f"Unavailable console type {kind} for protocol {protocol}: only vnc/novnc is available.")
         instance = get_instance_or_404(self, server_id)

@@ -1,4 +1,6 @@
-"""``/os-aggregates`` (admins): CRUD and the ``add_host``, ``remove_host`` and ``set_metadata`` actions.
+"""``/os-aggregates`` (admins): CRUD and the ``add_host``, ``remove_host`` and ``set_metadata`` actions,
+and from microversion 2.81 ``POST /os-aggregates/{id}/images``, which has the aggregate's hosts pre-cache
+images.
 
 The aggregate's ``uuid`` appears from microversion 2.41; the id in URLs is always the integer id.
 """
@@ -9,8 +11,10 @@ from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, Conflict, NotFound
+from portal.ids import is_uuid
 from portal.models import AVAILABILITY_ZONE_KEY, ComputeHost
 from portal.selectors.aggregates import aggregate_get, aggregate_host_names, aggregates_all
+from portal.selectors.images import image_get
 from portal.services import aggregates as aggregate_services
 
 from . import validation
@@ -55,6 +59,7 @@ def _host_name(args, action: str) -> str:
 
 class AggregateListView(ComputeAPIView):
     def get(self, request):
+        validation.known_query(request, set(), since="2.102")
         self.require_admin()
         return Response({"aggregates": [aggregate_body(a, request) for a in aggregates_all()]})
 
@@ -75,9 +80,11 @@ class AggregateListView(ComputeAPIView):
 
 class _AggregateView(ComputeAPIView):
     def aggregate(self, aggregate_id: str):
-        if not aggregate_id.isdigit() or int(aggregate_id) > validation.MAX_INT:
+        if not aggregate_id.lstrip("-").isdigit():
             raise BadRequest("id must be an integer")
-        aggregate = aggregate_get(int(aggregate_id))
+        # An integer no aggregate has (-1, or one past the column's range) is not found, as in Nova.
+        number = int(aggregate_id)
+        aggregate = aggregate_get(number) if 0 < number <= validation.MAX_INT else None
         if aggregate is None:
             raise NotFound(f"Aggregate {aggregate_id} could not be found.")
         return aggregate
@@ -88,6 +95,7 @@ class _AggregateView(ComputeAPIView):
 
 class AggregateView(_AggregateView):
     def get(self, request, aggregate_id):
+        validation.known_query(request, set(), since="2.102")
         self.require_admin()
         return Response({"aggregate": aggregate_body(self.aggregate(aggregate_id), request)})
 
@@ -175,3 +183,41 @@ class AggregateActionView(_AggregateView):
         except aggregate_services.InvalidAggregateAction as exc:
             raise BadRequest(str(exc)) from None
         return self.render(request, aggregate)
+
+
+class AggregateImagesView(_AggregateView):
+    def post(self, request, aggregate_id):
+        """``{"cache": [{"id": <image uuid>}, ...]}``: 202 with no body once every host that is up was asked."""
+        if request.api_version < "2.81":
+            raise NotFound("The resource could not be found.")
+        self.require_admin()
+        data = request.data
+        if not isinstance(data, dict):
+            raise BadRequest("Invalid input for field/attribute body: must be an object.")
+        validation.reject_unknown(data, {"cache"}, "body")
+        cache = data.get("cache")
+        if not isinstance(cache, list) or not cache:
+            raise BadRequest("Invalid input for field/attribute cache: a non-empty list of images is required.")
+        image_ids = []
+        for entry in cache:
+            if not isinstance(entry, dict):
+                raise BadRequest("Invalid input for field/attribute cache: each item must be an object.")
+            validation.reject_unknown(entry, {"id"}, "cache")
+            image_id = entry.get("id")
+            if not isinstance(image_id, str) or not is_uuid(image_id):
+                raise BadRequest("Invalid input for field/attribute id: each image id must be a UUID.")
+            image_ids.append(image_id)
+        if len(set(image_ids)) != len(image_ids):
+            raise BadRequest("Duplicate images in request")
+        aggregate = self.aggregate(aggregate_id)
+        images = []
+        for image_id in image_ids:
+            image = image_get(ctx=self.ctx, image_id=image_id)
+            if image is None:
+                raise BadRequest(f"Image {image_id} could not be found.")
+            images.append(image)
+        try:
+            aggregate_services.aggregate_cache_images(aggregate=aggregate, images=images)
+        except aggregate_services.InvalidAggregateAction as exc:
+            raise BadRequest(str(exc)) from None
+        return Response(status=202)

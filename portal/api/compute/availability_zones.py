@@ -9,6 +9,7 @@ from portal.api.base import ComputeAPIView
 from portal.selectors.availability_zones import zones
 from portal.selectors.hosts import host_is_up
 
+from . import validation
 from .times import naive_iso
 
 COMPUTE_BINARY = "nova-compute"
@@ -16,12 +17,14 @@ COMPUTE_BINARY = "nova-compute"
 
 class AvailabilityZoneListView(ComputeAPIView):
     def get(self, request):
+        validation.known_query(request, set(), since="2.102")
         info = [{"zoneName": z.name, "zoneState": {"available": z.available}, "hosts": None} for z in zones()]
         return Response({"availabilityZoneInfo": info})
 
 
 class AvailabilityZoneDetailView(ComputeAPIView):
     def get(self, request):
+        validation.known_query(request, set(), since="2.102")
         self.require_admin()
         info = []
         for zone in zones():

@@ -25,6 +25,7 @@ def access_body(flavor) -> dict:
 
 class FlavorAccessView(ComputeAPIView):
     def get(self, request, flavor_id):
+        validation.known_query(request, set(), since="2.102")
         self.require_admin()
         flavor = get_flavor_or_404(self, flavor_id)
         if flavor.is_public:

@@ -29,6 +29,7 @@ def _set(view, request, flavor_id, specs: dict) -> None:
 
 class FlavorExtraSpecsView(ComputeAPIView):
     def get(self, request, flavor_id):
+        validation.known_query(request, set(), since="2.102")
         return Response({"extra_specs": dict(get_flavor_or_404(self, flavor_id).extra_specs)})
 
     def post(self, request, flavor_id):
@@ -42,6 +43,7 @@ class FlavorExtraSpecsView(ComputeAPIView):
 
 class FlavorExtraSpecView(ComputeAPIView):
     def get(self, request, flavor_id, key):
+        validation.known_query(request, set(), since="2.102")
         flavor = get_flavor_or_404(self, flavor_id)
         if key not in flavor.extra_specs:
             raise NotFound(f"Flavor {flavor_id[:255]} has no extra specs with key {key[:255]}.")

@@ -1,7 +1,9 @@
 """``/flavors``: list, detail, show; create, update (2.55) and delete for admins.
 
 Shapes per microversion: ``description`` from 2.55, ``extra_specs`` in detailed views from 2.61,
-``swap`` as a number (0 rather than "") from 2.75.
+``swap`` as a number (0 rather than "") from 2.75; from 2.102 a ``name`` filter (a regular expression, as
+the compute API's), and no more ``rxtx_factor`` or ``OS-FLV-DISABLED:disabled`` (in the views, the
+create body or the sort keys).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, Conflict, NotFound
-from portal.selectors.flavors import flavor_get, flavors_visible
+from portal.selectors.flavors import flavor_get, flavors_listed
 from portal.services import flavors as flavor_services
 
 from . import validation
@@ -41,9 +43,11 @@ def flavor_detail(flavor, request) -> dict:
         "OS-FLV-EXT-DATA:ephemeral": flavor.ephemeral_gb,
         "OS-FLV-DISABLED:disabled": flavor.disabled,
         "os-flavor-access:is_public": flavor.is_public,
-        "rxtx_factor": 1.0,
+        "rxtx_factor": flavor.rxtx_factor,
         "links": links("flavors", flavor.flavorid),
     }
+    if version >= "2.102":
+        del body["OS-FLV-DISABLED:disabled"], body["rxtx_factor"]
     if version >= "2.55":
         body["description"] = flavor.description
     if version >= "2.61":
@@ -64,6 +68,7 @@ _SORT_KEYS = {
     "description": "description",
     "disabled": "disabled",
     "is_public": "is_public",
+    "rxtx_factor": "rxtx_factor",  # until 2.102
 }
 
 _LIST_QUERY = {"limit", "marker", "is_public", "minRam", "minDisk", "sort_key", "sort_dir"}
@@ -73,6 +78,8 @@ _CREATE_FIELDS |= {"os-flavor-access:is_public"}
 
 def _flavor_create_args(data: dict, version) -> dict:
     allowed = _CREATE_FIELDS | ({"description"} if version >= "2.55" else set())
+    if version >= "2.102":
+        allowed = allowed - {"rxtx_factor"}
     validation.reject_unknown(data, allowed, "flavor")
     for required in ("name", "ram", "vcpus", "disk"):
         if required not in data:
@@ -91,10 +98,9 @@ def _flavor_create_args(data: dict, version) -> dict:
         rxtx_value = float(rxtx) if not isinstance(rxtx, bool) else None
     except (TypeError, ValueError):
         rxtx_value = None
-    if rxtx_value is None or not rxtx_value > 0:
+    # Nova's bounds: above 0, at most what its database's FLOAT holds.
+    if rxtx_value is None or not 0 < rxtx_value <= 3.40282e38:
         raise BadRequest("Invalid input for field/attribute rxtx_factor: must be a number greater than 0.")
-    if rxtx_value != 1.0:
-        raise BadRequest("rxtx_factor other than 1.0 is not supported: this cloud has no network bandwidth scaling.")
     return {
         "name": validation.name(data["name"]),
         "flavorid": flavorid,
@@ -103,30 +109,40 @@ def _flavor_create_args(data: dict, version) -> dict:
         "root_gb": validation.integer(data["disk"], "disk"),
         "ephemeral_gb": validation.integer(data.get("OS-FLV-EXT-DATA:ephemeral", 0), "OS-FLV-EXT-DATA:ephemeral"),
         "swap": validation.integer(data.get("swap", 0), "swap"),
+        "rxtx_factor": rxtx_value,
         "is_public": validation.boolean(data.get("os-flavor-access:is_public", True), "os-flavor-access:is_public"),
         "description": validation.description(data.get("description")),
     }
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error:
+        raise BadRequest("Invalid regular expression in the name filter.") from None
+    return value
 
 
 class FlavorListView(ComputeAPIView):
     detail = False
 
     def get(self, request):
-        validation.known_query(request, _LIST_QUERY, since="2.75")
+        version = request.api_version
+        validation.known_query(request, _LIST_QUERY | ({"name"} if version >= "2.102" else set()), since="2.75")
         is_public = bool_param(request, "is_public", default=True, allow_none=True)
-        query = flavors_visible(self.ctx, is_public=is_public)
+        name = _regex(request.GET["name"]) if version >= "2.102" and request.GET.get("name") else None
         min_ram = int_param(request, "minRam")
         min_disk = int_param(request, "minDisk")
-        if min_ram is not None:
-            query = query.filter(memory_mb__gte=min_ram)
-        if min_disk is not None:
-            query = query.filter(root_gb__gte=min_disk)
         sort_key = request.GET.get("sort_key", "flavorid")
         sort_dir = request.GET.get("sort_dir", "asc")
+        if sort_key == "rxtx_factor" and version >= "2.102":
+            raise BadRequest("Invalid sort_key or sort_dir.")
         if sort_key not in _SORT_KEYS or sort_dir not in ("asc", "desc"):
             raise BadRequest("Invalid sort_key or sort_dir.")
-        order = _SORT_KEYS[sort_key]
-        query = query.order_by(("-" if sort_dir == "desc" else "") + order, "id")
+        order = ("-" if sort_dir == "desc" else "") + _SORT_KEYS[sort_key]
+        query = flavors_listed(
+            self.ctx, is_public=is_public, name=name, min_ram=min_ram, min_disk=min_disk, order_by=(order, "id")
+        )
         page, limit, more = paginate(request, query, marker_field="flavorid")
         render = flavor_detail if self.detail else flavor_summary
         body = {"flavors": [render(f, request) for f in page]}
@@ -161,6 +177,7 @@ def get_flavor_or_404(view, flavor_id):
 
 class FlavorView(ComputeAPIView):
     def get(self, request, flavor_id):
+        validation.known_query(request, set(), since="2.102")
         return Response({"flavor": flavor_detail(get_flavor_or_404(self, flavor_id), request)})
 
     def put(self, request, flavor_id):

@@ -12,11 +12,11 @@ from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, Conflict, NotFound
+from portal.ids import is_uuid
 from portal.models import ComputeHost, HostDrain, HostDrainItem
 from portal.services import drains
 
 from .times import naive_iso
-from .validation import is_uuid
 
 
 def drain_view(drain: HostDrain, *, items: bool) -> dict:

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
 from portal.api.errors import APIError, BadRequest, NotFound
+from portal.ids import is_uuid
 from portal.selectors.compute_hosts import compute_host_get, compute_hosts, host_servers, host_usages
 from portal.selectors.hosts import host_is_up
 
@@ -87,7 +88,7 @@ class _HypervisorView(ComputeAPIView):
     def host(self, request, hypervisor_id: str):
         """The host a hypervisor id names: a UUID from 2.53 (400 otherwise), an integer before (404 otherwise)."""
         if request.api_version >= "2.53":
-            if not validation.is_uuid(hypervisor_id):
+            if not is_uuid(hypervisor_id):
                 raise BadRequest(f"Invalid uuid {hypervisor_id[:64]}")
             host = compute_host_get(uuid=hypervisor_id)
         else:

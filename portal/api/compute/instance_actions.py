@@ -2,7 +2,8 @@
 
 Shapes per microversion: deleted servers' actions from 2.21; ``updated_at``, ``limit``/``marker`` and
 ``changes-since`` from 2.58 (``changes-before`` from 2.66); events for everyone from 2.51 (before,
-for admins only), their ``traceback`` for admins; ``hostId`` from 2.62, and ``host`` for admins.
+for admins only), their ``traceback`` for admins; ``hostId`` from 2.62, and ``host`` for admins; an
+event's ``details`` (what went wrong) for admins from 2.84.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from portal.api.errors import BadRequest, NotFound
 from portal.selectors.instance_actions import MarkerNotFound, action_get, actions_page, instance_with_history
 from portal.selectors.users import api_user_id
 
+from . import validation
 from .links import base_url
 from .params import MAX_LIMIT, int_param
 
@@ -64,6 +66,9 @@ def _event(event, instance, version, *, admin: bool) -> dict:
         if admin:
             body["host"] = event.host
         body["hostId"] = _host_id(event.host, instance.project_id)
+    if version >= "2.84" and admin:
+        # What went wrong in a failed step, as Nova's policy shows it: to admins.
+        body["details"] = event.details or None
     return body
 
 
@@ -125,6 +130,7 @@ class InstanceActionsView(_ActionsAPIView):
 
 class InstanceActionView(_ActionsAPIView):
     def get(self, request, server_id, request_id):
+        validation.known_query(request, set(), since="2.102")
         version = request.api_version
         instance = self.server(request, server_id)
         action = action_get(instance, request_id)

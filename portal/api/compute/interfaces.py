@@ -12,14 +12,15 @@ import ipaddress
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from portal.ids import is_uuid
 from portal.services import instance_ports
 from portal.services.lifecycle import StateConflict
 
 from ..base import ComputeAPIView
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from . import validation
 from .serializers import VersionedSerializer
 from .servers import get_instance_or_404
-from .validation import is_uuid
 
 
 class AttachSerializer(VersionedSerializer):
@@ -71,6 +72,7 @@ def _errors(exc: Exception):
 
 class InterfaceListView(ComputeAPIView):
     def get(self, request, server_id):
+        validation.known_query(request, set(), since="2.102")
         instance = get_instance_or_404(self, server_id)
         ports = instance_ports.instance_ports(instance)
         return Response({"interfaceAttachments": [interface_view(p, request.api_version) for p in ports]})
@@ -102,6 +104,7 @@ class InterfaceListView(ComputeAPIView):
 
 class InterfaceView(ComputeAPIView):
     def get(self, request, server_id, port_id):
+        validation.known_query(request, set(), since="2.102")
         instance = get_instance_or_404(self, server_id)
         port = instance_ports.instance_ports(instance).filter(pk=port_id).first() if is_uuid(port_id) else None
         if port is None:

@@ -1,7 +1,8 @@
 """``GET /limits``: the project's absolute limits and usage, in the shape of each microversion.
 
-2.36 dropped the network limits, 2.39 ``maxImageMeta``, 2.57 the personality limits. Admins may ask
-for another project's with ``?tenant_id=``. There are no rate limits (``rate`` is always empty).
+2.36 dropped the network limits (before it, the floating IP limit and usage are the networking API's
+``floatingip``), 2.39 ``maxImageMeta``, 2.57 the personality limits. Admins may ask for another
+project's with ``?tenant_id=``. There are no rate limits (``rate`` is always empty).
 """
 
 from __future__ import annotations
@@ -76,4 +77,8 @@ class LimitsView(ComputeAPIView):
                 raise BadRequest(f"Project ID {tenant_id[:64]} is not a valid project.")
         limits = selectors.project_limits(project)
         used = selectors.usage(project, keypair_owner=self.ctx.user)
+        if request.api_version < "2.36":
+            # Nova proxied these to Neutron: the floating IPs are the networking API's.
+            limits["floating_ips"] = limits["floatingip"]
+            used["floating_ips"] = selectors.network_usage(project)["floatingip"]
         return Response({"limits": {"rate": [], "absolute": absolute_limits(limits, used, request.api_version)}})

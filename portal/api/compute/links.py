@@ -6,9 +6,10 @@ def base_url() -> str:
 
 
 def links(kind: str, ident) -> list[dict]:
+    base = base_url()
     return [
-        {"rel": "self", "href": f"{base_url()}/v2.1/{kind}/{ident}"},
-        {"rel": "bookmark", "href": f"{base_url()}/{kind}/{ident}"},
+        {"rel": "self", "href": f"{base}/v2.1/{kind}/{ident}"},
+        {"rel": "bookmark", "href": f"{base}/{kind}/{ident}"},
     ]
 
 

@@ -71,6 +71,15 @@ _SERVER_ACTIONS = {
         _obj({"lock": {"anyOf": [{"type": "null"}, _obj({"locked_reason": STRING})]}}, ("lock",)),
         _obj({"createImage": _obj({"name": NAME, "metadata": STR_MAP})}, ("createImage",)),
         _obj(
+            {
+                "createBackup": _obj(
+                    {"name": NAME, "backup_type": STRING, "rotation": {"anyOf": [INT, STRING]}, "metadata": STR_MAP},
+                    ("name", "backup_type", "rotation"),
+                )
+            },
+            ("createBackup",),
+        ),
+        _obj(
             {"os-getConsoleOutput": _obj({"length": {"anyOf": [INT, STRING, {"type": "null"}]}})},
             ("os-getConsoleOutput",),
         ),
@@ -109,7 +118,15 @@ REQUEST_BODIES: dict[tuple[str, str], dict] = {
         },
         ("server",),
     ),
-    ("server", "put"): _wrapped("server", {"name": NAME, "description": STRING, "hostname": STRING}),
+    ("server", "put"): _wrapped(
+        "server",
+        {
+            "name": NAME,
+            "description": STRING,
+            "hostname": STRING,
+            "pinned_availability_zone": {"anyOf": [STRING, {"type": "null"}]},
+        },
+    ),
     ("server-action", "post"): _SERVER_ACTIONS,
     ("server-remote-consoles", "post"): _wrapped("remote_console", {"protocol": STRING, "type": STRING}),
     ("server-metadata", "post"): _obj({"metadata": STR_MAP}, ("metadata",)),
@@ -158,7 +175,13 @@ REQUEST_BODIES: dict[tuple[str, str], dict] = {
             _obj({"set_metadata": _obj({"metadata": STR_MAP})}, ("set_metadata",)),
         ]
     },
+    ("server-shares", "post"): _wrapped("share", {"share_id": STRING, "tag": STRING}, ("share_id",)),
+    ("aggregate-images", "post"): _obj(
+        {"cache": {"type": "array", "items": _obj({"id": STRING}, ("id",))}}, ("cache",)
+    ),
     ("service", "put"): _obj({"status": STRING, "disabled_reason": STRING, "forced_down": BOOL}),
+    ("host", "put"): _obj({"status": {"enum": ["enable", "disable", "DISABLE", "bogus"]}, "maintenance_mode": STRING}),
+    ("tenant-networks", "post"): _wrapped("network", {"label": STRING, "cidr": STRING}),
     ("scheduler-explain", "post"): _obj({"server": ANY_OBJECT}),
 }
 
@@ -206,9 +229,9 @@ def _walk(patterns, prefix=""):
 
 
 def openapi_path(route: str) -> tuple[str, list[str]]:
-    """``compute/^v2\\.1/(?:(?P<project_id>…)/)?servers/(?P<server_id>[^/]+)/?$`` ->
+    """``compute/^v2(?:\\.1)?/(?:(?P<project_id>…)/)?servers/(?P<server_id>[^/]+)/?$`` ->
     (``/compute/v2.1/servers/{server_id}``, ``["server_id"]``)."""
-    path = route.replace("^", "").replace("/?$", "").replace("$", "")
+    path = route.replace("^", "").replace("/?$", "").replace("$", "").replace("v2(?:\\.1)?", "v2\\.1")
     path = re.sub(r"\(\?:\(\?P<project_id>.*?\)/\)\?", "", path)
     names = re.findall(r"\(\?P<(\w+)>", path)
     path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", path)

@@ -7,12 +7,14 @@ from __future__ import annotations
 from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
-from portal.api.errors import BadRequest, Conflict, NotFound
+from portal.api.errors import BadRequest, Forbidden, NotFound
+from portal.ids import is_uuid
 from portal.selectors import security_groups as selectors
 from portal.services import security_groups as services
 from portal.services.network_errors import NetworkError
 from portal.services.network_errors import NotFound as NetworkNotFoundError
 
+from . import validation
 from .servers import get_instance_or_404
 
 _LAST_VERSION = "2.35"
@@ -51,15 +53,18 @@ def group_body(group) -> dict:
 
 
 def _refused(exc: NetworkError):
+    """The networking API's refusal as Nova's proxy answers it: a conflict (a group in use, the default
+    group, a rule that exists) is 400, a quota 403."""
     if isinstance(exc, NetworkNotFoundError):
         return NotFound(exc.message)
-    if exc.status == 409:
-        return Conflict(exc.message) if exc.type != "OverQuota" else BadRequest(exc.message)
+    if exc.type == "OverQuota":
+        return Forbidden(exc.message)
     return BadRequest(exc.message)
 
 
 class ServerSecurityGroupsView(ComputeAPIView):
     def get(self, request, server_id):
+        validation.known_query(request, set(), since="2.102")
         instance = get_instance_or_404(self, server_id)
         groups = selectors.server_groups(instance)
         return Response({"security_groups": [group_body(g) for g in groups]})
@@ -72,6 +77,8 @@ class _ProxyView(ComputeAPIView):
             raise NotFound("The resource could not be found.")
 
     def group_or_404(self, group_id: str):
+        if not is_uuid(group_id):
+            raise BadRequest(f"Security group id should be uuid: {group_id[:64]}")
         group = selectors.group_get(self.ctx, group_id)
         if group is None:
             raise NotFound(f"Security group {group_id[:64]} not found.")
@@ -92,6 +99,10 @@ class SecurityGroupListView(_ProxyView):
         if not (self.ctx.is_admin and request.query_params.get("all_tenants") in ("1", "true", "True")):
             groups = groups.filter(project=self.ctx.project)
         return Response({"security_groups": [group_body(g) for g in groups.order_by("created_at", "id")]})
+
+    def delete(self, request):
+        # DELETE /os-security-groups/ names no group: Nova's router finds no such resource.
+        raise NotFound("The resource could not be found.")
 
     def post(self, request):
         self.require_write()

@@ -9,10 +9,10 @@ import re
 
 from rest_framework import serializers
 
+from portal.ids import is_uuid
 from portal.services.instance_ports import NetworkRequest
 
 from .networks import servers_network_id
-from .validation import is_uuid
 
 _NAME_RE = re.compile(r"^\S(.*\S)?$", re.DOTALL)
 
@@ -40,6 +40,38 @@ class StrictDictField(serializers.DictField):
         return value
 
 
+class StringField(serializers.CharField):
+    """A string and only a string: the compute API's schemas refuse a number where a name is asked for
+    (DRF's CharField would turn 12345 into "12345")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string")
+        return super().to_internal_value(data)
+
+
+class AccessAddressField(serializers.CharField):
+    """``accessIPv4``/``accessIPv6``: an address of that version, in any form Python reads (IPv6 written in
+    full with an embedded IPv4 part too, which is longer than Django's own check allows), stored and shown
+    compressed; an empty string clears it."""
+
+    def __init__(self, *, version: int, **kwargs):
+        self.version = version
+        super().__init__(allow_blank=True, max_length=64, **kwargs)
+
+    def to_internal_value(self, data) -> str:
+        text = super().to_internal_value(data).strip()
+        if not text:
+            return ""
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            address = None
+        if address is None or address.version != self.version:
+            raise serializers.ValidationError(f"{text[:64]!r} is not a valid IPv{self.version} address.")
+        return address.compressed
+
+
 def _flexible_bool(value) -> bool:
     """A boolean as the compute API accepts it: true/false, or a string such as "True", "on", "1"."""
     if isinstance(value, bool):
@@ -63,9 +95,46 @@ def _base64(value):
     return value
 
 
+def _personality(value) -> list[dict[str, str]]:
+    """Personality files as Nova's schema takes them: a list of ``{"path", "contents"}`` objects, the
+    contents base64 (decoded as Nova decodes them: characters outside the alphabet are skipped)."""
+    if not isinstance(value, list):
+        raise serializers.ValidationError("must be a list of {'path', 'contents'} objects")
+    files = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) - {"path", "contents"}:
+            raise serializers.ValidationError("each file must be an object with only 'path' and 'contents'")
+        path, contents = item.get("path"), item.get("contents")
+        if not isinstance(path, str) or not isinstance(contents, str):
+            raise serializers.ValidationError("each file needs a string 'path' and string 'contents'")
+        try:
+            base64.b64decode(contents)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError(f"the contents of {path[:255]} are not base64") from None
+        files.append({"path": path, "contents": contents})
+    return files
+
+
 def _server_name(value: str) -> str:
     if not _NAME_RE.match(value) or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise serializers.ValidationError("must not be empty, start or end with spaces, or hold control characters")
+    return value
+
+
+# ``hostname`` (2.90): a DNS label of 2 to 63 characters; from 2.94 a fully qualified name of up to 255,
+# with the characters the compute API allows there.
+_HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]+[a-zA-Z0-9-]*[a-zA-Z0-9]+$")
+_FQDN_RE = re.compile(r"^[a-zA-Z0-9-._]*$")
+
+
+def _hostname(value: str, version) -> str:
+    if version is not None and version >= "2.94":
+        if not 1 <= len(value) <= 255 or not _FQDN_RE.match(value):
+            raise serializers.ValidationError("must be 1 to 255 letters, digits, '-', '.' or '_'")
+    elif not 2 <= len(value) <= 63 or not _HOSTNAME_RE.match(value):
+        raise serializers.ValidationError(
+            "must be 2 to 63 letters, digits or '-', starting and ending with a letter or digit"
+        )
     return value
 
 
@@ -148,13 +217,16 @@ class ServerCreateSerializer(VersionedSerializer):
         "trusted_image_certificates": "2.63",
         "host": "2.74",
         "hypervisor_hostname": "2.74",
+        "hostname": "2.90",
     }
     until = {"personality": "2.56"}
+
+    hostname = serializers.CharField(required=False, max_length=1024, trim_whitespace=False)
 
     host = serializers.CharField(required=False, max_length=255)
     hypervisor_hostname = serializers.CharField(required=False, max_length=255)
 
-    name = serializers.CharField(max_length=255, trim_whitespace=False)
+    name = StringField(max_length=255, trim_whitespace=False)
     imageRef = serializers.CharField(required=False, allow_blank=True, max_length=1024)  # noqa: N815
     flavorRef = serializers.CharField(max_length=1024)  # noqa: N815
     networks = serializers.JSONField(required=False)
@@ -175,8 +247,8 @@ class ServerCreateSerializer(VersionedSerializer):
     trusted_image_certificates = serializers.JSONField(required=False)
     security_groups = serializers.ListField(child=serializers.DictField(), required=False)
     adminPass = serializers.CharField(required=False, max_length=255)  # noqa: N815
-    accessIPv4 = serializers.IPAddressField(required=False, protocol="IPv4")  # noqa: N815
-    accessIPv6 = serializers.IPAddressField(required=False, protocol="IPv6")  # noqa: N815
+    accessIPv4 = AccessAddressField(required=False, version=4)  # noqa: N815
+    accessIPv6 = AccessAddressField(required=False, version=6)  # noqa: N815
 
     def validate_name(self, value: str) -> str:
         return _server_name(value)
@@ -184,13 +256,14 @@ class ServerCreateSerializer(VersionedSerializer):
     def validate_description(self, value):
         return _description(value)
 
+    def validate_hostname(self, value: str) -> str:
+        return _hostname(value, self.context.get("api_version"))
+
     def validate_config_drive(self, value) -> bool:
         return _flexible_bool(value)
 
     def validate_personality(self, value):
-        if value:
-            raise serializers.ValidationError("file injection is not supported: pass files in user_data instead")
-        return value
+        return _personality(value)
 
     def validate_trusted_image_certificates(self, value):
         if value:
@@ -213,6 +286,8 @@ class ServerCreateSerializer(VersionedSerializer):
         attrs = super().validate(attrs)
         if attrs.get("min_count", 1) > attrs.get("max_count", attrs.get("min_count", 1)):
             raise serializers.ValidationError("min_count must be <= max_count")
+        if attrs.get("hostname") and attrs.get("max_count", 1) > 1:
+            raise serializers.ValidationError("Unable to allocate a single hostname to multiple instances")
         requests = attrs.get("networks")
         if isinstance(requests, tuple) and max(attrs.get("min_count", 1), attrs.get("max_count", 1)) > 1:
             if any(r.port_id for r in requests):
@@ -245,14 +320,16 @@ class ServerCreateSerializer(VersionedSerializer):
 
 
 class ServerUpdateSerializer(VersionedSerializer):
-    since = {"description": "2.19"}
+    since = {"description": "2.19", "hostname": "2.90", "pinned_availability_zone": "2.104"}
 
-    name = serializers.CharField(required=False, max_length=255, trim_whitespace=False)
+    name = StringField(required=False, max_length=255, trim_whitespace=False)
+    hostname = serializers.CharField(required=False, max_length=1024, trim_whitespace=False)
+    pinned_availability_zone = serializers.CharField(required=False, allow_null=True, max_length=255)
     description = serializers.CharField(
         required=False, allow_null=True, allow_blank=True, max_length=255, trim_whitespace=False
     )
-    accessIPv4 = serializers.IPAddressField(required=False, protocol="IPv4")  # noqa: N815
-    accessIPv6 = serializers.IPAddressField(required=False, protocol="IPv6")  # noqa: N815
+    accessIPv4 = AccessAddressField(required=False, version=4)  # noqa: N815
+    accessIPv6 = AccessAddressField(required=False, version=6)  # noqa: N815
 
     def validate_name(self, value: str) -> str:
         return _server_name(value)
@@ -260,13 +337,23 @@ class ServerUpdateSerializer(VersionedSerializer):
     def validate_description(self, value):
         return _description(value)
 
+    def validate_hostname(self, value: str) -> str:
+        return _hostname(value, self.context.get("api_version"))
+
 
 class RebuildSerializer(VersionedSerializer):
-    since = {"description": "2.19", "key_name": "2.54", "user_data": "2.57", "trusted_image_certificates": "2.63"}
+    since = {
+        "description": "2.19",
+        "key_name": "2.54",
+        "user_data": "2.57",
+        "trusted_image_certificates": "2.63",
+        "hostname": "2.90",
+    }
     until = {"personality": "2.56"}
 
     imageRef = serializers.CharField(max_length=1024)  # noqa: N815
-    name = serializers.CharField(required=False, max_length=255, trim_whitespace=False)
+    name = StringField(required=False, max_length=255, trim_whitespace=False)
+    hostname = serializers.CharField(required=False, max_length=1024, trim_whitespace=False)
     metadata = StrictDictField(required=False)
     description = serializers.CharField(
         required=False, allow_null=True, allow_blank=True, max_length=255, trim_whitespace=False
@@ -275,8 +362,8 @@ class RebuildSerializer(VersionedSerializer):
     user_data = serializers.CharField(required=False, allow_null=True, max_length=65535)
     adminPass = serializers.CharField(required=False, max_length=255)  # noqa: N815
     preserve_ephemeral = serializers.BooleanField(required=False)
-    accessIPv4 = serializers.IPAddressField(required=False, protocol="IPv4")  # noqa: N815
-    accessIPv6 = serializers.IPAddressField(required=False, protocol="IPv6")  # noqa: N815
+    accessIPv4 = AccessAddressField(required=False, version=4)  # noqa: N815
+    accessIPv6 = AccessAddressField(required=False, version=6)  # noqa: N815
     personality = serializers.JSONField(required=False)
     trusted_image_certificates = serializers.JSONField(required=False)
 
@@ -289,10 +376,11 @@ class RebuildSerializer(VersionedSerializer):
     def validate_user_data(self, value):
         return _base64(value)
 
+    def validate_hostname(self, value: str) -> str:
+        return _hostname(value, self.context.get("api_version"))
+
     def validate_personality(self, value):
-        if value:
-            raise serializers.ValidationError("file injection is not supported: pass files in user_data instead")
-        return value
+        return _personality(value)
 
     def validate_trusted_image_certificates(self, value):
         if value:
@@ -306,11 +394,27 @@ class RebuildSerializer(VersionedSerializer):
 
 
 class CreateImageSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255, trim_whitespace=False)
+    name = StringField(max_length=255, trim_whitespace=False)
     metadata = StrictDictField(required=False)
 
     def validate_name(self, value: str) -> str:
         return _server_name(value)
+
+
+class CreateBackupSerializer(CreateImageSerializer):
+    backup_type = StringField(allow_blank=True, trim_whitespace=False)
+    rotation = serializers.JSONField()
+
+    def validate_rotation(self, value) -> int:
+        # An integer, or a string of digits, at least 0 (the compute API's non-negative integer).
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise serializers.ValidationError("must be a non-negative integer")
+        if isinstance(value, str) and not re.fullmatch(r"[0-9]+", value):
+            raise serializers.ValidationError("must be a non-negative integer")
+        value = int(value)
+        if value < 0:
+            raise serializers.ValidationError("must be a non-negative integer")
+        return min(value, 2**31 - 1)
 
 
 class LockSerializer(serializers.Serializer):
@@ -360,7 +464,10 @@ class RebootSerializer(serializers.Serializer):
 
 class RemoteConsoleSerializer(serializers.Serializer):
     protocol = serializers.ChoiceField(choices=["vnc", "spice", "serial", "rdp", "mks"])
-    type = serializers.ChoiceField(choices=["novnc", "xvpvnc", "spice-html5", "serial", "rdp-html5", "webmks"])
+    # ``spice-direct`` exists from 2.99 (the view refuses it before).
+    type = serializers.ChoiceField(
+        choices=["novnc", "xvpvnc", "spice-html5", "spice-direct", "serial", "rdp-html5", "webmks"]
+    )
 
 
 class ResizeSerializer(serializers.Serializer):

@@ -15,6 +15,7 @@ from portal.api.errors import APIError, Conflict
 from portal.services import diagnostics
 from portal.services.lifecycle import StateConflict
 
+from . import validation
 from .servers import get_instance_or_404
 
 
@@ -25,6 +26,7 @@ class ServiceUnavailable(APIError):
 
 class ServerDiagnosticsView(ComputeAPIView):
     def get(self, request, server_id):
+        validation.known_query(request, set(), since="2.102")
         self.require_admin()
         instance = get_instance_or_404(self, server_id)
         try:

@@ -1,9 +1,13 @@
 """The query string of ``GET /servers`` as the compute API defines it, per microversion and role.
 
 Members may filter by ``name``, ``status``, ``image``, ``flavor``, ``ip``, ``ip6`` (2.5), ``changes-since``,
-``changes-before`` (2.66), ``reservation_id``, the tag filters (2.26) and ``locked`` (2.73); every other
-filter is an admin's, and the compute API ignores it for others. Before 2.75 unknown parameters are
-ignored; from 2.75 they are 400.
+``changes-before`` (2.66), ``reservation_id``, the tag filters (2.26), ``locked`` (2.73), from 2.83 by
+``availability_zone``, ``config_drive``, ``key_name``, ``created_at``, ``launched_at``, ``terminated_at``,
+``power_state``, ``task_state``, ``vm_state``, ``progress`` and ``user_id``, and from 2.90 by ``hostname``;
+every other filter is an admin's, and the compute API ignores it for others. Before 2.75 unknown parameters
+are ignored; from 2.75 they are 400. Some filters are a regular expression over the attribute's text, as
+the compute API matches them (``access_ip_v4``, ``description``, ``launched_at``, …; the selector's
+``REGEX_FILTERS``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from portal.api.errors import BadRequest, Forbidden
-from portal.selectors.server_list import ServerQuery
+from portal.selectors.server_list import REGEX_FILTERS, ServerQuery
 from portal.states import states_for_status
 
 from .params import MAX_LIMIT, bool_param, int_param
@@ -33,24 +37,24 @@ _ADMIN_EXACT_FILTERS = {
     "launch_index": "launch_index",
     "locked_by": "locked_by",
 }
-# Admin filters of the compute API this cloud does not apply (the attributes are constant here or
-# not kept): asking for one is 400 rather than a silently unfiltered list.
-_UNSUPPORTED_FILTERS = {
-    "kernel_id",
-    "ramdisk_id",
-    "hostname",
+# The admin filters members may use from 2.83 (and ``hostname`` from 2.90), as the compute API allows.
+_MEMBER_FILTERS_283 = {
+    "availability_zone",
+    "config_drive",
+    "key_name",
+    "created_at",
     "launched_at",
     "terminated_at",
-    "created_at",
-    "display_name",
-    "description",
-    "display_description",
-    "root_device_name",
-    "config_drive",
-    "access_ip_v4",
-    "access_ip_v6",
-    "auto_disk_config",
+    "power_state",
+    "task_state",
+    "vm_state",
     "progress",
+    "user_id",
+}
+# Admin filters of the compute API this cloud does not apply (relations it filters by exactly, or
+# attributes not kept here): asking for one is 400 rather than a silently unfiltered list.
+_UNSUPPORTED_FILTERS = {
+    "auto_disk_config",
     "soft_deleted",
     "image_ref",
     "block_device_mapping",
@@ -82,7 +86,16 @@ _MEMBER_PARAMS = {
     "limit",
     "marker",
 }
-_ADMIN_PARAMS = {*_ADMIN_EXACT_FILTERS, "power_state", "project_id", "tenant_id", "deleted"}
+_ADMIN_PARAMS = {
+    *_ADMIN_EXACT_FILTERS,
+    *REGEX_FILTERS,
+    "config_drive",
+    "power_state",
+    "project_id",
+    "tenant_id",
+    "deleted",
+    "hostname",
+}
 # Sort keys the compute API accepts but ignores before 2.75 (and refuses from 2.75).
 IGNORED_SORT_KEYS = {
     "architecture",
@@ -132,13 +145,23 @@ def _tag_list(request, name: str) -> list[str]:
     return values
 
 
+def member_filters(request, ctx) -> set[str]:
+    """The admin filters this caller may use at this microversion: all of them for admins."""
+    if ctx.is_admin:
+        return _ADMIN_PARAMS | _UNSUPPORTED_FILTERS
+    version = request.api_version
+    allowed = set(_MEMBER_FILTERS_283) if version >= "2.83" else set()
+    if version >= "2.90":
+        allowed.add("hostname")
+    return allowed
+
+
 def _check_names(request, ctx) -> None:
     version = request.api_version
     params = set(request.GET)
-    if ctx.is_admin:
-        unsupported = sorted(params & _UNSUPPORTED_FILTERS)
-        if unsupported:
-            raise BadRequest(f"Filtering servers by {', '.join(unsupported)} is not supported.")
+    unsupported = sorted(params & _UNSUPPORTED_FILTERS & member_filters(request, ctx))
+    if unsupported:
+        raise BadRequest(f"Filtering servers by {', '.join(unsupported)} is not supported.")
     if version >= "2.75":
         unknown = sorted(params - _MEMBER_PARAMS - _ADMIN_PARAMS - _UNSUPPORTED_FILTERS)
         if unknown:
@@ -175,16 +198,20 @@ def server_query(request, ctx) -> ServerQuery:
         if all_tenants and not ctx.is_admin:
             raise Forbidden("Policy doesn't allow all_tenants to be used: admin only.")
         query.all_tenants = bool(all_tenants)
+    usable = member_filters(request, ctx)
     if ctx.is_admin:
+        # As in Nova, a project filter counts only with all_tenants; without it an admin lists their own.
         project = params.get("project_id") or params.get("tenant_id")
-        if project:
+        if project and query.all_tenants:
             query.project_id = project
-            query.all_tenants = True
         if bool_param(request, "deleted", default=False):
             query.deleted = True
+    if usable:
+        if "hostname" in usable:
+            query.hostname = params.get("hostname") or None
         for name, column in _ADMIN_EXACT_FILTERS.items():
             values = params.getlist(name)
-            if not values:
+            if not values or name not in usable:
                 continue
             try:
                 if name == "uuid":
@@ -194,7 +221,11 @@ def server_query(request, ctx) -> ServerQuery:
             except ValueError:
                 raise BadRequest(f"Invalid {name} filter: {values[0][:40]}") from None
             query.exact[column] = values
-        if "power_state" in params:
+        for name in sorted(REGEX_FILTERS & usable & set(params)):
+            query.regex[name] = params[name]
+        if "config_drive" in params and "config_drive" in usable:
+            query.config_drive = bool_param(request, "config_drive")
+        if "power_state" in params and "power_state" in usable:
             try:
                 query.exact["power_state"] = [int(v) for v in params.getlist("power_state")]
             except ValueError:
@@ -228,6 +259,7 @@ def server_query(request, ctx) -> ServerQuery:
         query.locked = bool_param(request, "locked")
     _sort(request, query)
     limit = int_param(request, "limit", minimum=0)
-    query.limit = MAX_LIMIT if limit is None or limit == 0 or limit > MAX_LIMIT else limit
+    # As in Nova, limit=0 asks for an empty page; no limit, or one past the maximum, for the maximum.
+    query.limit = MAX_LIMIT if limit is None or limit > MAX_LIMIT else limit
     query.marker = params.get("marker")
     return query

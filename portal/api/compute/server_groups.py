@@ -12,7 +12,12 @@ from rest_framework.response import Response
 from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, Forbidden, NotFound
 from portal.models import ServerGroup
-from portal.selectors.server_groups import server_group_get, server_group_member_ids, server_groups_visible
+from portal.selectors.server_groups import (
+    server_group_exists,
+    server_group_get,
+    server_group_member_ids,
+    server_groups_visible,
+)
 from portal.selectors.users import api_user_id
 from portal.services import server_groups as group_services
 from portal.services.quotas import QuotaExceeded
@@ -100,16 +105,19 @@ class ServerGroupListView(ComputeAPIView):
 
 
 class ServerGroupView(ComputeAPIView):
-    def _group(self, group_id):
+    def _group(self, group_id, action: str):
         group = server_group_get(self.ctx, group_id)
         if group is None:
+            if server_group_exists(group_id):  # another project's: the compute API's policy answer
+                raise Forbidden(f"Policy doesn't allow os_compute_api:os-server-groups:{action} to be performed.")
             raise NotFound(f"Instance group {group_id[:64]} could not be found.")
         return group
 
     def get(self, request, group_id):
-        return Response({"server_group": group_body(self._group(group_id), request)})
+        validation.known_query(request, set(), since="2.102")
+        return Response({"server_group": group_body(self._group(group_id, "show"), request)})
 
     def delete(self, request, group_id):
         self.require_write()
-        group_services.server_group_delete(group=self._group(group_id))
+        group_services.server_group_delete(group=self._group(group_id, "delete"))
         return Response(status=204)

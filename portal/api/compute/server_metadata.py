@@ -10,6 +10,7 @@ from portal.services import instance_properties
 from portal.services.lifecycle import StateConflict
 from portal.services.quotas import QuotaExceeded
 
+from . import validation
 from .serializers import MetadataBodySerializer, MetaItemSerializer
 from .servers import get_instance_or_404
 
@@ -37,6 +38,7 @@ def _update(view, request, server_id, metadata: dict, *, replace: bool) -> dict:
 
 class ServerMetadataView(ComputeAPIView):
     def get(self, request, server_id):
+        validation.known_query(request, set(), since="2.102")
         instance = get_instance_or_404(self, server_id)
         return Response({"metadata": dict(instance.metadata)})
 
@@ -53,6 +55,7 @@ class ServerMetadataView(ComputeAPIView):
 
 class ServerMetadataItemView(ComputeAPIView):
     def get(self, request, server_id, key):
+        validation.known_query(request, set(), since="2.102")
         instance = get_instance_or_404(self, server_id)
         if key not in instance.metadata:
             raise NotFound("Metadata item was not found")

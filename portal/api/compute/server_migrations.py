@@ -12,6 +12,7 @@ from portal.services import live_migrations
 from portal.services.lifecycle import StateConflict
 from portal.states import TaskState
 
+from . import validation
 from .migrations import owner_fields
 from .servers import get_instance_or_404
 from .times import naive_iso
@@ -62,6 +63,7 @@ class _MigrationView(ComputeAPIView):
 
 class ServerMigrationListView(_MigrationView):
     def get(self, request, server_id):
+        validation.known_query(request, set(), since="2.102")
         if request.api_version < "2.23":
             raise NotFound()
         self.require_admin()
@@ -80,6 +82,7 @@ class ServerMigrationListView(_MigrationView):
 
 class ServerMigrationView(_MigrationView):
     def get(self, request, server_id, migration_id):
+        validation.known_query(request, set(), since="2.102")
         if request.api_version < "2.23":
             raise NotFound()
         self.require_admin()

@@ -2,7 +2,8 @@
 
 ``server_detail`` is ``GET /servers/{id}`` (and each entry of ``/servers/detail``). The responses to
 ``PUT /servers/{id}`` and to ``rebuild`` show fewer attributes before 2.75 (``server_brief``), as the
-compute API defines them. Microversions implemented here: 2.1 to 2.75 for servers.
+compute API defines them. Microversions implemented here: 2.1 to 2.104 for servers (the last step that
+changes a server's shape is 2.100).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from portal.selectors.instances import latest_fault
 from portal.selectors.users import api_user_id
 from portal.selectors.volumes import instance_volumes
 from portal.services.host_requests import hostname_from
-from portal.states import api_status
+from portal.states import api_status, server_progress
 
 from .links import links
 
-# Statuses that carry ``progress``, and those that carry the ``fault``.
-_PROGRESS_STATUSES = {"ACTIVE", "BUILD", "REBUILD"}
+# Statuses that carry ``progress`` (Nova's), and those that carry the ``fault``.
+_PROGRESS_STATUSES = {"ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"}
 _FAULT_STATUSES = {"ERROR", "DELETED"}
 
 
@@ -48,6 +49,7 @@ def _addresses(instance, *, extended: bool) -> dict:
     if not instance.addresses or instance.vm_state == "building":
         return {}
     by_network: dict[str, list] = {}
+    label = settings.CLOUD["NETWORK"]["label"]
     for a in instance.addresses:
         entry = {"version": a.get("version", 4), "addr": a["addr"]}
         if extended:
@@ -55,8 +57,13 @@ def _addresses(instance, *, extended: bool) -> dict:
             entry["OS-EXT-IPS-MAC:mac_addr"] = a.get("mac") or instance.mac_address
         # A port's address names its network; a user-mode NIC's is on the one network labelled in settings.
         name = a.get("network") if instance.networks == "ports" else None
-        by_network.setdefault(name or settings.CLOUD["NETWORK"]["label"], []).append(entry)
+        by_network.setdefault(name or label, []).append(entry)
     return by_network
+
+
+def server_addresses(instance) -> dict:
+    """The server's addresses by network, each only ``version`` and ``addr`` (``/servers/{id}/ips``)."""
+    return _addresses(instance, extended=False)
 
 
 def _flavor(instance, version) -> dict:
@@ -70,7 +77,8 @@ def _flavor(instance, version) -> dict:
             "original_name": instance.flavor_name,
             "extra_specs": dict(instance.flavor_extra_specs),
         }
-    flavor_id = instance.flavor.flavorid if instance.flavor else ""
+    # The flavor's id even when the flavor was deleted since, as Nova shows it.
+    flavor_id = instance.flavor.flavorid if instance.flavor else instance.flavor_ref
     return {"id": flavor_id, "links": [links("flavors", flavor_id)[1]]}
 
 
@@ -92,11 +100,60 @@ def _fault(instance, ctx) -> dict | None:
     return body
 
 
-def _image(instance) -> dict | str:
+# The image properties the compute API knows (its image metadata fields and their legacy names): from 2.98
+# a server shows those of its image, and no others.
+_IMAGE_PROPERTY_PREFIXES = ("hw_", "img_", "os_")
+_IMAGE_PROPERTY_NAMES = {
+    "traits_required",
+    "architecture",
+    "owner_id",
+    "vmware_disktype",
+    "vmware_image_version",
+    "vmware_ostype",
+    "auto_disk_config",
+    "ipxe_boot",
+    "xenapi_device_id",
+    "xenapi_image_compression_level",
+    "vmware_linked_clone",
+    "xenapi_use_agent",
+    "xenapi_skip_agent_inject_ssh",
+    "xenapi_skip_agent_inject_files_at_boot",
+    "cache_in_nova",
+    "vm_mode",
+    "bittorrent",
+    "mappings",
+    "block_device_mapping",
+    "bdm_v2",
+}
+
+
+def _image_properties(instance) -> dict:
+    properties = instance.image.properties if instance.image_id is not None and instance.image else {}
+    return {
+        str(key): value
+        for key, value in (properties or {}).items()
+        if value is not None and (str(key).startswith(_IMAGE_PROPERTY_PREFIXES) or key in _IMAGE_PROPERTY_NAMES)
+    }
+
+
+def _image(instance, version) -> dict | str:
     # A server booted from a volume shows "" for its image, as the compute API does.
     if instance.image_ref is None:
         return ""
-    return {"id": str(instance.image_ref), "links": [links("images", instance.image_ref)[1]]}
+    image_id = str(instance.image_ref)
+    image = {"id": image_id, "links": [links("images", image_id)[1]]}
+    if version >= "2.98":
+        image["properties"] = _image_properties(instance)
+    return image
+
+
+def _scheduler_hints(instance) -> dict:
+    """The hints the server was booted with, each a list of strings as the compute API keeps them."""
+    hints = {}
+    for key, value in (instance.scheduler_hints or {}).items():
+        values = value if isinstance(value, list) else [value]
+        hints[str(key)] = [v if isinstance(v, str) else str(v) for v in values]
+    return hints
 
 
 def _volumes_attached(instance, version) -> list[dict]:
@@ -110,7 +167,8 @@ def _volumes_attached(instance, version) -> list[dict]:
 
 
 def server_summary(instance) -> dict:
-    return {"id": str(instance.uuid), "name": instance.name, "links": links("servers", instance.uuid)}
+    server_id = str(instance.uuid)
+    return {"id": server_id, "name": instance.name, "links": links("servers", server_id)}
 
 
 def _base(instance, request, ctx, *, extended_addresses: bool) -> dict:
@@ -124,13 +182,13 @@ def _base(instance, request, ctx, *, extended_addresses: bool) -> dict:
         "user_id": api_user_id(instance.user),
         "metadata": dict(instance.metadata),
         "hostId": host_id(instance),
-        "image": _image(instance),
+        "image": _image(instance, version),
         "flavor": _flavor(instance, version),
         "created": iso(instance.created_at),
         "updated": iso(instance.updated_at),
         "addresses": _addresses(instance, extended=extended_addresses),
-        "accessIPv4": "",
-        "accessIPv6": "",
+        "accessIPv4": instance.access_ip_v4,
+        "accessIPv6": instance.access_ip_v6,
         "OS-DCF:diskConfig": "MANUAL",
     }
     if status in _FAULT_STATUSES:
@@ -138,7 +196,7 @@ def _base(instance, request, ctx, *, extended_addresses: bool) -> dict:
         if fault is not None:
             body["fault"] = fault
     if status in _PROGRESS_STATUSES:
-        body["progress"] = 100 if status == "ACTIVE" else 0
+        body["progress"] = server_progress(instance.vm_state, instance.task_state, instance.step_progress)
     return body
 
 
@@ -206,6 +264,14 @@ def server_detail(instance, request, ctx) -> dict:
         if names:
             body["security_groups"] = [{"name": n} for n in names]
     _extended(body, instance, request, ctx)
+    version = request.api_version
+    if version >= "2.90":
+        # Everyone sees the host name from 2.90 (admins saw it already from 2.3).
+        body["OS-EXT-SRV-ATTR:hostname"] = instance.hostname or hostname_from(instance.name)
+    if version >= "2.96":
+        body["pinned_availability_zone"] = instance.pinned_availability_zone
+    if version >= "2.100":
+        body["scheduler_hints"] = _scheduler_hints(instance)
     # The detail list leaves server_groups out, as the compute API does; show includes them.
     return _versioned(body, instance, request, server_groups=not getattr(request, "server_list", False))
 

@@ -13,7 +13,7 @@ from portal.selectors import security_groups as group_selectors
 from portal.selectors.availability_zones import available_zone_names, default_zone
 from portal.selectors.flavors import flavor_get
 from portal.selectors.images import image_get
-from portal.selectors.instances import instance_get
+from portal.selectors.instances import instance_get, instance_shown
 from portal.selectors.keypairs import keypair_get
 from portal.selectors.server_groups import server_group_get
 from portal.selectors.server_list import ForbiddenQuery, InvalidQuery, server_page
@@ -23,6 +23,7 @@ from portal.services.instance_ports import NetworkRequestError
 from portal.services.lifecycle import StateConflict
 from portal.services.quotas import QuotaExceeded
 
+from . import validation
 from .boot_volumes import resolve_boot_volumes, user_token
 from .links import collection_next
 from .requested_hosts import host_request, split_availability_zone
@@ -107,10 +108,14 @@ class ServerListView(ComputeAPIView):
             image=image,
             networks=data.get("networks", "auto"),
             user_data=data.get("user_data"),
+            personality=data.get("personality", ()),
             keypair=keypair,
             metadata=data.get("metadata"),
             description=data.get("description"),
             availability_zone=zone,
+            hostname=data.get("hostname") or "",
+            access_ip_v4=data.get("accessIPv4", ""),
+            access_ip_v6=data.get("accessIPv6", ""),
             tags=tags,
             scheduler_hints=hints,
             server_group=group,
@@ -182,7 +187,10 @@ def get_instance_or_404(view, server_id):
 
 class ServerView(ComputeAPIView):
     def get(self, request, server_id):
-        instance = get_instance_or_404(self, server_id)
+        validation.known_query(request, set(), since="2.102")
+        instance = instance_shown(self.ctx, server_id)
+        if instance is None:
+            raise NotFound(f"Instance {str(server_id)[:64]} could not be found.")
         return Response({"server": server_detail(instance, request, self.ctx)})
 
     def put(self, request, server_id):
@@ -195,11 +203,21 @@ class ServerView(ComputeAPIView):
         data = serializer.validated_data
         instance = get_instance_or_404(self, server_id)
         changes = {}
-        if "description" in data:
-            changes["description"] = data["description"]
-        instance = instance_properties.instance_update(
-            ctx=self.ctx, instance=instance, name=data.get("name"), **changes
-        )
+        for field in ("description", "pinned_availability_zone"):
+            if field in data:
+                changes[field] = data[field]
+        try:
+            instance = instance_properties.instance_update(
+                ctx=self.ctx,
+                instance=instance,
+                name=data.get("name"),
+                hostname=data.get("hostname"),
+                access_ip_v4=data.get("accessIPv4"),
+                access_ip_v6=data.get("accessIPv6"),
+                **changes,
+            )
+        except StateConflict as exc:
+            raise Conflict(str(exc)) from None
         instance = get_instance_or_404(self, server_id)
         return Response({"server": server_brief(instance, request, self.ctx)})
 

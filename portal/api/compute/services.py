@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
 from portal.api.errors import BadRequest, NotFound
+from portal.ids import is_uuid
 from portal.models import ComputeHost
 from portal.selectors.availability_zones import host_zone_names
 from portal.selectors.compute_hosts import compute_host_get, compute_hosts
@@ -74,7 +75,7 @@ class ServiceView(ComputeAPIView):
 
     def _update(self, request, service_id, body):
         validation.reject_unknown(body, {"status", "disabled_reason", "forced_down"}, "the request body")
-        if not validation.is_uuid(service_id):
+        if not is_uuid(service_id):
             raise BadRequest(f"Invalid uuid {service_id[:64]}")
         host = compute_host_get(uuid=service_id)
         if host is None:

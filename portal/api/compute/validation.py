@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import uuid
+from contextvars import ContextVar
 
 from portal.api.errors import BadRequest
 
@@ -27,6 +27,18 @@ def body_object(request, key: str) -> dict:
     return body[key]
 
 
+def action_args(serializer_class, args, request, *, required: bool = True):
+    """A server action's argument object, validated by ``serializer_class``; ``null`` counts as an empty
+    object where the argument is optional."""
+    if args is None and not required:
+        args = {}
+    if not isinstance(args, dict):
+        raise BadRequest("The action's argument must be an object.")
+    serializer = serializer_class(data=args, context={"api_version": request.api_version})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 def single_action(request) -> tuple[str, object]:
     body = request.data
     if not isinstance(body, dict) or len(body) != 1:
@@ -34,9 +46,14 @@ def single_action(request) -> tuple[str, object]:
     return next(iter(body.items()))
 
 
+# Set for each request to the legacy v2.0 API, which, as the compute API's v2.0, ignores what it does not
+# know in a request body instead of refusing it (``ComputeAPIView`` sets and resets it).
+lenient_bodies: ContextVar[bool] = ContextVar("lenient_bodies", default=False)
+
+
 def reject_unknown(data: dict, allowed: set[str], where: str) -> None:
     extra = sorted(set(data) - allowed)
-    if extra:
+    if extra and not lenient_bodies.get():
         raise BadRequest(f"Additional properties are not allowed in {where} ({', '.join(map(repr, extra))}).")
 
 
@@ -123,14 +140,6 @@ def metadata(value, field: str = "metadata", *, allow_null: bool = False, number
 
 
 METADATA_KEY = re.compile(r"^[a-zA-Z0-9\-_:. ]{1,255}$")
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def known_query(request, allowed: set[str], *, since: str) -> None:

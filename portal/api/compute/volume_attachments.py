@@ -4,8 +4,8 @@ Microversions: ``tag`` in the request from 2.49 and in the answer from 2.70; ``d
 both from 2.79; ``PUT`` updates ``delete_on_termination`` from 2.85 (before, ``PUT`` is the admin's volume
 swap, which this cloud does not do); from 2.89 an attachment shows ``attachment_id`` and ``bdm_uuid`` and
 no longer ``id``. The attach answers 200 with the attachment once Cinder reserved the volume and the host
-was asked to plug it in; the volume turns ``in-use`` when the host reports it done (the asynchronous
-attach of 2.101 is past this cloud's microversions).
+was asked to plug it in (from 2.101, 202 with no body, as the compute API then answers); the volume turns
+``in-use`` when the host reports it done.
 """
 
 from __future__ import annotations
@@ -126,6 +126,8 @@ class VolumeAttachmentListView(ComputeAPIView):
             )
         except (StateConflict, BlockStorageError, volumes.VolumeRequestError) as exc:
             raise _volume_errors(exc) from None
+        if request.api_version >= "2.101":
+            return Response(status=202)
         return Response({"volumeAttachment": attachment_view(mapping, instance, request.api_version)})
 
 

@@ -1,6 +1,7 @@
-"""The read-only calls clients make to turn names into ids: projects, users, the domain, roles, role
-assignments. Admins see everything; others their own user and projects. Writes are answered 501: users,
-projects and roles are managed in the cloud's admin pages."""
+"""``/v3/projects``, ``/v3/users``, ``/v3/domains``, ``/v3/roles``, ``/v3/role_assignments``: the cloud's own
+users and projects in Keystone's shapes. Admins see everything; others their own user and projects. Cloud
+admins create, change and delete projects and users here (``projects_admin.py`` says what a delete keeps);
+domains and roles are fixed (501)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,21 @@ from django.contrib.auth import get_user_model
 from rest_framework.response import Response
 
 from portal.models import Membership, Project, Role
+from portal.services.projects_admin import (
+    ProjectConflict,
+    ProjectInUse,
+    UserConflict,
+    project_delete,
+    project_save,
+    user_create,
+    user_delete,
+    user_update,
+)
 
-from . import shapes
+from . import bodies, shapes
 from .auth_views import visible_projects
 from .base import IdentityView
-from .errors import NotFound, NotImplementedHere
+from .errors import Conflict, Forbidden, NotFound, NotImplementedHere, ValidationFailed
 
 
 class ReadOnlyIdentityView(IdentityView):
@@ -40,13 +51,43 @@ def _enabled_filter(request, items, attribute: str):
 
 
 def _projects_for(view) -> list[Project]:
-    """Every project for an admin; the caller's own for others."""
+    """Every project (but deleted ones) for an admin; the caller's own for others."""
     if view.is_admin:
-        return list(Project.objects.all())
+        return list(Project.objects.filter(deleted_at=None))
     return visible_projects(view)
 
 
-class ProjectsView(ReadOnlyIdentityView):
+class WritableIdentityView(ReadOnlyIdentityView):
+    def require_admin(self, action: str) -> None:
+        """Writes are the cloud admins' (an admin-scoped token): others get Keystone's 403."""
+        if not self.is_admin:
+            raise Forbidden(f"You are not authorized to perform the requested action: identity:{action}.")
+
+
+def _project_found(project_id: str) -> Project:
+    project = Project.objects.filter(pk=project_id, deleted_at=None).first()
+    if project is None:
+        raise NotFound(f"Could not find project: {project_id[:64]}.")
+    return project
+
+
+class ProjectsView(WritableIdentityView):
+    def post(self, request):
+        self.require_admin("create_project")
+        body = bodies.wrapped(request.data, "project")
+        name = bodies.name(body, "name", required=True, longest=bodies.PROJECT_NAME_MAX)
+        description = bodies.text(body, "description") or ""
+        enabled = bodies.flag(body, "enabled")
+        bodies.domain(body)
+        bodies.refuse_project_hierarchy(body)
+        try:
+            project = project_save(
+                project=None, name=name, description=description, enabled=True if enabled is None else enabled
+            )
+        except ProjectConflict:
+            raise Conflict(f"Duplicate entry found with name {name} at domain ID default.") from None
+        return Response({"project": shapes.project(project)}, status=201)
+
     def get(self, request):
         projects = _projects_for(self) if _domain_matches(request) else []
         name = request.query_params.get("name")
@@ -56,12 +97,44 @@ class ProjectsView(ReadOnlyIdentityView):
         return _listing("projects", [shapes.project(p) for p in projects], "/projects")
 
 
-class ProjectView(ReadOnlyIdentityView):
+class ProjectView(WritableIdentityView):
     def get(self, request, project_id):
         project = next((p for p in _projects_for(self) if p.pk == project_id), None)
         if project is None:
             raise NotFound(f"Could not find project: {project_id[:64]}.")
         return Response({"project": shapes.project(project)})
+
+    def patch(self, request, project_id):
+        self.require_admin("update_project")
+        body = bodies.wrapped(request.data, "project")
+        project = _project_found(project_id)
+        name = bodies.name(body, "name", required=False, longest=bodies.PROJECT_NAME_MAX)
+        description = bodies.text(body, "description")
+        enabled = bodies.flag(body, "enabled")
+        bodies.domain(body)
+        if "parent_id" in body or "is_domain" in body:
+            raise ValidationFailed("A project's parent and whether it is a domain cannot change.")
+        try:
+            project = project_save(
+                project=project,
+                name=project.name if name is None else name,
+                description=project.description if description is None else description,
+                enabled=project.enabled if enabled is None else enabled,
+            )
+        except ProjectConflict:
+            raise Conflict(f"Duplicate entry found with name {name} at domain ID default.") from None
+        return Response({"project": shapes.project(project)})
+
+    def delete(self, request, project_id):
+        self.require_admin("delete_project")
+        project = _project_found(project_id)
+        if self.principal.project is not None and self.principal.project.pk == project.pk:
+            raise Forbidden("A token cannot delete the project it is scoped to.")
+        try:
+            project_delete(project=project)
+        except ProjectInUse as exc:
+            raise Conflict(str(exc)) from None
+        return Response(status=204)
 
 
 class UserProjectsView(ReadOnlyIdentityView):
@@ -75,13 +148,44 @@ class UserProjectsView(ReadOnlyIdentityView):
 
 
 def _visible_users(view):
-    users = get_user_model().objects.order_by("username")
+    users = get_user_model().objects.select_related("identity").exclude(identity__deleted_at__isnull=False)
+    users = users.order_by("username")
     if not view.is_admin:
         users = users.filter(pk=view.request.user.pk)
     return users
 
 
-class UsersView(ReadOnlyIdentityView):
+def _user_found(view, user_id: str):
+    found = _visible_users(view).filter(username=user_id).first()
+    if found is None:
+        raise NotFound(f"Could not find user: {user_id[:64]}.")
+    return found
+
+
+class UsersView(WritableIdentityView):
+    def post(self, request):
+        self.require_admin("create_user")
+        body = bodies.wrapped(request.data, "user")
+        name = bodies.user_name(body, required=True)
+        password = bodies.password(body)
+        email = bodies.email(body) or ""
+        description = bodies.text(body, "description") or ""
+        enabled = bodies.flag(body, "enabled")
+        bodies.domain(body)
+        default_project = bodies.default_project(body)
+        try:
+            user = user_create(
+                name=name,
+                password=None if password is ... else password,
+                email=email,
+                description=description,
+                default_project=None if default_project is ... else default_project,
+                enabled=True if enabled is None else enabled,
+            )
+        except UserConflict as exc:
+            raise Conflict(str(exc)) from None
+        return Response({"user": shapes.user(_visible_users(self).get(pk=user.pk))}, status=201)
+
     def get(self, request):
         users = _visible_users(self) if _domain_matches(request) else get_user_model().objects.none()
         name = request.query_params.get("name")
@@ -90,12 +194,43 @@ class UsersView(ReadOnlyIdentityView):
         return _listing("users", [shapes.user(u) for u in _enabled_filter(request, list(users), "is_active")], "/users")
 
 
-class UserView(ReadOnlyIdentityView):
+class UserView(WritableIdentityView):
     def get(self, request, user_id):
-        found = _visible_users(self).filter(username=user_id).first()
-        if found is None:
-            raise NotFound(f"Could not find user: {user_id[:64]}.")
-        return Response({"user": shapes.user(found)})
+        return Response({"user": shapes.user(_user_found(self, user_id))})
+
+    def patch(self, request, user_id):
+        self.require_admin("update_user")
+        body = bodies.wrapped(request.data, "user")
+        user = _user_found(self, user_id)
+        name = bodies.user_name(body, required=False)
+        if name is not None and name != user.get_username():
+            raise ValidationFailed("A user's name is their id here and cannot change: create a new user.")
+        bodies.domain(body)
+        changes = {}
+        password, default_project = bodies.password(body), bodies.default_project(body)
+        if password is not ...:
+            changes["password"] = password
+        if default_project is not ...:
+            changes["default_project"] = default_project
+        for key, value in (
+            ("email", bodies.email(body)),
+            ("description", bodies.text(body, "description")),
+            ("enabled", bodies.flag(body, "enabled")),
+        ):
+            if value is not None:
+                changes[key] = value
+        if changes.get("enabled") is False and user.pk == request.user.pk:
+            raise Forbidden("A user cannot disable themselves.")
+        user_update(user=user, **changes)
+        return Response({"user": shapes.user(_user_found(self, user_id))})
+
+    def delete(self, request, user_id):
+        self.require_admin("delete_user")
+        user = _user_found(self, user_id)
+        if user.pk == request.user.pk:
+            raise Forbidden("A user cannot delete themselves.")
+        user_delete(user=user)
+        return Response(status=204)
 
 
 class DomainsView(ReadOnlyIdentityView):

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 
 from portal.models import ApplicationCredential, Project, Role
 from portal.services.identity_tokens import ROLE_ORDER, TokenRecord
@@ -102,7 +103,8 @@ def project(p: Project) -> dict:
 
 
 def user(u) -> dict:
-    return {
+    """A user; ``email``, ``description`` and ``default_project_id`` only when set, as Keystone shows them."""
+    body = {
         "id": u.get_username(),
         "name": u.get_username(),
         "domain_id": DOMAIN_ID,
@@ -111,6 +113,18 @@ def user(u) -> dict:
         "options": {},
         "links": {"self": v3_url(f"/users/{u.get_username()}")},
     }
+    if u.email:
+        body["email"] = u.email
+    try:
+        identity = u.identity
+    except ObjectDoesNotExist:
+        identity = None
+    if identity is not None:
+        if identity.description:
+            body["description"] = identity.description
+        if identity.default_project_id:
+            body["default_project_id"] = identity.default_project_id
+    return body
 
 
 def catalog(project_id: str) -> list[dict]:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import application_credentials, auth_views, resources
+from . import application_credentials, auth_views, grants, resources
 
 app_name = "identity"
 
@@ -13,6 +13,16 @@ urlpatterns = [
     path("v3/auth/catalog", auth_views.AuthCatalogView.as_view(), name="auth-catalog"),
     path("v3/projects", resources.ProjectsView.as_view(), name="projects"),
     path("v3/projects/<str:project_id>", resources.ProjectView.as_view(), name="project"),
+    path(
+        "v3/projects/<str:project_id>/users/<str:user_id>/roles",
+        grants.ProjectUserRolesView.as_view(),
+        name="project-user-roles",
+    ),
+    path(
+        "v3/projects/<str:project_id>/users/<str:user_id>/roles/<str:role_id>",
+        grants.ProjectUserRoleView.as_view(),
+        name="project-user-role",
+    ),
     path("v3/users", resources.UsersView.as_view(), name="users"),
     path("v3/users/<str:user_id>", resources.UserView.as_view(), name="user"),
     path("v3/users/<str:user_id>/projects", resources.UserProjectsView.as_view(), name="user-projects"),

@@ -12,8 +12,9 @@ urlpatterns = [
     path("v2/images/<str:image_id>", views.ImageDetailView.as_view(), name="image-detail"),
     path("v2/images/<str:image_id>/file", views.ImageFileView.as_view(), name="image-file"),
     path("v2/images/<str:image_id>/tags/<str:tag>", views.ImageTagView.as_view(), name="image-tag"),
+    path("v2/images/<str:image_id>/tasks", views.ImageTasksView.as_view(), name="image-tasks"),
     re_path(
-        r"^v2/images/[^/]+/(?:members|actions|import|stage|tasks)(?:/.*)?$",
+        r"^v2/images/[^/]+/(?:members|actions|import|stage|tasks/.+)(?:/.*)?$",
         views.NotImplementedView.as_view(),
     ),
     path("v2/schemas/image", views.ImageSchemaView.as_view(), name="image-schema"),

@@ -251,6 +251,15 @@ class ImageTagView(ImageAPIView):
         return Response(status=http.HTTP_204_NO_CONTENT)
 
 
+class ImageTasksView(ImageAPIView):
+    """``GET /v2/images/{id}/tasks`` (API 2.12): the image's import tasks. This cloud offers no import, so an
+    image has none; an image the caller cannot see is 404."""
+
+    def get(self, request, image_id):
+        self.get_image(image_id)
+        return Response({"tasks": []})
+
+
 class ImageSchemaView(ImageAPIView):
     def get(self, request):
         return Response(image_schema())

@@ -16,6 +16,22 @@ _EXTENSIONS = [
         "Stateful security group",
         "Indicates if the security group is stateful or not",
     ),
+    (
+        "router",
+        "Neutron L3 Router",
+        "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks "
+        "via a NAT gateway.",
+    ),
+    (
+        "ext-gw-mode",
+        "Neutron L3 Configurable external gateway mode",
+        "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway",
+    ),
+    (
+        "fip-port-details",
+        "Floating IP Port Details Extension",
+        "Add port_details attribute to Floating IP resource",
+    ),
     ("quotas", "Quota management support", "Expose functions for quotas management per project"),
     ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),

@@ -17,6 +17,7 @@ from portal.services.network_errors import (
     PolicyNotAuthorized,
     PortNotFound,
     SecurityGroupNotFound,
+    ServicePortInUse,
 )
 
 from . import shapes
@@ -43,6 +44,8 @@ PORT_CREATE = {
     "qos_policy_id",
     "dns_name",
 }
+# The ports routers and floating IPs hold: theirs to change and delete, not the port API's.
+SERVICE_OWNERS = (Port.OWNER_ROUTER_INTERFACE, Port.OWNER_ROUTER_GATEWAY, Port.OWNER_FLOATING_IP)
 PORT_UNSUPPORTED = ("binding:vnic_type", "binding:profile", "allowed_address_pairs", "extra_dhcp_opts", "qos_policy_id")
 
 
@@ -143,6 +146,11 @@ class PortView(_PortView):
         self.require_write()
         port = self.get_port(port_id)
         changes = dict(self.body_of("port"))
+        held = {"device_id", "device_owner", "fixed_ips", "mac_address", "binding:host_id"} & set(changes)
+        if port.device_owner in SERVICE_OWNERS and held:
+            raise BadRequest(
+                f"Cannot update {', '.join(sorted(held))} of port {port.pk}: it belongs to its {port.device_owner}."
+            )
         only_empty(changes, PORT_UNSUPPORTED)
         only_empty(changes, ("dns_name",))
         if "security_groups" in changes:
@@ -161,5 +169,7 @@ class PortView(_PortView):
         port = self.get_port(port_id)
         if port.device_owner == Port.OWNER_DHCP and not self.is_admin:
             raise PolicyNotAuthorized("(rule:delete_port) is disallowed by policy: the network's DHCP port")
+        if port.device_owner in SERVICE_OWNERS:
+            raise ServicePortInUse(port.pk, port.device_owner)  # its router or floating IP removes it
         port_services.port_delete(port=port)
         return Response(status=http.HTTP_204_NO_CONTENT)

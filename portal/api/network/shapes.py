@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from django.db.models import Q
 
-from portal.api.compute.validation import is_uuid
-from portal.models import Network, Port, SecurityGroup, SecurityGroupRule, Subnet
+from portal.ids import is_uuid
+from portal.models import FloatingIP, IPAllocation, Network, Port, Router, SecurityGroup, SecurityGroupRule, Subnet
 from portal.services.network_errors import BadRequest
 
 from .query import Attr
@@ -176,7 +176,7 @@ def rule_body(rule: SecurityGroupRule) -> dict:
         "port_range_min": rule.port_range_min,
         "port_range_max": rule.port_range_max,
         "remote_ip_prefix": rule.remote_ip_prefix,
-        "normalized_cidr": rule.remote_ip_prefix,
+        "normalized_cidr": rule.normalized_cidr,
         "remote_group_id": str(rule.remote_group_id) if rule.remote_group_id else None,
         "remote_address_group_id": None,
         **_common(rule),
@@ -206,4 +206,77 @@ RULE_ATTRS = {
     "port_range_max": Attr("port_range_max", "int"),
     "remote_ip_prefix": Attr("remote_ip_prefix"),
     "remote_group_id": Attr("remote_group_id", "uuid"),
+}
+
+
+def attach_gateway_ips(routers: list[Router]) -> None:
+    """One query for the gateway addresses of every router listed (``router_body`` reads them)."""
+    by_router: dict[str, list[dict]] = {str(r.pk): [] for r in routers}
+    rows = IPAllocation.objects.filter(
+        port__device_owner=Port.OWNER_ROUTER_GATEWAY, port__device_id__in=list(by_router)
+    ).values_list("port__device_id", "subnet_id", "ip_address")
+    for device_id, subnet_id, ip_address in rows.order_by("id"):
+        by_router[device_id].append({"subnet_id": str(subnet_id), "ip_address": ip_address})
+    for router in routers:
+        router.gateway_ips = by_router[str(router.pk)]
+
+
+def router_body(router: Router, is_admin: bool = False) -> dict:
+    gateway = None
+    if router.external_network_id:
+        gateway = {
+            "network_id": str(router.external_network_id),
+            "enable_snat": router.enable_snat,
+            "external_fixed_ips": list(getattr(router, "gateway_ips", [])),
+        }
+    return {
+        "id": str(router.pk),
+        "name": router.name,
+        "admin_state_up": router.admin_state_up,
+        "status": router.status,
+        "external_gateway_info": gateway,
+        "routes": [],
+        **_common(router),
+    }
+
+
+def floating_ip_body(floating_ip: FloatingIP, is_admin: bool = False) -> dict:
+    port = floating_ip.port
+    return {
+        "id": str(floating_ip.pk),
+        "floating_ip_address": floating_ip.floating_ip_address,
+        "floating_network_id": str(floating_ip.floating_network_id),
+        "router_id": str(floating_ip.router_id) if floating_ip.router_id else None,
+        "port_id": str(floating_ip.port_id) if floating_ip.port_id else None,
+        "fixed_ip_address": floating_ip.fixed_ip_address,
+        "status": floating_ip.status,
+        "port_details": None
+        if port is None
+        else {
+            "name": port.name,
+            "network_id": str(port.network_id),
+            "mac_address": port.mac_address,
+            "admin_state_up": port.admin_state_up,
+            "status": port.status,
+            "device_id": port.device_id,
+            "device_owner": port.device_owner,
+        },
+        **_common(floating_ip),
+    }
+
+
+ROUTER_ATTRS = {
+    **_COMMON_ATTRS,
+    "admin_state_up": Attr("admin_state_up", "bool"),
+    "status": Attr("status"),
+}
+
+FLOATING_IP_ATTRS = {
+    **{k: v for k, v in _COMMON_ATTRS.items() if k != "name"},
+    "floating_ip_address": Attr("floating_ip_address"),
+    "floating_network_id": Attr("floating_network_id", "uuid"),
+    "router_id": Attr("router_id", "uuid"),
+    "port_id": Attr("port_id", "uuid"),
+    "fixed_ip_address": Attr("fixed_ip_address"),
+    "status": Attr("status"),
 }

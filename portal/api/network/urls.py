@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import networks, ports, quotas, security_groups, subnets, views
+from . import floating_ips, networks, ports, quotas, routers, security_groups, subnets, views
 
 V = "v2.0"
 Q = f"{V}/quotas/<str:target_project_id>"
@@ -34,6 +34,20 @@ urlpatterns = [
         security_groups.SecurityGroupRuleView.as_view(),
         name="networking-security-group-rule",
     ),
+    path(f"{V}/routers", routers.RoutersView.as_view(), name="networking-routers"),
+    path(f"{V}/routers/<str:router_id>", routers.RouterView.as_view(), name="networking-router"),
+    path(
+        f"{V}/routers/<str:router_id>/add_router_interface",
+        routers.RouterAddInterfaceView.as_view(),
+        name="networking-router-add-interface",
+    ),
+    path(
+        f"{V}/routers/<str:router_id>/remove_router_interface",
+        routers.RouterRemoveInterfaceView.as_view(),
+        name="networking-router-remove-interface",
+    ),
+    path(f"{V}/floatingips", floating_ips.FloatingIPsView.as_view(), name="networking-floatingips"),
+    path(f"{V}/floatingips/<str:floating_ip_id>", floating_ips.FloatingIPView.as_view(), name="networking-floatingip"),
     path(f"{V}/quotas", quotas.QuotasView.as_view(), name="networking-quotas"),
     path(Q, quotas.QuotaView.as_view(), name="networking-quota"),
     path(f"{Q}/default", quotas.QuotaDefaultView.as_view(), name="networking-quota-default"),

@@ -32,6 +32,7 @@ class V2RootView(NetworkingAPIView):
     def get(self, request):
         resources = [("network", "networks"), ("subnet", "subnets"), ("port", "ports"), ("quota", "quotas")]
         resources += [("security_group", "security-groups"), ("security_group_rule", "security-group-rules")]
+        resources += [("router", "routers"), ("floatingip", "floatingips")]
         return Response(
             {
                 "resources": [

@@ -14,13 +14,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from portal.auth.context import RequestContext
-from portal.models import Flavor, Image, Membership, Network, Project, Role, SecurityGroup, Subnet
+from portal.models import Flavor, Image, Membership, Network, Port, Project, Role, Router, SecurityGroup, Subnet
 from portal.services import networks as network_services
+from portal.services import routers as router_services
 from portal.services import security_groups as group_services
 from portal.services.images import image_create, image_upload
 from portal.services.network_errors import NetworkError, SecurityGroupRuleExists
 
 WEB_GROUP = "web"  # the demo guest on public is in it
+ROUTER = "demo-router"  # demo-net's way out, with its gateway on public
 DEFAULT_FLAVORS = [
     # flavorid, name, vcpus, memory_mb, root_gb
     ("1", "m1.tiny", 1, 512, 1),
@@ -56,16 +58,17 @@ class Command(BaseCommand):
         self._flavors()
         self._image(Path(image), RequestContext(user=user, project=project, role=Role.ADMIN))
         try:
-            self._networks(project, options["public_cidr"], options["tenant_cidr"])
+            public, demo = self._networks(project, options["public_cidr"], options["tenant_cidr"])
+            self._router(project, public, demo)
             self._web_group(project, options["public_cidr"])
         except NetworkError as exc:
             raise CommandError(f"the demo's networks: {exc}") from None
 
     @transaction.atomic
     def _networks(self, project: Project, public_cidr: str, tenant_cidr: str):
-        """``public``: shared, flat on physical network ``public`` (the demo's bridge ``br-public``, whose
-        address is the subnet's gateway); ``demo-net``: the admin project's own VXLAN network, the one
-        ``networks: auto`` picks, without a router."""
+        """``public``: shared and external, flat on physical network ``public`` (the demo's bridge
+        ``br-public``, whose address is the subnet's gateway); ``demo-net``: the admin project's own VXLAN
+        network, the one ``networks: auto`` picks."""
         public = Network.objects.filter(name="public", shared=True, network_type=Network.Type.FLAT).first()
         if public is None:
             public = network_services.network_create(
@@ -73,8 +76,13 @@ class Command(BaseCommand):
                 user_is_admin=True,
                 name="public",
                 shared=True,
+                external=True,
                 network_type=Network.Type.FLAT,
                 physical_network="public",
+            )
+        elif not public.external:  # an older demo's
+            public = network_services.network_update(
+                network=public, user_is_admin=True, changes={"router:external": True}
             )
         self._subnet(project, public, "public-subnet", public_cidr)
         demo = Network.objects.filter(project=project, name="demo-net").first()
@@ -87,6 +95,29 @@ class Command(BaseCommand):
         for network in (public, demo):
             cidrs = ", ".join(Subnet.objects.filter(network=network).values_list("cidr", flat=True))
             self.stdout.write(f"network {network.name}: {network.pk} ({network.network_type}, {cidrs})")
+        return public, demo
+
+    @transaction.atomic
+    def _router(self, project: Project, public: Network, demo: Network) -> None:
+        """``demo-router``: demo-net's subnet behind it, its gateway on public (translated to its address
+        there), as a cloud user makes one to let a private network out and reach it by floating IPs."""
+        router = Router.objects.filter(project=project, name=ROUTER).first()
+        if router is None:
+            router = router_services.router_create(
+                project=project,
+                user_is_admin=True,
+                name=ROUTER,
+                external_gateway_info={"network_id": str(public.pk)},
+            )
+        for subnet in Subnet.objects.filter(network=demo):
+            attached = Port.objects.filter(
+                device_id=str(router.pk), device_owner=Port.OWNER_ROUTER_INTERFACE, fixed_ips__subnet=subnet
+            )
+            if not attached.exists():
+                router_services.router_add_interface(
+                    router=router, project=project, user_is_admin=True, subnet_id=str(subnet.pk)
+                )
+        self.stdout.write(f"router {ROUTER}: {router.pk} (demo-net behind it, its gateway on public)")
 
     @transaction.atomic
     def _web_group(self, project: Project, public_cidr: str) -> None:

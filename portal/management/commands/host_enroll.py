@@ -1,6 +1,6 @@
 """``manage.py host_enroll``: let a compute host speak to the cloud, or stop it from speaking.
 
-    manage.py host_enroll NAME --output FILE [--console-address 10.0.0.5]
+    manage.py host_enroll NAME --output FILE [--console-address 10.0.0.5] [--routers | --no-routers]
     manage.py host_enroll 'sim-[0001-1000]' --output FILE      (many simulated hosts, one file)
     manage.py host_enroll NAME --revoke
 
@@ -8,10 +8,14 @@ Enrolling writes FILE (mode 0600) with the host's new private key and the contro
 copy it to the host and point ``COMPUTE_CREDENTIALS`` at it. The cloud keeps only the public half, so a
 lost file means enrolling again, which revokes the old key. ``--console-address`` is the one address the
 host's consoles may be reached at (the console proxy connects nowhere else for its instances).
+``--routers`` trusts the host with routers: the control plane may run any project's routers there, so
+their routed traffic (and their floating IPs' translations) cross it; ``--no-routers`` takes that back
+(its routers move elsewhere). Neither: as it was (a new host runs none).
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -31,8 +35,14 @@ class Command(BaseCommand):
         parser.add_argument("--output", type=Path, help="where to write the credentials (mode 0600)")
         parser.add_argument("--console-address", default="127.0.0.1", help="where the hosts' consoles listen")
         parser.add_argument("--revoke", action="store_true", help="revoke the hosts' credentials instead")
+        parser.add_argument(
+            "--routers",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="trust the hosts with routers (other projects' routed traffic crosses them), or no longer",
+        )
 
-    def handle(self, *args, hosts: str, output: Path | None, console_address: str, revoke: bool, **options):
+    def handle(self, *args, hosts: str, output: Path | None, console_address: str, revoke: bool, routers, **options):
         try:
             names = parse_host_list(hosts)
         except ConfigError as exc:
@@ -55,6 +65,7 @@ class Command(BaseCommand):
                 names=names,
                 public_keys={name: signing.encode_public(key) for name, key in keys.items()},
                 console_address=console_address,
+                runs_routers=routers,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None

@@ -64,6 +64,7 @@ def test_errors(admin, member):
     assert create(admin, {"name": "b", "extra": 1}).status_code == 400
     assert create(admin, {}).status_code == 400
     assert admin.client.get(f"{BASE}/os-aggregates/abc").status_code == 400
+    assert admin.client.get(f"{BASE}/os-aggregates/-1").status_code == 404  # an integer no aggregate has
     missing = admin.client.get(f"{BASE}/os-aggregates/999999")
     assert missing.status_code == 404
     assert missing.json()["itemNotFound"]["message"] == "Aggregate 999999 could not be found."

@@ -9,11 +9,13 @@ pytestmark = pytest.mark.integration
 
 
 def test_version_documents_need_no_auth(client):
-    for path in ("/compute/", "/compute/v2.1", "/compute/v2.1/"):
+    for path in ("/compute/", "/compute/v2.1", "/compute/v2.1/", "/compute/v2/"):
         response = client.get(path)
         assert response.status_code == 200, path
     versions = client.get("/compute/").json()["versions"]
-    assert [v["id"] for v in versions] == ["v2.1"]
+    assert [(v["id"], v["status"]) for v in versions] == [("v2.0", "SUPPORTED"), ("v2.1", "CURRENT")]
+    assert versions[0]["links"][0]["href"].endswith("/compute/v2/")
+    assert client.get("/compute/v2/").json()["version"]["id"] == "v2.0"
     version = client.get("/compute/v2.1/").json()["version"]
     assert version["version"] == str(MAX_VERSION)
     assert version["min_version"] == "2.1"
@@ -31,11 +33,29 @@ def test_wrong_password_is_401(member):
     assert member.client.get("/compute/v2.1/flavors").status_code == 401
 
 
+def test_the_legacy_v2_api_is_v2_1_without_microversions(member):
+    """``/compute/v2/`` serves the same endpoints, always at 2.1, whatever version is asked for, and says
+    nothing of microversions."""
+    FlavorFactory(flavorid="1", description="hidden before 2.55")
+    response = member.client.get("/compute/v2/flavors/1", HTTP_OPENSTACK_API_VERSION="compute 2.60")
+    assert response.status_code == 200
+    assert "description" not in response.json()["flavor"]
+    assert "OpenStack-API-Version" not in response and "X-OpenStack-Nova-API-Version" not in response
+    assert member.client.get("/compute/v2/flavors/1", HTTP_OPENSTACK_API_VERSION="compute 9.9").status_code == 200
+    assert member.client.get("/compute/v2.1/flavors/1", HTTP_OPENSTACK_API_VERSION="compute 9.9").status_code == 406
+
+
 def test_microversion_is_echoed(member):
     response = member.client.get("/compute/v2.1/flavors", HTTP_OPENSTACK_API_VERSION="compute 2.19")
     assert response["OpenStack-API-Version"] == "compute 2.19"
     assert response["X-OpenStack-Nova-API-Version"] == "2.19"
     assert "OpenStack-API-Version" in response["Vary"]
+
+
+def test_the_request_id_is_sent_under_both_names(member):
+    response = member.client.get("/compute/v2.1/flavors")
+    assert response["X-OpenStack-Request-Id"].startswith("req-")
+    assert response["X-Compute-Request-Id"] == response["X-OpenStack-Request-Id"]
 
 
 def test_no_microversion_means_2_1(member):
@@ -111,3 +131,13 @@ def test_flavor_pagination(member):
     assert [f["id"] for f in second["flavors"]] == ["3", "4"]
     assert member.client.get("/compute/v2.1/flavors?marker=nope").status_code == 400
     assert member.client.get("/compute/v2.1/flavors?limit=-1").status_code == 400
+
+
+def test_the_legacy_v2_api_ignores_unknown_body_keys_and_v2_1_still_refuses_them(admin):
+    body = {"aggregate": {"name": "agg-v2", "bogus": 1}}
+    assert admin.client.post("/compute/v2/os-aggregates", body, format="json").status_code == 200
+    # The same thread's next request to v2.1 is strict again.
+    refused = admin.client.post(
+        "/compute/v2.1/os-aggregates", {"aggregate": {"name": "agg-v21", "bogus": 1}}, format="json"
+    )
+    assert refused.status_code == 400 and "bogus" in refused.json()["badRequest"]["message"]

@@ -39,6 +39,17 @@ def test_admin_creates_a_flavor_and_everyone_sees_it(admin, member):
     assert shown == flavor
 
 
+def test_rxtx_factor_is_kept_shown_and_sorted_by_until_2_102(admin, member, monkeypatch):
+    """As Nova keeps it, though nothing scales bandwidth by it here."""
+    assert create(admin, {**TINY, "id": "20", "rxtx_factor": 2.5}).status_code == 200
+    assert create(admin, {**TINY, "name": "t1.other", "id": "21", "rxtx_factor": "0.5"}).status_code == 200
+    assert member.client.get(f"{BASE}/flavors/20").json()["flavor"]["rxtx_factor"] == 2.5
+    listed = member.client.get(f"{BASE}/flavors/detail?sort_key=rxtx_factor&sort_dir=asc").json()["flavors"]
+    assert [(f["id"], f["rxtx_factor"]) for f in listed] == [("21", 0.5), ("20", 2.5)]
+    allow_version(monkeypatch, "2.102")
+    assert "rxtx_factor" not in member.client.get(f"{BASE}/flavors/20", **v("2.102")).json()["flavor"]
+
+
 def test_flavor_without_id_gets_a_uuid_and_numbers_may_be_strings(admin):
     response = create(admin, {"name": "auto", "ram": "1024", "vcpus": "2", "disk": "0", "id": None})
     assert response.status_code == 200
@@ -58,6 +69,8 @@ def test_flavor_without_id_gets_a_uuid_and_numbers_may_be_strings(admin):
         ({**TINY, "id": "bad/id"}, "id"),
         ({**TINY, "os-flavor-access:is_public": "maybe"}, "is_public"),
         ({**TINY, "rxtx_factor": 0}, "rxtx_factor"),
+        ({**TINY, "rxtx_factor": "fast"}, "rxtx_factor"),
+        ({**TINY, "rxtx_factor": 1e39}, "rxtx_factor"),
         ({**TINY, "description": "too early"}, "description"),
         ({**TINY, "colour": "red"}, "colour"),
         ({"name": "x", "ram": 1, "vcpus": 1}, "disk"),

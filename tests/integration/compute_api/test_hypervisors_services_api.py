@@ -297,7 +297,7 @@ def test_a_heartbeat_brings_the_hosts_uptime(admin):
         cpu_arch="x86_64",
         uptime=" 12:00:00 up 4 min,  0 user,  load average: 0.01, 0.02, 0.03",
     )
-    host = host_heartbeat(beat=rpc.Heartbeat.from_dict(beat.to_dict()), signed_at=time.time())
-    shown = get(admin, f"/os-hypervisors/{host.pk}/uptime").json()["hypervisor"]
+    host_id = host_heartbeat(beat=rpc.Heartbeat.from_dict(beat.to_dict()), signed_at=time.time())
+    shown = get(admin, f"/os-hypervisors/{host_id}/uptime").json()["hypervisor"]
     assert shown["uptime"] == " 12:00:00 up 4 min,  0 user,  load average: 0.01, 0.02, 0.03"
     assert shown["state"] == "up"

@@ -1,6 +1,8 @@
 """``/os-server-groups``: the pre-2.64 ``policies`` shape, the 2.64 ``policy``/``rules`` shape, members,
 project scoping and quotas."""
 
+import uuid
+
 import pytest
 
 from portal.models import QuotaLimit, ServerGroup
@@ -97,8 +99,12 @@ def test_groups_are_scoped_to_the_project(member, reader, stranger, admin):
     create(stranger, {"name": "theirs", "policies": ["affinity"]})
     assert [g["name"] for g in member.client.get(f"{BASE}/os-server-groups").json()["server_groups"]] == ["mine"]
     assert [g["name"] for g in reader.client.get(f"{BASE}/os-server-groups").json()["server_groups"]] == ["mine"]
-    assert stranger.client.get(f"{BASE}/os-server-groups/{group_id}").status_code == 404
-    assert stranger.client.delete(f"{BASE}/os-server-groups/{group_id}").status_code == 404
+    # Another project's group is 403, as the compute API's policy answers; it stays, and shows nothing.
+    for method in ("get", "delete"):
+        refused = getattr(stranger.client, method)(f"{BASE}/os-server-groups/{group_id}")
+        assert refused.status_code == 403 and "mine" not in refused.content.decode()
+    assert ServerGroup.objects.filter(uuid=group_id).exists()
+    assert stranger.client.get(f"{BASE}/os-server-groups/{uuid.uuid4()}").status_code == 404
     # all_projects is for admins only; others get their own project's groups.
     own = stranger.client.get(f"{BASE}/os-server-groups?all_projects=True").json()["server_groups"]
     assert [g["name"] for g in own] == ["theirs"]

@@ -26,6 +26,7 @@ from compute_tasks.rpc import (
     ActionResult,
     BuildFailed,
     BuildRequest,
+    CacheImagesRequest,
     ConsoleOutputRequest,
     FlavorSpec,
     Heartbeat,
@@ -280,6 +281,23 @@ def test_a_build_is_reported_and_the_host_beats(worker, host, image):
     )
 
 
+def test_images_named_through_an_aggregate_are_cached_before_any_build(worker, host, image):
+    """Compute API 2.81: the host downloads and verifies the image into its cache without building anything;
+    an image that fails its checksum is not kept and does not stop the others."""
+    _conductor, state_dir, log_path = worker
+    broken = ImageSpec(id=f"{image.id}-bad", url=image.url, sha256="0" * 64, size=image.size)
+    rpc.cache_images(host, CacheImagesRequest(images=[broken, image], request_id="req-it-cache"))
+    cached = state_dir / "images" / image.id
+    deadline = time.monotonic() + WAIT
+    while not cached.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cached.is_file(), log_tail(log_path)
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == image.sha256
+    assert mode_of(cached) == 0o600
+    assert not (state_dir / "images" / broken.id).exists()
+    assert not (state_dir / "instances").exists() or not any((state_dir / "instances").iterdir())
+
+
 def test_a_failed_build_is_cleaned_up_and_reported(worker, host, image):
     conductor, state_dir, _log_path = worker
     request = BuildRequest(
@@ -320,7 +338,8 @@ def test_console_output_is_a_request_and_a_reply_through_the_broker(worker, host
     log.write_bytes(b"first\nsecond\nthird\n")
     ask = ConsoleOutputRequest(instance_uuid=request.instance_uuid, domain_name=request.domain_name, reply_to="")
 
-    answer = rpc.get_console_output(host, dataclasses.replace(ask, length=2), timeout=15)
+    # Nova's count: the empty piece after the last newline is the third "line" from the end.
+    answer = rpc.get_console_output(host, dataclasses.replace(ask, length=3), timeout=15)
     assert (answer.output, answer.error, answer.host) == ("second\nthird\n", "", host)
     assert rpc.get_console_output(host, ask, timeout=15).output == "first\nsecond\nthird\n"
     unknown = dataclasses.replace(ask, instance_uuid=str(uuid.uuid4()))

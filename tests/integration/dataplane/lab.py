@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compute_tasks.rpc import HostNetworkPlan, Neighbour, NetworkPlan, PortPlan, SubnetPlan
+from compute_tasks.rpc import HostNetworkPlan, Neighbour, NetworkPlan, PortPlan, RouterLeg, RouterPlan, SubnetPlan
 
 UDHCPC_SCRIPT = """#!/bin/sh
 # busybox udhcpc hands the lease over in the environment; the lab keeps it in a file.
@@ -42,6 +42,28 @@ while True:
     conn, _ = server.accept()
     conn.sendall(b"hello\\n")
     conn.close()
+"""
+
+
+# Answers every connection with its tag and the address the connection came from.
+PEER_LISTENER = """
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+while True:
+    conn, peer = server.accept()
+    conn.sendall(f"{sys.argv[3]} {peer[0]}\\n".encode())
+    conn.close()
+"""
+
+
+# The same over UDP: answers each datagram.
+UDP_PEER_LISTENER = """
+import socket, sys
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind((sys.argv[1], int(sys.argv[2])))
+while True:
+    _data, peer = server.recvfrom(2048)
+    server.sendto(f"{sys.argv[3]} {peer[0]}\\n".encode(), peer)
 """
 
 
@@ -165,6 +187,40 @@ class Lab:
         )
         wait_for(lambda: f":{port}" in in_ns(ns, "ss", "-ltn", check=False).stdout)
 
+    def listen_peer(self, ns: str, address: str, port: int, tag: str) -> None:
+        """A TCP listener in namespace ``ns`` that answers every connection with '<tag> <peer address>'."""
+        self.processes.append(
+            subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", PEER_LISTENER, address, str(port), tag])
+        )
+        wait_for(lambda: f":{port}" in in_ns(ns, "ss", "-ltn", check=False).stdout)
+
+    def listen_udp_peer(self, ns: str, address: str, port: int, tag: str) -> None:
+        """A UDP listener in namespace ``ns`` that answers every datagram with '<tag> <peer address>'."""
+        self.processes.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-c", UDP_PEER_LISTENER, address, str(port), tag]
+            )
+        )
+        wait_for(lambda: f":{port}" in in_ns(ns, "ss", "-lun", check=False).stdout)
+
+    def add_external(self, hosts: list[Host], device: str, address: str) -> str:
+        """A segment outside the cloud (a bridge in namespace ``<prefix>-ext``): each host reaches it by
+        its interface ``device``, and an "outside" namespace (returned) sits on it with ``address``
+        ("ip/prefixlen"), like the external network's gateway."""
+        ext, outside = f"{self.prefix}-ext", f"{self.prefix}-out"
+        sh("ip", "netns", "add", ext)
+        sh("ip", "-n", ext, "link", "add", "ext0", "type", "bridge")
+        sh("ip", "-n", ext, "link", "set", "ext0", "up")
+        legs = [(host.namespace, device) for host in hosts] + [(outside, "eth0")]
+        sh("ip", "netns", "add", outside)
+        sh("ip", "-n", outside, "link", "set", "lo", "up")
+        for index, (ns, name) in enumerate(legs):
+            sh("ip", "-n", ext, "link", "add", f"ext{index + 1}", "type", "veth", "peer", "name", name, "netns", ns)
+            sh("ip", "-n", ext, "link", "set", f"ext{index + 1}", "master", "ext0", "up")
+        sh("ip", "-n", outside, "addr", "add", address, "dev", "eth0")
+        sh("ip", "-n", outside, "link", "set", "eth0", "up")
+        return outside
+
     def stop(self) -> None:
         for process in self.processes:
             process.terminate()
@@ -217,12 +273,19 @@ class LabNetwork:
     physical_network: str | None = None
     bindings: list[tuple[Host, PortPlan]] = field(default_factory=list)
     host_routes: list[dict[str, str]] = field(default_factory=list)
+    routers: list[tuple[Host, RouterLeg]] = field(default_factory=list)  # routers' ports on the network
 
     def plan_for(self, host: Host) -> NetworkPlan | None:
         mine = [p for h, p in self.bindings if h is host]
-        if not mine:
+        if not mine and not any(h is host for h, _leg in self.routers):
             return None
+        # What the other hosts have on the network is found there: guests' ports and routers' legs.
         elsewhere = [(h, p) for h, p in self.bindings if h is not host]
+        elsewhere += [
+            (h, PortPlan(port_id=leg.port_id, mac=leg.mac, device="", ips=[leg.addresses[0].split("/")[0]]))
+            for h, leg in self.routers
+            if h is not host
+        ]
         return NetworkPlan(
             network_id=self.network_id,
             network_type=self.network_type,
@@ -249,6 +312,13 @@ class LabNetwork:
         )
 
 
-def host_plan(host: Host, networks: list[LabNetwork], generation: int) -> HostNetworkPlan:
+def host_plan(
+    host: Host, networks: list[LabNetwork], generation: int, routers: list[tuple[Host, RouterPlan]] = ()
+) -> HostNetworkPlan:
     plans = [n.plan_for(host) for n in networks]
-    return HostNetworkPlan(host=host.name, generation=generation, networks=[p for p in plans if p is not None])
+    return HostNetworkPlan(
+        host=host.name,
+        generation=generation,
+        networks=[p for p in plans if p is not None],
+        routers=[r for h, r in routers if h is host],
+    )

@@ -8,6 +8,7 @@ an enrolled host's key. Each forged message is refused, counted, and changes not
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -34,8 +35,9 @@ def cloud(django_db_setup, django_db_blocker, live_server, tmp_path_factory):
     purge_broker()
     cluster = Cluster(live_server.url, tmp_path_factory.mktemp("trust"))
     cluster.start_conductor()
-    cluster.start_compute(HOST_A)
-    cluster.start_compute(HOST_B)
+    # Every build reports its steps, however quick: the reports themselves are what is tested here.
+    cluster.start_compute(HOST_A, COMPUTE_BUILD_QUIET_SECONDS="0")
+    cluster.start_compute(HOST_B, COMPUTE_BUILD_QUIET_SECONDS="0")
     yield cluster
     with django_db_blocker.unblock():
         cluster.stop()
@@ -249,7 +251,13 @@ def test_a_host_cannot_say_what_another_hosts_network_is(hosts_up, rogue):
     send(rogue, rpc.NETWORK_STATE_APPLIED, rpc.CONDUCTOR_QUEUE, forged, signed)
     wait_refused(rpc.NETWORK_STATE_APPLIED, Reason.NOT_ITS_OWN, before)
 
-    own = rpc.NetworkStateApplied(host=HOST_B, generation=10**9, plugged_ports=[str(victim.pk)]).to_dict()
+    # As itself, about the plan it was last sent (a report of a plan never issued is not believed at all),
+    # marked so the test knows its report was the one taken.
+    HostNetworkState.objects.get_or_create(host=ComputeHost.objects.get(name=HOST_B))
+    generation = HostNetworkState.objects.get(host__name=HOST_B).generation
+    own = rpc.NetworkStateApplied(
+        host=HOST_B, generation=generation, plugged_ports=[str(victim.pk)], drift=["rogue report"]
+    ).to_dict()
     send(
         rogue,
         rpc.NETWORK_STATE_APPLIED,
@@ -258,7 +266,7 @@ def test_a_host_cannot_say_what_another_hosts_network_is(hosts_up, rogue):
         signed_as_host(HOST_B, rpc.NETWORK_STATE_APPLIED, own),
     )
     wait_until(
-        lambda: HostNetworkState.objects.filter(host__name=HOST_B, applied_generation=10**9).exists(),
+        lambda: "rogue report" in HostNetworkState.objects.get(host__name=HOST_B).drift,
         30,
         message="B's own report taken",
     )
@@ -336,3 +344,80 @@ def test_a_host_does_not_act_twice_on_one_message(hosts_up, api_user, tiny_flavo
     wait_until(lambda: "a replay of a message already acted on" in cloud_log(host), 30, message="the host to refuse")
     time.sleep(3)
     assert api_user.server(server_id)["status"] == "ACTIVE"
+
+
+# --- a build's progress: a host speaks only for the builds placed on it, and only while they build --------
+
+
+def progress_report(instance: Instance, host: str, step: str = rpc.BUILD_STEP_BLOCK_DEVICE_MAPPING) -> dict:
+    return rpc.BuildProgress(
+        instance_uuid=str(instance.uuid), host=host, request_id="req-progress", step=step, percent=40
+    ).to_dict()
+
+
+def handled(rogue: Celery, message: dict, signer: str) -> None:
+    """Send a build progress report signed by ``signer`` and wait until the conductor has taken it."""
+    task_id = str(uuid.uuid4())
+    auth = signed_as_host(signer, rpc.BUILD_PROGRESS, message)
+    rogue.send_task(rpc.BUILD_PROGRESS, args=[message, auth], queue=rpc.CONDUCTOR_QUEUE, task_id=task_id)
+    wait_until(
+        lambda: f"[{task_id}] succeeded" in conductor_log(),
+        30,
+        message="the conductor to take the progress report",
+    )
+
+
+def steps(instance: Instance) -> tuple:
+    row = Instance.objects.get(pk=instance.pk)
+    return row.vm_state, row.task_state, row.step_progress
+
+
+def test_a_host_cannot_report_the_progress_of_a_build_placed_on_another(hosts_up, rogue):
+    """Host B, with its own key and in its own name, says how A's build is going: not believed. The same
+    report from A is."""
+    victim = InstanceFactory(
+        host=ComputeHost.objects.get(name=HOST_A), vm_state=VmState.BUILDING, task_state=TaskState.NETWORKING
+    )
+    handled(rogue, progress_report(victim, HOST_B), HOST_B)
+    assert steps(victim) == (VmState.BUILDING, TaskState.NETWORKING, 0)
+
+    handled(rogue, progress_report(victim, HOST_A), HOST_A)
+    assert steps(victim) == (VmState.BUILDING, TaskState.BLOCK_DEVICE_MAPPING, 40)
+
+
+@pytest.mark.parametrize(
+    ("vm_state", "task_state"),
+    [
+        (VmState.ACTIVE, None),  # built already
+        (VmState.BUILDING, TaskState.DELETING),  # deleted while it was built
+        (VmState.SHELVED_OFFLOADED, TaskState.SPAWNING),  # an unshelve: not a build
+    ],
+)
+def test_progress_of_a_server_not_being_built_changes_nothing(hosts_up, rogue, vm_state, task_state):
+    instance = InstanceFactory(host=ComputeHost.objects.get(name=HOST_A), vm_state=vm_state, task_state=task_state)
+    handled(rogue, progress_report(instance, HOST_A), HOST_A)
+    handled(rogue, progress_report(instance, HOST_A, rpc.BUILD_STEP_SPAWNING), HOST_A)
+    # Only the task is looked at: the host's heartbeat may meanwhile sync the power of a server it lacks.
+    assert steps(instance)[1:] == (task_state, 0)
+
+
+def test_a_real_build_reports_its_steps_signed_and_believed(hosts_up, api_user, tiny_flavor, small_image):
+    """A boot on a compute worker: the host reports the disks' step, the image's percent and the spawn,
+    each signed as itself and taken by the conductor, none refused; the server ends ACTIVE at 100."""
+
+    def taken() -> int:
+        return len(re.findall(rf"Task {re.escape(rpc.BUILD_PROGRESS)}\[[0-9a-f-]+\] succeeded", conductor_log()))
+
+    before, refused = taken(), refusals(rpc.BUILD_PROGRESS, Reason.NOT_ITS_OWN)
+    body = {"server": {"name": "stepped", "imageRef": str(small_image.id), "flavorRef": "1", "networks": "none"}}
+    server_id = api_user.post("/servers", body).json()["server"]["id"]
+    wait_until(lambda: api_user.server(server_id)["status"] == "ACTIVE", 60, message="the server to be ACTIVE")
+    # The disks' step begun, the image whole, the spawn begun: at least three reports.
+    wait_until(lambda: taken() >= before + 3, 30, message="the build's progress reports")
+    assert refusals(rpc.BUILD_PROGRESS, Reason.NOT_ITS_OWN) == refused
+    server = api_user.server(server_id)
+    assert (server["progress"], server["OS-EXT-STS:task_state"]) == (100, None)
+
+
+def conductor_log() -> str:
+    return _cloud.processes["conductor"].output()

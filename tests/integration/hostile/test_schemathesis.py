@@ -73,6 +73,9 @@ def world(db, settings, tmp_path):
         "key": ["k1", "hw:cpu_policy"],
         "tag": ["t1"],
         "volume_id": [str(uuid.uuid4())],
+        "host_name": [host.name],
+        "alias": ["os-keypairs"],
+        "before": ["2026-01-15 00:00:00"],
     }
     return admin, examples
 

@@ -287,12 +287,12 @@ def test_admins_look_names_up(admin, member):
     assert assignments[0]["user"]["name"] == member.user.username
 
 
-def test_writes_are_not_implemented_and_unknown_paths_not_found(admin):
+def test_role_and_domain_writes_are_not_implemented_and_unknown_paths_not_found(admin):
     client = with_token(token_for(admin))
-    created = client.post(f"{V3}/projects", {"project": {"name": "p"}}, format="json")
+    created = client.post(f"{V3}/roles", {"role": {"name": "p"}}, format="json")
     assert created.status_code == 501
     assert created.json()["error"]["title"] == "Not Implemented"
-    assert client.delete(f"{V3}/users/{admin.user.username}").status_code == 501
+    assert client.delete(f"{V3}/domains/default").status_code == 501
     assert client.get(f"{V3}/groups").status_code == 404
     assert APIClient().get(f"{V3}/projects").status_code == 401
 

@@ -1,6 +1,8 @@
 import pytest
 from rest_framework.test import APIClient
 
+from tests.factories import ImageFactory
+
 pytestmark = pytest.mark.integration
 
 
@@ -71,3 +73,11 @@ def test_unimplemented_parts_say_so(member):
 
     assert response.status_code == 501
     assert response.json()["notImplemented"]["code"] == 501
+
+
+def test_an_image_has_no_import_tasks(member, stranger):
+    image = ImageFactory(owner=member.project, visibility="private")
+    response = member.client.get(f"/image/v2/images/{image.id}/tasks")
+    assert (response.status_code, response.json()) == (200, {"tasks": []})
+    assert stranger.client.get(f"/image/v2/images/{image.id}/tasks").status_code == 404
+    assert member.client.get(f"/image/v2/images/{image.id}/tasks/x").status_code == 501

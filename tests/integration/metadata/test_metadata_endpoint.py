@@ -34,6 +34,7 @@ def cloud(db):
         key_name="k",
         key_data="ssh-ed25519 AAAA a1",
         metadata={"role": "web"},
+        personality=[{"path": "/etc/motd", "contents": base64.b64encode(b"hello a1\n").decode()}],
     )
     a2 = InstanceFactory(name="a2", host=hv2)
 
@@ -101,6 +102,17 @@ def test_a_guest_reads_its_own_metadata(client, cloud):
     assert meta2["uuid"] == str(cloud["a2"].uuid)
     assert ask(client, cloud, "/openstack/latest/user_data", host="hv2", address="10.247.5.12").status_code == 404
     assert ask(client, cloud, "/latest/user-data", host="hv2", address="10.247.5.12").status_code == 404
+
+
+def test_a_guest_reads_its_personality_files(client, cloud):
+    meta = json.loads(ask(client, cloud, "/openstack/latest/meta_data.json").content)
+    assert meta["files"] == [{"path": "/etc/motd", "content_path": "/content/0000"}]
+    response = ask(client, cloud, "/openstack/content/0000")
+    assert (response.status_code, response.content) == (200, b"hello a1\n")
+    # The other guest has none, and cannot read a1's.
+    other = {"host": "hv2", "address": "10.247.5.12"}
+    assert "files" not in json.loads(ask(client, cloud, "/openstack/latest/meta_data.json", **other).content)
+    assert ask(client, cloud, "/openstack/content/0000", **other).status_code == 404
 
 
 def test_a_forged_signature_is_refused(client, cloud):

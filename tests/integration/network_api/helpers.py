@@ -47,3 +47,35 @@ def subnet(caller, network_id: str, cidr: str, **attrs) -> dict:
 
 def port(caller, network_id: str, **attrs) -> dict:
     return ok(call(caller, "POST", "/ports", {"port": {"network_id": network_id, **attrs}}), 201)["port"]
+
+
+def external_network(admin, cidr: str = "203.0.113.0/24", name: str = "public", physnet: str = "extnet") -> dict:
+    """An external (flat) network with one subnet, as an operator makes ``public``."""
+    made = network(
+        admin,
+        name=name,
+        **{
+            "router:external": True,
+            "provider:network_type": "flat",
+            "provider:physical_network": physnet,
+        },
+    )
+    made["subnet"] = subnet(admin, made["id"], cidr, enable_dhcp=False)
+    return made
+
+
+def router(caller, **attrs) -> dict:
+    return ok(call(caller, "POST", "/routers", {"router": {"name": "r1", **attrs}}), 201)["router"]
+
+
+def add_interface(caller, router_id: str, **body):
+    return call(caller, "PUT", f"/routers/{router_id}/add_router_interface", body)
+
+
+def remove_interface(caller, router_id: str, **body):
+    return call(caller, "PUT", f"/routers/{router_id}/remove_router_interface", body)
+
+
+def floating_ip(caller, network_id: str, **attrs) -> dict:
+    body = {"floatingip": {"floating_network_id": network_id, **attrs}}
+    return ok(call(caller, "POST", "/floatingips", body), 201)["floatingip"]

@@ -19,6 +19,8 @@ def test_quota_show_update_details_and_reset(member, admin, stranger):
         "port": 500,
         "security_group": 10,
         "security_group_rule": 100,
+        "router": 10,
+        "floatingip": 50,
     }
     assert ok(call(member, "GET", f"/quotas/{pid}/default"))["quota"] == {
         "network": 100,
@@ -26,6 +28,8 @@ def test_quota_show_update_details_and_reset(member, admin, stranger):
         "port": 500,
         "security_group": 10,
         "security_group_rule": 100,
+        "router": 10,
+        "floatingip": 50,
     }
     fault(call(stranger, "GET", f"/quotas/{pid}"), 403)
     fault(call(stranger, "GET", f"/quotas/{pid}/details"), 403)
@@ -45,10 +49,20 @@ def test_quota_show_update_details_and_reset(member, admin, stranger):
         # The port made the project's default group, with its four rules.
         "security_group": {"used": 1, "limit": 10, "reserved": 0},
         "security_group_rule": {"used": 4, "limit": 100, "reserved": 0},
+        "router": {"used": 0, "limit": 10, "reserved": 0},
+        "floatingip": {"used": 0, "limit": 50, "reserved": 0},
     }
 
     put = ok(call(admin, "PUT", f"/quotas/{pid}", {"quota": {"network": 2, "port": "3"}}))
-    assert put["quota"] == {"network": 2, "subnet": 100, "port": 3, "security_group": 10, "security_group_rule": 100}
+    assert put["quota"] == {
+        "network": 2,
+        "subnet": 100,
+        "port": 3,
+        "security_group": 10,
+        "security_group_rule": 100,
+        "router": 10,
+        "floatingip": 50,
+    }
     assert ok(call(member, "GET", f"/quotas/{pid}"))["quota"]["network"] == 2
     listed = ok(call(admin, "GET", "/quotas"))["quotas"]
     assert {
@@ -57,12 +71,14 @@ def test_quota_show_update_details_and_reset(member, admin, stranger):
         "port": 3,
         "security_group": 10,
         "security_group_rule": 100,
+        "router": 10,
+        "floatingip": 50,
         "project_id": pid,
         "tenant_id": pid,
     } in listed
 
     fault(call(admin, "PUT", f"/quotas/{pid}", {"quota": {"network": 0, "check_limit": True}}), 400)
-    fault(call(admin, "PUT", f"/quotas/{pid}", {"quota": {"router": 5}}), 400)
+    fault(call(admin, "PUT", f"/quotas/{pid}", {"quota": {"vpnservice": 5}}), 400)
     fault(call(admin, "PUT", f"/quotas/{pid}", {"quota": {"network": -2}}), 400)
     fault(call(admin, "PUT", f"/quotas/{pid}", {"quota": {"network": "many"}}), 400)
     fault(call(admin, "PUT", "/quotas/no-such-project", {"quota": {"network": 5}}), 400)
@@ -76,6 +92,8 @@ def test_quota_show_update_details_and_reset(member, admin, stranger):
         "port": 500,
         "security_group": 10,
         "security_group_rule": 100,
+        "router": 10,
+        "floatingip": 50,
     }
     assert not QuotaLimit.objects.filter(project_id=pid).exists()
 

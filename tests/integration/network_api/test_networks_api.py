@@ -61,7 +61,7 @@ def test_anonymous_and_malformed_requests_get_neutron_errors(member):
     fault(call(member, "GET", "/networks", sort_key="colour"), 400)
     fault(call(member, "GET", "/networks", limit="many"), 400)
     fault(call(member, "PATCH", "/networks"), 405)
-    fault(call(member, "GET", "/routers"), 404, "HTTPNotFound")  # not built: Neutron's envelope all the same
+    fault(call(member, "GET", "/vpn/vpnservices"), 404, "HTTPNotFound")  # not built: Neutron's envelope all the same
 
 
 def test_member_network_shape_and_lifecycle(member, admin, vni_range):

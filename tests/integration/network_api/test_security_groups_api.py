@@ -105,7 +105,21 @@ def test_rules_validation_and_duplicates(member, reader):
     dup = rule(member, web["id"], status=409, protocol="6", port_range_min=80, port_range_max=80)
     fault(dup, 409, "SecurityGroupRuleExists")
     icmp = rule(member, web["id"], protocol="icmp", port_range_min=8, port_range_max=0, remote_ip_prefix="10.9.8.7/16")
-    assert icmp["remote_ip_prefix"] == "10.9.0.0/16"
+    # The prefix is kept as given; what it matches is its network.
+    assert (icmp["remote_ip_prefix"], icmp["normalized_cidr"]) == ("10.9.8.7/16", "10.9.0.0/16")
+    # Another address of that network is the same rule.
+    again = rule(
+        member,
+        web["id"],
+        status=409,
+        protocol="icmp",
+        port_range_min=8,
+        port_range_max=0,
+        remote_ip_prefix="10.9.0.1/16",
+    )
+    fault(again, 409, "SecurityGroupRuleExists")
+    host = rule(member, web["id"], protocol="udp", port_range_min=53, port_range_max=53, remote_ip_prefix="10.9.8.7")
+    assert (host["remote_ip_prefix"], host["normalized_cidr"]) == ("10.9.8.7/32", "10.9.8.7/32")
     bad = [
         dict(direction="sideways"),
         dict(ethertype="IPv5"),
@@ -186,7 +200,7 @@ def test_plans_carry_compiled_rules_and_follow_membership(member, admin, django_
     a = port(member, net["id"], security_groups=[web["id"]], fixed_ips=[{"ip_address": "10.6.0.10"}])
     Port.objects.filter(pk=a["id"]).update(host=host)
     rule(member, web["id"], protocol="tcp", port_range_min=80, port_range_max=81)
-    rule(member, web["id"], protocol="icmp", remote_ip_prefix="192.0.2.0/24")
+    rule(member, web["id"], protocol="icmp", remote_ip_prefix="192.0.2.7/24")
     rule(member, web["id"], protocol="udp", port_range_min=53, port_range_max=53, remote_group_id=web["id"])
 
     def rules_of(port_id):

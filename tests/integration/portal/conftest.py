@@ -50,3 +50,12 @@ def flavor(db):
 @pytest.fixture
 def image(db):
     return ImageFactory(name="cirros", size=1024)
+
+
+@pytest.fixture
+def image_dir(settings, tmp_path):
+    """A fresh image store for this test (the modules that upload use it for every test)."""
+    directory = tmp_path / "images"
+    directory.mkdir()
+    settings.CLOUD = {**settings.CLOUD, "IMAGE_DIR": directory}
+    return directory

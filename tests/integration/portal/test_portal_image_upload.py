@@ -11,15 +11,7 @@ from portal.models import Image, QuotaLimit
 
 from .test_portal_forms import field_errors
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def image_dir(settings, tmp_path):
-    directory = tmp_path / "images"
-    directory.mkdir()
-    settings.CLOUD = {**settings.CLOUD, "IMAGE_DIR": directory}
-    return directory
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("image_dir")]
 
 
 def post_upload(user, data: bytes = b"\0" * 4096, **fields):

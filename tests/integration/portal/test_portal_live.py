@@ -15,7 +15,9 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
+from compute_tasks import rpc
 from portal.models import ComputeHost, Instance
+from portal.services.build_progress import build_progress
 from portal.services.lifecycle import compare_and_swap, mark_deleted, task_finish
 from portal.web.live import open_streams
 from tests.factories import InstanceFactory, MembershipFactory
@@ -141,6 +143,40 @@ def test_the_list_stream_sends_each_change_as_a_rendered_row(live_server, member
         stream.close()
 
 
+def test_a_builds_steps_and_download_percent_arrive_live(live_server, member):
+    """What the host reports while it builds moves the instance page's progress bar as it comes."""
+    host = ComputeHost.objects.create(name="live-hv")
+    instance = InstanceFactory(
+        project=member.project, user=member.user, vm_state="building", task_state="networking", host=host
+    )
+    session = signed_in_session(live_server.url, member.user)
+    page = session.get(f"{live_server.url}/instances/{instance.uuid}/", timeout=10).text
+    assert "Networking" in page and '<progress max="100" value="5"' in page
+    stream = open_stream(
+        session, f"{live_server.url}/instances/{instance.uuid}/events", since=timezone.now().isoformat()
+    )
+
+    def report(step, percent):
+        report = rpc.BuildProgress(
+            instance_uuid=str(instance.uuid), host=host.name, request_id="", step=step, percent=percent
+        )
+        assert build_progress(report=report)
+
+    try:
+        report(rpc.BUILD_STEP_BLOCK_DEVICE_MAPPING, 0)
+        report(rpc.BUILD_STEP_BLOCK_DEVICE_MAPPING, 50)
+        event = stream.next_event(match=lambda e: "Downloading the image: 50 %" in e["html"])
+        assert event["task_state"] == "block_device_mapping"
+        assert '<progress max="100" value="50"' in event["html"]
+        report(rpc.BUILD_STEP_SPAWNING, 0)
+        event = stream.next_event(match=lambda e: e["task_state"] == "spawning")
+        assert '<progress max="100" value="90"' in event["html"] and "Spawning" in event["html"]
+    finally:
+        stream.close()
+    rows = session.get(f"{live_server.url}/instances/", timeout=10).text
+    assert '<progress max="100" value="90"' in rows
+
+
 def test_other_projects_changes_are_not_sent(live_server, member):
     session = signed_in_session(live_server.url, member.user)
     stream = open_stream(session, f"{live_server.url}/instances/events", since=timezone.now().isoformat())
@@ -229,6 +265,47 @@ def test_the_detail_stream_follows_the_instances_ports(live_server, member):
         row = f'<tr data-port="{port.pk}" data-status="ACTIVE">'
         event = stream.next_event(match=lambda e: row in e["html"])
         assert "live-net" in event["html"]
+    finally:
+        stream.close()
+
+
+def test_the_detail_stream_follows_the_floating_ips_of_its_ports(live_server, member):
+    """A floating IP associated with the instance's port, or taken off it, changes neither the instance row
+    nor its ports."""
+    from portal.models import Port
+    from portal.services import floating_ips, routers
+    from portal.services import networks as network_services
+
+    project = member.project
+    external = network_services.network_create(project=project, user_is_admin=True, name="ext", external=True)
+    network_services.subnet_create(project=project, user_is_admin=True, network=external, cidr="203.0.113.0/24")
+    own = network_services.network_create(project=project, user_is_admin=False, name="live-net")
+    subnet = network_services.subnet_create(project=project, user_is_admin=False, network=own, cidr="10.30.0.0/24")
+    router = routers.router_create(
+        project=project, user_is_admin=False, external_gateway_info={"network_id": str(external.pk)}
+    )
+    routers.router_add_interface(router=router, project=project, user_is_admin=False, subnet_id=str(subnet.pk))
+    instance = InstanceFactory(project=project, user=member.user, networks="ports")
+    port = network_services.port_create(
+        project=project, user_is_admin=False, network=own, device_id=str(instance.uuid), device_owner="compute:nova"
+    )
+    floating_ip = floating_ips.floating_ip_create(project=project, user_is_admin=False, floating_network=external)
+    session = signed_in_session(live_server.url, member.user)
+    stream = open_stream(
+        session, f"{live_server.url}/instances/{instance.uuid}/events", since=timezone.now().isoformat()
+    )
+    try:
+        time.sleep(1.2)
+        floating_ips.floating_ip_associate(floating_ip=floating_ip, project=project, user_is_admin=False, port=port)
+        row = f'<tr data-floating-ip="{floating_ip.pk}" data-status="ACTIVE">'
+        event = stream.next_event(match=lambda e: row in e["html"])
+        assert floating_ip.floating_ip_address in event["html"]
+        port_updated = Port.objects.get(pk=port.pk).updated_at
+        time.sleep(1.2)
+        floating_ips.floating_ip_disassociate(floating_ip=floating_ip)
+        assert Port.objects.get(pk=port.pk).updated_at == port_updated
+        event = stream.next_event(match=lambda e: 'id="no-floating-ips"' in e["html"])
+        assert f'data-floating-ip="{floating_ip.pk}"' not in event["html"]
     finally:
         stream.close()
 

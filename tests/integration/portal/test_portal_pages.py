@@ -242,3 +242,30 @@ def test_the_instance_list_takes_the_same_queries_for_any_number_of_instances(
     with django_assert_max_num_queries(6):
         html = portal_admin.client.get("/instances/").content.decode()
     assert html.count('<tr id="instance-') == count
+
+
+def test_the_instance_list_costs_the_same_queries_whatever_its_length(portal_admin, host):
+    """Each row shows its host, status, addresses and console button from the one query for the list
+    (and one for the faults of those in ERROR)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.models import InstanceFault
+    from tests.factories import InstanceFactory
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            page = portal_admin.client.get("/instances/")
+        assert page.status_code == 200
+        return len(captured)
+
+    broken = InstanceFactory(project=portal_admin.project, host=host, vm_state="error")
+    InstanceFault.objects.create(instance=broken, code=500, message="the build failed")
+    InstanceFactory(project=portal_admin.project, host=host, vnc_port=5900)
+    few = queries()
+    for n in range(6):
+        InstanceFactory(project=portal_admin.project, host=host if n % 2 else None, vnc_port=5901 + n)
+    broken = InstanceFactory(project=portal_admin.project, host=host, vm_state="error")
+    InstanceFault.objects.create(instance=broken, code=500, message="again")
+    assert queries() == few
+    assert "node1" in portal_admin.client.get("/instances/").content.decode()

@@ -90,7 +90,7 @@ def test_200_boots_over_http_at_room_for_100(cloud):
         wait_until(lambda: settled(ids), 300, message="every boot placed or refused")
 
     rows = Instance.objects.filter(uuid__in=ids)
-    assert rows.filter(vm_state=VmState.BUILDING, task_state=TaskState.SPAWNING).count() == 100, cloud.logs()
+    assert rows.filter(vm_state=VmState.BUILDING, task_state=TaskState.NETWORKING).count() == 100, cloud.logs()
     errored = rows.filter(vm_state=VmState.ERROR)
     assert errored.count() == 100
     assert watcher.samples > 10 and watcher.violations == []
@@ -124,7 +124,7 @@ def test_200_boots_over_http_into_one_anti_affinity_group(cloud):
         wait_until(lambda: settled(ids), 300, message="every boot placed or refused")
 
     rows = Instance.objects.filter(uuid__in=ids)
-    placed = rows.filter(vm_state=VmState.BUILDING, task_state=TaskState.SPAWNING)
+    placed = rows.filter(vm_state=VmState.BUILDING, task_state=TaskState.NETWORKING)
     assert placed.count() == 100, cloud.logs()
     assert len(set(placed.values_list("host_id", flat=True))) == 100
     assert rows.filter(vm_state=VmState.ERROR).count() == 100

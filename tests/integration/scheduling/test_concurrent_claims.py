@@ -73,7 +73,7 @@ def fire(boot_one, count=BOOTS):
 
 def outcome(uuids):
     rows = Instance.objects.filter(uuid__in=uuids)
-    placed = rows.filter(vm_state=VmState.BUILDING, task_state=TaskState.SPAWNING, host__isnull=False)
+    placed = rows.filter(vm_state=VmState.BUILDING, task_state=TaskState.NETWORKING, host__isnull=False)
     errored = rows.filter(vm_state=VmState.ERROR, host__isnull=True)
     return placed, errored
 

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from portal.models import ComputeHost
-from portal.selectors.hosts import forget_host_rows
+from portal.selectors.hosts import forget_host_rows, host_state_snapshots
 from portal.states import VmState
 
 from .conftest import make_host, schedule
@@ -88,3 +88,18 @@ def test_a_host_added_since_the_picture_is_seen_once_it_is_old(ctx, boot, settin
     settings.SCHEDULER = {**settings.SCHEDULER, "HOST_STATE_MAX_AGE": 0.01}
     time.sleep(0.05)
     assert schedule(boot(ctx, "second")) == "roomy"
+
+
+def test_a_new_picture_keeps_what_did_not_change_and_remakes_what_did(ctx, boot, settings):
+    """A host whose row is as it was keeps its snapshot from one picture to the next; a host whose row
+    changed (here: disabled) is seen as it is now."""
+    make_host("kept")
+    make_host("changed", memory_mb=131072)
+    assert schedule(boot(ctx, "first")) == "changed"  # "kept" holds nothing: its snapshot is an idle one
+    before = {s.host: s for s in host_state_snapshots(recent=True)}
+    ComputeHost.objects.filter(name="changed").update(enabled=False, disabled_reason="maintenance")
+    settings.SCHEDULER = {**settings.SCHEDULER, "HOST_STATE_MAX_AGE": 0.01}
+    time.sleep(0.05)
+    after = {s.host: s for s in host_state_snapshots(recent=True)}
+    assert after["kept"] is before["kept"]
+    assert before["changed"].enabled and not after["changed"].enabled

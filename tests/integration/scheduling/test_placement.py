@@ -27,7 +27,7 @@ def test_a_multi_create_request_is_placed_whole_with_a_claim_each(clean_broker, 
     assert schedule(batch[2]) is not None
 
     placed = Instance.objects.filter(reservation_id="r-batch").order_by("launch_index")
-    assert [i.task_state for i in placed] == [TaskState.SPAWNING] * 5
+    assert [i.task_state for i in placed] == [TaskState.NETWORKING] * 5
     assert sorted(i.host.name for i in placed) == ["a", "a", "a", "b", "b"]
     # One claim (and one scheduling event) per instance.
     assert (
@@ -197,7 +197,7 @@ def test_a_failed_build_is_retried_on_another_host_and_the_host_is_marked(clean_
 
     report_failure(instance)
 
-    assert instance.task_state == TaskState.SPAWNING
+    assert instance.task_state == TaskState.NETWORKING
     assert instance.host.name != first
     assert instance.attempted_hosts == [first]
     assert instance.build_attempts == 2
@@ -269,7 +269,7 @@ def test_a_stale_failure_report_changes_nothing(clean_broker, ctx, boot):
         report=rpc.BuildFailed(instance_uuid=str(instance.uuid), host="elsewhere", request_id="", message="late")
     )
     instance.refresh_from_db()
-    assert (instance.task_state, instance.host.name, instance.attempted_hosts) == (TaskState.SPAWNING, "a", [])
+    assert (instance.task_state, instance.host.name, instance.attempted_hosts) == (TaskState.NETWORKING, "a", [])
 
 
 def test_create_stores_the_requested_zone_only(clean_broker, ctx, flavor, image):

@@ -170,4 +170,4 @@ def test_concurrent_boots_forced_onto_one_host_never_overcommit_it(clean_broker,
     assert (placed.count(), errored.count()) == (10, 30)
     assert watcher.violations == []
     assert set(placed.values_list("host__name", flat=True)) == {"forced"}
-    assert {i.task_state for i in Instance.objects.filter(uuid__in=uuids)} <= {TaskState.SPAWNING, None}
+    assert {i.task_state for i in Instance.objects.filter(uuid__in=uuids)} <= {TaskState.NETWORKING, None}

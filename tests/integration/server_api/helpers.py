@@ -9,7 +9,7 @@ from portal.models import ComputeHost, Instance
 BASE = "/compute/v2.1"
 
 # The servers resource implements every microversion up to this one.
-SERVER_MAX_VERSION = "2.75"
+SERVER_MAX_VERSION = "2.104"
 
 
 def v(version: str) -> dict:

@@ -1,4 +1,4 @@
-"""os-instance-actions: list and show, per microversion (2.1, 2.21, 2.51, 2.58, 2.62, 2.66)."""
+"""os-instance-actions: list and show, per microversion (2.1, 2.21, 2.51, 2.58, 2.62, 2.66, 2.84)."""
 
 from datetime import timedelta
 
@@ -105,3 +105,18 @@ def test_paging_and_changes_since_from_2_58(member, server, server_microversions
 
 def test_other_projects_see_nothing(stranger, server):
     assert stranger.client.get(actions_url(server), **v("2.58")).status_code == 404
+
+
+def test_2_84_event_details_for_admins(member, admin, server, server_microversions):
+    start = InstanceAction.objects.get(instance=server, action="create")
+    InstanceActionEvent.objects.create(
+        action=start, event="compute_rebuild", result="Error", host="hv1", details="the disk is gone"
+    )
+    url = actions_url(server, f"/{start.request_id}")
+    before = admin.client.get(url, **v("2.83")).json()["instanceAction"]["events"]
+    assert all("details" not in e for e in before)
+    events = {e["event"]: e for e in admin.client.get(url, **v("2.84")).json()["instanceAction"]["events"]}
+    assert events["compute_rebuild"]["details"] == "the disk is gone"
+    assert events["compute_build_and_run_instance"]["details"] is None
+    as_member = member.client.get(url, **v("2.84")).json()["instanceAction"]["events"]
+    assert all("details" not in e for e in as_member)

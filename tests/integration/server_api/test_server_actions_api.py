@@ -135,6 +135,26 @@ def test_lock_reason_from_2_73(member, server, server_microversions):
     assert (body["locked"], body["locked_reason"]) == (False, None)
 
 
+def test_inject_network_info_is_for_admins_and_changes_nothing(member, admin, server):
+    assert action(member, server, {"injectNetworkInfo": None}).status_code == 403
+    assert action(admin, server, {"injectNetworkInfo": None}).status_code == 202
+    server.refresh_from_db()
+    assert (server.vm_state, server.task_state) == (VmState.ACTIVE, None)
+
+
+@pytest.mark.parametrize("name", ["restore", "forceDelete"])
+def test_restore_and_force_delete_find_no_soft_deleted_server(member, server, name):
+    """Deletion is never deferred here, so these answer as Nova does for a server that is not SOFT_DELETED:
+    404 for an unknown server, 409 for any other."""
+    assert action(member, server, {name: None}).status_code == 409
+    server.refresh_from_db()
+    assert server.vm_state == VmState.ACTIVE
+    unknown = member.client.post(
+        f"{BASE}/servers/8c3d7cbb-6ba2-4b5d-9ed4-2bba5bb3e55c/action", {name: None}, format="json", **v("2.1")
+    )
+    assert unknown.status_code == 404
+
+
 def test_reset_state_is_for_admins(member, admin, server):
     server.task_state = TaskState.PAUSING
     server.save()
@@ -173,6 +193,15 @@ def test_create_image_makes_a_queued_private_image_and_asks_the_host(
     # The status the API shows is still ACTIVE, as in the compute API.
     body = member.client.get(f"{BASE}/servers/{server.uuid}", **v("2.47")).json()["server"]
     assert (body["status"], body["OS-EXT-STS:task_state"]) == ("ACTIVE", "image_snapshot")
+
+
+def test_create_image_metadata_may_name_the_image_type_but_not_its_server(member, server):
+    metadata = {"image_type": "test", "instance_uuid": "8c3d7cbb-6ba2-4b5d-9ed4-2bba5bb3e55c", "user_id": "x"}
+    response = action(member, server, {"createImage": {"name": "snap-2", "metadata": metadata}}, version="2.45")
+    assert response.status_code == 202, response.content
+    image = Image.objects.get(pk=response.json()["image_id"])
+    assert image.properties["image_type"] == "test"
+    assert (image.properties["instance_uuid"], image.properties["user_id"]) == (str(server.uuid), str(member.user.pk))
 
 
 def test_create_image_before_2_45_answers_with_a_location(member, server):
@@ -269,7 +298,8 @@ def test_rebuild_of_a_stopped_server_keeps_it_off(member, server, image, sent, d
         ({"imageRef": "IMAGE", "user_data": "aGk="}, "2.56"),  # user_data only from 2.57
         ({"imageRef": "IMAGE", "user_data": "not base64!"}, "2.57"),
         ({"imageRef": "IMAGE", "description": "d"}, "2.18"),
-        ({"imageRef": "IMAGE", "personality": [{"path": "/x", "contents": "aGk="}]}, "2.47"),
+        ({"imageRef": "IMAGE", "personality": [{"path": "/x", "contents": "aGk="}]}, "2.57"),  # until 2.56
+        ({"imageRef": "IMAGE", "personality": [{"path": "/x", "contents": "not base64"}]}, "2.47"),
         ({"imageRef": "IMAGE", "name": ""}, "2.47"),
     ],
 )

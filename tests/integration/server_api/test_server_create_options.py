@@ -125,7 +125,8 @@ def test_config_drive_and_host_name(member, flavor, image):
         {"metadata": {"k": "x" * 256}},
         {"metadata": {"k": 5}},
         {"config_drive": "maybe"},
-        {"personality": [{"path": "/etc/motd", "contents": "aGk="}]},
+        {"personality": [{"path": "/etc/motd", "contents": "not base64"}]},
+        {"name": 12345},  # a name is a string, not a number
     ],
 )
 def test_more_bad_create_requests_are_400(member, flavor, image, change):

@@ -1,6 +1,6 @@
 """GET /servers and /servers/detail: filters, sorting, keyset pagination, and the queries they cost."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -133,7 +133,8 @@ def test_all_tenants_is_for_admins(member, stranger, admin, fleet, flavor):
     assert names(stranger) == []
     assert names(admin) == []
     assert len(names(admin, "all_tenants=1")) == 5
-    assert len(names(admin, f"project_id={member.project.id}")) == 5
+    assert len(names(admin, f"all_tenants=1&tenant_id={member.project.id}")) == 5
+    assert names(admin, f"project_id={member.project.id}") == []  # without all_tenants, as Nova: ignored
     assert names(admin, f"all_tenants=1&project_id={stranger.project.id}") == []
     # Admin-only filters are ignored for others, as the compute API ignores them.
     assert names(admin, "all_tenants=1&host=hv1&vm_state=paused") == ["beta"]
@@ -169,6 +170,12 @@ def test_pages_walk_the_sorted_list_without_gaps_or_repeats(member, fleet, sort)
         query = next_href.split("?", 1)[1]
     assert walked == everything
     assert pages == 3
+
+
+def test_a_zero_limit_lists_nothing(member, fleet):
+    for path in ("servers", "servers/detail"):
+        body = member.client.get(f"{BASE}/{path}?limit=0", **v("2.47")).json()
+        assert body == {"servers": []}, path
 
 
 def test_sorting_orders_as_asked(member, fleet):
@@ -251,5 +258,45 @@ def test_admin_filters(admin, member, fleet):
     for query in ["uuid=nope", "power_state=on", "launch_index=x"]:
         assert admin.client.get(f"{BASE}/servers?all_tenants=1&{query}", **v("2.47")).status_code == 400
     # Filters of the compute API on attributes this cloud does not keep are refused, not ignored.
-    response = admin.client.get(f"{BASE}/servers?all_tenants=1&kernel_id=aki", **v("2.47"))
-    assert response.status_code == 400 and "kernel_id" in response.json()["badRequest"]["message"]
+    response = admin.client.get(f"{BASE}/servers?all_tenants=1&image_ref=aki", **v("2.47"))
+    assert response.status_code == 400 and "image_ref" in response.json()["badRequest"]["message"]
+
+
+def test_the_compute_apis_regex_and_config_drive_filters(admin, member, fleet, server_microversions):
+    """As Nova matches them: a regular expression over the column's text (a timestamp's as
+    ``YYYY-MM-DD HH:MM:SS`` in UTC, the same text for every server where the value is the same here);
+    ``config_drive`` as a boolean. Admins at every version, members from 2.83 (ignored before)."""
+    Instance.objects.filter(pk=fleet["beta"].pk).update(
+        access_ip_v4="192.0.2.7", description="the web tier", config_drive=False,
+        launched_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )  # fmt: skip
+    query = "all_tenants=1&"
+    assert names(admin, query + "access_ip_v4=^192\\.0\\.2\\.") == ["beta"]
+    assert names(admin, query + "description=web") == ["beta"]
+    assert names(admin, query + "display_name=^(alpha|gamma)$") == ["gamma", "alpha"]
+    assert names(admin, query + "launched_at=^2026-01-02 03:04") == ["beta"]
+    assert names(admin, query + "config_drive=false") == ["beta"]  # every other server got one
+    assert len(names(admin, query + "config_drive=true")) == 4
+    assert len(names(admin, query + "kernel_id=")) == 5 and names(admin, query + "kernel_id=aki") == []
+    assert names(admin, query + "root_device_name=vda$") != []
+    assert admin.client.get(f"{BASE}/servers?{query}description=(", **v("2.47")).status_code == 400
+    assert admin.client.get(f"{BASE}/servers?{query}config_drive=maybe", **v("2.47")).status_code == 400
+    # Members: ignored before 2.83, applied from it.
+    assert len(names(member, "config_drive=false&launched_at=^2026-01", "2.82")) == 5
+    assert names(member, "config_drive=false&launched_at=^2026-01", "2.83") == ["beta"]
+    assert len(names(member, "access_ip_v4=192", "2.82")) == 5
+
+
+def test_the_progress_filter_matches_the_progress_the_api_shows(admin, member, fleet):
+    Instance.objects.filter(pk=fleet["web-1"].pk).update(
+        vm_state=VmState.BUILDING, task_state=TaskState.BLOCK_DEVICE_MAPPING, step_progress=50
+    )
+    shown = {
+        s["name"]: s.get("progress") for s in member.client.get(f"{BASE}/servers/detail", **v("2.83")).json()["servers"]
+    }
+    assert shown["web-1"] == 50 and shown["alpha"] == 100
+    assert names(admin, "all_tenants=1&progress=^50$") == ["web-1"]
+    assert names(admin, "all_tenants=1&progress=^100$") == ["delta", "alpha"]
+    assert names(member, "progress=^(0|50)$", "2.83") == ["web-1", "gamma", "beta"]
+    assert len(names(member, "progress=^50$", "2.82")) == 5  # ignored for members before 2.83
+    assert admin.client.get(f"{BASE}/servers?progress=(", **v("2.47")).status_code == 400

@@ -298,11 +298,50 @@ def test_a_heartbeat_behind_its_plan_brings_the_plan_again(member, flavor, image
     current = HostNetworkState.objects.get(host=host).generation
     assert current >= 1
 
-    network_sync.host_behind(host, current)  # up to date: nothing to send
+    # Its report of that plan was lost: the plan again (the host reports what it then finds).
+    network_sync.host_behind(host, current)
+    ((name, plan),) = sent
+    assert name == "hv1" and plan.generation == current and plan.networks[0].network_id == net["id"]
+    sent.clear()
+    network_sync.network_state_applied(rpc.NetworkStateApplied(host="hv1", generation=current))
+    network_sync.host_behind(host, current)  # up to date, and its report arrived: nothing to send
     assert sent == []
     network_sync.host_behind(host, current - 1)  # it missed a plan, or restarted with an older one
     ((name, plan),) = sent
-    assert name == "hv1" and plan.generation == current and plan.networks[0].network_id == net["id"]
+    assert name == "hv1" and plan.generation == current
+    sent.clear()
+    network_sync.host_behind(host, current + 5)  # a plan from before the database started over
+    ((name, plan),) = sent
+    assert name == "hv1" and plan.generation == current
+
+
+def test_a_report_of_a_plan_never_issued_is_not_believed_and_brings_the_current_one(
+    member, flavor, image, net, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A host that kept a plan from before the database started over reports a generation above any
+    issued: taken as applied, it would make every report of the real plans look overtaken, and the
+    host's ports would never become ACTIVE."""
+    sent = []
+    monkeypatch.setattr(rpc, "apply_network_state", lambda host, plan: sent.append((host, plan)))
+    server = _placed(booted(member, flavor, image, networks=[{"uuid": net["id"]}]), "hv1")
+    (port,) = _ports(server)
+    current = HostNetworkState.objects.get(host__name="hv1").generation
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        network_sync.network_state_applied(
+            rpc.NetworkStateApplied(host="hv1", generation=current + 40, plugged_ports=[str(port.pk)])
+        )
+    ((name, plan),) = sent
+    assert name == "hv1" and plan.generation == current
+    port.refresh_from_db()
+    assert port.status == "DOWN"
+    assert HostNetworkState.objects.get(host__name="hv1").applied_generation < current
+    # Its report of the current plan then counts.
+    network_sync.network_state_applied(
+        rpc.NetworkStateApplied(host="hv1", generation=current, plugged_ports=[str(port.pk)])
+    )
+    port.refresh_from_db()
+    assert port.status == "ACTIVE"
 
 
 def test_a_user_mode_nic_shows_on_the_labelled_network(member, flavor, image, settings):

@@ -111,7 +111,7 @@ def test_the_proxy_until_2_35(member, stranger):
     rule = member.client.post(
         f"{BASE}/os-security-group-rules",
         {"security_group_rule": {"parent_group_id": web["id"], "ip_protocol": "tcp", "from_port": 80, "to_port": 80,
-                                 "cidr": "10.0.0.0/8"}},
+                                 "cidr": "10.1.2.3/8"}},
         format="json", **v("2.35"),
     )  # fmt: skip
     assert rule.status_code == 200, rule.content
@@ -120,7 +120,7 @@ def test_the_proxy_until_2_35(member, stranger):
         "tcp",
         80,
         80,
-        {"cidr": "10.0.0.0/8"},
+        {"cidr": "10.1.2.3/8"},  # as given, as Nova shows it
     )
     icmp = member.client.post(
         f"{BASE}/os-security-group-rules",
@@ -137,6 +137,19 @@ def test_the_proxy_until_2_35(member, stranger):
         format="json", **v("2.35"),
     )  # fmt: skip
     assert bad.status_code == 400, bad.content
+    # Nova's proxy answers the networking API's conflicts with 400, and a group id that is no UUID too.
+    again = member.client.post(
+        f"{BASE}/os-security-group-rules",
+        {"security_group_rule": {"parent_group_id": web["id"], "ip_protocol": "tcp", "from_port": 80, "to_port": 80,
+                                 "cidr": "10.1.2.3/8"}},
+        format="json", **v("2.35"),
+    )  # fmt: skip
+    assert again.status_code == 400, again.content
+    default = next(g for g in member.client.get(f"{BASE}/os-security-groups", **v("2.35")).json()["security_groups"]
+                   if g["name"] == "default")  # fmt: skip
+    assert member.client.delete(f"{BASE}/os-security-groups/{default['id']}", **v("2.35")).status_code == 400
+    assert member.client.get(f"{BASE}/os-security-groups/not-a-uuid", **v("2.35")).status_code == 400
+    assert member.client.delete(f"{BASE}/os-security-groups/", **v("2.35")).status_code == 404  # no group named
     # From 2.36 the proxy is gone.
     assert member.client.get(f"{BASE}/os-security-groups", **v("2.36")).status_code == 404
     assert member.client.delete(f"{BASE}/os-security-group-rules/{body['id']}", **v("2.35")).status_code == 202

@@ -1,4 +1,4 @@
-"""The server's representation per microversion: GET, PUT and rebuild answers, 2.1 to 2.75."""
+"""The server's representation per microversion: GET, PUT and rebuild answers, 2.1 to 2.104."""
 
 import pytest
 
@@ -59,6 +59,9 @@ ADDED = [
     ("2.63", {"trusted_image_certificates"}),
     ("2.71", {"server_groups"}),
     ("2.73", {"locked_reason"}),
+    ("2.90", {"OS-EXT-SRV-ATTR:hostname"}),
+    ("2.96", {"pinned_availability_zone"}),
+    ("2.100", {"scheduler_hints"}),
 ]
 
 
@@ -78,7 +81,9 @@ def server(member, flavor, image):
 
 
 @pytest.mark.parametrize(
-    "version", ["2.1", "2.8", "2.9", "2.18", "2.19", "2.26", "2.47", "2.62", "2.63", "2.71", "2.73"]
+    "version",
+    ["2.1", "2.8", "2.9", "2.18", "2.19", "2.26", "2.47", "2.62", "2.63", "2.71", "2.73"]
+    + ["2.89", "2.90", "2.95", "2.96", "2.99", "2.100", "2.104"],
 )
 def test_member_show_keys_per_microversion(member, server, server_microversions, version):
     body = member.client.get(f"{BASE}/servers/{server.uuid}", **v(version)).json()["server"]
@@ -147,6 +152,37 @@ def test_progress_and_fault_depend_on_the_status(member, server):
     assert "progress" not in body
     assert body["fault"]["message"] == "It broke" and "details" not in body["fault"]
     assert set(body["fault"]) == {"code", "created", "message"}
+
+
+@pytest.mark.parametrize(
+    ("vm_state", "task_state", "step_progress", "status", "progress"),
+    [
+        (VmState.BUILDING, "scheduling", 0, "BUILD", 0),
+        (VmState.BUILDING, "networking", 0, "BUILD", 5),
+        (VmState.BUILDING, "block_device_mapping", 0, "BUILD", 10),
+        (VmState.BUILDING, "block_device_mapping", 50, "BUILD", 50),
+        (VmState.BUILDING, "block_device_mapping", 100, "BUILD", 90),
+        (VmState.BUILDING, "spawning", 0, "BUILD", 90),
+        (VmState.ACTIVE, "resize_prep", 0, "RESIZE", 0),
+        (VmState.ACTIVE, "resize_migrating", 0, "RESIZE", 25),
+        (VmState.STOPPED, "resize_migrated", 0, "RESIZE", 50),
+        (VmState.ACTIVE, "resize_finish", 0, "RESIZE", 75),
+        (VmState.RESIZED, None, 0, "VERIFY_RESIZE", 100),
+        (VmState.ACTIVE, "migrating", 42, "MIGRATING", 42),
+        (VmState.STOPPED, None, 0, "SHUTOFF", None),
+        (VmState.ACTIVE, "image_snapshot", 0, "ACTIVE", 100),  # a task of an ACTIVE server that is no move
+    ],
+)
+def test_progress_follows_the_steps_of_a_build_or_a_move(
+    member, admin, server, vm_state, task_state, step_progress, status, progress
+):
+    """Nova's ``OS-EXT-STS:task_state`` steps of a build, and ``progress`` moving through them and a move."""
+    server.vm_state, server.task_state, server.step_progress = vm_state, task_state, step_progress
+    server.save()
+    body = member.client.get(f"{BASE}/servers/{server.uuid}", **v("2.47")).json()["server"]
+    assert (body["status"], body["OS-EXT-STS:task_state"], body.get("progress")) == (status, task_state, progress)
+    (listed,) = admin.client.get(f"{BASE}/servers/detail?all_tenants=1", **v("2.47")).json()["servers"]
+    assert listed.get("progress") == progress
 
 
 def test_admins_see_the_faults_details(admin, server):
@@ -250,3 +286,81 @@ def test_rebuild_answers_per_microversion(member, server, image, server_microver
     assert set(body) == BRIEF | extra
     assert body["status"] == "REBUILD"
     assert response["Location"].endswith(f"/v2.1/servers/{server.uuid}")
+
+
+# --- accessIPv4 and accessIPv6 -------------------------------------------------------------------------
+
+
+def test_access_addresses_are_kept_and_shown_compressed(member, flavor, image):
+    # Tempest's own value: an IPv6 address written in full with an IPv4 tail (41 characters).
+    instance = booted(
+        member, flavor, image, accessIPv4="1.1.1.1", accessIPv6="0000:0000:0000:0000:0000:babe:220.12.22.2"
+    )
+    shown = member.client.get(f"{BASE}/servers/{instance.uuid}", **v("2.47")).json()["server"]
+    assert (shown["accessIPv4"], shown["accessIPv6"]) == ("1.1.1.1", "::babe:dc0c:1602")
+    listed = member.client.get(f"{BASE}/servers/detail", **v("2.47")).json()["servers"]
+    assert (listed[0]["accessIPv4"], listed[0]["accessIPv6"]) == ("1.1.1.1", "::babe:dc0c:1602")
+
+
+def test_update_changes_and_clears_the_access_addresses(member, server):
+    url = f"{BASE}/servers/{server.uuid}"
+    body = {"server": {"accessIPv4": "192.0.2.7", "accessIPv6": "2001:DB8:0:0::7"}}
+    response = member.client.put(url, body, format="json", **v("2.1"))
+    assert response.status_code == 200, response.content
+    assert (response.json()["server"]["accessIPv4"], response.json()["server"]["accessIPv6"]) == (
+        "192.0.2.7",
+        "2001:db8::7",
+    )
+    member.client.put(url, {"server": {"accessIPv4": ""}}, format="json", **v("2.1"))
+    server.refresh_from_db()
+    assert (server.access_ip_v4, server.access_ip_v6) == ("", "2001:db8::7")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"accessIPv4": "2001:db8::1"}, {"accessIPv6": "192.0.2.1"}, {"accessIPv4": "300.1.1.1"}, {"accessIPv6": "x"}],
+)
+def test_access_addresses_of_the_wrong_version_are_400(member, server, body):
+    response = member.client.put(f"{BASE}/servers/{server.uuid}", {"server": body}, format="json", **v("2.1"))
+    assert response.status_code == 400, response.content
+    assert "badRequest" in response.json()
+
+
+def test_rebuild_sets_the_access_addresses(member, server, image):
+    body = {"rebuild": {"imageRef": str(image.id), "accessIPv4": "192.0.2.9", "accessIPv6": "2001:db8::9"}}
+    response = action(member, server, body, version="2.1")
+    assert response.status_code == 202, response.content
+    assert (response.json()["server"]["accessIPv4"], response.json()["server"]["accessIPv6"]) == (
+        "192.0.2.9",
+        "2001:db8::9",
+    )
+
+
+# --- /servers/{id}/ips ---------------------------------------------------------------------------------
+
+
+def test_ips_lists_the_addresses_by_network(member, stranger, server):
+    body = member.client.get(f"{BASE}/servers/{server.uuid}/ips", **v("2.1")).json()
+    detail = member.client.get(f"{BASE}/servers/{server.uuid}", **v("2.1")).json()["server"]["addresses"]
+    # The server's addresses without the extended attributes.
+    shown = {net: [{"version": a["version"], "addr": a["addr"]} for a in addrs] for net, addrs in detail.items()}
+    assert body == {"addresses": shown} and body["addresses"]["private"]
+    one = member.client.get(f"{BASE}/servers/{server.uuid}/ips/private", **v("2.1"))
+    assert one.json() == {"private": shown["private"]}
+    assert member.client.get(f"{BASE}/servers/{server.uuid}/ips/elsewhere", **v("2.1")).status_code == 404
+    assert stranger.client.get(f"{BASE}/servers/{server.uuid}/ips", **v("2.1")).status_code == 404
+
+
+def test_the_server_password_is_empty_and_clearing_it_is_204(member, reader, stranger, server):
+    url = f"{BASE}/servers/{server.uuid}/os-server-password"
+    assert member.client.get(url, **v("2.1")).json() == {"password": ""}
+    assert member.client.delete(url, **v("2.1")).status_code == 204
+    assert reader.client.delete(url, **v("2.1")).status_code == 403
+    assert stranger.client.get(url, **v("2.1")).status_code == 404
+
+
+def test_the_flavor_id_stays_shown_after_the_flavor_is_deleted(member, flavor, image):
+    instance = booted(member, flavor, image)
+    flavor.delete()
+    shown = member.client.get(f"{BASE}/servers/{instance.uuid}", **v("2.46")).json()["server"]["flavor"]
+    assert shown["id"] == "1" and shown["links"][0]["href"].endswith("/flavors/1")

@@ -7,7 +7,8 @@ name (``view:<ViewClass>`` for an unnamed pattern) a path and a rule per method.
 Scopes, and what the walker expects of each caller (project A owns the resources in the paths; the
 stranger is a member of project B, the reader has the reader role in A, the admin is an admin of C):
 
-- ``owned``: a resource of project A. Stranger 404; reader reads, writes 403; admin allowed.
+- ``owned``: a resource of project A. Stranger 404 (or the rule's ``stranger_code``); reader reads,
+  writes 403; admin allowed.
 - ``user``: a resource of A's member themselves (key pairs). Stranger and reader 404 (reader writes 403);
   admin allowed with ``admin_query``.
 - ``collection``: lists and creates in the caller's own project. The stranger's list shows nothing of
@@ -18,10 +19,11 @@ stranger is a member of project B, the reader has the reader role in A, the admi
 - ``public``: no authentication (version documents, schemas).
 - ``unimplemented``: 501 for everyone, in the error envelope.
 - ``none``: a method the path does not have: 404 for everyone.
+- ``gone``: a method the compute API retired for good (nova-network's): 410 for everyone.
 - ``user-collection``: like ``collection``, but what it creates is the caller's own (key pairs), so any
   role may (Nova's policy).
 
-``PORTAL_ENDPOINTS`` holds the portal's console routes, walked with a signed-in browser session (anonymous
+``PORTAL_ENDPOINTS`` holds the portal's console and graphs routes, walked with a signed-in browser session (anonymous
 callers are sent to the login page): ``console`` opens a console, so the stranger gets 404 and the reader
 403 whatever the method; ``owned`` is as above. A method a route does not list must answer 405.
 
@@ -50,6 +52,7 @@ class Rule:
     admin_codes: frozenset[int] = frozenset()
     version: str = "latest"
     owner_codes: frozenset[int] = frozenset()  # what A's member gets when a valid request cannot succeed
+    stranger_code: int = 404  # what another project's member gets for an ``owned`` resource
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     "compute-versions": Endpoint("/compute/", {"GET": r("public")}),
     "compute-version": Endpoint(f"{V}/", {"GET": r("public")}),
     "compute-openapi": Endpoint("/compute/openapi.json", {"GET": r("public")}),
+    "extensions": Endpoint(f"{V}/extensions", {"GET": r("global")}),
+    "extension": Endpoint(f"{V}/extensions/os-keypairs", {"GET": r("global")}),
     "flavors": Endpoint(
         f"{V}/flavors",
         {
@@ -128,7 +133,10 @@ ENDPOINTS: dict[str, Endpoint] = {
             "POST": r("collection", body=lambda w: {"server_group": {"name": "g", "policy": "affinity"}}),
         },
     ),
-    "server-group": Endpoint(f"{V}/os-server-groups/{{group}}", {"GET": r("owned"), "DELETE": r("owned")}),
+    "server-group": Endpoint(  # another project's group is 403, as the compute API's policy answers
+        f"{V}/os-server-groups/{{group}}",
+        {"GET": r("owned", stranger_code=403), "DELETE": r("owned", stranger_code=403)},
+    ),
     "servers": Endpoint(
         f"{V}/servers",
         {
@@ -151,6 +159,31 @@ ENDPOINTS: dict[str, Endpoint] = {
         },
     ),
     "server-action": Endpoint(f"{V}/servers/{{server}}/action", {"POST": r("owned", body=lambda w: {"os-stop": None})}),
+    # The servers API under its old name (until 2.102).
+    "volumes-boot": Endpoint(
+        f"{V}/os-volumes_boot",
+        {
+            "GET": r("collection", version="2.102"),
+            "POST": r(
+                "collection",
+                version="2.102",
+                body=lambda w: {
+                    "server": {"name": "new", "imageRef": w.public_image, "flavorRef": "1", "networks": "none"}
+                },
+            ),
+        },
+    ),
+    "volumes-boot-detail": Endpoint(
+        f"{V}/os-volumes_boot/detail", {"GET": r("collection", version="2.102"), "POST": r("none", version="2.102")}
+    ),
+    "volume-boot": Endpoint(
+        f"{V}/os-volumes_boot/{{server}}",
+        {
+            "GET": r("owned", version="2.102"),
+            "PUT": r("owned", version="2.102", body=lambda w: {"server": {"name": "renamed"}}),
+            "DELETE": r("owned", version="2.102"),
+        },
+    ),
     "server-remote-consoles": Endpoint(
         f"{V}/servers/{{server}}/remote-consoles",
         {
@@ -198,6 +231,62 @@ ENDPOINTS: dict[str, Endpoint] = {
             "DELETE": r("owned", admin_codes={404, 409}, owner_codes={404, 409}),
         },
     ),
+    # The volume proxy (until 2.35) with no volume service in this world: 400 for everyone who gets that
+    # far (its scoping against a real Cinder: tests/integration/volumes/test_volumes_proxy_api.py).
+    "volumes": Endpoint(
+        f"{V}/os-volumes",
+        {
+            "GET": r("collection", version="2.35", owner_codes={400}, admin_codes={400}),
+            "POST": r(
+                "collection",
+                version="2.35",
+                body=lambda w: {"volume": {"size": 1}},
+                owner_codes={400},
+                admin_codes={400},
+            ),
+        },
+    ),
+    "volumes-detail": Endpoint(
+        f"{V}/os-volumes/detail",
+        {
+            "GET": r("collection", version="2.35", owner_codes={400}, admin_codes={400}),
+            "POST": r("none", version="2.35"),
+        },
+    ),
+    "volume": Endpoint(
+        f"{V}/os-volumes/9f3e2d5c-0000-4000-8000-000000000001",
+        {
+            "GET": r("owned", version="2.35", stranger_code=400, owner_codes={400}, admin_codes={400}),
+            "DELETE": r("owned", version="2.35", stranger_code=400, owner_codes={400}, admin_codes={400}),
+        },
+    ),
+    "snapshots": Endpoint(
+        f"{V}/os-snapshots",
+        {
+            "GET": r("collection", version="2.35", owner_codes={400}, admin_codes={400}),
+            "POST": r(
+                "collection",
+                version="2.35",
+                body=lambda w: {"snapshot": {"volume_id": "9f3e2d5c-0000-4000-8000-000000000001"}},
+                owner_codes={400},
+                admin_codes={400},
+            ),
+        },
+    ),
+    "snapshots-detail": Endpoint(
+        f"{V}/os-snapshots/detail",
+        {
+            "GET": r("collection", version="2.35", owner_codes={400}, admin_codes={400}),
+            "POST": r("none", version="2.35"),
+        },
+    ),
+    "snapshot": Endpoint(
+        f"{V}/os-snapshots/9f3e2d5c-0000-4000-8000-000000000001",
+        {
+            "GET": r("owned", version="2.35", stranger_code=400, owner_codes={400}, admin_codes={400}),
+            "DELETE": r("owned", version="2.35", stranger_code=400, owner_codes={400}, admin_codes={400}),
+        },
+    ),
     "server-volume-attachments": Endpoint(
         f"{V}/servers/{{server}}/os-volume_attachments",
         {
@@ -220,6 +309,26 @@ ENDPOINTS: dict[str, Endpoint] = {
                 owner_codes={400, 403, 404},
             ),
             "DELETE": r("owned", admin_codes={404}, owner_codes={404}),
+        },
+    ),
+    # No host offers virtiofs: nothing is ever attached, and attaching to the running server is 409.
+    "server-shares": Endpoint(
+        f"{V}/servers/{{server}}/shares",
+        {
+            "GET": r("owned"),
+            "POST": r(
+                "owned",
+                body=lambda w: {"share": {"share_id": "9f3e2d5c-0000-4000-8000-000000000001"}},
+                admin_codes={409},
+                owner_codes={409},
+            ),
+        },
+    ),
+    "server-share": Endpoint(
+        f"{V}/servers/{{server}}/shares/9f3e2d5c-0000-4000-8000-000000000001",
+        {
+            "GET": r("owned", admin_codes={404}, owner_codes={404}),
+            "DELETE": r("owned", admin_codes={404, 409}, owner_codes={404, 409}),
         },
     ),
     "server-instance-actions": Endpoint(f"{V}/servers/{{server}}/os-instance-actions", OWNED_GET),
@@ -252,23 +361,39 @@ ENDPOINTS: dict[str, Endpoint] = {
         f"{V}/os-aggregates/{{aggregate}}/action",
         {"POST": r("admin", body=lambda w: {"set_metadata": {"metadata": {"k": "v"}}})},
     ),
+    "aggregate-images": Endpoint(
+        f"{V}/os-aggregates/{{aggregate}}/images",
+        {"POST": r("admin", body=lambda w: {"cache": [{"id": w.public_image}]})},
+    ),
     "scheduler-explain": Endpoint(
         f"{V}/os-scheduler-explain",
         {"POST": r("admin", body=lambda w: {"server": {"flavorRef": "1"}}, admin_codes={400})},
     ),
     "hypervisors": Endpoint(f"{V}/os-hypervisors", {"GET": r("admin")}),
     "hypervisors-detail": Endpoint(f"{V}/os-hypervisors/detail", {"GET": r("admin")}),
-    "hypervisors-statistics": Endpoint(f"{V}/os-hypervisors/statistics", {"GET": r("admin")}),
+    # Removed by 2.88 (a 404 since): walked at the last microversion that has them.
+    "hypervisors-statistics": Endpoint(f"{V}/os-hypervisors/statistics", {"GET": r("admin", version="2.87")}),
     "hypervisor": Endpoint(f"{V}/os-hypervisors/{{host_id}}", {"GET": r("admin")}),
-    "hypervisor-uptime": Endpoint(f"{V}/os-hypervisors/{{host_id}}/uptime", {"GET": r("admin")}),
+    "hypervisor-uptime": Endpoint(f"{V}/os-hypervisors/{{host_id}}/uptime", {"GET": r("admin", version="2.87")}),
     # Removed by 2.53 (a 404 since): walked at the last microversion that has them.
     "hypervisors-search": Endpoint(f"{V}/os-hypervisors/{{host_name}}/search", {"GET": r("admin", version="2.52")}),
     "hypervisors-servers": Endpoint(f"{V}/os-hypervisors/{{host_name}}/servers", {"GET": r("admin", version="2.52")}),
     "services": Endpoint(f"{V}/os-services", {"GET": r("admin")}),
+    "hosts": Endpoint(f"{V}/os-hosts", {"GET": r("admin", version="2.42")}),
+    "host": Endpoint(
+        f"{V}/os-hosts/{{host_name}}",
+        {"GET": r("admin", version="2.42"), "PUT": r("admin", version="2.42", body=lambda w: {"status": "enable"})},
+    ),
+    # The libvirt driver powers no host: 501 once past policy.
+    "host-power": Endpoint(
+        f"{V}/os-hosts/{{host_name}}/reboot", {"GET": r("admin", version="2.42", admin_codes={501})}
+    ),
     "service": Endpoint(
         f"{V}/os-services/{{host_uuid}}", {"PUT": r("admin", body=lambda w: {"status": "disabled"}, admin_codes={400})}
     ),
     "usages": Endpoint(f"{V}/os-simple-tenant-usage", {"GET": r("admin")}),
+    "usage-audit-logs": Endpoint(f"{V}/os-instance_usage_audit_log", {"GET": r("admin")}),
+    "usage-audit-log": Endpoint(f"{V}/os-instance_usage_audit_log/2026-01-15%2000:00:00", {"GET": r("admin")}),
     "console-auth-token": Endpoint(f"{V}/os-console-auth-tokens/nosuchtoken", {"GET": r("admin", admin_codes={404})}),
     "orphan-domains": Endpoint(f"{V}/os-orphan-domains", {"GET": r("admin")}),
     "migrations": Endpoint(f"{V}/os-migrations", {"GET": r("admin")}),
@@ -292,6 +417,13 @@ ENDPOINTS: dict[str, Endpoint] = {
         {"GET": r("admin", admin_codes={404}), "DELETE": r("admin", admin_codes={404})},
     ),
     "server-topology": Endpoint(f"{V}/servers/{{server}}/topology", OWNED_GET),
+    "server-ips": Endpoint(f"{V}/servers/{{server}}/ips", OWNED_GET),
+    "server-password": Endpoint(
+        f"{V}/servers/{{server}}/os-server-password", {"GET": r("owned"), "DELETE": r("owned")}
+    ),
+    "server-network-ips": Endpoint(
+        f"{V}/servers/{{server}}/ips/private", {"GET": r("owned", admin_codes={404}, owner_codes={404})}
+    ),
     "server-external-events": Endpoint(
         f"{V}/os-server-external-events",
         {"POST": r("admin", body=lambda w: {"events": [{"name": "network-changed", "server_uuid": w.ids["server"]}]})},
@@ -303,6 +435,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         {
             "GET": r("collection", version="2.35"),
             "POST": r("collection", version="2.35", body=lambda w: {"security_group": {"name": "mine"}}),
+            "DELETE": r("none", version="2.35"),
         },
     ),
     "security-group": Endpoint(
@@ -310,7 +443,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         {
             "GET": r("owned", version="2.35"),
             "PUT": r("owned", version="2.35", body=lambda w: {"security_group": {"name": "renamed"}}),
-            "DELETE": r("owned", version="2.35", admin_codes={409}),  # A's port is in it
+            "DELETE": r("owned", version="2.35", admin_codes={400}),  # A's port is in it (Nova's proxy: 400)
         },
     ),
     "security-group-rules": Endpoint(
@@ -335,8 +468,52 @@ ENDPOINTS: dict[str, Endpoint] = {
         f"{V}/os-security-group-rules/{{sg_rule_id}}", {"DELETE": r("owned", version="2.35")}
     ),
     # The network proxy, until 2.35 (a 404 since).
+    # The floating IP proxy, until 2.35 (a 404 since).
+    "floating-ip-pools": Endpoint(f"{V}/os-floating-ip-pools", {"GET": r("global", version="2.35")}),
+    "floating-ips": Endpoint(
+        f"{V}/os-floating-ips",
+        {
+            "GET": r("collection", version="2.35"),
+            "POST": r("collection", version="2.35", body=lambda w: {"pool": "ext"}),
+        },
+    ),
+    "floating-ip": Endpoint(
+        f"{V}/os-floating-ips/{{fip_id}}",
+        {"GET": r("owned", version="2.35"), "DELETE": r("owned", version="2.35")},
+    ),
+    # The image proxy, until 2.35 (a 404 since).
+    "images": Endpoint(f"{V}/images", {"GET": r("collection", version="2.35"), "DELETE": r("none", version="2.35")}),
+    "images-detail": Endpoint(
+        f"{V}/images/detail", {"GET": r("collection", version="2.35"), "DELETE": r("none", version="2.35")}
+    ),
+    "image": Endpoint(
+        f"{V}/images/{{image}}", {"GET": r("owned", version="2.35"), "DELETE": r("owned", version="2.35")}
+    ),
+    "image-metadata": Endpoint(
+        f"{V}/images/{{image}}/metadata",
+        {
+            "GET": r("owned", version="2.35"),
+            "POST": r("owned", version="2.35", body=lambda w: {"metadata": {"k1": "v1"}}),
+            "PUT": r("owned", version="2.35", body=lambda w: {"metadata": {"k1": "v1"}}),
+        },
+    ),
+    "image-metadata-item": Endpoint(
+        f"{V}/images/{{image}}/metadata/k1",
+        {
+            "GET": r("owned", version="2.35", admin_codes={404}, owner_codes={404}),
+            "PUT": r("owned", version="2.35", body=lambda w: {"meta": {"k1": "v1"}}),
+            "DELETE": r("owned", version="2.35", admin_codes={404}, owner_codes={404}),
+        },
+    ),
     "networks": Endpoint(f"{V}/os-networks", {"GET": r("global", version="2.35")}),
     "network": Endpoint(f"{V}/os-networks/{{network}}", {"GET": r("global", version="2.35")}),
+    "tenant-networks": Endpoint(
+        f"{V}/os-tenant-networks",
+        {"GET": r("collection", version="2.35"), "POST": r("gone", body=lambda w: {"network": {"label": "x"}})},
+    ),
+    "tenant-network": Endpoint(
+        f"{V}/os-tenant-networks/{{net_id}}", {"GET": r("owned", version="2.35"), "DELETE": r("gone")}
+    ),
     # --- image API ------------------------------------------------------------------------------------
     "image-versions": Endpoint("/image/", {"GET": r("public")}),
     "image-versions-explicit": Endpoint("/image/versions", {"GET": r("public")}),
@@ -379,6 +556,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         },
     ),
     "image-tag": Endpoint(f"{I}/images/{{image}}/tags/t1", {"PUT": r("owned"), "DELETE": r("owned")}),
+    "image-tasks": Endpoint(f"{I}/images/{{image}}/tasks", {"GET": r("owned")}),
     "view:NotImplementedView": Endpoint(
         f"{I}/images/{{image}}/members",
         {method: r("unimplemented") for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
@@ -475,6 +653,41 @@ ENDPOINTS: dict[str, Endpoint] = {
             "DELETE": r("owned"),
         },
     ),
+    "networking-routers": Endpoint(
+        f"{N}/routers",
+        {"GET": r("collection"), "POST": r("collection", body=lambda w: {"router": {"name": "mine"}})},
+    ),
+    "networking-router": Endpoint(
+        f"{N}/routers/{{router_id}}",
+        {
+            "GET": r("owned"),
+            "PUT": r("owned", body=lambda w: {"router": {"name": "renamed"}}),
+            "DELETE": r("owned", admin_codes={409}),  # it has an interface on A's subnet
+        },
+    ),
+    "networking-router-add-interface": Endpoint(
+        f"{N}/routers/{{router_id}}/add_router_interface",
+        {"PUT": r("owned", body=lambda w: {"subnet_id": w.ids["free_subnet_id"]})},
+    ),
+    "networking-router-remove-interface": Endpoint(
+        f"{N}/routers/{{router_id}}/remove_router_interface",
+        {"PUT": r("owned", body=lambda w: {"subnet_id": w.ids["subnet_id"]})},
+    ),
+    "networking-floatingips": Endpoint(
+        f"{N}/floatingips",
+        {
+            "GET": r("collection"),
+            "POST": r("collection", body=lambda w: {"floatingip": {"floating_network_id": w.ids["ext_net_id"]}}),
+        },
+    ),
+    "networking-floatingip": Endpoint(
+        f"{N}/floatingips/{{fip_id}}",
+        {
+            "GET": r("owned"),
+            "PUT": r("owned", body=lambda w: {"floatingip": {"description": "x"}}),
+            "DELETE": r("owned"),
+        },
+    ),
     "networking-quotas": Endpoint(f"{N}/quotas", {"GET": r("admin")}),
     "networking-quota": Endpoint(
         f"{N}/quotas/{{project}}",
@@ -493,4 +706,8 @@ PORTAL_ENDPOINTS: dict[str, Endpoint] = {
     "portal:console-token": Endpoint("/instances/{server}/console/token", {"POST": r("console")}),
     # Only the caller's own session, and it opens nothing: a reader whose role was lowered learns why it ended.
     "portal:console-session": Endpoint("/instances/{server}/console/session", {"GET": r("owned")}),
+    # Asked of the instance's host, which no worker serves here: past the scoping, a 503 within a second.
+    "portal:instance-graphs": Endpoint(
+        "/instances/{server}/graphs", {"GET": r("owned", owner_codes={503}, admin_codes={503})}
+    ),
 }

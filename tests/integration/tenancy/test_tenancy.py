@@ -24,6 +24,8 @@ from rest_framework.test import APIClient
 
 from portal.api.compute.networks import servers_network_id
 from portal.models import Aggregate, ComputeHost, InstanceAction, InstanceTag, Keypair, Role, ServerGroup
+from portal.services import floating_ips as floating_ip_services
+from portal.services import routers as router_services
 from portal.services import security_groups as group_services
 from portal.services.networks import network_create, port_create, subnet_create
 from portal.services.ports import port_update
@@ -76,11 +78,11 @@ def test_every_endpoint_is_classified():
 
 
 def portal_console_routes() -> set[str]:
-    """The portal's routes about consoles, as namespaced URL names."""
+    """The portal's routes that reach an instance's host (its console, its graphs), as namespaced URL names."""
     return {
         f"{namespace}:{pattern.name}"
         for route, pattern, namespace in _walk(get_resolver().url_patterns)
-        if namespace == "portal" and "console" in route
+        if namespace == "portal" and ("console" in route or route.endswith("/graphs"))
     }
 
 
@@ -145,6 +147,15 @@ def world(db, settings, tmp_path) -> World:
     port_update(port=port, user_is_admin=False, project=project, changes={"security_groups": [secret_group]})
     shared_net = network_create(project=admin.project, user_is_admin=True, name="shared", shared=True)
     subnet_create(project=admin.project, user_is_admin=True, network=shared_net, cidr="10.202.0.0/24")
+    # A's router, with an interface on A's subnet (a second subnet free for another), and A's floating IP.
+    ext_net = network_create(project=admin.project, user_is_admin=True, name="ext", external=True)
+    subnet_create(project=admin.project, user_is_admin=True, network=ext_net, cidr="10.204.0.0/24")
+    free_subnet = subnet_create(project=project, user_is_admin=False, network=net, cidr="10.203.0.0/24")
+    secret_router = router_services.router_create(project=project, user_is_admin=False, name="a-secret-router")
+    router_services.router_add_interface(
+        router=secret_router, project=project, user_is_admin=False, subnet_id=str(subnet.pk)
+    )
+    secret_fip = floating_ip_services.floating_ip_create(project=project, user_is_admin=False, floating_network=ext_net)
     ids = {
         "server": str(server.uuid),
         "image": str(image.id),
@@ -165,10 +176,15 @@ def world(db, settings, tmp_path) -> World:
         "shared_net_id": str(shared_net.pk),
         "sg_id": str(secret_group.pk),
         "sg_rule_id": str(secret_rule.pk),
+        "router_id": str(secret_router.pk),
+        "free_subnet_id": str(free_subnet.pk),
+        "ext_net_id": str(ext_net.pk),
+        "fip_id": str(secret_fip.pk),
     }
     secrets = [str(server.uuid), str(image.id), "a-secret-key", str(group.uuid), "a-secret-server"]
     secrets += [str(net.pk), str(subnet.pk), str(port.pk), "a-secret-network", "a-secret-port"]
     secrets += [str(secret_group.pk), str(secret_rule.pk), "a-secret-group"]
+    secrets += [str(secret_router.pk), "a-secret-router", str(secret_fip.pk), secret_fip.floating_ip_address]
     return World(owner, reader, stranger, admin, ids, secrets, public_image=str(public_image.id))
 
 
@@ -229,8 +245,8 @@ def check(method: str, path: str, rule: Rule, world: World) -> None:
         return
     anonymous = request(None, method, path, rule, world)
     assert anonymous.status_code == 401, f"anonymous {method} {path}: {anonymous.status_code}"
-    if scope in ("unimplemented", "none"):
-        status = 501 if scope == "unimplemented" else 404
+    if scope in ("unimplemented", "none", "gone"):
+        status = {"unimplemented": 501, "none": 404, "gone": 410}[scope]
         for who in ("owner", "stranger", "admin"):
             refused(request(getattr(world, who), method, path, rule, world), status, who, method, path)
         return
@@ -247,7 +263,7 @@ def check(method: str, path: str, rule: Rule, world: World) -> None:
             else:
                 allowed(response, rule.owner_codes, who, method, path)
     elif scope in ("owned", "user"):
-        refused(request(world.stranger, method, path, rule, world), 404, "stranger", method, path)
+        refused(request(world.stranger, method, path, rule, world), rule.stranger_code, "stranger", method, path)
         reader = request(world.reader, method, path, rule, world)
         if write and scope == "user":
             refused(reader, reader.status_code if reader.status_code in (403, 404) else 403, "reader", method, path)
@@ -325,15 +341,15 @@ def test_the_walker_catches_a_leak(world, monkeypatch):
     """The walker itself: an endpoint that forgot its scoping must fail it."""
     from portal.selectors import instances as selectors
 
-    original = selectors.instance_get
+    original = selectors.instance_shown
     monkeypatch.setattr(
         selectors,
-        "instance_get",
+        "instance_shown",
         lambda ctx, server_id: original(SimpleNamespace(project=ctx.project, is_admin=True, user=ctx.user), server_id),
     )
     import portal.api.compute.servers as servers_module
 
-    monkeypatch.setattr(servers_module, "instance_get", selectors.instance_get, raising=False)
+    monkeypatch.setattr(servers_module, "instance_shown", selectors.instance_shown)
     with pytest.raises(AssertionError, match="stranger"):
         check("GET", ENDPOINTS["server"].path.format(**world.ids), ENDPOINTS["server"].methods["GET"], world)
 

@@ -2,12 +2,15 @@
 conductor and a compute worker (the fake hypervisor driver, since libvirt's test driver cannot hot-plug),
 against a real Cinder. Cinder's own view (volume status, attachments) is the judge."""
 
+import subprocess
+
 import pytest
 
 from portal.api import microversion
-from portal.models import BlockDeviceMapping, Instance, Role
+from portal.models import BlockDeviceMapping, Instance, InstanceAction, Role
 from tests.factories import MembershipFactory
 from tests.http import ApiUser
+from tests.images import public_image
 from tests.processes import wait_for_host, wait_until
 
 from .conftest import HOST, boot, project_of, wait_status
@@ -191,6 +194,43 @@ def test_boot_from_an_image_copied_to_a_new_volume(host_up, api_user, tiny_flavo
     assert cinder.attachments(project, attached["id"]) == []
 
 
+def test_a_volume_backed_server_is_rebuilt_onto_its_root_volume_from_2_93(
+    host_up, api_user, tiny_flavor, small_image, cinder, monkeypatch, tmp_path, settings, live_server
+):
+    monkeypatch.setattr(microversion, "MAX_VERSION", microversion.APIVersion("2.93"))
+    # The rebuild's download URL is signed by the API process, which this test runs.
+    settings.CLOUD = {**settings.CLOUD, "PUBLIC_URL": live_server.url}
+    path = tmp_path / "other.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "32M"], check=True)
+    other = public_image(project=api_user.ctx.project, path=path, name="other")
+    mapping = {
+        "uuid": str(small_image.id),
+        "source_type": "image",
+        "destination_type": "volume",
+        "volume_size": 1,
+        "boot_index": 0,
+    }
+    server_id = boot(api_user, None, block_device_mapping_v2=[mapping])
+    wait_status(api_user, server_id, "ACTIVE")
+    [attached] = api_user.server(server_id)["os-extended-volumes:volumes_attached"]
+
+    version(api_user, "2.92")
+    refused = api_user.post(f"/servers/{server_id}/action", {"rebuild": {"imageRef": str(other.id)}})
+    assert refused.status_code == 400, refused.text
+    version(api_user, "2.93")
+    accepted = api_user.post(f"/servers/{server_id}/action", {"rebuild": {"imageRef": str(other.id)}})
+    assert accepted.status_code == 202, accepted.text
+    wait_until(lambda: Instance.objects.get(uuid=server_id).task_state is None, 60, message="the rebuild done")
+    wait_status(api_user, server_id, "ACTIVE")
+    shown = api_user.server(server_id)
+    assert shown["image"] == "" and [v["id"] for v in shown["os-extended-volumes:volumes_attached"]] == [attached["id"]]
+    rebuild = InstanceAction.objects.get(instance__uuid=server_id, action="rebuild")
+    assert [(e.event, e.result) for e in rebuild.events.all() if e.event.startswith("compute_")] == [
+        ("compute_rebuild_instance", "Success")
+    ]
+    assert cinder.volume(project_of(api_user), attached["id"])["status"] == "in-use"
+
+
 def test_boot_volumes_are_checked_before_the_server_is_accepted(host_up, api_user, tiny_flavor, small_image, cinder):
     def create(mappings):
         return api_user.post(
@@ -217,7 +257,7 @@ def test_boot_volumes_are_checked_before_the_server_is_accepted(host_up, api_use
 def test_later_microversions_show_tags_ids_and_take_delete_on_termination(
     host_up, api_user, tiny_flavor, small_image, cinder, monkeypatch
 ):
-    monkeypatch.setattr(microversion, "MAX_VERSION", microversion.APIVersion("2.89"))
+    monkeypatch.setattr(microversion, "MAX_VERSION", microversion.APIVersion("2.101"))
     server_id = boot(api_user, small_image)
     wait_status(api_user, server_id, "ACTIVE")
     project = project_of(api_user)
@@ -244,6 +284,15 @@ def test_later_microversions_show_tags_ids_and_take_delete_on_termination(
     )
     assert update.status_code == 202, update.text
     assert api_user.server(server_id)["os-extended-volumes:volumes_attached"][0]["delete_on_termination"] is False
+    # From 2.101 the attach answers 202 with no body; the volume is attached all the same.
+    second = cinder.create_volume(project)
+    version(api_user, "2.101")
+    accepted = api_user.post(
+        f"/servers/{server_id}/os-volume_attachments", {"volumeAttachment": {"volumeId": second["id"]}}
+    )
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.content in (b"", b"null")
+    cinder.wait_for_status(project, second["id"], "in-use")
 
 
 def test_the_attachment_list_costs_the_same_queries_for_one_and_many(host_up, api_user, tiny_flavor, small_image):

@@ -145,3 +145,31 @@ def test_the_metadata_agent_asks_the_control_plane_on_the_brokers_machine_unless
     assert (config.metadata_url, config.metadata_timeout) == ("https://api.example.test/internal/metadata", 2.0)
     with pytest.raises(ConfigError, match="COMPUTE_METADATA_URL"):
         HostConfig.from_env({"COMPUTE_METADATA_URL": "ftp://x/"})
+
+
+def test_the_metrics_exporter_is_off_unless_an_address_is_set():
+    assert HostConfig.from_env({}).metrics_address is None
+    # A token alone opens nothing.
+    assert HostConfig.from_env({"COMPUTE_METRICS_TOKEN": "t"}).metrics_address is None
+
+
+@pytest.mark.parametrize(("value", "address"), [("127.0.0.1:9180", ("127.0.0.1", 9180)), ("[::1]:9181", ("::1", 9181))])
+def test_the_metrics_address_is_an_address_and_a_port(value, address):
+    config = HostConfig.from_env({"COMPUTE_METRICS_ADDRESS": value, "COMPUTE_METRICS_TOKEN": "secret-token"})
+    assert config.metrics_address == address
+    assert config.metrics_token == "secret-token"
+    # A configuration is logged now and then: never with the token.
+    assert "secret-token" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    "value", ["9180", "localhost:9180", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000", "::1:9180"]
+)
+def test_a_metrics_address_that_is_not_one_is_refused(value):
+    with pytest.raises(ConfigError, match="COMPUTE_METRICS_ADDRESS"):
+        HostConfig.from_env({"COMPUTE_METRICS_ADDRESS": value, "COMPUTE_METRICS_TOKEN": "t"})
+
+
+def test_an_exporter_without_a_token_is_refused():
+    with pytest.raises(ConfigError, match="COMPUTE_METRICS_TOKEN"):
+        HostConfig.from_env({"COMPUTE_METRICS_ADDRESS": "127.0.0.1:9180"})

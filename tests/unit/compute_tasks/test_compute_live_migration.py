@@ -9,7 +9,7 @@ import pytest
 from compute_tasks import rpc
 from compute_tasks.drivers.base import LIVE_MIGRATION_MARKER, DriverError
 from compute_tasks.manager import peer_instances_dir
-from compute_tasks.rpc import ActionResult, LiveMigrateRequest, MigrationProgress, MigrationRef
+from compute_tasks.rpc import ActionResult, InstanceRef, LiveMigrateRequest, MigrationProgress, MigrationRef
 from tests.unit.compute_tasks.test_compute_host_moves import host
 from tests.unit.compute_tasks.test_compute_manager import RecordingReporter, StubImages, StubUploads, make_request
 
@@ -97,11 +97,31 @@ def test_a_block_migration_moves_the_running_guest(pair):
     assert [m for m in source.reporter.sent if isinstance(m, MigrationProgress)][-1].memory_processed_bytes == 1000
 
     destination.post_live_migration(ref(request))
-    (post,) = destination.reporter.results()
+    (final, post) = destination.reporter.sent
+    # The destination reports the final figures it keeps, before the guest's arrival.
+    assert (final.host, final.migration_id, final.memory_total_bytes, final.memory_processed_bytes) == (
+        destination.host,
+        MIGRATION,
+        1000,
+        1000,
+    )
     assert (post.action, post.error, post.power_state) == ("post_live_migration", "", rpc.RUNNING)
     assert post.vnc_port is not None and post.addresses
     assert destination.driver.domains[request.instance_uuid].boots == 1  # it was never booted again
     assert not (dest_dir / LIVE_MIGRATION_MARKER).exists()
+
+
+def test_a_paused_guest_moves_and_stays_paused(pair):
+    source, destination = pair
+    request = built(source)
+    source.driver.pause(InstanceRef(instance_uuid=request.instance_uuid, domain_name=request.domain_name))
+    prepare(destination, request)
+
+    migrate(source, destination, request)
+
+    (done,) = source.reporter.results()
+    assert done.error == ""
+    assert destination.driver.domains[request.instance_uuid].power_state == rpc.PAUSED
 
 
 def test_a_redelivered_migration_of_a_guest_gone_already_is_reported_done(pair):

@@ -1,3 +1,4 @@
+import dataclasses
 import threading
 import uuid
 
@@ -5,6 +6,7 @@ import pytest
 
 from compute_tasks import rpc
 from compute_tasks.config import HostConfig
+from compute_tasks.drivers import load_driver
 from compute_tasks.drivers.base import DriverError, HostResources
 from compute_tasks.drivers.fake import FakeDriver
 from compute_tasks.images import ImageError
@@ -28,6 +30,10 @@ pytestmark = pytest.mark.unit
 class RecordingReporter:
     def __init__(self):
         self.sent = []
+        self.progress = []  # the build's steps and download percents, kept apart from the results
+
+    def build_progress(self, progress):
+        self.progress.append(progress)
 
     def instance_built(self, result):
         self.sent.append(result)
@@ -60,7 +66,7 @@ class StubImages:
         self.error = None
         self.fetched = []
 
-    def fetch(self, image):
+    def fetch(self, image, on_progress=None):
         self.fetched.append(image.id)
         if self.error is not None:
             raise self.error
@@ -114,6 +120,32 @@ def ref_for(request, **overrides):
 
 
 # --- build -----------------------------------------------------------------------------------------
+
+
+def test_a_build_asked_not_to_power_on_leaves_the_domain_shut_off(manager, driver, reporter):
+    """An evacuation from compute API 2.95: the server is made on its new host but not started, and a
+    redelivery of the same build does not start it either."""
+    request = make_request(power_on=False)
+    manager.build_and_run_instance(request)
+    assert reporter.only(InstanceBuilt).power_state == rpc.SHUTDOWN
+    assert driver.power_state(ref_for(request)) == rpc.SHUTDOWN
+    reporter.sent.clear()
+    manager.build_and_run_instance(request)
+    assert reporter.only(InstanceBuilt).power_state == rpc.SHUTDOWN
+
+
+def test_images_are_pre_cached_one_by_one(manager, images):
+    """Compute API 2.81: each image is fetched through the cache; one failing does not stop the others."""
+    first = ImageSpec(id="img-a", url="http://images/a?sig=s", sha256="a" * 64, size=4)
+    second = ImageSpec(id="img-b", url="http://images/b?sig=s", sha256="b" * 64, size=4)
+    assert manager.cache_images(rpc.CacheImagesRequest(images=[first, second])) == {
+        "img-a": "cached",
+        "img-b": "cached",
+    }
+    images.error = ImageError("download of image img-c failed: HTTP 404")
+    third = ImageSpec(id="img-c", url="http://images/c?sig=s", sha256="c" * 64, size=4)
+    assert manager.cache_images(rpc.CacheImagesRequest(images=[third])) == {"img-c": "error"}
+    assert images.fetched == ["img-a", "img-b", "img-c"]
 
 
 def test_build_reports_the_running_instance(manager, driver, reporter, images, config):
@@ -281,7 +313,7 @@ def test_terminate_waits_for_a_build_in_progress(config, reporter, images):
     release = threading.Event()
 
     class SlowDriver(FakeDriver):
-        def spawn(self, request, base_image_path):
+        def spawn(self, request, base_image_path, **options):
             spawning.set()
             assert release.wait(5)
             return super().spawn(request, base_image_path)
@@ -438,6 +470,27 @@ def test_rebuild_of_a_stopped_server_leaves_it_stopped(manager, reporter, driver
     assert (result.error, result.power_state, result.vnc_port) == ("", rpc.SHUTDOWN, None)
 
 
+def test_rebuild_of_a_volume_backed_server_writes_the_image_over_its_root_volume(manager, reporter, driver, images):
+    """Compute API 2.93: the build carries no image of its own; the root volume's connection carries it."""
+    image = ImageSpec(id="img-2", url="http://images/img-2?sig=s", sha256="b" * 64, size=4)
+    root = rpc.VolumeConnection(volume_id="vol-1", attachment_id="att-1", device="/dev/vda", boot_index=0)
+    request = built(manager, reporter, image=None, block_devices=[root])
+    assert driver.domains[request.instance_uuid].root_volume
+
+    rebuild = make_request(
+        instance_uuid=request.instance_uuid,
+        image=None,
+        block_devices=[dataclasses.replace(root, image=image)],
+    )
+    manager.rebuild_instance(rpc.RebuildRequest(build=rebuild))
+
+    result = reporter.only(ActionResult)
+    assert (result.action, result.error, result.power_state) == ("rebuild", "", rpc.RUNNING)
+    assert images.fetched[-1] == "img-2"
+    calls = [c for c, u in driver.calls if u == request.instance_uuid]
+    assert calls[-2:] == ["destroy", "spawn"]
+
+
 def test_rebuild_whose_image_cannot_be_fetched_leaves_the_old_disk(manager, reporter, driver, images):
     request = built(manager, reporter)
     images.error = ImageError("download of image img-1 failed: HTTP 404")
@@ -539,7 +592,11 @@ def console_request(request, length=None):
     )
 
 
-@pytest.mark.parametrize(("length", "expected"), [(None, "one\ntwo\nthree\n"), (2, "two\nthree\n"), (0, "")])
+@pytest.mark.parametrize(
+    ("length", "expected"),
+    # As Nova counts them: the empty piece after the last newline is the last "line".
+    [(None, "one\ntwo\nthree\n"), (3, "two\nthree\n"), (2, "three\n"), (1, ""), (0, ""), (9, "one\ntwo\nthree\n")],
+)
 def test_console_output_answers_the_reply_queue_with_the_last_lines(manager, reporter, driver, length, expected):
     request = built(manager, reporter)
     driver.write_console(request.instance_uuid, b"one\ntwo\nthree\n")
@@ -549,6 +606,34 @@ def test_console_output_answers_the_reply_queue_with_the_last_lines(manager, rep
     ((reply_to, result),) = reporter.sent
     assert reply_to == "reply.x"
     assert (result.output, result.error, result.host) == (expected, "", "hv-test")
+
+
+def test_the_workers_fake_guests_print_a_line_when_they_boot(config, reporter, images):
+    """A simulated server's console output is not empty once it booted (Tempest waits for that), and grows
+    with each boot; one built without being started printed nothing."""
+    driver = load_driver(config)
+    manager = ComputeManager(config, driver, reporter, images=images)
+    running = built(manager, reporter)
+    stopped = built(manager, reporter, instance_uuid=str(uuid.uuid4()), domain_name="instance-2", power_on=False)
+
+    manager.get_console_output(console_request(running))
+    manager.get_console_output(console_request(stopped))
+
+    assert reporter.sent[0][1].output.splitlines() == [
+        "fake driver: boot 1 of instance-1 on a simulated host",
+        "instance-1: simulated guest running",
+        "instance-1 login: ",
+    ]
+    assert reporter.sent[1][1].output == ""
+    driver.reboot(ref_for(running), hard=True)
+    manager.get_console_output(console_request(running, length=4))
+    assert reporter.sent[2][1].output.split("\n")[0] == "fake driver: boot 2 of instance-1 on a simulated host"
+
+
+def test_fake_diagnostics_name_a_driver_the_compute_api_knows(manager, reporter, driver):
+    request = built(manager, reporter)
+    figures = driver.diagnostics(ref_for(request))
+    assert figures["driver"] in ("libvirt", "xenapi", "vmwareapi", "ironic", "hyperv")
 
 
 def test_console_output_is_decoded_leniently(manager, reporter, driver):

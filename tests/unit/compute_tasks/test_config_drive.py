@@ -11,7 +11,7 @@ import pytest
 
 from compute_tasks.drivers.base import DriverError
 from compute_tasks.drivers.config_drive import LABEL, drive_files, write_config_drive
-from compute_tasks.rpc import BuildRequest, InstanceMetadata
+from compute_tasks.rpc import BuildRequest, InjectedFile, InstanceMetadata
 from tests.unit.compute_tasks.test_compute_domain_xml import make_request, parse, render
 
 pytestmark = pytest.mark.unit
@@ -81,12 +81,17 @@ def test_no_user_data_no_user_data_file_and_no_metadata_no_drive():
         drive_files(make_request())
     with pytest.raises(DriverError, match="not base64"):
         drive_files(BuildRequest(**{**request_with().__dict__, "user_data": "!!not base64!!"}))
+    with pytest.raises(DriverError, match="personality file is not base64"):
+        drive_files(request_with(files=[InjectedFile(path="/etc/motd", contents="This is a test file.")]))
 
 
 def test_the_iso_has_the_label_and_the_files(tmp_path: Path):
     assert shutil.which("isoinfo"), "isoinfo comes with genisoimage: run scripts/bootstrap.sh"
     binary_user_data = '#cloud-config\nruncmd: ["echo ünïcode"]\n'
-    request = request_with(binary_user_data)
+    motd = "Welcome to ünïcode\n".encode()
+    request = request_with(
+        binary_user_data, files=[InjectedFile(path="/etc/motd", contents=base64.b64encode(motd).decode())]
+    )
 
     iso = write_config_drive(request, tmp_path / "disk.config")
 
@@ -102,6 +107,11 @@ def test_the_iso_has_the_label_and_the_files(tmp_path: Path):
         ["isoinfo", "-R", "-i", str(iso), "-x", "/openstack/latest/meta_data.json"], capture_output=True, check=True
     ).stdout
     assert json.loads(meta)["hostname"] == "web-1"
+    assert json.loads(meta)["files"] == [{"path": "/etc/motd", "content_path": "/content/0000"}]
+    content = subprocess.run(
+        ["isoinfo", "-R", "-i", str(iso), "-x", "/openstack/content/0000"], capture_output=True, check=True
+    ).stdout
+    assert content == motd  # the personality file, byte for byte where meta_data.json says it is
     assert [p.name for p in tmp_path.iterdir()] == ["disk.config"]  # nothing staged is left beside it
 
 

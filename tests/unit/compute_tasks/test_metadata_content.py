@@ -4,13 +4,15 @@ and the host's signature over a guest's request."""
 from __future__ import annotations
 
 import base64
+import binascii
+import dataclasses
 import json
 import time
 
 import pytest
 
 from compute_tasks import metadata_content, signing
-from compute_tasks.rpc import InstanceMetadata
+from compute_tasks.rpc import InjectedFile, InstanceMetadata
 
 MD = InstanceMetadata(
     uuid="3f0c7d1e-0000-4000-8000-000000000001",
@@ -41,6 +43,42 @@ def test_the_service_and_the_config_drive_serve_the_same_files():
     assert text("/openstack/latest") == "meta_data.json\nnetwork_data.json\nuser_data\nvendor_data.json"
     assert text("/openstack") == "2013-10-17\n2015-10-15\nlatest"
     assert metadata_content.answer(GUEST, "/openstack/latest/meta_data.json")[1] == "application/json"
+
+
+def test_personality_files_are_listed_in_meta_data_and_served_under_content():
+    motd, script = b"welcome\n", bytes(range(256))
+    md = dataclasses.replace(
+        MD,
+        files=[
+            InjectedFile(path="/etc/motd", contents=base64.b64encode(motd).decode()),
+            InjectedFile(path="/usr/local/bin/run", contents=base64.b64encode(script).decode()),
+        ],
+    )
+    files = metadata_content.openstack_files(md, None)
+    for version in metadata_content.OPENSTACK_VERSIONS:
+        meta = json.loads(files[f"openstack/{version}/meta_data.json"])
+        assert meta["files"] == [
+            {"path": "/etc/motd", "content_path": "/content/0000"},
+            {"path": "/usr/local/bin/run", "content_path": "/content/0001"},
+        ]
+    assert (files["openstack/content/0000"], files["openstack/content/0001"]) == (motd, script)
+    guest = metadata_content.Guest(md, None, "10.0.0.5", "m1.tiny", "")
+    assert metadata_content.answer(guest, "/openstack/content/0001") == (script, "application/octet-stream")
+    assert metadata_content.answer(guest, "/openstack/content/0002") is None
+    assert metadata_content.answer(guest, "/openstack/content") is None  # no listing, as in Nova
+    assert b"content" not in metadata_content.answer(guest, "/openstack")[0]
+
+
+def test_a_server_without_personality_has_no_files_key():
+    meta = json.loads(metadata_content.openstack_files(MD, None)["openstack/latest/meta_data.json"])
+    assert "files" not in meta
+    assert not any(path.startswith("openstack/content/") for path in metadata_content.openstack_files(MD, None))
+
+
+def test_file_contents_are_decoded_as_the_api_accepted_them():
+    assert metadata_content.file_contents(InjectedFile(path="/x", contents="aGVs\nbG8=")) == b"hello"
+    with pytest.raises(binascii.Error):
+        metadata_content.file_contents(InjectedFile(path="/x", contents="This is a test file."))
 
 
 def test_ec2_basics():

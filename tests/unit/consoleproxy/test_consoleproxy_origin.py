@@ -97,7 +97,7 @@ def test_allowlist_refuses_any_other_origin(origin):
 
 
 def test_refusal_reason_says_why():
-    assert ALLOWLIST.refusal_reason([]) == "no Origin header"
+    assert ALLOWLIST.refusal_reason([]) is None  # not a browser: the token alone decides
     assert ALLOWLIST.refusal_reason(["http://127.0.0.1:8000"] * 2) == "more than one Origin header"
     assert "not in CONSOLE_ALLOWED_ORIGINS" in ALLOWLIST.refusal_reason(["http://evil.test"])
     assert "http://evil.test" in ALLOWLIST.refusal_reason(["http://evil.test"])

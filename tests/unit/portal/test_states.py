@@ -2,6 +2,7 @@ import pytest
 
 from portal.states import (
     ALLOWED,
+    BUILD_STEPS,
     LOCKED_ACTIONS,
     RESULT_VM_STATE,
     TaskState,
@@ -9,6 +10,7 @@ from portal.states import (
     api_status,
     available_actions,
     can,
+    server_progress,
     states_for_status,
 )
 
@@ -192,3 +194,15 @@ def test_unknown_and_never_shown_statuses():
     assert states_for_status("BOGUS") is None
     assert states_for_status("SOFT_DELETED") == []
     assert states_for_status("paused") == states_for_status("PAUSED")
+
+
+def test_a_builds_progress_only_grows_through_its_steps():
+    figures = [server_progress(VmState.BUILDING, TaskState.SCHEDULING, 0)]
+    for step in BUILD_STEPS:
+        figures += [server_progress(VmState.BUILDING, step, percent) for percent in (0, 50, 100)]
+    figures.append(server_progress(VmState.ACTIVE, None, 0))
+    assert figures == sorted(figures) and (figures[0], figures[-1]) == (0, 100)
+    assert server_progress(VmState.BUILDING, TaskState.BLOCK_DEVICE_MAPPING, 50) == 50
+    # A host's figure is never taken beyond its step's span.
+    assert server_progress(VmState.BUILDING, TaskState.BLOCK_DEVICE_MAPPING, 500) == 90
+    assert server_progress(VmState.ACTIVE, TaskState.MIGRATING, -3) == 0
