@@ -8,7 +8,7 @@ demo: setup
 	$(PY) scripts/demo.py
 
 test: test-setup lint
-	$(PY) -m pytest
+	$(PY) scripts/run_tests.py
 
 setup:
 	bash scripts/bootstrap.sh
