@@ -3,11 +3,20 @@ import uuid
 from django.db import models
 
 
+class LiveHosts(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
 class ComputeHost(models.Model):
-    """A hypervisor host and its compute service, as its heartbeats describe it."""
+    """A hypervisor host and its compute service, as its heartbeats describe it.
+
+    A deleted host (``DELETE /os-services/{id}``) keeps its row, so the servers and migrations that were
+    once on it still name it, but ``objects`` no longer finds it: not the scheduler, not the listings, not
+    its own messages (its key is revoked). Enrolled again, it comes back as a new row of the same name."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255)
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=255, blank=True, default="")
     forced_down = models.BooleanField(default=False)
@@ -44,9 +53,15 @@ class ComputeHost(models.Model):
     # The signing time of the newest heartbeat believed; an older one is a replay.
     last_beat_signed_at = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = LiveHosts()  # related objects (``instance.host``) still find a deleted host
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["name"], condition=models.Q(deleted_at__isnull=True), name="host_name_live")
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -55,7 +55,8 @@ def hosts_changed(host_ids: Iterable[int]) -> None:
 
 
 def send_plans(host_ids: Iterable[int]) -> None:
-    for host in ComputeHost.objects.filter(pk__in=list(host_ids)):
+    # A host deleted just now is told too: what it ran (a router) is gone from its plan, so it stops.
+    for host in ComputeHost._base_manager.filter(pk__in=list(host_ids)):
         rpc.apply_network_state(host.name, plan_for(host))
 
 

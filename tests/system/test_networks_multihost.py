@@ -20,6 +20,7 @@ guest once re-associated.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 
 import pytest
@@ -102,6 +103,32 @@ def console(cluster, host: str, server_id: str) -> str:
     return log.read_text(errors="replace") if log.exists() else ""
 
 
+@contextlib.contextmanager
+def deleted_afterwards(cloud, user: ApiUser, server_ids: list[str]):
+    """Delete the servers after the block and wait until they are gone. When the block failed, they are
+    deleted without waiting, and its failure is the one reported."""
+    try:
+        yield
+    except BaseException:
+        for server_id in server_ids:
+            user.delete(f"/servers/{server_id}")
+        raise
+    for server_id in server_ids:
+        user.delete(f"/servers/{server_id}")
+    for server_id in server_ids:
+        try:
+            wait_until(lambda s=server_id: user.get(f"/servers/{s}").status_code == 404, 90, message="deleted")
+        except AssertionError:
+            raise AssertionError(f"server {server_id} not deleted: {user.server(server_id)}\n{cloud.logs()}") from None
+
+
+def built(cloud, user: ApiUser, name: str, server_id: str) -> None:
+    """Until the server is ACTIVE; its fault first, then the cloud's logs, when it went to ERROR."""
+    wait_until(lambda: user.server(server_id)["status"] in ("ACTIVE", "ERROR"), 240, message=f"{name} built")
+    server = user.server(server_id)
+    assert server["status"] == "ACTIVE", f"{name}: {server.get('fault')}\n{cloud.logs()}"
+
+
 def boot(user: ApiUser, image, name: str, host: str, networks: list, user_data: str) -> str:
     body = {"server": {"name": name, "imageRef": str(image.id), "flavorRef": "1", "networks": networks,
                        "host": host, "user_data": user_data}}  # fmt: skip
@@ -146,10 +173,9 @@ def test_guests_on_networks_across_hosts(cloud, live_server, tiny_flavor, demo_i
         "p1": (first, boot(a, image, "p1", first, [{"uuid": public["id"], "fixed_ip": "10.252.100.20"}],
                            probe([OUTSIDE_ADDRESS, HOST1_PUBLIC], 8))),
     }  # fmt: skip
-    try:
+    with deleted_afterwards(cloud, a, [server_id for _host, server_id in servers.values()]):
         for name, (_host, server_id) in servers.items():
-            wait_until(lambda s=server_id: a.server(s)["status"] in ("ACTIVE", "ERROR"), 240, message=f"{name} built")
-            assert a.server(server_id)["status"] == "ACTIVE", cloud.logs()
+            built(cloud, a, name, server_id)
         for name, (host, server_id) in servers.items():
             wait_until(lambda h=host, s=server_id: "NET-DONE" in console(cloud, h, s), 180, message=f"{name} probed")
         out = {name: console(cloud, host, server_id) for name, (host, server_id) in servers.items()}
@@ -257,11 +283,6 @@ def test_guests_on_networks_across_hosts(cloud, live_server, tiny_flavor, demo_i
         a1_port = Port.objects.filter(device_id=a1_id, network_id=a_net["id"]).get()
         wait_until(lambda: f"master {bridge}" in in_ns(ns1, "ip", "-o", "link", "show", a1_port.device_name).stdout,
                    30, message="the guest plugged again")  # fmt: skip
-    finally:
-        for _name, (_host, server_id) in servers.items():
-            a.delete(f"/servers/{server_id}")
-        for _name, (_host, server_id) in servers.items():
-            wait_until(lambda s=server_id: a.get(f"/servers/{s}").status_code == 404, 90, message="deleted")
     # The ports the cloud made went with their servers; nothing is left plugged on the hosts.
     assert not Port.objects.filter(device_owner__startswith="compute:").exists()
     a_bridge = bridge_name(a_net["id"])
@@ -333,10 +354,9 @@ def test_routers_and_floating_ips_across_hosts(cloud, live_server, tiny_flavor, 
     # The floating IP is there before the guest boots: its first connection out leaves as that address.
     fip = a.made("/floatingips", {"floatingip": {"floating_network_id": public["id"], "port_id": left_port["id"]}})
     address = fip["floating_ip_address"]
-    try:
+    with deleted_afterwards(cloud, a, [left_id, right_id]):
         for name, (host, server_id) in servers.items():
-            wait_until(lambda s=server_id: a.server(s)["status"] in ("ACTIVE", "ERROR"), 240, message=f"{name} built")
-            assert a.server(server_id)["status"] == "ACTIVE", cloud.logs()
+            built(cloud, a, name, server_id)
             wait_until(lambda h=host, s=server_id: "NET-DONE" in console(cloud, h, s), 180, message=f"{name} probed")
         left, right = console(cloud, second, left_id), console(cloud, first, right_id)
         # Out through the router: the guest with the floating IP as that address, the other as the router's.
@@ -376,11 +396,6 @@ def test_routers_and_floating_ips_across_hosts(cloud, live_server, tiny_flavor, 
         assert moved.status_code == 200, moved.text
         wait_until(lambda: from_outside(f"http://{address}/") == "page-of-right1", 30, message="re-associated")
         assert all(a["OS-EXT-IPS:type"] == "fixed" for a in a.server(left_id)["addresses"]["left"])
-    finally:
-        for _name, (_host, server_id) in servers.items():
-            a.delete(f"/servers/{server_id}")
-        for _name, (_host, server_id) in servers.items():
-            wait_until(lambda s=server_id: a.get(f"/servers/{s}").status_code == 404, 90, message="deleted")
     # The floating IP stays the project's, associated to nothing; the router's namespace goes with it.
     assert a.net("GET", f"/floatingips/{fip['id']}").json()["floatingip"]["port_id"] is None
     assert a.net("DELETE", f"/floatingips/{fip['id']}").status_code == 204

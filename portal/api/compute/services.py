@@ -3,21 +3,24 @@
 Shapes per microversion: ``forced_down`` from 2.11 (and the ``force-down`` action); until 2.52 updates
 are ``PUT /os-services/{enable|disable|disable-log-reason|force-down}`` naming host and binary in the
 body; from 2.53 ids are UUIDs and ``PUT /os-services/{id}`` takes ``status``, ``disabled_reason`` and
-``forced_down``.
+``forced_down``. ``DELETE /os-services/{id}`` (an integer id before 2.53, the UUID from 2.53) takes a host
+out of the cloud once no server and no move in progress is on it (409 before that).
 """
 
 from __future__ import annotations
 
+import re
+
 from rest_framework.response import Response
 
 from portal.api.base import ComputeAPIView
-from portal.api.errors import BadRequest, NotFound
+from portal.api.errors import BadRequest, Conflict, NotFound
 from portal.ids import is_uuid
 from portal.models import ComputeHost
 from portal.selectors.availability_zones import host_zone_names
 from portal.selectors.compute_hosts import compute_host_get, compute_hosts
 from portal.selectors.hosts import host_is_up
-from portal.services.compute_hosts import compute_host_update
+from portal.services.compute_hosts import HostInUse, compute_host_delete, compute_host_update
 
 from . import validation
 from .times import naive_iso
@@ -72,6 +75,27 @@ class ServiceView(ComputeAPIView):
         if request.api_version >= "2.53":
             return self._update(request, service_id, body)
         return self._legacy_action(request, service_id, body)
+
+    def delete(self, request, service_id):
+        self.require_admin()
+        if request.api_version >= "2.53":
+            if not is_uuid(service_id):
+                raise BadRequest(f"Invalid uuid {service_id[:64]}")
+            host = compute_host_get(uuid=service_id)
+        else:
+            if not re.fullmatch(r"-?[0-9]+", service_id):
+                raise BadRequest("id must be an integer.")
+            pk = int(service_id)
+            host = compute_host_get(pk=pk) if abs(pk) < 2**63 else None
+        if host is None:
+            raise NotFound(f"Service {service_id[:64]} not found.")
+        try:
+            compute_host_delete(host=host)
+        except HostInUse as exc:
+            raise Conflict(str(exc)) from None
+        except ComputeHost.DoesNotExist:
+            raise NotFound(f"Service {service_id[:64]} not found.") from None
+        return Response(status=204)
 
     def _update(self, request, service_id, body):
         validation.reject_unknown(body, {"status", "disabled_reason", "forced_down"}, "the request body")

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from portal.models import ComputeHost, FloatingIP, Network, Port, Router
 from portal.services import network_sync, router_hosts
-from portal.services.compute_hosts import compute_host_update
+from portal.services.compute_hosts import compute_host_delete, compute_host_update
 from portal.services.ports import port_create
 
 from .helpers import network, subnet
@@ -189,6 +189,25 @@ def test_a_host_no_longer_trusted_with_routers_gives_them_up(topology):
     router.refresh_from_db()
     assert router.host == second
     assert network_sync.plan_for(first).routers == []
+
+
+def test_a_deleted_host_gives_its_routers_up_and_is_told_to_stop_them(
+    topology, monkeypatch, django_capture_on_commit_callbacks
+):
+    physnet = topology["public"]["provider:physical_network"]
+    first = _host("first", tunnel="10.250.9.13", physnets=[physnet])
+    router = topology["router"]
+    assert router_hosts.place(router) == first
+    second = _host("second", tunnel="10.250.9.14", physnets=[physnet])
+    sent = []
+    monkeypatch.setattr("compute_tasks.rpc.apply_network_state", lambda host, plan: sent.append((host, plan)))
+    with django_capture_on_commit_callbacks(execute=True):
+        compute_host_delete(host=first)
+    router.refresh_from_db()
+    assert router.host == second
+    plans = dict(sent)
+    assert [r.router_id for r in plans["second"].routers] == [str(router.pk)]
+    assert plans["first"].routers == [] and plans["first"].networks == []
 
 
 def test_host_enroll_trusts_a_host_with_routers_only_when_told(db, tmp_path):
