@@ -100,6 +100,18 @@ def test_refusals_come_in_the_envelope(host_up, api_user, tiny_flavor, small_ima
         timeout=10,
     )
     assert swap.status_code == 403
+    # A swap is Cinder's alone (Nova's service role, while it migrates the volume): admins are refused too,
+    # and so is any PUT before 2.85, where every PUT is a swap.
+    admin = ApiUser(live_server.url, role="admin")
+    for version_asked, asked in (("2.85", "1b4e28ba-2fa1-11d2-883f-0016d3cca427"), ("2.84", volume["id"])):
+        refused = admin.session.put(
+            admin.url(f"/servers/{first}/os-volume_attachments/{volume['id']}"),
+            json={"volumeAttachment": {"volumeId": asked}},
+            headers={"OpenStack-API-Version": f"compute {version_asked}"},
+            timeout=10,
+        )
+        assert refused.status_code == 403 and "swap" in refused.json()["forbidden"]["message"], refused.text
+    assert BlockDeviceMapping.objects.get(volume_id=volume["id"]).status == "attached"
 
     stranger = ApiUser(live_server.url)
     assert stranger.get(f"/servers/{first}/os-volume_attachments").status_code == 404
