@@ -1,8 +1,9 @@
 """Every test, in two lanes at once: ``make test``.
 
 The ``machine`` lane holds the tests that use what this machine has only one of (the hypervisor at
-qemu:///system, network namespaces, routes and firewall tables); the ``services`` lane holds the rest,
-whose PostgreSQL databases, brokers, workers and ports are their own. Each lane is one pytest process
+qemu:///system, network namespaces, routes and firewall tables), and the OpenStack CLI's tests so that
+the two lanes take about as long; the ``services`` lane holds the rest, whose PostgreSQL databases,
+brokers, workers and ports are their own. Each lane is one pytest process
 with its own test database and broker databases, so the two never see each other's rows or messages.
 Most of the machine lane's time is spent waiting for guests, which leaves a core for the other lane.
 
@@ -27,14 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "var" / "test-logs"
 
-# The tests that share this machine's hypervisor and network stack with nothing but each other.
+# The tests that share this machine's hypervisor and network stack with nothing but each other, and
+# the CLI's (which could run in either lane).
 MACHINE = [
     "tests/system",
     "tests/faults/test_qemu_faults.py",
     "tests/integration/dataplane",
     "tests/integration/metadata",
     "tests/integration/test_demo_network.py",
-    "tests/integration/openstack_cli/test_openstack_cli_live.py",
+    "tests/integration/openstack_cli",
 ]
 
 
