@@ -1,5 +1,6 @@
 """The control plane's Celery app: the conductor worker, beat, and every sender in the API process."""
 
+import gc
 import logging
 import os
 
@@ -85,6 +86,16 @@ def _close_old_connections(sender=None, **_):
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@signals.worker_process_init.connect  # each child of a prefork pool, after the fork
+@signals.worker_ready.connect  # the worker itself, for the solo and thread pools
+def _freeze_what_was_imported(**_):
+    """Move everything imported so far (Django, Celery, the project: never garbage) out of the garbage
+    collector's sight: a full collection no longer walks it, and a forked child's copy of it stays shared
+    with the parent instead of being written to by the collector."""
+    gc.collect()
+    gc.freeze()
 
 
 @signals.worker_init.connect
