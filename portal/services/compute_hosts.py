@@ -74,6 +74,7 @@ def compute_host_delete(*, host: ComputeHost) -> None:
             )
         for aggregate in aggregates:
             aggregate.hosts.remove(locked)
+            aggregate.save(update_fields=["updated_at"])
         host_trust.host_credentials_revoke(host=locked)
         locked.deleted_at = timezone.now()
         locked.enabled = False
