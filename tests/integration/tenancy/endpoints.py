@@ -389,7 +389,12 @@ ENDPOINTS: dict[str, Endpoint] = {
         f"{V}/os-hosts/{{host_name}}/reboot", {"GET": r("admin", version="2.42", admin_codes={501})}
     ),
     "service": Endpoint(
-        f"{V}/os-services/{{host_uuid}}", {"PUT": r("admin", body=lambda w: {"status": "disabled"}, admin_codes={400})}
+        f"{V}/os-services/{{host_uuid}}",
+        # The world's host runs a server: the admin's delete is refused (409) and the host stays.
+        {
+            "PUT": r("admin", body=lambda w: {"status": "disabled"}, admin_codes={400}),
+            "DELETE": r("admin", admin_codes={409}),
+        },
     ),
     "usages": Endpoint(f"{V}/os-simple-tenant-usage", {"GET": r("admin")}),
     "usage-audit-logs": Endpoint(f"{V}/os-instance_usage_audit_log", {"GET": r("admin")}),
