@@ -11,10 +11,15 @@ anyone who can reach the broker could at most make one run early.
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
+from django.db import OperationalError, connection
+from psycopg import errors as pg_errors
 
 from compute_tasks import request_ids, rpc
 from portal.services import (
@@ -36,6 +41,27 @@ from portal.services import (
     volumes,
 )
 
+log = logging.getLogger(__name__)
+
+DEADLOCK_ATTEMPTS = 4
+
+
+def retrying_deadlocks(call: Callable[[], Any], *, what: str = "a task") -> Any:
+    """``call()``, again when PostgreSQL ended its transaction to break a deadlock (or a serialization
+    failure): two tasks that lock the same rows in another order are normal, and the one chosen to give
+    way has changed nothing. Only outside a transaction, where ``call`` owns its own; every task is
+    idempotent, so running it again from the start is safe."""
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            return call()
+        except OperationalError as exc:
+            retried = isinstance(exc.__cause__, pg_errors.DeadlockDetected | pg_errors.SerializationFailure)
+            if not retried or attempt == DEADLOCK_ATTEMPTS or connection.in_atomic_block:
+                raise
+            log.warning("%s gave way in a deadlock (attempt %d): running it again", what, attempt)
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+    raise AssertionError("unreachable")
+
 
 def signed_task(name: str, *, from_hosts: bool = True, replay_check: bool = True):
     """Register ``handler(message, verified)`` as the task ``name``, called only for a believed message.
@@ -50,7 +76,7 @@ def signed_task(name: str, *, from_hosts: bool = True, replay_check: bool = True
             if verified is None:
                 return
             with request_ids.working_for(request_ids.of_message(message)):
-                handler(message, verified)
+                retrying_deadlocks(lambda: handler(message, verified), what=name)
             if replay_check:
                 host_trust.message_done(verified)
 
