@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from portal.models import Aggregate, ComputeHost, Instance, Migration, Router
@@ -66,8 +67,8 @@ def compute_host_delete(*, host: ComputeHost) -> None:
             raise HostInUse(
                 "Unable to delete compute service that is hosting instances. Migrate or delete the instances first."
             )
-        moving = Migration.objects.filter(status__in=Migration.ACTIVE_STATUSES)
-        if moving.filter(source_host=locked).exists() or moving.filter(dest_host=locked).exists():
+        moving = Migration.objects.filter(Q(source_host=locked) | Q(dest_host=locked))
+        if moving.filter(status__in=Migration.ACTIVE_STATUSES).exists():
             raise HostInUse(
                 "Unable to delete compute service that has in-progress migrations. Complete the migrations or "
                 "delete the instances first."

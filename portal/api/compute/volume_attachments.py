@@ -15,6 +15,7 @@ import uuid
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from portal.ids import as_uuid
 from portal.selectors.volumes import instance_volume, instance_volumes
 from portal.services import volumes
 from portal.services.cinder import BlockStorageError
@@ -35,13 +36,6 @@ def _uuid(value: str, what: str = "volumeId") -> str:
         return str(uuid.UUID(str(value)))
     except ValueError:
         raise serializers.ValidationError(f"{what} must be a UUID") from None
-
-
-def _same_or_none(value) -> str | None:
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        return None
 
 
 class AttachSerializer(VersionedSerializer):
@@ -157,7 +151,7 @@ class VolumeAttachmentView(ComputeAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         instance = get_instance_or_404(self, server_id)
-        if version < "2.85" or data["volumeId"] != _same_or_none(volume_id):
+        if version < "2.85" or as_uuid(data["volumeId"]) != as_uuid(volume_id):
             # A swap. As Nova's policy has it, only Cinder may ask (with the service role, while it migrates
             # the volume); no caller of this cloud holds that role.
             raise Forbidden("Policy doesn't allow os_compute_api:os-volumes-attachments:swap to be performed.")

@@ -25,14 +25,14 @@ def services(caller) -> list[str]:
     return [s["host"] for s in caller.client.get(f"{BASE}/os-services", **v("2.53")).json()["services"]]
 
 
+KEY = signing.new_private_key()  # the retiring host's
+
+
 @pytest.fixture
 def host(db):
     host = ComputeHostFactory(name="retiring")
     host_trust.host_enroll_many(names=["retiring"], public_keys={"retiring": signing.encode_public(KEY)})
     return ComputeHost.objects.get(pk=host.pk)
-
-
-KEY = signing.new_private_key()
 
 
 def test_only_admins_delete_and_ids_are_checked(admin, member, host):
