@@ -30,7 +30,7 @@ from .requested_hosts import host_request, split_availability_zone
 from .scheduler_hints import scheduler_hints
 from .serializers import ServerCreateSerializer, ServerUpdateSerializer
 from .server_filters import server_query
-from .server_views import server_brief, server_detail, server_summary
+from .server_views import ServerViews, server_brief, server_detail, server_summary
 
 
 class ServerListView(ComputeAPIView):
@@ -47,7 +47,8 @@ class ServerListView(ComputeAPIView):
         if self.detail:
             request.server_list = True
             group_selectors.attach_server_group_names(page)
-            servers = [server_detail(i, request, self.ctx) for i in page]
+            views = ServerViews(request, self.ctx)
+            servers = [views.detail(i) for i in page]
         else:
             servers = [server_summary(i) for i in page]
         body = {"servers": servers}

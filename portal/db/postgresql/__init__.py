@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend, with timestamps read by psycopg's C loader."""
