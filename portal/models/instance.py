@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
 
 from portal.states import PowerState, VmState
 
@@ -102,6 +103,15 @@ class Instance(models.Model):
             models.Index(fields=["project", "vm_state"]),
             models.Index(fields=["host", "vm_state"]),
             models.Index(fields=["task_deadline"]),
+            # The server list's default order (newest first), per project and for all projects: a page
+            # reads its rows in order and stops, however many servers there are.
+            models.Index(
+                F("project"),
+                F("created_at").desc(nulls_last=True),
+                F("id").desc(nulls_last=True),
+                name="instance_newest_in_project",
+            ),
+            models.Index(F("created_at").desc(nulls_last=True), F("id").desc(nulls_last=True), name="instance_newest"),
         ]
 
     def __str__(self) -> str:

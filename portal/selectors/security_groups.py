@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from portal.ids import as_uuid
 from portal.models import Port, SecurityGroup, SecurityGroupRule
 
-from .rows import where_in
+from .rows import CompiledQuery, where_in
 
 
 def groups_visible(ctx) -> QuerySet[SecurityGroup]:
@@ -48,13 +48,21 @@ def server_group_names(instance) -> list[str]:
     return sorted(set(SecurityGroup.objects.filter(ports__device_id=str(instance.uuid)).values_list("name", flat=True)))
 
 
+def _page_group_names(_shape, *, devices: list[str]) -> QuerySet:
+    return where_in(Port.objects.all(), "device_id", devices).values_list("device_id", "security_groups__name")
+
+
+_PAGE_GROUP_NAMES_QUERY = CompiledQuery(_page_group_names)
+
+
 def attach_server_group_names(instances) -> None:
-    """One query for the groups of every listed server's ports (``server_group_names`` then reads them)."""
+    """One query for the groups of every listed server's ports (``server_group_names`` then reads them);
+    on PostgreSQL its SQL is built once per process."""
     by_device: dict[str, set[str]] = {str(i.uuid): set() for i in instances}
-    rows = where_in(Port.objects.all(), "device_id", list(by_device)).values_list("device_id", "security_groups__name")
-    for device_id, name in rows:
-        if name is not None:
-            by_device[device_id].add(name)
+    if by_device:
+        for device_id, name in _PAGE_GROUP_NAMES_QUERY.rows("names", devices=list(by_device)):
+            if name is not None:
+                by_device[device_id].add(name)
     for instance in instances:
         instance.security_group_names = sorted(by_device[str(instance.uuid)])
 

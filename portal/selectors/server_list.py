@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from portal.models import Instance, InstanceTag
 from portal.states import STEP_SPANS, VmState, states_for_status
 
 from .instances import SHOWN_COLUMNS, instances_visible, with_latest_faults, with_tags_and_volumes
-from .rows import instances_from
+from .rows import CompiledQuery, instances_from
 
 
 class InvalidQuery(Exception):
@@ -281,12 +281,11 @@ def _value(row: Instance, column: str) -> Any:
     return value
 
 
-def _after(columns: list[tuple[str, bool, bool]], marker: Instance) -> Q:
-    """Rows that come after ``marker`` in the order of ``columns``."""
+def _after(columns: list[tuple[str, bool, bool]], values: list[Any]) -> Q:
+    """Rows that come after the marker, whose sort keys are ``values``, in the order of ``columns``."""
     after = Q(pk__in=[])
     equal_so_far = Q()
-    for column, desc, nullable in columns:
-        value = _value(marker, column)
+    for (column, desc, nullable), value in zip(columns, values, strict=True):
         if value is None:
             beyond = Q(pk__in=[]) if desc else Q(**{f"{column}__isnull": False})
             same = Q(**{f"{column}__isnull": True})
@@ -300,28 +299,81 @@ def _after(columns: list[tuple[str, bool, bool]], marker: Instance) -> Q:
     return after
 
 
-def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bool]:
-    """One page of servers and whether more follow it."""
-    rows = _filtered(ctx, q)
-    columns = _sort_columns(ctx, q)
-    if q.marker is not None:
-        try:
-            marker_uuid = uuid.UUID(q.marker)
-        except ValueError:
-            raise InvalidQuery(f"marker [{q.marker[:64]}] not found") from None
-        # Any server the caller can see marks a place in the order, even one the filters leave out.
-        visible = instances_visible(ctx, all_tenants=q.all_tenants, include_deleted=True).prefetch_related(None)
-        marker = visible.filter(uuid=marker_uuid).first()
-        if marker is None:
-            raise InvalidQuery(f"marker [{q.marker[:64]}] not found")
-        rows = rows.filter(_after(columns, marker))
-    rows = rows.order_by(*_order(columns))[: q.limit + 1]
+def _scope(ctx: RequestContext, q: ServerQuery) -> tuple[str, dict]:
+    """Whose servers a query reads: every project's (admins asking for all tenants) or the caller's."""
+    if q.all_tenants and ctx.is_admin:
+        return "all", {}
+    return "project", {"project_id": ctx.project.pk}
+
+
+def _marker_row(scope: str, *, key: uuid.UUID, project_id=None) -> QuerySet:
+    # Any server the caller can see marks a place in the order, deleted or not, even one the filters leave out.
+    rows = Instance.objects.filter(uuid=key)
+    if scope == "project":
+        rows = rows.filter(project_id=project_id)
+    return SHOWN_COLUMNS.values_list(rows[:1])
+
+
+def _unfiltered_page(shape: tuple, *, project_id=None, **marker_values) -> QuerySet:
+    scope, columns, marker_nulls, limit = shape
+    rows = Instance.objects.exclude(vm_state=VmState.DELETED)
+    if scope == "project":
+        rows = rows.filter(project_id=project_id)
+    if marker_nulls is not None:
+        values = [None if null else marker_values[f"m{n}"] for n, null in enumerate(marker_nulls)]
+        rows = rows.filter(_after(list(columns), values))
+    return SHOWN_COLUMNS.values_list(rows.order_by(*_order(list(columns)))[: limit + 1])
+
+
+_MARKER_QUERY = CompiledQuery(_marker_row)
+_UNFILTERED_PAGE_QUERY = CompiledQuery(_unfiltered_page)
+_NO_FILTERS = ServerQuery()
+
+
+def _unfiltered(q: ServerQuery) -> bool:
+    """Whether ``q`` filters nothing: only its scope, order, page size and marker can differ from none."""
+    bare = replace(q, all_tenants=False, sort=[], limit=_NO_FILTERS.limit, marker=None, api_version=(2, 1))
+    return bare == _NO_FILTERS
+
+
+def _marker_values(ctx: RequestContext, q: ServerQuery, columns: list[tuple[str, bool, bool]]) -> list[Any]:
     try:
-        with transaction.atomic():
-            page = instances_from(SHOWN_COLUMNS, rows)
-    except DatabaseError:
-        # A pattern the database's regular expressions do not accept (they differ from Python's).
-        raise InvalidQuery("Invalid regular expression in a filter.") from None
+        key = uuid.UUID(q.marker)
+    except ValueError:
+        raise InvalidQuery(f"marker [{q.marker[:64]}] not found") from None
+    scope, values = _scope(ctx, q)
+    rows = _MARKER_QUERY.rows(scope, key=key, **values)
+    if not rows:
+        raise InvalidQuery(f"marker [{q.marker[:64]}] not found")
+    marker = SHOWN_COLUMNS.instances(rows)[0]
+    return [_value(marker, column) for column, _, _ in columns]
+
+
+def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bool]:
+    """One page of servers and whether more follow it.
+
+    A query that filters nothing (the clients' plain listing, page after page) is SQL built once per
+    process for each scope, order, page size and pattern of NULLs in the marker's keys."""
+    columns = _sort_columns(ctx, q)
+    marker = None if q.marker is None else _marker_values(ctx, q, columns)
+    if _unfiltered(q):
+        scope, values = _scope(ctx, q)
+        nulls = None if marker is None else tuple(value is None for value in marker)
+        if marker is not None:
+            values.update({f"m{n}": value for n, value in enumerate(marker) if value is not None})
+        shape = (scope, tuple(columns), nulls, q.limit)
+        page = SHOWN_COLUMNS.instances(_UNFILTERED_PAGE_QUERY.rows(shape, **values))
+    else:
+        rows = _filtered(ctx, q)
+        if marker is not None:
+            rows = rows.filter(_after(columns, marker))
+        rows = rows.order_by(*_order(columns))[: q.limit + 1]
+        try:
+            with transaction.atomic():
+                page = instances_from(SHOWN_COLUMNS, rows)
+        except DatabaseError:
+            # A pattern the database's regular expressions do not accept (they differ from Python's).
+            raise InvalidQuery("Invalid regular expression in a filter.") from None
     more = len(page) > q.limit
     page = page[: q.limit]
     with_tags_and_volumes(page)
