@@ -128,21 +128,26 @@ TEMPLATES = [
     },
 ]
 
+
+def database(url: str, **options) -> dict:
+    """dj_database_url's settings for ``url``, with the project's backends in place of Django's."""
+    config = dj_database_url.parse(url, **options)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # Django's backend but for the database file's mode: 0600 (portal/db/sqlite3/base.py).
+        config["ENGINE"] = "portal.db.sqlite3"
+        # SQLite serialises writers; waiting beats failing with "database is locked" under a demo's load.
+        config["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend but for the timestamps' loader and the idle health check (portal/db/postgresql).
+        config["ENGINE"] = "portal.db.postgresql"
+    return config
+
+
 DATABASES = {
-    "default": dj_database_url.parse(
-        env("DATABASE_URL", f"sqlite:///{STATE_DIR / 'cloud.sqlite3'}"),
-        conn_max_age=60,
-        conn_health_checks=True,
+    "default": database(
+        env("DATABASE_URL", f"sqlite:///{STATE_DIR / 'cloud.sqlite3'}"), conn_max_age=60, conn_health_checks=True
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Django's backend but for the database file's mode: 0600 (portal/db/sqlite3/base.py).
-    DATABASES["default"]["ENGINE"] = "portal.db.sqlite3"
-    # SQLite serialises writers; waiting beats failing with "database is locked" under a demo's load.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's backend but for the timestamps' loader: psycopg's compiled one (portal/db/postgresql/base.py).
-    DATABASES["default"]["ENGINE"] = "portal.db.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

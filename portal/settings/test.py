@@ -6,8 +6,6 @@ import secrets
 import shutil
 import tempfile
 
-import dj_database_url
-
 # Tests run in production mode (no CLOUD_DEBUG), which requires the secrets: fresh ones for each run, put
 # in the environment so every process the tests start shares them.
 for _name in ("DJANGO_SECRET_KEY", "CONSOLEAUTH_SECRET", "CLOUD_SIGNING_KEY"):
@@ -27,10 +25,10 @@ if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 from .base import *  # noqa: E402, F403
-from .base import CLOUD, STATE_DIR, STATIC_ROOT  # noqa: E402
+from .base import CLOUD, STATE_DIR, STATIC_ROOT, database  # noqa: E402
 
 DATABASES = {
-    "default": dj_database_url.parse(
+    "default": database(
         os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/cloud"), conn_max_age=0
     )
 }
