@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -67,6 +68,26 @@ def public_key_of(sender: str) -> Any:
 # on it alone: only a write that checks, in its own statement, that it is still the host's active key.
 _remembered_keys: dict[str, tuple[str, Any]] = {}
 
+# A process that meets a host it remembers no key for reads every host's active key at once, at most this
+# often: else each conductor process would take each host's first message through the full check (a
+# thousand hosts, four processes: four thousand beats). An unknown or forged sender costs that one read
+# per interval at most, and still goes through the full check.
+REMEMBER_ALL_EVERY = 60.0
+_remembered_all_at = [-REMEMBER_ALL_EVERY]
+
+
+def _remember_active_keys(sender: str) -> tuple[str, Any] | None:
+    now = time.monotonic()
+    if now - _remembered_all_at[0] < REMEMBER_ALL_EVERY:
+        return None
+    _remembered_all_at[0] = now
+    active = HostCredential.objects.filter(revoked_at__isnull=True, host__deleted_at__isnull=True)
+    for name, encoded in active.values_list("host__name", "public_key"):
+        remembered = _remembered_keys.get(name)
+        if remembered is None or remembered[0] != encoded:
+            _remembered_keys[name] = (encoded, signing.decode_public(encoded))
+    return _remembered_keys.get(sender)
+
 
 def remembered_key_accept(*, task: str, message: Any, auth: Any) -> tuple[signing.Verified, str] | None:
     """A host's message about itself, verified with the key this process last believed the host with,
@@ -77,7 +98,7 @@ def remembered_key_accept(*, task: str, message: Any, auth: Any) -> tuple[signin
     replaced key matches nothing), and take the message through ``message_accept`` when the write found
     nothing, or when this returns None: a refusal is always decided and counted there."""
     sender = str(auth.get("sender", "")) if isinstance(auth, dict) else ""
-    remembered = _remembered_keys.get(sender)
+    remembered = _remembered_keys.get(sender) or _remember_active_keys(sender)
     if remembered is None:
         return None
     try:

@@ -118,3 +118,38 @@ def test_power_states_orphans_and_the_network_plan_follow_the_beat(key, monkeypa
     send(key, beat(sent_at=time.time() + 2, domains=domains, network_generation=3))
     assert ComputeHost.objects.get(pk=host.pk).orphan_domains == []
     assert plans == [(HOST, 3)]
+
+
+def forget_keys(monkeypatch, *, loaded_at: float) -> None:
+    """This process as a conductor process that remembers no key, having read them all at ``loaded_at``."""
+    monkeypatch.setattr(host_trust, "_remembered_keys", {})
+    monkeypatch.setattr(host_trust, "_remembered_all_at", [loaded_at])
+
+
+def test_a_process_that_never_met_the_host_reads_every_key_at_once(key, monkeypatch):
+    forget_keys(monkeypatch, loaded_at=time.monotonic() - host_trust.REMEMBER_ALL_EVERY)
+    _other, other_key = host_trust.host_enroll(name="beat-statement-2")
+    with CaptureQueriesContext(connection) as queries:
+        send(key, beat(uptime="first beat this process sees"))
+    # The keys of every host, then the one statement; not the full check.
+    assert len(queries) == 2, [q["sql"] for q in queries]
+    assert ComputeHost.objects.get(name=HOST).uptime == "first beat this process sees"
+    assert set(host_trust._remembered_keys) >= {HOST, "beat-statement-2"}
+
+
+def test_keys_are_read_at_once_no_more_often_than_the_interval(key, monkeypatch):
+    forget_keys(monkeypatch, loaded_at=time.monotonic())  # just read, and this host was not among them
+    with CaptureQueriesContext(connection) as queries:
+        send(key, beat(uptime="full check"))
+    assert not any('revoked_at" IS NULL AND' in q["sql"] and "deleted_at" in q["sql"] for q in queries)
+    assert len(queries) > 2  # believed afresh, through the full check
+    assert ComputeHost.objects.get(name=HOST).uptime == "full check"
+
+
+def test_a_revoked_key_read_at_once_is_not_believed(key, monkeypatch):
+    host_trust.host_credentials_revoke(host=ComputeHost.objects.get(name=HOST))
+    forget_keys(monkeypatch, loaded_at=time.monotonic() - host_trust.REMEMBER_ALL_EVERY)
+    before = ComputeHost.objects.values().get(name=HOST)
+    send(key, beat(uptime="revoked"))
+    assert ComputeHost.objects.values().get(name=HOST) == before
+    assert HOST not in host_trust._remembered_keys
