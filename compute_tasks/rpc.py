@@ -808,7 +808,17 @@ def _send(name: str, queue: str, message: Message, expires: float | datetime | N
     request_id = getattr(message, "request_id", "") or request_ids.current()
     if request_id:
         body[request_ids.MESSAGE_KEY] = request_id
-    current_app.send_task(name, args=[body, sign(name, queue, body)], queue=queue, expires=expires)
+    # The arguments' text for Celery's logs and events is the message's kind alone: Celery would otherwise
+    # write out every message (a costly recursive repr, on every send) with what it carries, a user's
+    # token or user data included.
+    current_app.send_task(
+        name,
+        args=[body, sign(name, queue, body)],
+        queue=queue,
+        expires=expires,
+        argsrepr=f"({type(message).__name__})",
+        kwargsrepr="{}",
+    )
 
 
 # --- control plane -> hosts -------------------------------------------------------------------------

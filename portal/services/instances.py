@@ -16,7 +16,7 @@ from django.db import transaction
 
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
-from portal.models import Flavor, Image, Instance, InstanceAction, InstanceTag, Keypair, Project, ServerGroup
+from portal.models import Flavor, Image, Instance, InstanceAction, InstanceTag, Keypair, ServerGroup
 from portal.selectors.hosts import host_is_up
 from portal.states import TaskState, VmState
 
@@ -105,7 +105,7 @@ def servers_create(*, ctx: RequestContext, spec: ServerSpec, min_count: int = 1,
     with transaction.atomic():
         count = _count_within_quota(ctx, spec.flavor, min_count, max_count)
         return [
-            instance_create(
+            _instance_create(
                 ctx=ctx,
                 spec=replace(spec, name=spec.name if count == 1 else f"{spec.name}-{index + 1}"),
                 reservation_id=reservation_id,
@@ -147,19 +147,33 @@ def _count_within_quota(ctx: RequestContext, flavor: Flavor, min_count: int, max
 def instance_create(
     *, ctx: RequestContext, spec: ServerSpec, reservation_id: str | None = None, launch_index: int = 0
 ) -> Instance:
+    """One new instance, as ``servers_create`` makes each of a request's: its instances, cores and RAM
+    checked under the project's lock, then recorded and handed to the conductor once committed."""
+    _check_spec(spec)
+    with transaction.atomic():
+        quotas.instance_quota_check(
+            project=ctx.project, user=ctx.user, cores=spec.flavor.vcpus, ram=spec.flavor.memory_mb
+        )
+        return _instance_create(
+            ctx=ctx, spec=spec, reservation_id=reservation_id or new_reservation_id(), launch_index=launch_index
+        )
+
+
+def _instance_create(*, ctx: RequestContext, spec: ServerSpec, reservation_id: str, launch_index: int) -> Instance:
     """Record one new instance in BUILD/scheduling and hand it to the conductor once committed.
+
+    Runs inside ``servers_create``'s transaction, after its check of the instances, cores and RAM of the
+    whole request: that check holds the project's lock until the request commits, so the usage it counted
+    cannot change before these instances are recorded. The quotas of one server (metadata, files, group
+    members) are checked here.
 
     The keypair's public key is copied into the instance: deleting or replacing the key pair later does
     not change what the instance was booted with. The hints, group and requested host are kept for the
-    scheduler. Quota is checked again here for this one instance, under the project's lock.
+    scheduler.
     """
-    _check_spec(spec)
     flavor, image, keypair = spec.flavor, spec.image, spec.keypair
     requested_host = spec.requested_host
     with transaction.atomic():
-        # One creator per project at a time: usage counted here cannot change under us.
-        Project.objects.select_for_update().get(pk=ctx.project.pk)
-        quotas.instance_quota_check(project=ctx.project, user=ctx.user, cores=flavor.vcpus, ram=flavor.memory_mb)
         quotas.quota_check(
             project=ctx.project, user=ctx.user, resource="metadata_items", delta=len(spec.metadata or {})
         )
@@ -197,7 +211,7 @@ def instance_create(
             key_name=keypair.name if keypair else None,
             key_data=keypair.public_key if keypair else None,
             metadata=spec.metadata or {},
-            reservation_id=reservation_id or new_reservation_id(),
+            reservation_id=reservation_id,
             launch_index=launch_index,
             hostname=spec.hostname or hostname_from(spec.name),
             access_ip_v4=spec.access_ip_v4,

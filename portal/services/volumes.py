@@ -531,11 +531,14 @@ def build_with_volumes(*, host: str, build: rpc.BuildRequest, user_token: str = 
     no other host would change (the instance goes to ERROR with the reason as its fault), and lets go of
     what was reserved for it.
     """
-    instance = Instance.objects.select_related("host").filter(uuid=build.instance_uuid).first()
-    mappings = list(BlockDeviceMapping.objects.filter(instance=instance)) if instance is not None else []
-    if instance is None or not mappings:
+    # Most servers boot from an image and have no volume: one query tells, and the build goes.
+    mappings = list(
+        BlockDeviceMapping.objects.select_related("instance__host").filter(instance__uuid=build.instance_uuid)
+    )
+    if not mappings:
         rpc.build_and_run_instance(host, build)
         return
+    instance = mappings[0].instance
     try:
         devices = _prepare_boot_volumes(instance, host, mappings, user_token)
     except (BlockStorageError, VolumeRequestError) as exc:
@@ -630,12 +633,12 @@ def attachments_move(*, instance: Instance, host: str) -> list[rpc.VolumeConnect
 
 def boot_volumes_complete(*, instance_uuid: str, host: str = "", request_id: str = "") -> None:
     """The build was reported: the boot's attachments are completed (the sweep retries any that fail)."""
-    instance = Instance.objects.filter(uuid=instance_uuid).first()
-    if instance is None:
-        return
-    for mapping in BlockDeviceMapping.objects.filter(instance=instance, status=Status.ATTACHING):
+    attaching = BlockDeviceMapping.objects.select_related("instance").filter(
+        instance__uuid=instance_uuid, status=Status.ATTACHING
+    )
+    for mapping in attaching:
         try:
-            _cinder(instance).complete(mapping.attachment_id)
+            _cinder(mapping.instance).complete(mapping.attachment_id)
         except BlockStorageError as exc:
             log.warning("Could not complete the attachment of volume %s yet: %s", mapping.volume_id, exc)
             continue
