@@ -137,9 +137,10 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
     group_ids = sorted({member.server_group_id for member in batch if member.server_group_id})
     if group_ids:
         share_lock_projects(sorted({member.project_id for member in batch}))
-    groups = {
-        group.pk: group for group in ServerGroup.objects.select_for_update().filter(pk__in=group_ids).order_by("pk")
-    }
+    groups = {}
+    if group_ids:
+        locked_groups = ServerGroup.objects.select_for_update().filter(pk__in=group_ids).order_by("pk")
+        groups = {group.pk: group for group in locked_groups}
     # Members of one request share one group; the batch's own members never count against themselves.
     group_row = groups.get(batch[0].server_group_id) if batch[0].server_group_id else None
     group = group_spec(group_row, excluding=[member.pk for member in batch])
