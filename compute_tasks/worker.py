@@ -96,7 +96,8 @@ app.conf.update(
     # Reports wait out a broker restart (about 40 s) rather than be lost with the outcome they carry: the
     # publish is retried, and so is getting a connection to publish on (kombu gives up after 4 s otherwise).
     task_publish_retry_policy={"max_retries": 45, "interval_start": 0, "interval_step": 0.5, "interval_max": 1.0},
-    broker_transport_options={"connect_retries_timeout": 40},
+    # One Redis list per queue: no message has a priority (as in portal/settings/base.py).
+    broker_transport_options={"connect_retries_timeout": 40, "priority_steps": [0]},
     # After a reconnection Celery lowers the prefetch count while old tasks finish and raises it again
     # as their acknowledgements go out; those go to the dead connection, and the worker was seen to
     # stop consuming for good after a RabbitMQ restart (tests/faults/test_broker_restart.py).

@@ -195,6 +195,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "conductor"
+# No message is sent with a priority, so one Redis list per queue (kombu keeps four by default): a worker
+# waits on every list of every queue it serves, and a worker serving many hosts' queues renews that wait,
+# naming them all, after each message. The same in compute_tasks/worker.py.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"priority_steps": [0]}
 # See compute_tasks/worker.py: the reduction after a reconnection can leave a worker consuming nothing.
 CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
 # Every line of the conductor and beat names the request it is about (compute_tasks.request_ids).
