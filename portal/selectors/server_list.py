@@ -352,8 +352,9 @@ def _marker_values(ctx: RequestContext, q: ServerQuery, columns: list[tuple[str,
 def server_page(ctx: RequestContext, q: ServerQuery) -> tuple[list[Instance], bool]:
     """One page of servers and whether more follow it.
 
-    A query that filters nothing (the clients' plain listing, page after page) is SQL built once per
-    process for each scope, order, page size and pattern of NULLs in the marker's keys."""
+    The first page of a query that filters nothing (the clients' plain listing) is SQL built once per
+    process for each scope, order and page size. A page after a marker is built for each request: the
+    marker's keys each appear twice in its SQL, which ``CompiledQuery`` does not take for a value."""
     columns = _sort_columns(ctx, q)
     marker = None if q.marker is None else _marker_values(ctx, q, columns)
     if _unfiltered(q):

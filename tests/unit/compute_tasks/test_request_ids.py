@@ -58,7 +58,7 @@ class Broker:
     def __init__(self):
         self.sent = []
 
-    def send_task(self, name, args, queue, expires=None):
+    def send_task(self, name, args, queue, expires=None, **_options):
         self.sent.append((name, queue, args[0], args[1]))
 
 
