@@ -26,20 +26,16 @@ def pytest_configure(config):
 def _flush_retrying_deadlocks() -> None:
     """A test's database flush (``TRUNCATE`` of every table) runs while a module's cloud keeps working: a
     heartbeat that holds one table and writes another can deadlock with it, and PostgreSQL may end the
-    flush. The flush then runs again: the deadlock is the harness's own, a cloud never truncates."""
-    from django.db import OperationalError
+    flush. The flush then runs again, as a conductor task does (``retrying_deadlocks``): the deadlock is
+    the harness's own, a cloud never truncates."""
     from django.test import TransactionTestCase
-    from psycopg.errors import DeadlockDetected
 
     teardown = TransactionTestCase._fixture_teardown
 
     def retrying(self):
-        for attempt in range(3):
-            try:
-                return teardown(self)
-            except OperationalError as exc:
-                if attempt == 2 or not isinstance(exc.__cause__, DeadlockDetected):
-                    raise
+        from portal.conductor.tasks import retrying_deadlocks
+
+        return retrying_deadlocks(lambda: teardown(self), what="a test's database flush")
 
     TransactionTestCase._fixture_teardown = retrying
 

@@ -58,15 +58,21 @@ def public_key_of(sender: str) -> Any:
     if not encoded:
         _remembered_keys.pop(sender, None)
         return None
-    remembered = _remembered_keys.get(sender)
-    if remembered is None or remembered[0] != encoded:
-        remembered = _remembered_keys[sender] = (encoded, signing.decode_public(encoded))
-    return remembered[1]
+    return _remember(sender, encoded)[1]
 
 
 # The key each host was last believed with in this process (encoded, decoded). Nothing may be believed
 # on it alone: only a write that checks, in its own statement, that it is still the host's active key.
 _remembered_keys: dict[str, tuple[str, Any]] = {}
+
+
+def _remember(sender: str, encoded: str) -> tuple[str, Any]:
+    """``sender``'s key (encoded, decoded), decoded again only when it is not the one remembered."""
+    remembered = _remembered_keys.get(sender)
+    if remembered is None or remembered[0] != encoded:
+        remembered = _remembered_keys[sender] = (encoded, signing.decode_public(encoded))
+    return remembered
+
 
 # A process that meets a host it remembers no key for reads every host's active key at once, at most this
 # often: else each conductor process would take each host's first message through the full check (a
@@ -83,9 +89,7 @@ def _remember_active_keys(sender: str) -> tuple[str, Any] | None:
     _remembered_all_at[0] = now
     active = HostCredential.objects.filter(revoked_at__isnull=True, host__deleted_at__isnull=True)
     for name, encoded in active.values_list("host__name", "public_key"):
-        remembered = _remembered_keys.get(name)
-        if remembered is None or remembered[0] != encoded:
-            _remembered_keys[name] = (encoded, signing.decode_public(encoded))
+        _remember(name, encoded)
     return _remembered_keys.get(sender)
 
 

@@ -24,7 +24,7 @@ from portal.selectors.volumes import instance_volumes
 from portal.services.host_requests import hostname_from
 from portal.states import api_status, server_progress
 
-from .links import base_url, links
+from .links import base_url, bookmark, links
 
 # Statuses that carry ``progress`` (Nova's), and those that carry the ``fault``.
 _PROGRESS_STATUSES = {"ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"}
@@ -171,12 +171,6 @@ class ServerViews:
         self._host_ids: dict[tuple, str] = {}
         self._host_statuses: dict[int, str] = {}
 
-    def _links(self, kind: str, ident: str) -> list[dict]:
-        return [
-            {"rel": "self", "href": f"{self.base}/v2.1/{kind}/{ident}"},
-            {"rel": "bookmark", "href": f"{self.base}/{kind}/{ident}"},
-        ]
-
     def _host_id(self, instance) -> str:
         if instance.host_id is None:
             return ""
@@ -210,14 +204,14 @@ class ServerViews:
             }
         # The flavor's id even when the flavor was deleted since, as Nova shows it.
         flavor_id = instance.flavor.flavorid if instance.flavor else instance.flavor_ref
-        return {"id": flavor_id, "links": [{"rel": "bookmark", "href": f"{self.base}/flavors/{flavor_id}"}]}
+        return {"id": flavor_id, "links": [bookmark("flavors", flavor_id, base=self.base)]}
 
     def _image(self, instance) -> dict | str:
         # A server booted from a volume shows "" for its image, as the compute API does.
         if instance.image_ref is None:
             return ""
         image_id = str(instance.image_ref)
-        image = {"id": image_id, "links": [{"rel": "bookmark", "href": f"{self.base}/images/{image_id}"}]}
+        image = {"id": image_id, "links": [bookmark("images", image_id, base=self.base)]}
         if self.image_properties:
             image["properties"] = _image_properties(instance)
         return image
@@ -237,7 +231,7 @@ class ServerViews:
         body = {
             "id": server_id,
             "name": instance.name,
-            "links": self._links("servers", server_id),
+            "links": links("servers", server_id, base=self.base),
             "status": status,
             "tenant_id": instance.project_id,
             "user_id": api_user_id(instance.user),
