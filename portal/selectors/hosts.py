@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, QuerySet, Sum
 from django.utils import timezone
 
 from portal.models import Aggregate, ComputeHost, Flavor, Image, Instance, Migration, ServerGroup
@@ -23,6 +23,8 @@ from portal.states import VmState
 from scheduler import GroupSpec, HostState, RequestSpec, SchedulerConfig, select_hosts_for_batch
 from scheduler import aggregates as aggregate_rules
 from scheduler.filters.same_host import DIFFERENT_HOST, SAME_HOST
+
+from .rows import CompiledQuery, where_in
 
 GROUP_HINT = "group"
 _HOST_FIELDS = (
@@ -68,22 +70,35 @@ def claimed_usage(host_ids=None) -> dict[int, dict[str, int]]:
 
     Disk counts root, ephemeral and swap rounded up to whole GB, as ``RequestSpec.disk_gb`` does.
     """
-    rows = Instance.objects.filter(host__isnull=False).exclude(vm_state=VmState.DELETED)
-    if host_ids is not None:
-        rows = rows.filter(host_id__in=host_ids)
-    rows = rows.values("host_id").annotate(
-        vcpus=Sum("vcpus"),
-        memory_mb=Sum("memory_mb"),
-        disk_gb=Sum(F("root_gb") + F("ephemeral_gb") + (F("swap") + 1023) / 1024),
-        count=Count("id"),
-    )
-    usage = {row["host_id"]: row for row in rows}
+    some = {} if host_ids is None else {"host_ids": list(host_ids)}
+    rows = _USAGE_QUERY.rows("hosts" if some else "every host", **some)
+    usage = {row[0]: dict(zip(_USAGE_FIELDS, row, strict=True)) for row in rows}
     for host_id, flavor in migration_claims(host_ids):
         used = usage.setdefault(host_id, {"host_id": host_id, "vcpus": 0, "memory_mb": 0, "disk_gb": 0, "count": 0})
         used["vcpus"] = (used["vcpus"] or 0) + flavor["vcpus"]
         used["memory_mb"] = (used["memory_mb"] or 0) + flavor["memory_mb"]
         used["disk_gb"] = (used["disk_gb"] or 0) + flavor_disk_gb(flavor)
     return usage
+
+
+_USAGE_FIELDS = ("host_id", "vcpus", "memory_mb", "disk_gb", "count")
+
+
+def _usage(shape: str, *, host_ids: list[int] | None = None) -> QuerySet:
+    rows = Instance.objects.filter(host__isnull=False).exclude(vm_state=VmState.DELETED)
+    if shape == "hosts":
+        rows = where_in(rows, "host", host_ids)
+    rows = rows.values("host_id").annotate(
+        vcpus=Sum("vcpus"),
+        memory_mb=Sum("memory_mb"),
+        disk_gb=Sum(F("root_gb") + F("ephemeral_gb") + (F("swap") + 1023) / 1024),
+        count=Count("id"),
+    )
+    return rows.values_list(*_USAGE_FIELDS)
+
+
+# A decision reads every host's usage, and a claim its hosts': the SQL is built once per process.
+_USAGE_QUERY = CompiledQuery(_usage)
 
 
 def flavor_disk_gb(flavor: Mapping[str, Any]) -> int:
@@ -99,12 +114,8 @@ def migration_claims(host_ids=None) -> list[tuple[int, dict[str, Any]]]:
     """
     claims = []
     # An evacuation moves the instance's own claim at once: its row counts where it goes.
-    rows = (
-        Migration.objects.filter(status__in=Migration.ACTIVE_STATUSES)
-        .exclude(migration_type=Migration.Type.EVACUATION)
-        .values("status", "source_host_id", "dest_host_id", "old_flavor", "new_flavor")
-    )
-    for row in rows:
+    for row in _MOVES_QUERY.rows("active"):
+        row = dict(zip(_MOVE_FIELDS, row, strict=True))
         built = row["status"] in _BUILT_ON_DESTINATION
         host_id = row["source_host_id"] if built else row["dest_host_id"]
         if host_id is None or (host_ids is not None and host_id not in host_ids):
@@ -112,6 +123,15 @@ def migration_claims(host_ids=None) -> list[tuple[int, dict[str, Any]]]:
         claims.append((host_id, row["old_flavor"] if built else row["new_flavor"]))
     return claims
 
+
+_MOVE_FIELDS = ("status", "source_host_id", "dest_host_id", "old_flavor", "new_flavor")
+_MOVES_QUERY = CompiledQuery(
+    lambda _shape: (
+        Migration.objects.filter(status__in=Migration.ACTIVE_STATUSES)
+        .exclude(migration_type=Migration.Type.EVACUATION)
+        .values_list(*_MOVE_FIELDS)
+    )
+)
 
 _BUILT_ON_DESTINATION = (Migration.Status.FINISHED, Migration.Status.CONFIRMING, Migration.Status.REVERTING)
 

@@ -7,10 +7,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet
 
 from portal.auth.context import RequestContext
-from portal.models import BlockDeviceMapping, Instance, InstanceFault, InstanceTag
+from portal.models import BlockDeviceMapping, ComputeHost, Flavor, Instance, InstanceFault, InstanceTag
 from portal.states import VmState
 
 from .rows import Columns, CompiledQuery, instances_from, where_in
@@ -33,11 +33,37 @@ def instance_get(ctx: RequestContext, instance_id: str) -> Instance | None:
         key = uuid.UUID(str(instance_id))
     except ValueError:
         return None
-    # uuid is unique: no ORDER BY to build and run, as ``first()`` would add.
-    instance = next(iter(instances_visible(ctx, all_tenants=True).filter(uuid=key)[:1]), None)
-    if instance is not None:
-        with_latest_faults([instance])
-    return instance
+    if ctx.is_admin:
+        rows = _GOT_QUERY.rows("admin", key=key)
+    else:
+        rows = _GOT_QUERY.rows("project", key=key, project_id=ctx.project.pk)
+    return with_latest_faults(GOT_COLUMNS.instances(rows))[0] if rows else None
+
+
+def _every_field(model: type[Model]) -> list[str]:
+    return [field.name for field in model._meta.concrete_fields]
+
+
+# What ``instance_get`` reads: the whole instance, its host, flavor and owner, as ``instances_visible``'s
+# ``select_related`` would (by a query built once per process).
+GOT_COLUMNS = Columns(
+    Instance,
+    related={
+        "host": _every_field(ComputeHost),
+        "flavor": _every_field(Flavor),
+        "user": _every_field(get_user_model()),
+    },
+)
+
+
+def _got(scope: str, *, key: uuid.UUID, project_id=None) -> QuerySet:
+    query = Instance.objects.filter(uuid=key).exclude(vm_state=VmState.DELETED)
+    if scope != "admin":
+        query = query.filter(project_id=project_id)
+    return GOT_COLUMNS.values_list(query[:1])  # uuid is unique: no ORDER BY
+
+
+_GOT_QUERY = CompiledQuery(_got)
 
 
 # What a view of a server reads: every column but those no view shows (each would be read and decoded for
@@ -78,7 +104,12 @@ def _shown(scope: str, *, key: uuid.UUID, project_id=None) -> QuerySet:
     query = Instance.objects.filter(uuid=key).exclude(vm_state=VmState.DELETED)
     if scope != "admin":
         query = query.filter(project_id=project_id)
-    return SHOWN_COLUMNS.values_list(query[:1])
+    # Whether it has tags and volumes to read: most servers have neither, and then one query is all.
+    query = query.annotate(
+        has_tags=Exists(InstanceTag.objects.filter(instance=OuterRef("pk"))),
+        has_volumes=Exists(shown_mappings().filter(instance=OuterRef("pk"))),
+    )
+    return query.values_list(*SHOWN_COLUMNS.paths, "has_tags", "has_volumes")[:1]
 
 
 def _tags(_shape, *, instance_id: int) -> QuerySet:
@@ -117,9 +148,12 @@ def instance_shown(ctx: RequestContext, instance_id: str) -> Instance | None:
         rows = _SHOWN_QUERY.rows("project", key=key, project_id=ctx.project.pk)
     if not rows:
         return None
+    *_columns, has_tags, has_volumes = rows[0]
     instance = SHOWN_COLUMNS.instances(rows)[0]
-    instance.tag_list = TAG_COLUMNS.instances(_TAGS_QUERY.rows("tags", instance_id=instance.pk))
-    instance.volume_list = VOLUME_COLUMNS.instances(_VOLUMES_QUERY.rows("volumes", instance_id=instance.pk))
+    instance.tag_list = TAG_COLUMNS.instances(_TAGS_QUERY.rows("tags", instance_id=instance.pk)) if has_tags else []
+    instance.volume_list = (
+        VOLUME_COLUMNS.instances(_VOLUMES_QUERY.rows("volumes", instance_id=instance.pk)) if has_volumes else []
+    )
     with_latest_faults([instance])
     return instance
 

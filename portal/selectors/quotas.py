@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 
 from portal.models import (
     FloatingIP,
@@ -119,6 +119,18 @@ def user_own_limits(project: Project, user) -> dict[str, int]:
     """Only the limits set for this user themselves (the ones enforced on top of the project's)."""
     rows = QuotaLimit.objects.filter(project=project, user=user).values_list("resource", "hard_limit")
     return {resource: hard_limit for resource, hard_limit in rows if resource in BUILTIN_DEFAULTS}
+
+
+def project_and_own_limits(project: Project, user) -> tuple[dict[str, int], dict[str, int]]:
+    """``project_limits(project)`` and ``user_own_limits(project, user)``, the project's and the user's
+    rows read in one query."""
+    limits = default_limits()
+    own: dict[str, int] = {}
+    rows = QuotaLimit.objects.filter(Q(user__isnull=True) | Q(user=user), project=project)
+    for resource, hard_limit, user_id in rows.values_list("resource", "hard_limit", "user_id"):
+        if resource in limits:
+            (limits if user_id is None else own)[resource] = hard_limit
+    return limits, own
 
 
 def _overlay(limits: dict[str, int], rows) -> None:

@@ -14,6 +14,7 @@ without ``pre_init``/``post_init`` signals: nothing in the project listens to th
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import uuid
@@ -21,10 +22,11 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import BooleanField, F, Func, JSONField, Model, QuerySet, Value
 from django.db.models.base import ModelState
 from django.db.models.expressions import Col
+from django.db.models.sql import UpdateQuery
 
 
 class Columns:
@@ -84,6 +86,51 @@ def _model(model: type[Model], attnames: list[str], values: Sequence, using: str
     fields.update(zip(attnames, values, strict=False))  # the row goes on with the related models' columns
     fields["_state"] = state
     return obj
+
+
+def update_returning(queryset: QuerySet, values: dict[str, Any]) -> list[Model] | None:
+    """``queryset.update(**values)`` that also gives the rows as they were written (every concrete column)
+    as models, in the same statement (``UPDATE … RETURNING``): no second query to read them again. None
+    where the database is not PostgreSQL: the caller updates and reads as before."""
+    using = queryset.db
+    if connections[using].vendor != "postgresql":
+        return None
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    query.annotations = {}
+    sql, params = query.get_compiler(using).as_sql()
+    attnames, returning, converters = _returning(queryset.model, using)
+    with transaction.mark_for_rollback_on_error(using):
+        rows = _run(using, f"{sql} RETURNING {returning}", params, converters)
+    return [_model(queryset.model, attnames, row, using) for row in rows]
+
+
+@functools.cache
+def _returning(model: type[Model], using: str) -> tuple[list[str], str, list]:
+    """Every concrete column of ``model``: the attribute names, the ``RETURNING`` list, and the converters
+    a query reading them applies."""
+    attnames = [field.attname for field in model._meta.concrete_fields]
+    compiler = model._base_manager.using(using).values_list(*attnames).query.get_compiler(using)
+    compiler.as_sql()
+    quote = connections[using].ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = ", ".join(f"{table}.{quote(field.column)}" for field in model._meta.concrete_fields)
+    return attnames, columns, _converters(compiler)
+
+
+def refresh_from(instance: Model, fresh: Model) -> None:
+    """``instance.refresh_from_db()`` from a copy of its row already read (``update_returning``'s). A
+    related object it holds stays while its key is unchanged; the rest of its caches are cleared."""
+    cached = instance._state.fields_cache
+    for field in instance._meta.concrete_fields:
+        value = fresh.__dict__[field.attname]
+        if field.is_relation and instance.__dict__.get(field.attname, value) != value:
+            cached.pop(field.cache_name, None)
+        instance.__dict__[field.attname] = value
+    for related in instance._meta.related_objects:
+        cached.pop(related.cache_name, None)
+    instance.__dict__.pop("_prefetched_objects_cache", None)
+    instance._state.db = fresh._state.db
 
 
 class _EqualsAny(Func):

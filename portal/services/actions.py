@@ -436,8 +436,9 @@ def _terminated(report: rpc.ActionResult) -> None:
     if instance is None:
         return
     if report.error:
-        lifecycle.record_event(
-            lifecycle.current_action(instance, report.request_id),
+        lifecycle.record_current_event(
+            instance,
+            report.request_id,
             "compute_terminate_instance",
             result="Error",
             host=report.host,

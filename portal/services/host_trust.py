@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -248,8 +248,13 @@ def _check_console_address(host: str, message: Any) -> None:
 
 
 def message_done(verified: signing.Verified) -> None:
-    """Remember that the message was acted on, so that the same message sent again is refused."""
-    SeenMessage.objects.bulk_create([SeenMessage(nonce=verified.nonce, seen_at=timezone.now())], ignore_conflicts=True)
+    """Remember that the message was acted on, so that the same message sent again is refused (one
+    statement, which needs no transaction of its own)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SEEN_INSERT, [verified.nonce, timezone.now()])
+
+
+_SEEN_INSERT = f"INSERT INTO {SeenMessage._meta.db_table} (nonce, seen_at) VALUES (%s, %s) ON CONFLICT DO NOTHING"  # noqa: S608
 
 
 def message_refused(*, sender: str, task: str, reason: str, detail: str) -> None:

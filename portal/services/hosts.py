@@ -261,8 +261,9 @@ def _sync_power_states(host_id: int, beat: rpc.Heartbeat, idle: list[tuple[int, 
             fields["vm_state"] = VmState.STOPPED
         with transaction.atomic():
             if lifecycle.compare_and_swap(instance, expected_task_states=[None], **fields) and "vm_state" in fields:
-                lifecycle.record_event(
-                    lifecycle.current_action(instance),
+                lifecycle.record_current_event(
+                    instance,
+                    "",
                     "sync_power_state",
                     host=beat.host,
                     details=f"power state {power} reported by the host",

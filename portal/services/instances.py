@@ -16,7 +16,7 @@ from django.db import transaction
 
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
-from portal.models import Flavor, Image, Instance, InstanceAction, InstanceTag, Keypair, ServerGroup
+from portal.models import Flavor, Image, Instance, InstanceTag, Keypair, ServerGroup
 from portal.selectors.hosts import host_is_up
 from portal.states import TaskState, VmState
 
@@ -173,7 +173,7 @@ def _instance_create(*, ctx: RequestContext, spec: ServerSpec, reservation_id: s
     """
     flavor, image, keypair = spec.flavor, spec.image, spec.keypair
     requested_host = spec.requested_host
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         quotas.quota_check(
             project=ctx.project, user=ctx.user, resource="metadata_items", delta=len(spec.metadata or {})
         )
@@ -230,10 +230,9 @@ def _instance_create(*, ctx: RequestContext, spec: ServerSpec, reservation_id: s
             instance_ports.ports_allocate(
                 ctx=ctx, instance=instance, requests=requests, security_groups=spec.security_groups or None
             )
-        action = InstanceAction.objects.create(
-            instance=instance, action="create", request_id=ctx.request_id, user=ctx.user, project=ctx.project
+        lifecycle.action_open(
+            instance=instance, action="create", ctx=ctx, event="api_create", details=requested_host_note(instance)
         )
-        lifecycle.record_event(action, "api_create", details=requested_host_note(instance))
         # New volumes are made by the conductor, in the project of the token it asks Cinder with.
         makes_volumes = any(volume.is_new for volume in spec.block_devices)
         request = rpc.ScheduleRequest(

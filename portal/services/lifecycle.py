@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from portal.models import (
     InstanceActionEvent,
     InstanceFault,
 )
+from portal.selectors.rows import refresh_from, update_returning
 from portal.states import ALLOWED, MOVE_TASK_STATES, VmState, allowed_task_states
 
 from . import instance_ports
@@ -72,7 +73,8 @@ def compare_and_swap(
     """Write ``fields`` (and ``task_state`` with its lease) only if the instance is still as expected
     (and, with ``expected_host``, still placed on that host).
 
-    Returns whether the write happened; ``instance`` is refreshed from the database either way.
+    Returns whether the write happened; ``instance`` is refreshed from the database either way (by the
+    write itself when it happened).
     """
     now = timezone.now()
     values = dict(fields, updated_at=now)
@@ -86,8 +88,12 @@ def compare_and_swap(
     if expected_host is not None:
         query = query.filter(host__name=expected_host)
     previous_task_state = instance.task_state
-    changed = query.update(**values) == 1
-    instance.refresh_from_db()
+    written = update_returning(query, values)
+    changed = query.update(**values) == 1 if written is None else bool(written)
+    if written:
+        refresh_from(instance, written[0])
+    else:
+        instance.refresh_from_db()
     if (
         changed
         and instance.networks == "ports"
@@ -123,6 +129,62 @@ def record_event(
     InstanceAction.objects.filter(pk=action.pk).update(updated_at=now)
 
 
+_EVENT_FIELDS = "action_id, event, start_time, finish_time, result, host, details"
+
+
+def record_current_event(
+    instance: Instance,
+    request_id: str,
+    event: str,
+    *,
+    result: str | None = "Success",
+    host: str = "",
+    details: str = "",
+) -> str | None:
+    """``record_event(current_action(instance, request_id), …)``; on PostgreSQL in one statement. Returns
+    the request id of the action the event went to (None when the instance has no action)."""
+    if connection.vendor != "postgresql":
+        action = current_action(instance, request_id)
+        record_event(action, event, result=result, host=host, details=details)
+        return action.request_id if action is not None else None
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RECORD_CURRENT_EVENT,
+            [
+                now,
+                instance.pk,
+                request_id or None,
+                instance.pk,
+                event,
+                now,
+                now if result else None,
+                result,
+                host,
+                details,
+            ],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+_ACTIONS = InstanceAction._meta.db_table
+_NEWEST_ACTION = f"SELECT id FROM {_ACTIONS} WHERE instance_id = %s{{}} ORDER BY start_time DESC, id DESC LIMIT 1"  # noqa: S608
+# The action asked for by its request id, else the instance's newest (as ``current_action``): its time
+# touched and the event added to it, in one statement.
+_RECORD_CURRENT_EVENT = f"""
+    WITH action AS (
+        UPDATE {_ACTIONS} SET updated_at = %s
+        WHERE id = COALESCE(({_NEWEST_ACTION.format(" AND request_id = %s")}), ({_NEWEST_ACTION.format("")}))
+        RETURNING id, request_id
+    ), added AS (
+        INSERT INTO {InstanceActionEvent._meta.db_table} ({_EVENT_FIELDS})
+        SELECT id, %s, %s, %s, %s, %s, %s FROM action
+    )
+    SELECT request_id FROM action
+"""  # noqa: S608
+
+
 def current_action(instance: Instance, request_id: str = "") -> InstanceAction | None:
     actions = InstanceAction.objects.filter(instance=instance)
     if request_id:
@@ -146,7 +208,9 @@ def action_begin(
     rule = ALLOWED[action]
     if instance.locked and rule.locked and not ctx.is_admin:
         raise InstanceLocked(f"Instance {instance.uuid} is locked")
-    with transaction.atomic():
+    verb = record_as or rule.record_as or action
+    # No savepoint of its own inside a caller's transaction: nothing is written when the swap fails.
+    with transaction.atomic(savepoint=False):
         swapped = compare_and_swap(
             instance,
             expected_task_states=allowed_task_states(action),
@@ -154,30 +218,31 @@ def action_begin(
             task_state=rule.task_state,
             **fields,
         )
-        if not swapped:
-            verb = record_as or rule.record_as or action
-            if instance.task_state is not None:
-                raise StateConflict(
-                    f"Cannot '{verb}' instance {instance.uuid} while it is in task_state {instance.task_state}"
-                )
-            raise StateConflict(f"Cannot '{verb}' instance {instance.uuid} while it is in vm_state {instance.vm_state}")
-        record = InstanceAction.objects.create(
-            instance=instance,
-            action=record_as or rule.record_as or action,
-            request_id=ctx.request_id,
-            user=ctx.user,
-            project=ctx.project,
-        )
-        record_event(record, f"api_{action}")
+        record = action_open(instance=instance, action=verb, ctx=ctx, event=f"api_{action}") if swapped else None
+    if record is None:
+        if instance.task_state is not None:
+            raise StateConflict(
+                f"Cannot '{verb}' instance {instance.uuid} while it is in task_state {instance.task_state}"
+            )
+        raise StateConflict(f"Cannot '{verb}' instance {instance.uuid} while it is in vm_state {instance.vm_state}")
     return record
 
 
 def action_record(*, instance: Instance, action: str, ctx: RequestContext) -> InstanceAction:
     """Log an action that needs no host and no task state (lock, unlock, …) as one finished event."""
+    return action_open(instance=instance, action=action, ctx=ctx, event=f"api_{action}")
+
+
+def action_open(
+    *, instance: Instance, action: str, ctx: RequestContext, event: str, details: str = ""
+) -> InstanceAction:
+    """A new action of ``ctx``'s request on ``instance``, with its first event (the API's, finished)."""
     record = InstanceAction.objects.create(
         instance=instance, action=action, request_id=ctx.request_id, user=ctx.user, project=ctx.project
     )
-    record_event(record, f"api_{action}")
+    InstanceActionEvent.objects.create(
+        action=record, event=event, finish_time=record.updated_at, result="Success", details=details
+    )
     return record
 
 
@@ -217,7 +282,7 @@ def task_finish(
     if vm_state is not _UNSET:
         fields["vm_state"] = vm_state
     expected = (expected_task_state,) if isinstance(expected_task_state, str) else expected_task_state
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         changed = compare_and_swap(
             instance,
             expected_task_states=expected,
@@ -226,7 +291,7 @@ def task_finish(
             **fields,
         )
         if changed:
-            record_event(current_action(instance, request_id), event, host=reported_by)
+            record_current_event(instance, request_id, event, host=reported_by)
     return changed
 
 
@@ -250,7 +315,7 @@ def task_fail(
     if vm_state is not _UNSET:
         fields["vm_state"] = vm_state
     host = reported_by or host
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         changed = compare_and_swap(
             instance,
             expected_task_states=expected_task_states,
@@ -297,7 +362,7 @@ def mark_deleted(
     it gone (``reported_by``), only if the instance is placed on that host."""
     now = timezone.now()
     host = reported_by or ""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         changed = compare_and_swap(
             instance,
             expected_task_states=expected_task_states,
@@ -309,7 +374,7 @@ def mark_deleted(
             vnc_port=None,
         )
         if changed:
-            record_event(current_action(instance), event, host=host)
+            record_current_event(instance, "", event, host=host)
             if instance.networks == "ports":
                 instance_ports.ports_release(instance)
             if BlockDeviceMapping.objects.filter(instance=instance).exists():

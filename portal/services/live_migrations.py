@@ -115,7 +115,7 @@ def _place_live(migration_id: int, request_id: str) -> str | None:
     Migration.objects.filter(pk=migration.pk).update(
         dest_host=chosen, status=Migration.Status.PREPARING, updated_at=timezone.now()
     )
-    lifecycle.record_event(lifecycle.current_action(instance, request_id), LIVE_EVENT, host=chosen.name)
+    lifecycle.record_current_event(instance, request_id, LIVE_EVENT, host=chosen.name)
     request = rpc.PrepareLiveMigrationRequest(
         build=build_request(instance, request_id), migration_id=migration.pk, block_migration=migration.block_migration
     )
@@ -209,9 +209,7 @@ def _prepared(report: rpc.ActionResult) -> None:
         ):
             return
         instance = migration.instance
-        lifecycle.record_event(
-            lifecycle.current_action(instance, report.request_id), "compute_prepare_live_migration", host=report.host
-        )
+        lifecycle.record_current_event(instance, report.request_id, "compute_prepare_live_migration", host=report.host)
         request = rpc.LiveMigrateRequest(
             instance_uuid=str(instance.uuid),
             domain_name=instance.domain_name,
@@ -240,8 +238,8 @@ def _migrated(report: rpc.ActionResult) -> None:
             status=Migration.Status.POST_MIGRATING, updated_at=timezone.now()
         ):
             return
-        lifecycle.record_event(
-            lifecycle.current_action(migration.instance, report.request_id), "compute_live_migration", host=report.host
+        lifecycle.record_current_event(
+            migration.instance, report.request_id, "compute_live_migration", host=report.host
         )
         ref, dest = _ref(migration, report.request_id), migration.dest_host.name
         transaction.on_commit(lambda: rpc.post_live_migration(dest, ref))
@@ -264,8 +262,9 @@ def _arrived(report: rpc.ActionResult) -> None:
             fields["addresses"] = report.addresses
         if report.error:
             # The source let the guest go; whatever the destination says, it is there now.
-            lifecycle.record_event(
-                lifecycle.current_action(instance, report.request_id),
+            lifecycle.record_current_event(
+                instance,
+                report.request_id,
                 "compute_post_live_migration",
                 result="Error",
                 host=report.host,
@@ -280,8 +279,9 @@ def _arrived(report: rpc.ActionResult) -> None:
         ):
             _end(migration, Migration.Status.COMPLETED)
             if not report.error:
-                lifecycle.record_event(
-                    lifecycle.current_action(instance, report.request_id),
+                lifecycle.record_current_event(
+                    instance,
+                    report.request_id,
                     "compute_post_live_migration",
                     host=report.host,
                 )
@@ -295,8 +295,9 @@ def _rolled_back(report: rpc.ActionResult) -> None:
     )
     if migration is None:
         return
-    lifecycle.record_event(
-        lifecycle.current_action(migration.instance, report.request_id),
+    lifecycle.record_current_event(
+        migration.instance,
+        report.request_id,
         "compute_rollback_live_migration",
         result="Error" if report.error else "Success",
         host=report.host,
@@ -483,7 +484,7 @@ def _place_evacuation(migration_id: int, request_id: str) -> str | None:
     Migration.objects.filter(pk=migration.pk).update(
         dest_host=chosen, status=Migration.Status.PRE_MIGRATING, updated_at=timezone.now()
     )
-    lifecycle.record_event(lifecycle.current_action(instance, request_id), EVACUATE_EVENT, host=chosen.name)
+    lifecycle.record_current_event(instance, request_id, EVACUATE_EVENT, host=chosen.name)
     build = dataclasses.replace(build_request(instance, request_id), power_on=migration.power_on)
     name = chosen.name
     transaction.on_commit(lambda: rpc.build_and_run_instance(name, build))

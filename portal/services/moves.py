@@ -36,6 +36,7 @@ from django.utils import timezone
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
 from portal.models import ComputeHost, Flavor, Image, Instance, Migration
+from portal.selectors.rows import CompiledQuery
 from portal.states import TaskState, VmState
 
 from . import lifecycle, quotas, volumes
@@ -103,11 +104,21 @@ def _flavor_spec(flavor: dict[str, Any]) -> rpc.FlavorSpec:
 
 
 def active_migration(instance: Instance) -> Migration | None:
+    # Most servers never move: whether one is moving is asked first, by a query built once per process.
+    if not _MOVING_QUERY.rows("moving", instance_id=instance.pk):
+        return None
     return (
         Migration.objects.select_related("source_host", "dest_host")
         .filter(instance=instance, status__in=Migration.ACTIVE_STATUSES)
         .first()
     )
+
+
+_MOVING_QUERY = CompiledQuery(
+    lambda _shape, *, instance_id: Migration.objects.filter(
+        instance_id=instance_id, status__in=Migration.ACTIVE_STATUSES
+    ).values_list("pk")[:1]
+)
 
 
 # --- resize and cold migration: the API's side ------------------------------------------------------
@@ -261,7 +272,7 @@ def _place_move(migration_id: int, request_id: str) -> str | None:
     Migration.objects.filter(pk=migration.pk).update(
         dest_host=chosen, status=Migration.Status.MIGRATING, transfer_image=image.id, updated_at=timezone.now()
     )
-    lifecycle.record_event(lifecycle.current_action(instance, request_id), MOVE_EVENT, host=chosen.name)
+    lifecycle.record_current_event(instance, request_id, MOVE_EVENT, host=chosen.name)
     request = rpc.MigrateDiskRequest(
         instance_uuid=str(instance.uuid),
         domain_name=instance.domain_name,
@@ -359,9 +370,7 @@ def _disk_migrated(report: rpc.ActionResult) -> None:
         ):
             return
         _set_status(migration, Migration.Status.POST_MIGRATING)
-        lifecycle.record_event(
-            lifecycle.current_action(instance, report.request_id), "compute_migrate_disk", host=report.host
-        )
+        lifecycle.record_current_event(instance, report.request_id, "compute_migrate_disk", host=report.host)
         request = rpc.FinishMigrationRequest(
             build=build_request(instance, report.request_id, image=image, flavor=_flavor_spec(migration.new_flavor)),
             migration_id=migration.pk,
@@ -399,8 +408,9 @@ def _migration_finished(report: rpc.ActionResult) -> None:
                 task_state=TaskState.RESIZE_REVERTING,
             ):
                 _set_status(migration, Migration.Status.REVERTING)
-                lifecycle.record_event(
-                    lifecycle.current_action(instance, report.request_id),
+                lifecycle.record_current_event(
+                    instance,
+                    report.request_id,
                     "compute_finish_migration",
                     result="Error",
                     host=report.host,
@@ -422,9 +432,7 @@ def _migration_finished(report: rpc.ActionResult) -> None:
             **_instance_flavor_fields(migration.new_flavor),
         ):
             _set_status(migration, Migration.Status.FINISHED, finished_at=timezone.now())
-            lifecycle.record_event(
-                lifecycle.current_action(instance, report.request_id), "compute_finish_migration", host=report.host
-            )
+            lifecycle.record_current_event(instance, report.request_id, "compute_finish_migration", host=report.host)
 
 
 def _send_finish_revert(migration: Migration, request_id: str) -> None:
@@ -496,8 +504,9 @@ def _migration_confirmed(report: rpc.ActionResult) -> None:
         if report.error:
             # The server runs on the destination; only the source's leftovers may remain, and the
             # action log says so.
-            lifecycle.record_event(
-                lifecycle.current_action(instance, report.request_id),
+            lifecycle.record_current_event(
+                instance,
+                report.request_id,
                 "compute_confirm_migration",
                 result="Error",
                 host=report.host,
@@ -512,8 +521,8 @@ def _migration_confirmed(report: rpc.ActionResult) -> None:
         ):
             _set_status(migration, Migration.Status.ERROR if report.error else Migration.Status.CONFIRMED)
             if not report.error:
-                lifecycle.record_event(
-                    lifecycle.current_action(instance, report.request_id), "compute_confirm_migration", host=report.host
+                lifecycle.record_current_event(
+                    instance, report.request_id, "compute_confirm_migration", host=report.host
                 )
             transaction.on_commit(lambda: _drop_transfer_image(migration))
 
@@ -534,9 +543,7 @@ def _migration_reverted(report: rpc.ActionResult) -> None:
         )
         _set_status(migration, Migration.Status.ERROR)
         return
-    lifecycle.record_event(
-        lifecycle.current_action(instance, report.request_id), "compute_revert_migration", host=report.host
-    )
+    lifecycle.record_current_event(instance, report.request_id, "compute_revert_migration", host=report.host)
     _send_finish_revert(migration, report.request_id)
 
 
@@ -576,8 +583,9 @@ def _revert_finished(report: rpc.ActionResult) -> None:
             **_instance_flavor_fields(migration.old_flavor),
         ):
             _set_status(migration, Migration.Status.REVERTED)
-            lifecycle.record_event(
-                lifecycle.current_action(instance, report.request_id),
+            lifecycle.record_current_event(
+                instance,
+                report.request_id,
                 "compute_finish_revert_migration",
                 host=report.host,
             )
@@ -641,8 +649,9 @@ def move_expired(*, instance: Instance, task_state: str) -> bool:
         ):
             return False
         _set_status(migration, Migration.Status.REVERTING)
-        lifecycle.record_event(
-            lifecycle.current_action(instance),
+        lifecycle.record_current_event(
+            instance,
+            "",
             "conductor_reap_expired_task",
             result="Error",
             details=f"{message}; the server goes back to {migration.source_host.name}.",

@@ -53,8 +53,11 @@ def instance_quota_check(*, project: Project, user, instances: int = 1, cores: i
     """
     _lock_project(project)
     deltas = {"instances": instances, "cores": cores, "ram": ram}
-    _check_instances(selectors.project_limits(project), selectors.instance_usage(project), deltas)
-    own = selectors.user_own_limits(project, user) if user is not None else {}
+    if user is None:
+        limits, own = selectors.project_limits(project), {}
+    else:
+        limits, own = selectors.project_and_own_limits(project, user)
+    _check_instances(limits, selectors.instance_usage(project), deltas)
     if any(resource in own for resource in deltas):
         _check_instances(own, selectors.instance_usage(project, user), deltas)
 

@@ -200,10 +200,11 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
         )
         if not swapped:
             raise LostRace  # cannot happen while the row is locked; start again rather than half-claim
-        action = lifecycle.current_action(member, request_id)
-        lifecycle.record_event(action, SCHEDULE_EVENT, host=host.host, details=requested_host_note(member))
+        recorded = lifecycle.record_current_event(
+            member, request_id, SCHEDULE_EVENT, host=host.host, details=requested_host_note(member)
+        )
         alternates = [alternate.host for alternate in selection.alternates(conf["MAX_ALTERNATES"])]
-        build = build_request(member, action.request_id if action else request_id, alternates=alternates)
+        build = build_request(member, recorded or request_id, alternates=alternates)
         # Sent once committed, with the server's volumes made and connected for the host first, if any.
         transaction.on_commit(
             lambda h=host.host, b=build: volumes.build_with_volumes(host=h, build=b, user_token=user_token)
@@ -436,8 +437,9 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
                 vnc_port=None,
             )
             if reschedule:
-                lifecycle.record_event(
-                    lifecycle.current_action(instance, report.request_id),
+                lifecycle.record_current_event(
+                    instance,
+                    report.request_id,
                     BUILD_EVENT,
                     result="Error",
                     host=report.host,

@@ -264,9 +264,7 @@ def _place_unshelve(instance_uuid: str, request_id: str, host: str) -> str | Non
         availability_zone=instance.availability_zone or _zone_of(chosen),
     ):
         raise LostRace
-    lifecycle.record_event(
-        lifecycle.current_action(instance, request_id), "conductor_unshelve_instance", host=chosen.name
-    )
+    lifecycle.record_current_event(instance, request_id, "conductor_unshelve_instance", host=chosen.name)
     build = build_request(instance, request_id, image=image)
     name = chosen.name
     transaction.on_commit(lambda: rpc.build_and_run_instance(name, build))
