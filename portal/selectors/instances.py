@@ -40,6 +40,35 @@ def instance_get(ctx: RequestContext, instance_id: str) -> Instance | None:
     return with_latest_faults(GOT_COLUMNS.instances(rows))[0] if rows else None
 
 
+def instance_by_uuid(instance_uuid: str) -> Instance | None:
+    """Any instance (deleted ones too) by its uuid, every column, with ``has_volumes``: whether it has
+    block device mappings. For the conductor, which reads the instance each message names (by a query
+    built once per process)."""
+    try:
+        key = uuid.UUID(str(instance_uuid))
+    except ValueError:
+        return None
+    rows = _BY_UUID_QUERY.rows("instance", key=key)
+    if not rows:
+        return None
+    instance = INSTANCE_COLUMNS.instances(rows)[0]
+    instance.has_volumes = rows[0][-1]
+    return instance
+
+
+INSTANCE_COLUMNS = Columns(Instance)
+
+
+def _by_uuid(_shape, *, key: uuid.UUID) -> QuerySet:
+    query = Instance.objects.filter(uuid=key).annotate(
+        has_volumes=Exists(BlockDeviceMapping.objects.filter(instance=OuterRef("pk")))
+    )
+    return query.values_list(*INSTANCE_COLUMNS.paths, "has_volumes")[:1]
+
+
+_BY_UUID_QUERY = CompiledQuery(_by_uuid)
+
+
 def _every_field(model: type[Model]) -> list[str]:
     return [field.name for field in model._meta.concrete_fields]
 

@@ -24,6 +24,7 @@ from django.utils import timezone
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
 from portal.models import Image, Instance, Keypair
+from portal.selectors.instances import instance_by_uuid
 from portal.states import ALLOWED, KEEP, REPORTED, TaskState, VmState
 
 from . import lifecycle, quotas
@@ -432,7 +433,7 @@ def _snapshotted(instance: Instance, report: rpc.ActionResult, fields: dict[str,
 
 
 def _terminated(report: rpc.ActionResult) -> None:
-    instance = Instance.objects.filter(uuid=report.instance_uuid).first()
+    instance = instance_by_uuid(report.instance_uuid)
     if instance is None:
         return
     if report.error:

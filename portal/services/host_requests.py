@@ -42,7 +42,8 @@ def build_request(
     """Everything a host needs to make the instance's guest: from its own image unless ``image`` (a
     shelved or moved disk) is given, with its own flavor unless ``flavor`` (a resize's new one) is."""
     if image is None and instance.image_ref:
-        image = Image.objects.get(pk=instance.image_ref)
+        # Its image row as the instance's relation holds it (read with it by the scheduler), when it is that.
+        image = instance.image if instance.image_id == instance.image_ref else Image.objects.get(pk=instance.image_ref)
     # A server booted from a volume has no image of its own: its root disk comes with its volumes.
     spec = image_build_spec(image=image) if image is not None else None
     nics = []
@@ -60,7 +61,8 @@ def build_request(
         request_id=request_id,
         attempt=instance.build_attempts,
         alternates=list(alternates),
-        block_devices=volumes.attached_connections(instance),
+        # ``has_volumes``: known already when the instance was read with it (the scheduler's batch).
+        block_devices=volumes.attached_connections(instance) if getattr(instance, "has_volumes", True) else [],
         metadata=guest_metadata(instance) if instance.config_drive else None,
     )
 

@@ -12,17 +12,18 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F
 from django.utils import timezone
 
 from compute_tasks import rpc, signing
 from portal.models import ComputeHost, HostCredential, MessageRefusal, SeenMessage
+from portal.selectors.rows import CompiledQuery
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,26 @@ def public_key_of(sender: str) -> Any:
         _remembered_keys.pop(sender, None)
         return None
     return _remember(sender, encoded)[1]
+
+
+def _key_and_seen(sender: str, nonce: str) -> tuple[Any, bool]:
+    """``public_key_of(sender)``, and whether ``nonce`` was acted on already: one query."""
+    rows = _KEY_AND_SEEN_QUERY.rows("key", sender=sender, nonce=nonce)
+    if not rows:
+        _remembered_keys.pop(sender, None)
+        return None, False
+    encoded, seen = rows[0]
+    return _remember(sender, encoded)[1], seen
+
+
+_KEY_AND_SEEN_QUERY = CompiledQuery(
+    lambda _shape, *, sender, nonce: (
+        HostCredential.objects.filter(host__name=sender, revoked_at__isnull=True)
+        .annotate(seen=Exists(SeenMessage.objects.filter(nonce=nonce)))
+        .order_by("-created_at")
+        .values_list("public_key", "seen")[:1]
+    )
+)
 
 
 # The key each host was last believed with in this process (encoded, decoded). Nothing may be believed
@@ -208,8 +229,18 @@ def message_accept(
     name it as ``host``. ``replay_check``: refuse a nonce already acted on (``message_done`` records it);
     heartbeats instead must be newer than the last one believed (``host_heartbeat``)."""
     claimed = str(auth.get("sender", ""))[:255] if isinstance(auth, dict) else ""
+    seen: list[bool] = []
+
+    def key_of(sender: str) -> Any:
+        # A host's key and whether the nonce was acted on already are read together.
+        if not replay_check or sender == signing.CONTROL_PLANE:
+            return public_key_of(sender)
+        key, was_seen = _key_and_seen(sender, str(auth["nonce"]))
+        seen.append(was_seen)
+        return key
+
     try:
-        verified = _verify(task, message, auth)
+        verified = _verify(task, message, auth, key_of)
         if verified.sender != signing.CONTROL_PLANE:
             if not from_hosts:
                 raise MessageRefused(Reason.NOT_ALLOWED, f"{task} is for the control plane only")
@@ -217,7 +248,7 @@ def message_accept(
             if named is not None and named != verified.sender:
                 raise MessageRefused(Reason.NOT_ITS_OWN, f"host {verified.sender} spoke for host {named!r}")
             _check_console_address(verified.sender, message)
-        if replay_check and SeenMessage.objects.filter(nonce=verified.nonce).exists():
+        if replay_check and (seen[0] if seen else SeenMessage.objects.filter(nonce=verified.nonce).exists()):
             raise MessageRefused(Reason.REPLAY, f"nonce {verified.nonce} was acted on already")
     except MessageRefused as refusal:
         message_refused(sender=claimed, task=task, reason=refusal.reason, detail=refusal.detail)
@@ -225,11 +256,11 @@ def message_accept(
     return verified
 
 
-def _verify(task: str, message: Any, auth: Any) -> signing.Verified:
+def _verify(task: str, message: Any, auth: Any, key_of: Callable[[str], Any]) -> signing.Verified:
     if auth is None:
         raise MessageRefused(Reason.UNSIGNED, "the message is not signed")
     try:
-        return rpc.verify(task, rpc.CONDUCTOR_QUEUE, message, auth)
+        return rpc.verify(task, rpc.CONDUCTOR_QUEUE, message, auth, public_key_of=key_of)
     except signing.Refused as exc:
         raise MessageRefused(exc.reason, str(exc)) from None
 

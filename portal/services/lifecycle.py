@@ -377,7 +377,11 @@ def mark_deleted(
             record_current_event(instance, "", event, host=host)
             if instance.networks == "ports":
                 instance_ports.ports_release(instance)
-            if BlockDeviceMapping.objects.filter(instance=instance).exists():
+            # ``has_volumes``: known already when the instance was read by ``instance_by_uuid``.
+            has_volumes = getattr(instance, "has_volumes", None)
+            if has_volumes is None:
+                has_volumes = BlockDeviceMapping.objects.filter(instance=instance).exists()
+            if has_volumes:
                 # Its volumes let go of it (and those that die with it are deleted) once this commits.
                 release = rpc.VolumeRelease(instance_uuid=str(instance.uuid))
                 transaction.on_commit(lambda: rpc.release_volumes(release), robust=True)

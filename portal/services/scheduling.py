@@ -25,12 +25,12 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from compute_tasks import rpc
 from portal.metrics import instruments
-from portal.models import ComputeHost, Image, Instance, Migration, Project, ServerGroup
+from portal.models import BlockDeviceMapping, ComputeHost, Image, Instance, Migration, Project, ServerGroup
 from portal.selectors.hosts import (
     forget_host_rows,
     group_spec,
@@ -39,6 +39,7 @@ from portal.selectors.hosts import (
     instance_request_spec,
     scheduler_config,
 )
+from portal.selectors.instances import instance_by_uuid
 from portal.states import BUILD_STEPS, TaskState, VmState
 from scheduler import Explanation, recheck_placements, select_hosts_for_batch
 
@@ -75,6 +76,7 @@ def no_valid_host_reason(explanation: Explanation) -> str:
 def _pending_batch(instance: Instance) -> list[Instance]:
     """The instances of ``instance``'s request still waiting for a host, locked, in launch order."""
     rows = Instance.objects.select_for_update(of=("self",)).select_related("image", "server_group")
+    rows = rows.annotate(has_volumes=Exists(BlockDeviceMapping.objects.filter(instance=OuterRef("pk"))))
     rows = rows.filter(task_state=TaskState.SCHEDULING, vm_state=VmState.BUILDING, host__isnull=True)
     if instance.reservation_id:
         rows = rows.filter(reservation_id=instance.reservation_id)
@@ -206,9 +208,12 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
         alternates = [alternate.host for alternate in selection.alternates(conf["MAX_ALTERNATES"])]
         build = build_request(member, recorded or request_id, alternates=alternates)
         # Sent once committed, with the server's volumes made and connected for the host first, if any.
-        transaction.on_commit(
-            lambda h=host.host, b=build: volumes.build_with_volumes(host=h, build=b, user_token=user_token)
-        )
+        if member.has_volumes:
+            transaction.on_commit(
+                lambda h=host.host, b=build: volumes.build_with_volumes(host=h, build=b, user_token=user_token)
+            )
+        else:
+            transaction.on_commit(lambda h=host.host, b=build: rpc.build_and_run_instance(h, b))
         if member.pk == instance.pk:
             placed_for_instance = host.host
         log.debug("instance %s claimed %s", member.uuid, host.host)
@@ -227,7 +232,7 @@ def schedule_and_build(
     ``user_token`` (the Keystone token of the user who asked, when there is one) makes the new volumes.
     """
     started = time.monotonic()
-    instance = Instance.objects.filter(uuid=instance_uuid).first()
+    instance = instance_by_uuid(instance_uuid)
     if instance is None or instance.task_state != TaskState.SCHEDULING:
         return None
     retries = settings.SCHEDULER["CLAIM_RETRIES"]
@@ -321,7 +326,7 @@ def _terminate_on_host(instance: Instance, host: str, request_id: str) -> None:
 
 
 def instance_built(*, report: rpc.InstanceBuilt) -> None:
-    instance = Instance.objects.filter(uuid=report.instance_uuid).first()
+    instance = instance_by_uuid(report.instance_uuid)
     if instance is None:
         return
     # An evacuation's build is reported as a boot's is, while the server's task is still ``rebuilding``.
@@ -351,7 +356,8 @@ def instance_built(*, report: rpc.InstanceBuilt) -> None:
                 _unshelved(instance)
             if expected == TaskState.REBUILDING:
                 evacuation_ended(instance, built=True)
-            transaction.on_commit(lambda: volumes.boot_volumes_complete(instance_uuid=report.instance_uuid))
+            if instance.has_volumes:
+                transaction.on_commit(lambda: volumes.boot_volumes_complete(instance_uuid=report.instance_uuid))
         elif instance.vm_state == VmState.DELETED or instance.task_state == TaskState.DELETING:
             # Deleted while it was being built: the host may have finished after it saw the delete.
             _terminate_on_host(instance, report.host, report.request_id)
