@@ -7,7 +7,7 @@ the database. Then, for each read, ``--clients`` threads send it back to back fo
 ``GET /flavors/detail``. A read's figure is the requests answered per CPU-second of the API's processes
 (and of the API's plus PostgreSQL's): on a machine where the clients and other work share the cores, the
 CPU per request is what does not change. Last, one client fetches a page of 1,000 detailed servers
-``--pages`` times: the median time.
+``--pages`` times: the median time; and the same of the portal's instance list, signed in as a browser.
 
 Authentication (``--auth``): ``token`` (the default where the revision has the built-in identity API:
 one ``POST /identity/v3/auth/tokens``, then ``X-Auth-Token`` on every request, as the OpenStack clients
@@ -21,6 +21,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -131,6 +132,31 @@ def hammer(cloud: Cloud, api: Api, paths, clients: int, seconds: float) -> dict:
     }
 
 
+def portal_list_times(cloud: Cloud, pages: int, servers: int) -> list[float]:
+    """Sign in to the portal as a browser does (its form, the CSRF cookie), then fetch the instance list
+    ``pages`` times: the time of each, the page checked to list ``servers`` instances."""
+    session = requests.Session()
+    form = session.get(f"{cloud.url}/login/", timeout=30)
+    form.raise_for_status()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+    signed_in = session.post(
+        f"{cloud.url}/login/",
+        data={"username": "admin", "password": PASSWORD, "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{cloud.url}/login/"},
+        timeout=30,
+    )
+    signed_in.raise_for_status()
+    times = []
+    for _ in range(pages):
+        started = time.monotonic()
+        response = session.get(f"{cloud.url}/instances/", timeout=120)
+        times.append(time.monotonic() - started)
+        response.raise_for_status()
+        listed = response.text.count('<tr id="instance-')
+        assert listed == servers, f"the portal listed {listed} instances, not {servers}"
+    return times
+
+
 def run(args, root: Path) -> dict:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="bench-reads-") as tmp:
@@ -166,6 +192,7 @@ def run(args, root: Path) -> dict:
                 page_times.append(time.monotonic() - started)
                 response.raise_for_status()
                 assert len(response.json()["servers"]) == min(1000, args.servers)
+            portal_times = portal_list_times(cloud, args.pages, min(1000, args.servers))
         finally:
             cloud.stop()
     line = {
@@ -181,6 +208,7 @@ def run(args, root: Path) -> dict:
         line[f"{name}_per_cpu_s"] = result["per_cpu_s"]
         line[name] = result
     line["servers_detail_1000_ms"] = round(statistics.median(page_times) * 1000, 1)
+    line["portal_instances_1000_ms"] = round(statistics.median(portal_times) * 1000, 1)
     line["load_avg_1m_before"] = load_before
     line["load_avg_1m_after"] = load_average()
     return line

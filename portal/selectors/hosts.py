@@ -70,8 +70,7 @@ def claimed_usage(host_ids=None) -> dict[int, dict[str, int]]:
 
     Disk counts root, ephemeral and swap rounded up to whole GB, as ``RequestSpec.disk_gb`` does.
     """
-    some = {} if host_ids is None else {"host_ids": list(host_ids)}
-    rows = _USAGE_QUERY.rows("hosts" if some else "every host", **some)
+    rows = _about_hosts(_USAGE_QUERY, host_ids)
     usage = {row[0]: dict(zip(_USAGE_FIELDS, row, strict=True)) for row in rows}
     for host_id, flavor in migration_claims(host_ids):
         used = usage.setdefault(host_id, {"host_id": host_id, "vcpus": 0, "memory_mb": 0, "disk_gb": 0, "count": 0})
@@ -86,7 +85,7 @@ _USAGE_FIELDS = ("host_id", "vcpus", "memory_mb", "disk_gb", "count")
 
 def _usage(shape: str, *, host_ids: list[int] | None = None) -> QuerySet:
     rows = Instance.objects.filter(host__isnull=False).exclude(vm_state=VmState.DELETED)
-    if shape == "hosts":
+    if shape == SOME_HOSTS:
         rows = where_in(rows, "host", host_ids)
     rows = rows.values("host_id").annotate(
         vcpus=Sum("vcpus"),
@@ -97,8 +96,35 @@ def _usage(shape: str, *, host_ids: list[int] | None = None) -> QuerySet:
     return rows.values_list(*_USAGE_FIELDS)
 
 
-# A decision reads every host's usage, and a claim its hosts': the SQL is built once per process.
+# A decision reads every host's usage, and a claim its hosts': the SQL of these is built once per process.
 _USAGE_QUERY = CompiledQuery(_usage)
+SOME_HOSTS = "some hosts"
+
+
+def _about_hosts(query: CompiledQuery, host_ids: Iterable[int] | None) -> list[tuple]:
+    """The rows of ``query`` about every host (``host_ids`` None) or about ``host_ids``."""
+    if host_ids is None:
+        return query.rows("every host")
+    return query.rows(SOME_HOSTS, host_ids=list(host_ids))
+
+
+def _hosts(shape: str, *, host_ids: list[int] | None = None) -> QuerySet:
+    rows = ComputeHost.objects.order_by("name")
+    return (where_in(rows, "id", host_ids) if shape == SOME_HOSTS else rows).values_list(*_HOST_FIELDS)
+
+
+def _membership(shape: str, *, host_ids: list[int] | None = None) -> QuerySet:
+    rows = Aggregate.hosts.through.objects.all()
+    if shape == SOME_HOSTS:
+        rows = where_in(rows, "computehost", host_ids)
+    return rows.values_list("computehost_id", "aggregate_id")
+
+
+_HOSTS_QUERY = CompiledQuery(_hosts)
+_MEMBERSHIP_QUERY = CompiledQuery(_membership)
+_AGGREGATES_QUERY = CompiledQuery(
+    lambda _shape, *, ids: where_in(Aggregate.objects.all(), "id", ids).values_list("pk", "name", "metadata")
+)
 
 
 def flavor_disk_gb(flavor: Mapping[str, Any]) -> int:
@@ -138,17 +164,12 @@ _BUILT_ON_DESTINATION = (Migration.Status.FINISHED, Migration.Status.CONFIRMING,
 
 def _aggregates_by_host(host_ids=None) -> dict[int, list[tuple[str, dict[str, Any]]]]:
     """Each host's aggregates as (name, metadata) pairs: two queries."""
-    membership = Aggregate.hosts.through.objects.values_list("computehost_id", "aggregate_id")
-    if host_ids is not None:
-        membership = membership.filter(computehost_id__in=host_ids)
-    membership = list(membership)
+    membership = _about_hosts(_MEMBERSHIP_QUERY, host_ids)
     if not membership:
         return {}
     aggregates = {
         pk: (name, metadata or {})
-        for pk, name, metadata in Aggregate.objects.filter(pk__in={agg for _, agg in membership}).values_list(
-            "pk", "name", "metadata"
-        )
+        for pk, name, metadata in _AGGREGATES_QUERY.rows("aggregates", ids=sorted({agg for _, agg in membership}))
     }
     by_host: dict[int, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for host_id, aggregate_id in membership:
@@ -220,10 +241,7 @@ def _static_host_fields(
     aggregate whose row is the same gets the same fields (the same object). Filled with this read's."""
     conf = settings.SCHEDULER
     default_zone = settings.CLOUD["DEFAULT_AVAILABILITY_ZONE"]
-    hosts = ComputeHost.objects.order_by("name")
-    if host_ids is not None:
-        hosts = hosts.filter(pk__in=host_ids)
-    rows = list(hosts.values_list(*_HOST_FIELDS))
+    rows = _about_hosts(_HOSTS_QUERY, host_ids)
     aggregates = _aggregates_by_host(host_ids)
     no_aggregates: list[tuple[str, dict[str, Any]]] = []
     static = {}

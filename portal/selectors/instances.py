@@ -7,13 +7,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, Model, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from portal.auth.context import RequestContext
 from portal.models import BlockDeviceMapping, ComputeHost, Flavor, Instance, InstanceFault, InstanceTag
 from portal.states import VmState
 
-from .rows import Columns, CompiledQuery, instances_from, where_in
+from .rows import Columns, CompiledQuery, every_field, instances_from, where_in
 from .volumes import shown_mappings
 
 
@@ -69,18 +69,14 @@ def _by_uuid(_shape, *, key: uuid.UUID) -> QuerySet:
 _BY_UUID_QUERY = CompiledQuery(_by_uuid)
 
 
-def _every_field(model: type[Model]) -> list[str]:
-    return [field.name for field in model._meta.concrete_fields]
-
-
 # What ``instance_get`` reads: the whole instance, its host, flavor and owner, as ``instances_visible``'s
 # ``select_related`` would (by a query built once per process).
 GOT_COLUMNS = Columns(
     Instance,
     related={
-        "host": _every_field(ComputeHost),
-        "flavor": _every_field(Flavor),
-        "user": _every_field(get_user_model()),
+        "host": every_field(ComputeHost),
+        "flavor": every_field(Flavor),
+        "user": every_field(get_user_model()),
     },
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 
 from portal.models import (
     FloatingIP,
@@ -31,6 +31,8 @@ from portal.models import (
     UserIdentity,
 )
 from portal.states import VmState
+
+from .rows import CompiledQuery
 
 UNLIMITED = -1
 DEFAULT_CLASS = "default"
@@ -89,9 +91,7 @@ PROJECT_ONLY = frozenset({"fixed_ips", "floating_ips", *IMAGE_DEFAULTS, *NETWORK
 def class_limits(class_name: str = DEFAULT_CLASS) -> dict[str, int]:
     """The limits of a quota class: what it stores, over the built-in defaults."""
     limits = dict(BUILTIN_DEFAULTS)
-    for resource, hard_limit in QuotaClassLimit.objects.filter(class_name=class_name).values_list(
-        "resource", "hard_limit"
-    ):
+    for resource, hard_limit in _CLASS_LIMITS_QUERY.rows("class", class_name=class_name):
         if resource in limits:
             limits[resource] = hard_limit
     return limits
@@ -126,11 +126,22 @@ def project_and_own_limits(project: Project, user) -> tuple[dict[str, int], dict
     rows read in one query."""
     limits = default_limits()
     own: dict[str, int] = {}
-    rows = QuotaLimit.objects.filter(Q(user__isnull=True) | Q(user=user), project=project)
-    for resource, hard_limit, user_id in rows.values_list("resource", "hard_limit", "user_id"):
+    for resource, hard_limit, user_id in _LIMITS_QUERY.rows("limits", project_id=project.pk, user_id=user.pk):
         if resource in limits:
             (limits if user_id is None else own)[resource] = hard_limit
     return limits, own
+
+
+_CLASS_LIMITS_QUERY = CompiledQuery(
+    lambda _shape, *, class_name: QuotaClassLimit.objects.filter(class_name=class_name).values_list(
+        "resource", "hard_limit"
+    )
+)
+_LIMITS_QUERY = CompiledQuery(
+    lambda _shape, *, project_id, user_id: QuotaLimit.objects.filter(
+        Q(user__isnull=True) | Q(user_id=user_id), project_id=project_id
+    ).values_list("resource", "hard_limit", "user_id")
+)
 
 
 def _overlay(limits: dict[str, int], rows) -> None:
@@ -140,23 +151,50 @@ def _overlay(limits: dict[str, int], rows) -> None:
 
 
 def instance_usage(project: Project, user=None) -> dict[str, int]:
-    """Instances, cores and RAM held by the project's (or the user's) instances that are not deleted."""
-    rows = Instance.objects.filter(project=project).exclude(vm_state=VmState.DELETED)
-    if user is not None:
-        rows = rows.filter(user=user)
-    moving = Migration.objects.filter(project=project, status__in=Migration.ACTIVE_STATUSES)
-    if user is not None:
-        moving = moving.filter(instance__user=user)
-    return _instance_totals(rows, moving)
+    """Instances, cores and RAM held by the project's (or the user's) instances that are not deleted
+    (by queries built once per process)."""
+    if user is None:
+        values = {"project_id": project.pk}
+        return _totals(_INSTANCE_TOTALS_QUERY.rows("project", **values), _MOVES_QUERY.rows("project", **values))
+    values = {"project_id": project.pk, "user_id": user.pk}
+    return _totals(_INSTANCE_TOTALS_QUERY.rows("user", **values), _MOVES_QUERY.rows("user", **values))
+
+
+def _project_instances(shape: str, *, project_id: str, user_id: int | None = None) -> QuerySet:
+    rows = Instance.objects.filter(project_id=project_id).exclude(vm_state=VmState.DELETED)
+    if shape == "user":
+        rows = rows.filter(user_id=user_id)
+    rows = rows.order_by().values("project").annotate(instances=Count("id"), cores=Sum("vcpus"), ram=Sum("memory_mb"))
+    return rows.values_list("instances", "cores", "ram")
+
+
+def _project_moves(shape: str, *, project_id: str, user_id: int | None = None) -> QuerySet:
+    moving = Migration.objects.filter(project_id=project_id, status__in=Migration.ACTIVE_STATUSES)
+    if shape == "user":
+        moving = moving.filter(instance__user_id=user_id)
+    return moving.values_list("old_flavor", "new_flavor", "instance__vcpus", "instance__memory_mb")
+
+
+_INSTANCE_TOTALS_QUERY = CompiledQuery(_project_instances)
+_MOVES_QUERY = CompiledQuery(_project_moves)
 
 
 def _instance_totals(rows, moving) -> dict[str, int]:
+    """``instance_usage`` of the instances ``rows`` and the moves ``moving``."""
     totals = rows.aggregate(instances=Count("id"), cores=Sum("vcpus"), ram=Sum("memory_mb"))
-    usage = {key: int(totals[key] or 0) for key in ("instances", "cores", "ram")}
+    return _totals(
+        [(totals["instances"], totals["cores"], totals["ram"])],
+        moving.values_list("old_flavor", "new_flavor", "instance__vcpus", "instance__memory_mb"),
+    )
+
+
+def _totals(totals: list, moving) -> dict[str, int]:
+    """The usage ``totals`` (one row of instances, cores and RAM; none when no instance) with the claims
+    of the ``moving`` rows (old flavor, new flavor, the instance's vCPUs and RAM)."""
+    instances, cores, ram = totals[0] if totals else (0, 0, 0)
+    usage = {"instances": int(instances or 0), "cores": int(cores or 0), "ram": int(ram or 0)}
     # A server being resized holds the larger of its two flavors until the move is confirmed or reverted.
-    for old, new, vcpus, memory_mb in moving.values_list(
-        "old_flavor", "new_flavor", "instance__vcpus", "instance__memory_mb"
-    ):
+    for old, new, vcpus, memory_mb in moving:
         usage["cores"] += max(0, old["vcpus"] - vcpus, new["vcpus"] - vcpus)
         usage["ram"] += max(0, old["memory_mb"] - memory_mb, new["memory_mb"] - memory_mb)
     return usage

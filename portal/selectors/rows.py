@@ -76,6 +76,11 @@ class Columns:
         return made
 
 
+def every_field(model: type[Model]) -> list[str]:
+    """The names of ``model``'s concrete fields: what ``Columns`` reads of a related model read whole."""
+    return [field.name for field in model._meta.concrete_fields]
+
+
 def _model(model: type[Model], attnames: list[str], values: Sequence, using: str) -> Model:
     """``model`` with ``attnames`` set from the first of ``values``."""
     obj = model.__new__(model)
@@ -180,7 +185,7 @@ def _run(using: str, sql: str, params, converters) -> list:
             for function in functions:
                 value = function(value, expression, connection)
             row[position] = value
-        converted.append(row)
+        converted.append(tuple(row))
     return converted
 
 

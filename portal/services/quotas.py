@@ -22,6 +22,7 @@ from django.db import transaction
 from portal.models import Project, QuotaClassLimit, QuotaLimit, ServerGroup
 from portal.selectors import quotas as selectors
 from portal.selectors.quotas import UNLIMITED
+from portal.selectors.rows import CompiledQuery
 
 MAX_LIMIT = 0x7FFFFFFF
 PROJECT_ONLY = selectors.PROJECT_ONLY
@@ -42,7 +43,11 @@ def _over(limit: int, used: int, delta: int) -> bool:
 def _lock_project(project: Project) -> None:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("quota checks must run inside the transaction that creates the resource")
-    Project.objects.select_for_update().only("pk").get(pk=project.pk)
+    if not _PROJECT_LOCK.rows("lock", pk=project.pk):
+        raise Project.DoesNotExist(f"project {project.pk} does not exist")
+
+
+_PROJECT_LOCK = CompiledQuery(lambda _shape, *, pk: Project.objects.select_for_update().filter(pk=pk).values_list("pk"))
 
 
 def instance_quota_check(*, project: Project, user, instances: int = 1, cores: int = 0, ram: int = 0) -> None:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from compute_tasks import rpc
@@ -40,6 +40,7 @@ from portal.selectors.hosts import (
     scheduler_config,
 )
 from portal.selectors.instances import instance_by_uuid
+from portal.selectors.rows import Columns, CompiledQuery, every_field
 from portal.states import BUILD_STEPS, TaskState, VmState
 from scheduler import Explanation, recheck_placements, select_hosts_for_batch
 
@@ -74,15 +75,31 @@ def no_valid_host_reason(explanation: Explanation) -> str:
 
 
 def _pending_batch(instance: Instance) -> list[Instance]:
-    """The instances of ``instance``'s request still waiting for a host, locked, in launch order."""
-    rows = Instance.objects.select_for_update(of=("self",)).select_related("image", "server_group")
+    """The instances of ``instance``'s request still waiting for a host, locked, in launch order, with
+    their image and server group, and ``has_volumes`` (whether each has block device mappings)."""
+    if instance.reservation_id:
+        rows = _PENDING_QUERY.rows("request", reservation_id=instance.reservation_id)
+    else:
+        rows = _PENDING_QUERY.rows("instance", pk=instance.pk)
+    batch = PENDING_COLUMNS.instances(rows)
+    for member, row in zip(batch, rows, strict=True):
+        member.has_volumes = row[-1]
+    return batch
+
+
+PENDING_COLUMNS = Columns(Instance, related={"image": every_field(Image), "server_group": every_field(ServerGroup)})
+
+
+def _pending(shape: str, *, reservation_id: str = "", pk: int = 0) -> QuerySet:
+    rows = Instance.objects.select_for_update(of=("self",))
     rows = rows.annotate(has_volumes=Exists(BlockDeviceMapping.objects.filter(instance=OuterRef("pk"))))
     rows = rows.filter(task_state=TaskState.SCHEDULING, vm_state=VmState.BUILDING, host__isnull=True)
-    if instance.reservation_id:
-        rows = rows.filter(reservation_id=instance.reservation_id)
-    else:
-        rows = rows.filter(pk=instance.pk)
-    return list(rows.order_by("launch_index", "id"))
+    rows = rows.filter(reservation_id=reservation_id) if shape == "request" else rows.filter(pk=pk)
+    return rows.order_by("launch_index", "id").values_list(*PENDING_COLUMNS.paths, "has_volumes")
+
+
+# Every placement reads its batch so: the SQL is built once per process.
+_PENDING_QUERY = CompiledQuery(_pending)
 
 
 def share_lock_projects(project_ids: list[str]) -> None:

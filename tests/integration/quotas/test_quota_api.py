@@ -2,19 +2,11 @@
 
 import pytest
 
-from portal.api import microversion
 from portal.models import QuotaClassLimit, QuotaLimit, Role
 from tests.conftest import Caller
 from tests.factories import FlavorFactory, ImageFactory, InstanceFactory, MembershipFactory
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def every_microversion(monkeypatch):
-    """These views speak every microversion up to Nova's; let negotiation accept them all, whatever the
-    API advertises today, so each shape is tested now rather than when the maximum reaches it."""
-    monkeypatch.setattr(microversion, "MAX_VERSION", microversion.APIVersion("2.100"))
 
 
 ENFORCED = {"instances", "cores", "ram", "key_pairs", "metadata_items", "server_groups", "server_group_members"}
