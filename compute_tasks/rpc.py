@@ -818,7 +818,17 @@ def _send(name: str, queue: str, message: Message, expires: float | datetime | N
         expires=expires,
         argsrepr=f"({type(message).__name__})",
         kwargsrepr="{}",
+        declare=[] if (current_app.conf.broker_url, queue) in _declared else None,
     )
+    _declared.add((current_app.conf.broker_url, queue))
+
+
+# The queues this process has sent to, by broker. Celery declares a message's queue on the broker before it sends
+# it (so that a message to a host whose worker never ran waits for it); kombu remembers that per
+# connection, but only after copying the queue and binding the copy for every message. A queue is
+# declared with the first message this process sends to it; queues are durable, and every worker
+# declares its own again when it starts.
+_declared: set[tuple[str, str]] = set()
 
 
 # --- control plane -> hosts -------------------------------------------------------------------------

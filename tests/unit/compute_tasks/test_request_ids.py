@@ -1,6 +1,7 @@
 """Request ids: what a log line shows, what a message carries (signed), and what a worker believes."""
 
 import logging
+import types
 
 import pytest
 from celery import Celery
@@ -57,9 +58,12 @@ def test_a_message_names_the_senders_request_before_its_own_field():
 class Broker:
     def __init__(self):
         self.sent = []
+        self.declares = []
+        self.conf = types.SimpleNamespace(broker_url="memory://one")
 
-    def send_task(self, name, args, queue, expires=None, **_options):
+    def send_task(self, name, args, queue, expires=None, declare=None, **_options):
         self.sent.append((name, queue, args[0], args[1]))
+        self.declares.append(declare)
 
 
 @pytest.fixture
@@ -133,3 +137,15 @@ def test_celerys_handlers_get_the_filter_once():
     request_ids._filter_celery_handlers(logger=logger)
     request_ids._filter_celery_handlers(logger=logger)
     assert [type(f) for f in handler.filters] == [request_ids.RequestIdFilter]
+
+
+def test_a_queue_is_declared_with_the_first_message_a_process_sends_to_it_on_each_broker(broker, monkeypatch):
+    monkeypatch.setattr(rpc, "_declared", set())
+    ref = rpc.InstanceRef(instance_uuid="u", domain_name="d")
+    rpc.start_instance("hv1", ref)
+    rpc.start_instance("hv1", ref)
+    rpc.start_instance("hv2", ref)
+    broker.conf.broker_url = "memory://two"  # another broker (a RabbitMQ vhost) has none of them yet
+    rpc.start_instance("hv1", ref)
+    # None: Celery declares the message's queue; []: nothing to declare.
+    assert broker.declares == [None, [], None, None]
