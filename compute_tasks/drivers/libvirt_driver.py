@@ -911,7 +911,7 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
             )
         # The image was uploaded by a user: one that names another file of the host (a backing file, an
         # external data file) is refused, as is a format other than declared (info fails).
-        info = self.qemu_img.checked_info(base, fmt, f"image {image.id}")
+        info = self.qemu_img.checked_cached_info(base, fmt, f"image {image.id}")
         virtual_size = int(info.get("virtual-size", 0))
         root_bytes = root_gb * GIB
         if root_bytes and root_bytes < virtual_size:

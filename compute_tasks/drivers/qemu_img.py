@@ -36,6 +36,11 @@ _QCOW2_INCOMPATIBLE_DATA_FILE = 1 << 2
 SECRET_ID = "sec0"  # noqa: S105 - the name of a QEMU object, not a secret
 
 
+# What ``checked_cached_info`` remembers, by file identity; forgotten all at once when full.
+MAX_CHECKED_IMAGES = 256
+_checked_images: dict[tuple, dict[str, Any]] = {}
+
+
 class UnsafeImage(DriverError):
     """The image would make QEMU open other files of the host; no host of this cloud uses it."""
 
@@ -88,6 +93,21 @@ class QemuImg:
         reason = qcow2_header_refusal(path) or info_refusal(info := self.info(path, fmt))
         if reason:
             raise UnsafeImage(f"{what} {reason}")
+        return info
+
+    def checked_cached_info(self, path: Path, fmt: str, what: str) -> dict[str, Any]:
+        """``checked_info`` of an image in the host's image cache, which does not change once it is there:
+        remembered by the file's identity (device, inode, size, modification time), so that each image
+        is inspected once rather than on every build (two processes started each time). A refusal is
+        not remembered: the next use is checked again."""
+        stat = path.stat()
+        key = (str(path), fmt, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        info = _checked_images.get(key)
+        if info is None:
+            info = self.checked_info(path, fmt, what)
+            if len(_checked_images) >= MAX_CHECKED_IMAGES:
+                _checked_images.clear()
+            _checked_images[key] = info
         return info
 
     def checked_overlay_chain(self, overlay: Path, what: str, *, force_share: bool = False) -> None:

@@ -175,3 +175,28 @@ def test_commas_in_option_values_are_doubled():
 def test_a_missing_qemu_img_is_a_driver_error(tmp_path):
     with pytest.raises(DriverError, match="not installed"):
         QemuImg(str(tmp_path / "no-such-qemu-img")).run("info", "x")
+
+
+def test_a_cached_image_is_inspected_once_and_again_when_its_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setattr("compute_tasks.drivers.qemu_img._checked_images", {})
+    image = tmp_path / "base.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", str(image), "1M")
+    runs = []
+    real_info = QemuImg.info
+    monkeypatch.setattr(
+        QemuImg, "info", lambda self, *args, **kwargs: runs.append(args) or real_info(self, *args, **kwargs)
+    )
+    tool = QemuImg()
+    first = tool.checked_cached_info(image, "qcow2", "image img-1")
+    assert tool.checked_cached_info(image, "qcow2", "image img-1") == first
+    assert len(runs) == 1
+    qemu_img("create", "-q", "-f", "qcow2", str(image), "2M")  # another file at the same path
+    assert tool.checked_cached_info(image, "qcow2", "image img-1")["virtual-size"] == 2 * 1024 * 1024
+    assert len(runs) == 2
+
+
+def test_a_refused_cached_image_is_refused_again_on_its_next_use(with_data_file, monkeypatch):
+    monkeypatch.setattr("compute_tasks.drivers.qemu_img._checked_images", {})
+    for _attempt in range(2):
+        with pytest.raises(UnsafeImage, match="external data file"):
+            QemuImg().checked_cached_info(with_data_file, "qcow2", "image img-1")
