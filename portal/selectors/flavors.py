@@ -76,10 +76,22 @@ def flavors_listed(
 def flavor_get(ctx: RequestContext, flavor_ref: str) -> Flavor | None:
     """A flavor by its API id, or by the last segment of a flavor URL; None when the caller may not see it."""
     flavorid = str(flavor_ref).rstrip("/").rsplit("/", 1)[-1]
-    query = Flavor.objects.filter(flavorid=flavorid)
-    if not ctx.is_admin:
-        query = query.filter(_accessible(ctx.project.pk))
-    return query.first()
+    if ctx.is_admin:
+        rows = _GOT.rows("admin", flavorid=flavorid)
+    else:
+        rows = _GOT.rows("project", flavorid=flavorid, project_id=ctx.project.pk)
+    return FLAVOR_COLUMNS.instances(rows)[0] if rows else None
+
+
+def _got(scope: str, *, flavorid: str, project_id: str = "") -> QuerySet:
+    query = Flavor.objects.filter(flavorid=flavorid)  # unique: no order to build and run
+    if scope != "admin":
+        query = query.filter(_accessible(project_id))
+    return FLAVOR_COLUMNS.values_list(query)[:1]
+
+
+# A boot reads its flavor so: the SQL is built once per process.
+_GOT = CompiledQuery(_got)
 
 
 def flavor_access_list(flavor: Flavor) -> list[str]:
