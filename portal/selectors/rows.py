@@ -26,7 +26,6 @@ from django.db import connections, transaction
 from django.db.models import BooleanField, F, Func, JSONField, Model, QuerySet, Value
 from django.db.models.base import ModelState
 from django.db.models.expressions import Col
-from django.db.models.sql import UpdateQuery
 
 
 class Columns:
@@ -93,21 +92,14 @@ def _model(model: type[Model], attnames: list[str], values: Sequence, using: str
     return obj
 
 
-def update_returning(queryset: QuerySet, values: dict[str, Any]) -> list[Model] | None:
-    """``queryset.update(**values)`` that also gives the rows as they were written (every concrete column)
-    as models, in the same statement (``UPDATE … RETURNING``): no second query to read them again. None
-    where the database is not PostgreSQL: the caller updates and reads as before."""
-    using = queryset.db
-    if connections[using].vendor != "postgresql":
-        return None
-    query = queryset.query.chain(UpdateQuery)
-    query.add_update_values(values)
-    query.annotations = {}
-    sql, params = query.get_compiler(using).as_sql()
-    attnames, returning, converters = _returning(queryset.model, using)
+def returning(model: type[Model], using: str, sql: str, params: Sequence) -> list[Model]:
+    """The rows an ``UPDATE`` of ``model``'s table (``sql`` and ``params``, on PostgreSQL) writes, as
+    models: every concrete column as written, read by the statement itself (``RETURNING``), so that no
+    second query reads them again."""
+    attnames, columns, converters = _returning(model, using)
     with transaction.mark_for_rollback_on_error(using):
-        rows = _run(using, f"{sql} RETURNING {returning}", params, converters)
-    return [_model(queryset.model, attnames, row, using) for row in rows]
+        rows = _run(using, f"{sql} RETURNING {columns}", params, converters)
+    return [_model(model, attnames, row, using) for row in rows]
 
 
 @functools.cache

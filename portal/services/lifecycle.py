@@ -7,26 +7,28 @@ deadline (its lease) from ``CLOUD['TASK_LEASES']``; the reaper ends the ones tha
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from compute_tasks import rpc
 from portal.auth.context import RequestContext
 from portal.models import (
     BlockDeviceMapping,
+    ComputeHost,
     ConsoleToken,
     Instance,
     InstanceAction,
     InstanceActionEvent,
     InstanceFault,
 )
-from portal.selectors.rows import refresh_from, update_returning
+from portal.selectors.rows import refresh_from, returning
 from portal.states import ALLOWED, MOVE_TASK_STATES, VmState, allowed_task_states
 
 from . import instance_ports
@@ -82,14 +84,17 @@ def compare_and_swap(
         values["task_state"] = task_state
         values["task_deadline"] = lease_deadline(task_state, now)
         values.setdefault("step_progress", 0)  # a new step starts from nothing
-    query = Instance.objects.filter(_task_state_q(expected_task_states), pk=instance.pk)
-    if expected_vm_states is not None:
-        query = query.filter(vm_state__in=list(expected_vm_states))
-    if expected_host is not None:
-        query = query.filter(host__name=expected_host)
     previous_task_state = instance.task_state
-    written = update_returning(query, values)
-    changed = query.update(**values) == 1 if written is None else bool(written)
+    if connection.vendor == "postgresql":
+        written = _swap(instance, values, set(expected_task_states), expected_vm_states, expected_host)
+        changed = bool(written)
+    else:
+        query = Instance.objects.filter(_task_state_q(expected_task_states), pk=instance.pk)
+        if expected_vm_states is not None:
+            query = query.filter(vm_state__in=list(expected_vm_states))
+        if expected_host is not None:
+            query = query.filter(host__name=expected_host)
+        written, changed = [], query.update(**values) == 1
     if written:
         refresh_from(instance, written[0])
     else:
@@ -105,6 +110,48 @@ def compare_and_swap(
         # A screen that is gone, or may come back on another port, must not stay reachable.
         ConsoleToken.objects.filter(instance=instance).delete()
     return changed
+
+
+def _swap(
+    instance: Instance,
+    values: dict[str, Any],
+    expected_task_states: set[str | None],
+    expected_vm_states: Iterable[str] | None,
+    expected_host: str | None,
+) -> list[Instance]:
+    """The compare-and-swap as one PostgreSQL statement, its SQL built once per shape (the fields written
+    and what is expected): the row as written, or nothing when the instance was not as expected."""
+    sql = _swap_sql(
+        tuple(values), None in expected_task_states, expected_vm_states is not None, expected_host is not None
+    )
+    params = [_db_value(name, value) for name, value in values.items()]
+    params += [instance.pk, sorted(state for state in expected_task_states if state is not None)]
+    if expected_vm_states is not None:
+        params.append(list(expected_vm_states))
+    if expected_host is not None:
+        params.append(expected_host)
+    return returning(Instance, connection.alias, sql, params)
+
+
+@functools.cache
+def _swap_sql(names: tuple[str, ...], idle_expected: bool, with_vm_states: bool, with_host: bool) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(f"{quote(Instance._meta.get_field(name).column)} = %s" for name in names)
+    task_states = "task_state = ANY(%s) OR task_state IS NULL" if idle_expected else "task_state = ANY(%s)"
+    where = f"id = %s AND ({task_states})"
+    if with_vm_states:
+        where += " AND vm_state = ANY(%s)"
+    if with_host:
+        # As ``host__name``: the host row of that name, deleted or not.
+        where += f" AND host_id IN (SELECT id FROM {ComputeHost._meta.db_table} WHERE name = %s)"  # noqa: S608
+    return f"UPDATE {Instance._meta.db_table} SET {columns} WHERE {where}"  # noqa: S608
+
+
+def _db_value(name: str, value: Any) -> Any:
+    field = Instance._meta.get_field(name)
+    if field.is_relation and isinstance(value, Model):
+        value = value.pk
+    return field.get_db_prep_save(value, connection)
 
 
 def record_event(
