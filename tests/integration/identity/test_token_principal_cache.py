@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from portal.models import IdentityToken
+from portal.models import BlockDeviceMapping, IdentityToken, InstanceTag
 from portal.services.identity_tokens import recent_principals
 from tests.factories import InstanceFactory
 
@@ -72,8 +72,9 @@ def test_with_no_ttl_every_request_reads_the_identity(member, settings):
     assert with_token(secret).get(SERVERS).status_code == 401
 
 
-def test_a_polled_server_costs_three_queries(member):
-    """The server with its host and flavor, its volumes and its tags: no identity, no faults (it is ACTIVE)."""
+def test_a_polled_server_costs_one_query(member):
+    """The server with its host and flavor, and whether it has tags and volumes: no identity, no faults
+    (it is ACTIVE), no tags or volumes to read (it has none)."""
     server = InstanceFactory(project=member.project, user=member.user)
     secret = token_for(member)
     client = with_token(secret)
@@ -82,4 +83,19 @@ def test_a_polled_server_costs_three_queries(member):
     with CaptureQueriesContext(connection) as queries:
         response = client.get(f"{SERVERS}/{server.uuid}")
     assert response.status_code == 200 and response.json()["server"]["tags"] == []
+    assert len(queries.captured_queries) == 1, [q["sql"][:80] for q in queries.captured_queries]
+
+
+def test_a_polled_server_with_tags_and_a_volume_reads_them(member):
+    server = InstanceFactory(project=member.project, user=member.user)
+    InstanceTag.objects.create(instance=server, tag="blue")
+    BlockDeviceMapping.objects.create(instance=server, volume_id="v-1", device="/dev/vdb", status="attached")
+    secret = token_for(member)
+    client = with_token(secret)
+    client.credentials(HTTP_X_AUTH_TOKEN=secret, HTTP_OPENSTACK_API_VERSION="compute 2.47")
+    assert client.get(f"{SERVERS}/{server.uuid}").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get(f"{SERVERS}/{server.uuid}").json()["server"]
+    assert body["tags"] == ["blue"]
+    assert [volume["id"] for volume in body["os-extended-volumes:volumes_attached"]] == ["v-1"]
     assert len(queries.captured_queries) == 3, [q["sql"][:80] for q in queries.captured_queries]
