@@ -7,7 +7,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from portal.auth.context import RequestContext
 from portal.models import Flavor, FlavorAccess
 
-from .rows import Columns, CompiledQuery
+from .rows import Columns, CompiledQuery, scoped_rows
 
 
 def _accessible(project_id) -> Q:
@@ -76,10 +76,7 @@ def flavors_listed(
 def flavor_get(ctx: RequestContext, flavor_ref: str) -> Flavor | None:
     """A flavor by its API id, or by the last segment of a flavor URL; None when the caller may not see it."""
     flavorid = str(flavor_ref).rstrip("/").rsplit("/", 1)[-1]
-    if ctx.is_admin:
-        rows = _GOT.rows("admin", flavorid=flavorid)
-    else:
-        rows = _GOT.rows("project", flavorid=flavorid, project_id=ctx.project.pk)
+    rows = scoped_rows(_GOT, ctx, flavorid=flavorid)
     return FLAVOR_COLUMNS.instances(rows)[0] if rows else None
 
 

@@ -23,7 +23,7 @@ from django.db.models.functions import Cast, Coalesce
 from portal.auth.context import RequestContext
 from portal.models import Image
 
-from .rows import Columns, CompiledQuery
+from .rows import Columns, CompiledQuery, scoped_rows
 
 SORT_KEYS = ("name", "status", "container_format", "disk_format", "size", "id", "created_at", "updated_at")
 # Nullable sort keys are compared through a non-null stand-in, so keyset pagination needs no NULL logic.
@@ -89,10 +89,7 @@ def image_get(*, ctx: RequestContext, image_id) -> Image | None:
     parsed = parse_image_id(image_id)
     if parsed is None:
         return None
-    if ctx.is_admin:
-        rows = _GOT.rows("admin", key=parsed)
-    else:
-        rows = _GOT.rows("project", key=parsed, project_id=ctx.project.pk)
+    rows = scoped_rows(_GOT, ctx, key=parsed)
     return IMAGE_COLUMNS.instances(rows)[0] if rows else None
 
 

@@ -13,7 +13,7 @@ from portal.auth.context import RequestContext
 from portal.models import BlockDeviceMapping, ComputeHost, Flavor, Instance, InstanceFault, InstanceTag
 from portal.states import VmState
 
-from .rows import Columns, CompiledQuery, every_field, instances_from, where_in
+from .rows import Columns, CompiledQuery, every_field, instances_from, scoped_rows, where_in
 from .volumes import shown_mappings
 
 
@@ -33,10 +33,7 @@ def instance_get(ctx: RequestContext, instance_id: str) -> Instance | None:
         key = uuid.UUID(str(instance_id))
     except ValueError:
         return None
-    if ctx.is_admin:
-        rows = _GOT_QUERY.rows("admin", key=key)
-    else:
-        rows = _GOT_QUERY.rows("project", key=key, project_id=ctx.project.pk)
+    rows = scoped_rows(_GOT_QUERY, ctx, key=key)
     return with_latest_faults(GOT_COLUMNS.instances(rows))[0] if rows else None
 
 
@@ -60,10 +57,12 @@ INSTANCE_COLUMNS = Columns(Instance)
 
 
 def _by_uuid(_shape, *, key: uuid.UUID) -> QuerySet:
-    query = Instance.objects.filter(uuid=key).annotate(
-        has_volumes=Exists(BlockDeviceMapping.objects.filter(instance=OuterRef("pk")))
-    )
+    query = Instance.objects.filter(uuid=key).annotate(has_volumes=HAS_VOLUMES)
     return query.values_list(*INSTANCE_COLUMNS.paths, "has_volumes")[:1]
+
+
+# Whether an instance has block device mappings (any status), as an annotation.
+HAS_VOLUMES = Exists(BlockDeviceMapping.objects.filter(instance=OuterRef("pk")))
 
 
 _BY_UUID_QUERY = CompiledQuery(_by_uuid)
@@ -167,10 +166,7 @@ def instance_shown(ctx: RequestContext, instance_id: str) -> Instance | None:
         key = uuid.UUID(str(instance_id))
     except ValueError:
         return None
-    if ctx.is_admin:
-        rows = _SHOWN_QUERY.rows("admin", key=key)
-    else:
-        rows = _SHOWN_QUERY.rows("project", key=key, project_id=ctx.project.pk)
+    rows = scoped_rows(_SHOWN_QUERY, ctx, key=key)
     if not rows:
         return None
     *_columns, has_tags, has_volumes = rows[0]

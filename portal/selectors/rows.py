@@ -19,13 +19,16 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, transaction
 from django.db.models import BooleanField, F, Func, JSONField, Model, QuerySet, Value
 from django.db.models.base import ModelState
 from django.db.models.expressions import Col
+
+if TYPE_CHECKING:
+    from portal.auth.context import RequestContext
 
 
 class Columns:
@@ -116,7 +119,7 @@ def _returning(model: type[Model], using: str) -> tuple[list[str], str, list]:
 
 
 def refresh_from(instance: Model, fresh: Model) -> None:
-    """``instance.refresh_from_db()`` from a copy of its row already read (``update_returning``'s). A
+    """``instance.refresh_from_db()`` from a copy of its row already read (``returning``'s). A
     related object it holds stays while its key is unchanged; the rest of its caches are cleared."""
     cached = instance._state.fields_cache
     for field in instance._meta.concrete_fields:
@@ -220,6 +223,14 @@ def _json_value(value, _expression, _connection):
 
 # The shapes each query keeps (a client choosing filters and orders cannot grow a process without end).
 MAX_SHAPES = 256
+
+
+def scoped_rows(query: CompiledQuery, ctx: RequestContext, **values: Any) -> list[tuple]:
+    """``query``'s rows for the caller: of shape ``"admin"`` for an admin, who sees every project's, else of
+    shape ``"project"`` with the caller's project as ``project_id``."""
+    if ctx.is_admin:
+        return query.rows("admin", **values)
+    return query.rows("project", project_id=ctx.project.pk, **values)
 
 
 class CompiledQuery:

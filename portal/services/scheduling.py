@@ -25,12 +25,12 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from compute_tasks import rpc
 from portal.metrics import instruments
-from portal.models import BlockDeviceMapping, ComputeHost, Image, Instance, Migration, Project, ServerGroup
+from portal.models import ComputeHost, Image, Instance, Migration, Project, ServerGroup
 from portal.selectors.hosts import (
     forget_host_rows,
     group_spec,
@@ -39,7 +39,7 @@ from portal.selectors.hosts import (
     instance_request_spec,
     scheduler_config,
 )
-from portal.selectors.instances import instance_by_uuid
+from portal.selectors.instances import HAS_VOLUMES, instance_by_uuid
 from portal.selectors.rows import Columns, CompiledQuery, every_field
 from portal.states import BUILD_STEPS, TaskState, VmState
 from scheduler import Explanation, recheck_placements, select_hosts_for_batch
@@ -92,7 +92,7 @@ PENDING_COLUMNS = Columns(Instance, related={"image": every_field(Image), "serve
 
 def _pending(shape: str, *, reservation_id: str = "", pk: int = 0) -> QuerySet:
     rows = Instance.objects.select_for_update(of=("self",))
-    rows = rows.annotate(has_volumes=Exists(BlockDeviceMapping.objects.filter(instance=OuterRef("pk"))))
+    rows = rows.annotate(has_volumes=HAS_VOLUMES)
     rows = rows.filter(task_state=TaskState.SCHEDULING, vm_state=VmState.BUILDING, host__isnull=True)
     rows = rows.filter(reservation_id=reservation_id) if shape == "request" else rows.filter(pk=pk)
     return rows.order_by("launch_index", "id").values_list(*PENDING_COLUMNS.paths, "has_volumes")

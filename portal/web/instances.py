@@ -32,11 +32,7 @@ def instance_list(request: HttpRequest) -> HttpResponse:
     return page(
         request,
         "portal/instances.html",
-        {
-            "section": "instances",
-            "views": views,
-            "rendered_at": timezone.now().isoformat(),
-        },
+        {"section": "instances", "views": views, "rendered_at": timezone.now().isoformat()},
     )
 
 
