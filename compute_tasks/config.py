@@ -81,7 +81,7 @@ class HostConfig:
     # How often the guests are sampled for their graphs (compute_tasks.guest_graphs); 0: never. At most the
     # finest ring's step (10 s), or its slots would have holes.
     graphs_interval: float = 10.0
-    # A build done within this long sends no progress reports of its own (compute_tasks.manager._BuildSteps).
+    # A build done within this long sends no progress reports of its own (compute_tasks.progress.BuildSteps).
     build_quiet_seconds: float = 1.0
     # Where the metadata agent asks the control plane for a guest's metadata, and how long it waits.
     metadata_url: str = "http://127.0.0.1:8000/internal/metadata"

@@ -1,4 +1,7 @@
-"""A guard around one failure of kombu's Redis transport (5.7) that kills a worker when the broker restarts.
+"""Two changes to kombu's Redis transport (5.7): a guard around one failure that kills a worker when the
+broker restarts, and one Redis client per channel where kombu made one per command.
+
+The guard.
 
 When a worker loses its Redis connection while it holds unacknowledged messages (every task here is
 acknowledged late), kombu goes on using the channel of the dropped connection: closing it tries to put
@@ -13,10 +16,19 @@ messages stay in Redis's unacknowledged set (kombu restores them after the visib
 task is idempotent), and the worker reconnects. The control plane does not wait for that: its reaper
 sends lost scheduling requests again and ends tasks whose lease ran out.
 
-Both the conductor (``portal.celery``) and the compute worker import this module.
+The client. kombu makes a new ``redis.Redis`` for every command it sends outside its event loop: every
+message published, every acknowledgement of a finished task. redis-py builds some two hundred response
+callbacks for each new client: an eighth of the CPU of the conductor's consuming process, and a part of
+every other Celery process of the cloud (the API publishing, the hosts' workers reporting). A channel now
+keeps the client it made while its connection pool is the same: redis-py's clients are safe to share
+between threads, each command taking a connection from the pool and giving it back.
+
+The control plane (``portal.celery``) and the compute worker import this module.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 from kombu.transport import redis as redis_transport
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,3 +46,20 @@ def _connparams(self, asynchronous=False):
 if not getattr(redis_transport.Channel._connparams, "_cloud_guard", False):
     _connparams._cloud_guard = True  # type: ignore[attr-defined]
     redis_transport.Channel._connparams = _connparams
+
+
+@contextmanager
+def _conn_or_acquire(self, client=None):
+    if client:
+        yield client
+        return
+    pool = self.pool  # a new pool after a reconnection; the guard above raises for a closed channel
+    shared = self.__dict__.get("_cloud_client")
+    if shared is None or shared.connection_pool is not pool:
+        shared = self._cloud_client = self._create_client()
+    yield shared
+
+
+if not getattr(redis_transport.Channel.conn_or_acquire, "_cloud_shared", False):
+    _conn_or_acquire._cloud_shared = True  # type: ignore[attr-defined]
+    redis_transport.Channel.conn_or_acquire = _conn_or_acquire

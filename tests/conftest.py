@@ -4,6 +4,7 @@ import pytest
 from pytest_django.plugin import blocking_manager_key
 from rest_framework.test import APIClient
 
+from compute_tasks import request_ids
 from portal.models import Role
 
 from .cinder_service import cinder, cinder_settings  # noqa: F401 (fixtures: a real Cinder for the session)
@@ -27,17 +28,38 @@ def _flush_retrying_deadlocks() -> None:
     """A test's database flush (``TRUNCATE`` of every table) runs while a module's cloud keeps working: a
     heartbeat that holds one table and writes another can deadlock with it, and PostgreSQL may end the
     flush. The flush then runs again, as a conductor task does (``retrying_deadlocks``): the deadlock is
-    the harness's own, a cloud never truncates."""
+    the harness's own, a cloud never truncates. Django's ``flush`` reports the database's error as the
+    cause of a ``CommandError``: the retry is given that error."""
+    from django.core.management.base import CommandError
+    from django.db import DatabaseError
     from django.test import TransactionTestCase
 
     teardown = TransactionTestCase._fixture_teardown
 
+    def flush(self):
+        try:
+            return teardown(self)
+        except CommandError as exc:
+            if isinstance(exc.__cause__, DatabaseError):
+                raise exc.__cause__  # noqa: B904 ("from" would replace its own cause, the deadlock)
+            raise
+
     def retrying(self):
         from portal.conductor.tasks import retrying_deadlocks
 
-        return retrying_deadlocks(lambda: teardown(self), what="a test's database flush")
+        return retrying_deadlocks(lambda: flush(self), what="a test's database flush")
 
     TransactionTestCase._fixture_teardown = retrying
+
+
+@pytest.fixture(autouse=True)
+def _no_request_after_the_test():
+    """After each test this thread works for no request. A request ends when the server closes its
+    answer (``request_finished``); a test that calls the application in its own thread and never closes
+    an answer (a WSGI client, a streamed answer read only in part) would leave its request current for
+    the tests after it."""
+    yield
+    request_ids.use(None)
 
 
 @pytest.fixture(autouse=True)

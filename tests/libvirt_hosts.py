@@ -7,6 +7,8 @@ after the first run's QEMU capability probe.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -33,21 +35,29 @@ class LibvirtHosts:
         for host in self.hosts.values():
             host.stop()
 
-    def domain_uuids(self, name: str) -> set[str]:
-        """Every domain the libvirtd of host ``name`` knows, running or not."""
+    @contextlib.contextmanager
+    def connection(self, name: str) -> Iterator[libvirt.virConnect]:
+        """A connection of this process to the libvirtd of host ``name``, closed after the block."""
         conn = libvirt.open(self.hosts[name].uri)
         try:
-            return {domain.UUIDString() for domain in conn.listAllDomains()}
+            yield conn
         finally:
             conn.close()
 
+    def domain_uuids(self, name: str) -> set[str]:
+        """Every domain the libvirtd of host ``name`` knows, running or not."""
+        with self.connection(name) as conn:
+            return {domain.UUIDString() for domain in conn.listAllDomains()}
+
+    def domain_states(self, name: str) -> dict[str, tuple[int, int]]:
+        """The state and its reason (libvirt's numbers) of every domain the libvirtd of host ``name`` knows."""
+        with self.connection(name) as conn:
+            return {domain.UUIDString(): tuple(domain.state()) for domain in conn.listAllDomains()}
+
     def domain_xml(self, name: str, instance_uuid: str) -> str:
         """The live definition of a domain on host ``name``."""
-        conn = libvirt.open(self.hosts[name].uri)
-        try:
+        with self.connection(name) as conn:
             return conn.lookupByUUIDString(instance_uuid).XMLDesc(0)
-        finally:
-            conn.close()
 
     def logs(self) -> str:
         return "\n".join(f"===== libvirtd of {name} =====\n{host.log_tail()}" for name, host in self.hosts.items())

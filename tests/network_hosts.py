@@ -92,6 +92,16 @@ class NetworkHosts:
             "COMPUTE_NETWORK_CHECK_INTERVAL": "2",
         }
 
+    def public_leg_of(self, mac: str) -> str | None:
+        """The underlay's port (``pub-h1``, ``pub-out``, ...) on which the public segment last saw ``mac``:
+        where the machines beyond send its frames."""
+        listing = sh("bridge", "-n", UNDERLAY, "fdb", "show", "br", "pub0").stdout
+        for line in listing.splitlines():
+            words = line.split()
+            if words and words[0] == mac.lower() and "dev" in words:
+                return words[words.index("dev") + 1]
+        return None
+
     def serve(self, namespace: str, address: str, port: int, text: str) -> None:
         """An HTTP server in ``namespace`` answering every GET with ``text`` ("{client}" in it: the address
         the request came from)."""

@@ -51,6 +51,11 @@ class Dataplane:
         self.memory: dict[str, Any] = {}  # what a subclass keeps between runs (names it made, ...)
         # The taps of this host's running guests (the compute driver's ``port_devices``), when it can tell.
         self.local_devices: Callable[[], set[str] | None] | None = None
+        # Asks a running guest to announce itself (the compute driver's ``announce``). A guest whose port
+        # was just put on its bridge does, so that the switches beyond learn where it is: after a live
+        # migration they still know it at the host it left, and its own announcement came before the
+        # plan that has its port here.
+        self.announce: Callable[[str], None] | None = None
         self._load()
 
     @property
@@ -107,6 +112,7 @@ class Dataplane:
             mine = {p.port_id for p in ports}
             self.plugged = (before - mine) | (now & mine)
             self._save()
+            self._announce(self.plan, self.plugged - before)
             if self.plugged != before:
                 return self._report(Outcome(plugged=set(self.plugged)))
             return None
@@ -131,10 +137,22 @@ class Dataplane:
             log.warning("data plane drift mended: %s", line)
         for line in outcome.errors:
             log.error("data plane: %s", line)
+        newly_plugged = outcome.plugged - self.plugged
         self.plugged = set(outcome.plugged)
         self.memory["errors"] = list(outcome.errors)
         self._save()
+        self._announce(plan, newly_plugged)
         return outcome
+
+    def _announce(self, plan: HostNetworkPlan | None, port_ids: set[str]) -> None:
+        if self.announce is None or plan is None or not port_ids:
+            return
+        guests = {p.instance_uuid for n in plan.networks for p in n.ports if p.port_id in port_ids and p.instance_uuid}
+        for instance_uuid in sorted(guests):
+            try:
+                self.announce(instance_uuid)
+            except Exception as exc:  # the guest's own traffic tells the switches in the end
+                log.warning("instance %s could not announce itself: %s", instance_uuid, exc)
 
     def _report(self, outcome: Outcome) -> NetworkStateApplied:
         return NetworkStateApplied(
@@ -188,3 +206,6 @@ class NullDataplane(Dataplane):
 
     def _plug(self, plan: HostNetworkPlan, ports: list[PortPlan]) -> set[str]:
         return {p.port_id for p in ports}
+
+    def _announce(self, plan: HostNetworkPlan | None, port_ids: set[str]) -> None:
+        """Nothing was put on a wire: nothing to announce."""

@@ -221,6 +221,11 @@ class ComputeDriver(abc.ABC):
         cannot tell (then any tap of a planned port is taken to be this host's)."""
         return None
 
+    def announce(self, ref: InstanceRef) -> None:
+        """Have a running guest's NICs announce their MACs (as after a migration), so that the switches
+        beyond learn which host it is on now. Nothing to do for a driver whose guests have no NICs."""
+        return None
+
     def attach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
         """Plug a port's NIC in: hot-plugged into a running guest, and in the definition so that it stays
         across stops. A NIC with that MAC already there is left as it is."""

@@ -310,6 +310,10 @@ class FakeDriver(ComputeDriver):
                 raise self.fail_attach
             self.volumes.setdefault(canonical_uuid(ref.instance_uuid), {})[volume.volume_id] = volume.device
 
+    def announce(self, ref: InstanceRef) -> None:
+        with self._lock:
+            self._record_and_get("announce", ref)
+
     def attach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
         with self._lock:
             domain = self._record_and_get("attach_interface", ref)

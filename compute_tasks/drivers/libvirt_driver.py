@@ -1,6 +1,6 @@
 """The libvirt driver: QEMU/KVM domains on the local libvirtd (or libvirt's in-memory ``test:///default``).
 
-This is the only module that imports ``libvirt``.
+This module, ``libvirt_moves`` and ``libvirt_stats`` are the only ones that import ``libvirt``.
 
 One connection serves the whole process. libvirt connections are safe to share between threads, so the
 lock only guards opening it; a connection that died (libvirtd restarted) is dropped on the first error
@@ -10,6 +10,7 @@ that shows it and reopened by the next call. Read-only calls are retried once on
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import libvirt
+import libvirt_qemu
 
 from compute_tasks import host_metrics, rpc
 from compute_tasks.config import canonical_uuid, instances_dir_entry
@@ -78,6 +80,11 @@ _CONNECTION_ERROR_DOMAINS = {libvirt.VIR_FROM_REMOTE, libvirt.VIR_FROM_RPC}
 # How often an ACPI shutdown request is repeated while waiting: a guest still booting may miss one.
 ACPI_RETRY_SECONDS = 10.0
 SUPPORTED_DISK_FORMATS = ("qcow2", "raw")
+# QEMU's own announcement after a migration, asked for again once the guest's taps are on their bridges
+# (a RARP from each NIC, and a virtio guest's gratuitous ARPs), in QEMU's default rounds.
+ANNOUNCE_SELF = json.dumps(
+    {"execute": "announce-self", "arguments": {"initial": 50, "max": 550, "rounds": 5, "step": 100}}
+)
 
 
 def power_state_of(libvirt_state: int) -> int:
@@ -700,6 +707,16 @@ class LibvirtDriver(LibvirtMoves, ComputeDriver):
             return devices
 
         return self._call("listing the guests' taps", read, retry=True)
+
+    def announce(self, ref: InstanceRef) -> None:
+        def announce(conn: libvirt.virConnect) -> None:
+            if conn.getType() != "QEMU":
+                return  # libvirt's test driver: no NICs on any wire
+            dom = self._lookup(conn, ref.instance_uuid)
+            if dom.isActive():
+                libvirt_qemu.qemuMonitorCommand(dom, ANNOUNCE_SELF, 0)  # 0: a QMP command, in JSON
+
+        self._call(f"announcing the NICs of instance {ref.instance_uuid}", announce)
 
     def attach_interface(self, ref: InstanceRef, nic: NicSpec) -> None:
         xml = domain_xml.port_interface_xml(nic)

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from portal.models import HostNetworkState, Network, Port, SecurityGroup, SecurityGroupRule, Subnet
 from portal.services import networks as network_services
+from portal.services import ports as port_services
 from portal.services import security_groups as security_group_services
 from portal.services.network_errors import NetworkError
 
@@ -307,7 +308,7 @@ class PortAdmin(RefusalsOnDelete, admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def delete_model(self, request, obj):
-        network_services.port_delete(port=obj)
+        port_services.port_delete(port=obj)
 
 
 # --- what the hosts applied ---------------------------------------------------------------------------

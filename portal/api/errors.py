@@ -10,6 +10,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from portal.db.contention import gave_way
+
 log = logging.getLogger(__name__)
 
 FAULT_NAMES = {
@@ -59,6 +61,15 @@ class Conflict(APIError):
     default_detail = "The request conflicts with the resource's current state."
 
 
+class GaveWay(APIError):
+    """PostgreSQL ended the request's transaction to let a concurrent one through (a deadlock): nothing
+    of it was kept, and the client may send it again."""
+
+    status_code = 503
+    default_detail = "The request conflicted with a concurrent one and was not carried out; try it again."
+    wait = 1
+
+
 class NotAcceptable(APIError):
     status_code = 406
     default_detail = "Version not supported."
@@ -96,6 +107,9 @@ def openstack_exception_handler(exc, context):
         # large for its column): the request is at fault, whichever check let it through.
         log.info("Input refused by the database in %s: %s", context.get("view").__class__.__name__, exc)
         exc = BadRequest("Invalid input: a value holds a NUL character, or is too large.")
+    elif gave_way(exc):
+        log.warning("%s gave way to a concurrent request: %s", context.get("view").__class__.__name__, exc)
+        exc = GaveWay()
     elif isinstance(exc, drf.PermissionDenied) and not isinstance(exc, APIError):
         exc = Forbidden(str(exc.detail) if exc.detail != drf.PermissionDenied.default_detail else None)
 

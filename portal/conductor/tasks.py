@@ -19,9 +19,9 @@ from typing import Any
 
 from celery import shared_task
 from django.db import OperationalError, connection
-from psycopg import errors as pg_errors
 
 from compute_tasks import request_ids, rpc
+from portal.db.contention import gave_way
 from portal.services import (
     actions,
     build_progress,
@@ -55,8 +55,7 @@ def retrying_deadlocks(call: Callable[[], Any], *, what: str = "a task") -> Any:
         try:
             return call()
         except OperationalError as exc:
-            retried = isinstance(exc.__cause__, pg_errors.DeadlockDetected | pg_errors.SerializationFailure)
-            if not retried or attempt == DEADLOCK_ATTEMPTS or connection.in_atomic_block:
+            if not gave_way(exc) or attempt == DEADLOCK_ATTEMPTS or connection.in_atomic_block:
                 raise
             log.warning("%s gave way in a deadlock (attempt %d): running it again", what, attempt)
             time.sleep(random.uniform(0.01, 0.05) * attempt)

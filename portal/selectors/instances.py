@@ -114,12 +114,15 @@ SHOWN_COLUMNS = Columns(
         "image": ("properties",),
     },
 )
-# What the portal's instance list reads: every column but the large ones no row shows, and the host's name.
+# What the portal's instance list shows of each instance (portal.web.presenters.present, the rows' template).
 LISTED_COLUMNS = Columns(
     Instance,
-    leave_out=("attempted_hosts", "key_data", "user_data", "scheduler_hints", "flavor_extra_specs", "metadata"),
+    only=(
+        "uuid", "name", "project", "vm_state", "task_state", "power_state", "step_progress", "addresses",
+        "flavor_name", "vnc_port", "host", "created_at", "updated_at",
+    ),
     related={"host": ("name",)},
-)
+)  # fmt: skip
 TAG_COLUMNS = Columns(InstanceTag)
 VOLUME_COLUMNS = Columns(BlockDeviceMapping, leave_out=("connection_info",))
 

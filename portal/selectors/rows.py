@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 
 class Columns:
-    """The columns read of ``model`` (all its concrete ones but ``leave_out``) and of the related models
-    joined to it, in ``values_list`` terms.
+    """The columns read of ``model`` (all its concrete ones but ``leave_out``, or ``only`` those and its
+    primary key) and of the related models joined to it, in ``values_list`` terms.
 
     ``related`` maps a foreign key's name on ``model`` to the related model's columns to read (its
     primary key is always read); a row whose key is NULL relates to None. Columns not read are loaded
@@ -41,11 +41,20 @@ class Columns:
     """
 
     def __init__(
-        self, model: type[Model], *, leave_out: Iterable[str] = (), related: dict[str, Iterable[str]] | None = None
+        self,
+        model: type[Model],
+        *,
+        leave_out: Iterable[str] = (),
+        only: Iterable[str] | None = None,
+        related: dict[str, Iterable[str]] | None = None,
     ):
         self.model = model
         leave_out = set(leave_out)
-        self.attnames = [f.attname for f in model._meta.concrete_fields if not {f.name, f.attname} & leave_out]
+        fields = model._meta.concrete_fields
+        if only is not None:
+            only = {model._meta.pk.name, *only}
+            fields = [f for f in fields if {f.name, f.attname} & only]
+        self.attnames = [f.attname for f in fields if not {f.name, f.attname} & leave_out]
         self.related: list[tuple[str, str, type[Model], list[str], int]] = []
         self.paths = list(self.attnames)
         for name, only in (related or {}).items():
@@ -167,7 +176,7 @@ def fetch(queryset: QuerySet) -> list:
 
 def _run(using: str, sql: str, params, converters) -> list:
     connection = connections[using]
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     if not converters:
@@ -182,6 +191,13 @@ def _run(using: str, sql: str, params, converters) -> list:
             row[position] = value
         converted.append(tuple(row))
     return converted
+
+
+def prepared_cursor(connection):
+    """A cursor for a statement whose SQL is built once per process: on PostgreSQL, prepared once the
+    connection runs it a second time (``portal.db.postgresql``); elsewhere Django's cursor."""
+    make = getattr(connection, "prepared_cursor", None)
+    return make() if make is not None else connection.cursor()
 
 
 def _converters(compiler) -> list:

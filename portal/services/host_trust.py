@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from compute_tasks import rpc, signing
 from portal.models import ComputeHost, HostCredential, MessageRefusal, SeenMessage
-from portal.selectors.rows import CompiledQuery
+from portal.selectors.rows import CompiledQuery, prepared_cursor
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def host_enroll_many(
     names = list(dict.fromkeys(names))
     now = timezone.now()
     with transaction.atomic():
-        hosts = {host.name: host for host in ComputeHost.objects.select_for_update().filter(name__in=names)}
+        hosts = {host.name: host for host in ComputeHost.objects.select_for_update(no_key=True).filter(name__in=names)}
         new = [ComputeHost(name=name, console_address=console_address) for name in names if name not in hosts]
         for host in ComputeHost.objects.bulk_create(new):
             hosts[host.name] = host
@@ -281,7 +281,7 @@ def _check_console_address(host: str, message: Any) -> None:
 def message_done(verified: signing.Verified) -> None:
     """Remember that the message was acted on, so that the same message sent again is refused (one
     statement, which needs no transaction of its own)."""
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(_SEEN_INSERT, [verified.nonce, timezone.now()])
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from compute_tasks import rpc
 from portal.models import ComputeHost, HostCredential, HostNetworkState, Instance, MessageRefusal, Migration
+from portal.selectors.rows import prepared_cursor
 from portal.states import PowerState, VmState
 
 from . import host_trust, lifecycle, network_sync
@@ -99,7 +100,7 @@ def host_heartbeat_unchanged(*, beat: rpc.Heartbeat, signed_at: float, public_ke
         "sent_at": datetime.fromtimestamp(beat.sent_at, tz=UTC),
         "idle_states": list(_IDLE_VM_STATES),
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(_unchanged_beat_sql(), params)
         row = cursor.fetchone()
     if row is None:

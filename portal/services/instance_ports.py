@@ -111,7 +111,7 @@ def _port_make(
 ) -> Port:
     network = _usable_network(ctx, network_id)
     try:
-        return networks.port_create(
+        return ports_service.port_create(
             project=ctx.project,
             user_is_admin=ctx.is_admin,
             network=network,
@@ -241,7 +241,7 @@ def ports_release(instance: Instance) -> None:
     networks_touched = set(ports.values_list("network_id", flat=True))
     ports_service.floating_ips_let_go(ports.values_list("pk", flat=True))
     for port in ports.filter(auto_delete=True):
-        networks.port_delete(port=port)
+        ports_service.port_delete(port=port)
     ports.update(device_id="", device_owner="", host=None, vif_type="unbound", status=Port.Status.DOWN)
     for network_id in networks_touched:
         network_sync.network_changed(network_id)
@@ -365,7 +365,7 @@ def interface_detach(*, ctx: RequestContext, instance: Instance, port_id: str) -
         )
         hosts = {port.host_id} | moving_hosts(locked)
         if port.auto_delete:
-            networks.port_delete(port=port)
+            ports_service.port_delete(port=port)
         else:
             Port.objects.filter(pk=port.pk).update(
                 device_id="", device_owner="", host=None, vif_type="unbound", status=Port.Status.DOWN

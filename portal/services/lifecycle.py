@@ -28,7 +28,7 @@ from portal.models import (
     InstanceActionEvent,
     InstanceFault,
 )
-from portal.selectors.rows import refresh_from, returning
+from portal.selectors.rows import prepared_cursor, refresh_from, returning
 from portal.states import ALLOWED, MOVE_TASK_STATES, VmState, allowed_task_states
 
 from . import instance_ports
@@ -195,7 +195,7 @@ def record_current_event(
         record_event(action, event, result=result, host=host, details=details)
         return action.request_id if action is not None else None
     now = timezone.now()
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(
             _RECORD_CURRENT_EVENT,
             [

@@ -100,7 +100,9 @@ def live_migrate_server(*, migration_id: int, request_id: str = "") -> str | Non
 
 
 def _place_live(migration_id: int, request_id: str) -> str | None:
-    migration = Migration.objects.select_for_update().select_related("source_host").filter(pk=migration_id).first()
+    migration = (
+        Migration.objects.select_for_update(of=("self",)).select_related("source_host").filter(pk=migration_id).first()
+    )
     if migration is None or migration.status != Migration.Status.QUEUED:
         return None
     instance = Instance.objects.select_for_update(of=("self",)).select_related("image").get(pk=migration.instance_id)
@@ -452,7 +454,9 @@ def evacuate_server(*, migration_id: int, request_id: str = "") -> str | None:
 
 
 def _place_evacuation(migration_id: int, request_id: str) -> str | None:
-    migration = Migration.objects.select_for_update().select_related("source_host").filter(pk=migration_id).first()
+    migration = (
+        Migration.objects.select_for_update(of=("self",)).select_related("source_host").filter(pk=migration_id).first()
+    )
     if migration is None or migration.status != Migration.Status.ACCEPTED:
         return None
     instance = Instance.objects.select_for_update(of=("self",)).select_related("image").get(pk=migration.instance_id)

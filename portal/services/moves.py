@@ -239,7 +239,9 @@ def move_server(*, migration_id: int, request_id: str = "") -> str | None:
 
 
 def _place_move(migration_id: int, request_id: str) -> str | None:
-    migration = Migration.objects.select_for_update().select_related("source_host").filter(pk=migration_id).first()
+    migration = (
+        Migration.objects.select_for_update(of=("self",)).select_related("source_host").filter(pk=migration_id).first()
+    )
     if migration is None or migration.status != Migration.Status.PRE_MIGRATING:
         return None
     instance = Instance.objects.select_for_update(of=("self",)).select_related("image").get(pk=migration.instance_id)

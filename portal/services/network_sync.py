@@ -282,11 +282,14 @@ def _hostname(port: Port) -> str:
 @transaction.atomic
 def network_state_applied(report: rpc.NetworkStateApplied) -> None:
     """A host applied a plan (or checked on its own): its ports whose devices are plugged are ACTIVE, its
-    other bound ports DOWN. A host is believed about ports bound to it and nothing else."""
+    other bound ports DOWN. A host is believed about ports bound to it and nothing else.
+
+    Ports are written before the host's network state is locked, the order every change to a network
+    takes (its ports, then ``hosts_changed``): the other order deadlocks against them."""
     host = ComputeHost.objects.filter(name=report.host).first()
     if host is None:
         return
-    state, _ = HostNetworkState.objects.select_for_update().get_or_create(host=host)
+    state, _ = HostNetworkState.objects.get_or_create(host=host)
     if report.generation > state.generation:
         # A plan this control plane never issued (its database started over): the host gets the current
         # one, and what it reports of that counts. Recorded as applied, it would hide every later report.
@@ -294,6 +297,11 @@ def network_state_applied(report: rpc.NetworkStateApplied) -> None:
         return
     if report.generation < state.applied_generation:
         return  # overtaken by a newer report
+    _ports_as_reported(host, report)
+    state = HostNetworkState.objects.select_for_update().get(pk=state.pk)
+    if report.generation < state.applied_generation:
+        transaction.set_rollback(True)  # a newer report was applied meanwhile: what this one wrote goes
+        return
     state.applied_generation = report.generation
     state.applied_at = timezone.now()
     if report.drift:  # what the host last mended stays shown until it mends something again
@@ -302,6 +310,9 @@ def network_state_applied(report: rpc.NetworkStateApplied) -> None:
     state.save(update_fields=["applied_generation", "applied_at", "drift", "error"])
     if report.drift:
         log.warning("host %s mended its data plane: %s", host.name, "; ".join(report.drift[:10]))
+
+
+def _ports_as_reported(host: ComputeHost, report: rpc.NetworkStateApplied) -> None:
     mine = Port.objects.filter(host=host).exclude(device_owner=Port.OWNER_DHCP)
     plugged = [p for p in report.plugged_ports if is_uuid(p)]
     mine.filter(pk__in=plugged).exclude(status=Port.Status.ACTIVE).update(

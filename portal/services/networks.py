@@ -18,7 +18,7 @@ Networks and subnets::
     subnet_update(*, subnet, **changes) -> Subnet
     subnet_delete(*, subnet) -> None            # 409 SubnetInUse while ports hold addresses on it
 
-Ports (``portal.services.ports``, for the compute side as much as for the API)::
+Ports are ``portal.services.ports``' (for the compute side as much as for the API)::
 
     port_create(*, project, user_is_admin, network, fixed_ips=None, mac_address=None, device_id="",
                 device_owner="", name="", description="", admin_state_up=True, port_security_enabled=None,
@@ -55,19 +55,7 @@ from .network_errors import (
     SubnetInUse,
     TunnelIdInUse,
 )
-
-# The port writes live in ``ports``; they are reachable from here too, as the module docstring lists them.
-from .ports import (  # noqa: E402, F401, I001
-    check_bool,
-    check_text,
-    dhcp_port_add_address,
-    dhcp_port_remove_address,
-    port_bind,
-    port_create,
-    port_delete,
-    port_unbind,
-    port_update,
-)
+from .ports import check_bool, check_text, dhcp_port_add_address, dhcp_port_remove_address
 
 MAX_VNI = 2**24 - 1
 NETWORK_TYPES = (Network.Type.VXLAN, Network.Type.FLAT)

@@ -1,14 +1,9 @@
 """Ports and the addresses they hold: create, update, bind to a host, delete (see ``networks`` for the
-policy every function here enforces and the signatures).
-
-Addresses are exact under concurrency: whoever allocates on a subnet first locks the subnet's row
-(``select_for_update``), so the "lowest free address" it reads cannot be taken by anyone before it
-commits; the (subnet, address) unique constraint stands behind the lock.
+policy every function here enforces and the signatures). Their addresses are taken in ``ip_allocations``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import secrets
@@ -21,15 +16,11 @@ from portal.models import ComputeHost, FloatingIP, IPAllocation, Network, Port, 
 from portal.services import network_sync
 from portal.services import quotas as quota_services
 
-from . import network_addresses as addresses
+from . import ip_allocations as allocations
 from . import security_groups as group_services
 from .network_errors import (
     BadRequest,
     InvalidInput,
-    InvalidIpForNetwork,
-    InvalidIpForSubnet,
-    IpAddressAlreadyAllocated,
-    IpAddressGenerationFailure,
     MacAddressInUse,
     NetworkNotFound,
     OverQuota,
@@ -81,122 +72,6 @@ def _mac(value) -> str:
 
 def random_mac() -> str:
     return MAC_PREFIX + "".join(f":{b:02x}" for b in secrets.token_bytes(3))
-
-
-def _fixed_ip_requests(fixed_ips) -> list[tuple[str | None, str | None]]:
-    """``fixed_ips`` as the API takes them: a list of ``{"subnet_id"}``, ``{"ip_address"}`` or both."""
-    if not isinstance(fixed_ips, list):
-        raise InvalidInput("Invalid input for fixed_ips. Reason: must be a list.", field="fixed_ips")
-    requests = []
-    for entry in fixed_ips:
-        if not isinstance(entry, dict) or not entry or set(entry) - {"subnet_id", "ip_address"}:
-            raise InvalidInput(
-                "Invalid input for fixed_ips. Reason: each entry takes 'subnet_id' and/or 'ip_address' only.",
-                field="fixed_ips",
-            )
-        subnet_id, ip = entry.get("subnet_id"), entry.get("ip_address")
-        if ip is not None:
-            ip = str(addresses.parse_ip(ip, "fixed_ips"))
-        if subnet_id is not None and not isinstance(subnet_id, str):
-            raise InvalidInput("Invalid input for fixed_ips. Reason: subnet_id must be a string.", field="fixed_ips")
-        requests.append((subnet_id, ip))
-    return requests
-
-
-def _lock_subnet(subnet: Subnet) -> Subnet:
-    return Subnet.objects.select_for_update().get(pk=subnet.pk)
-
-
-def _take(port: Port, subnet: Subnet, ip: str) -> IPAllocation:
-    try:
-        with transaction.atomic():
-            return IPAllocation.objects.create(port=port, subnet=subnet, ip_address=ip)
-    except IntegrityError:
-        raise IpAddressAlreadyAllocated(ip, subnet.pk) from None
-
-
-def _take_lowest(port: Port, subnet: Subnet) -> IPAllocation | None:
-    """The lowest free address of the subnet's pools, taken under the subnet's row lock; None when full."""
-    subnet = _lock_subnet(subnet)
-    if connection.vendor == "postgresql":
-        ip = _lowest_free_in_database(subnet)
-    else:
-        taken = IPAllocation.objects.filter(subnet=subnet).values_list("ip_address", flat=True)
-        ip = addresses.lowest_free(subnet.allocation_pools, taken)
-    return None if ip is None else _take(port, subnet, ip)
-
-
-# The lowest free address of the pools: a pool's first address if it is free, else the smallest address
-# after a held one (inside a pool) that is free. PostgreSQL walks the (subnet, address) index for it, so a
-# subnet's many addresses never travel to Python.
-_LOWEST_FREE_SQL = """
-WITH pools (first, last) AS (SELECT unnest(%(firsts)s::inet[]), unnest(%(lasts)s::inet[]))
-SELECT host(candidate) FROM (
-    SELECT p.first AS candidate FROM pools p
-    WHERE NOT EXISTS (
-        SELECT 1 FROM portal_ipallocation b WHERE b.subnet_id = %(subnet)s AND b.ip_address = p.first)
-    UNION ALL
-    SELECT a.ip_address + 1 FROM pools p
-    JOIN portal_ipallocation a ON a.subnet_id = %(subnet)s AND a.ip_address >= p.first AND a.ip_address < p.last
-    WHERE NOT EXISTS (
-        SELECT 1 FROM portal_ipallocation b WHERE b.subnet_id = %(subnet)s AND b.ip_address = a.ip_address + 1)
-) gaps
-ORDER BY candidate LIMIT 1
-"""
-
-
-def _lowest_free_in_database(subnet: Subnet) -> str | None:
-    pools = subnet.allocation_pools
-    if not pools:
-        return None
-    params = {
-        "firsts": [p["start"] for p in pools],
-        "lasts": [p["end"] for p in pools],
-        "subnet": subnet.pk,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(_LOWEST_FREE_SQL, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
-
-
-def _take_given(port: Port, subnet: Subnet, ip: str) -> IPAllocation:
-    subnet = _lock_subnet(subnet)
-    address = ipaddress.ip_address(ip)
-    if not addresses.is_host_address(ipaddress.ip_network(subnet.cidr), address):
-        raise InvalidIpForSubnet(ip)
-    if subnet.gateway_ip and address == ipaddress.ip_address(subnet.gateway_ip):
-        raise IpAddressAlreadyAllocated(ip, subnet.pk)  # the gateway's, kept for a router
-    return _take(port, subnet, ip)
-
-
-def _allocate(port: Port, network: Network, requests: list[tuple[str | None, str | None]] | None) -> None:
-    subnets = list(Subnet.objects.filter(network=network).order_by("created_at", "id"))
-    if requests is None:
-        if not subnets:
-            return
-        for subnet in subnets:
-            if _take_lowest(port, subnet) is not None:
-                return
-        raise IpAddressGenerationFailure(network.pk)
-    by_id = {str(s.pk): s for s in subnets}
-    for subnet_id, ip in requests:
-        if subnet_id is not None:
-            subnet = by_id.get(subnet_id)
-            if subnet is None:
-                raise InvalidInput(
-                    f"Failed to create port on network {network.pk}, because fixed_ips included invalid subnet "
-                    f"{subnet_id[:64]}.",
-                    field="fixed_ips",
-                )
-        else:
-            subnet = next((s for s in subnets if ipaddress.ip_address(ip) in ipaddress.ip_network(s.cidr)), None)
-            if subnet is None:
-                raise InvalidIpForNetwork(ip)
-        if ip is not None:
-            _take_given(port, subnet, ip)
-        elif _take_lowest(port, subnet) is None:
-            raise IpAddressGenerationFailure(network.pk)
 
 
 def _hold_network(network: Network) -> None:
@@ -251,7 +126,7 @@ def port_create(
         if network.external:
             raise _policy("rule:create_port")
         raise NetworkNotFound(network.pk)
-    requests = None if fixed_ips is None else _fixed_ip_requests(fixed_ips)
+    requests = None if fixed_ips is None else allocations.fixed_ip_requests(fixed_ips)
     if not network_owner:
         if mac_address is not None:
             raise _policy("rule:create_port:mac_address")
@@ -291,7 +166,7 @@ def port_create(
             device_owner=device_owner,
         )
         port = _insert_port(fields, mac)
-        _allocate(port, network, requests)
+        allocations.allocate(port, network, requests)
         if groups:
             port.security_groups.set(groups)
             group_services.membership_changed([g.pk for g in groups])
@@ -373,7 +248,7 @@ def port_update(*, port: Port, user_is_admin: bool, project: Project, changes: d
 
 
 def _replace_fixed_ips(port: Port, network: Network, fixed_ips, network_owner: bool) -> None:
-    requests = _fixed_ip_requests(fixed_ips)
+    requests = allocations.fixed_ip_requests(fixed_ips)
     if not network_owner and any(ip is not None for _, ip in requests):
         # Naming the addresses a port already holds is how clients keep them; naming new ones is the owner's.
         held = set(port.fixed_ips.values_list("ip_address", flat=True))
@@ -389,7 +264,7 @@ def _replace_fixed_ips(port: Port, network: Network, fixed_ips, network_owner: b
         (keep if match else new).append(match or (subnet_id, ip))
     IPAllocation.objects.filter(port=port).exclude(pk__in=[a.pk for a in keep]).delete()
     if new:
-        _allocate(port, network, new)
+        allocations.allocate(port, network, new)
 
 
 def port_bind(*, port: Port, host: ComputeHost) -> Port:
@@ -469,7 +344,7 @@ def network_port_create(
     """A port the network controller makes for itself (a router's leg, a floating IP's address): no
     policy, quota or security group, no port security; its addresses as ``fixed_ips`` asks (none asked:
     one from the first subnet with room). Call inside the transaction that needs it."""
-    requests = None if fixed_ips is None else _fixed_ip_requests(fixed_ips)
+    requests = None if fixed_ips is None else allocations.fixed_ip_requests(fixed_ips)
     port = _insert_port(
         dict(
             network=network,
@@ -480,14 +355,14 @@ def network_port_create(
         ),
         None,
     )
-    _allocate(port, network, requests)
+    allocations.allocate(port, network, requests)
     return port
 
 
 def port_take_gateway(*, port: Port, subnet: Subnet) -> IPAllocation:
     """The port takes its subnet's gateway address (a router's interface there); 409 when held."""
-    subnet = _lock_subnet(subnet)
-    return _take(port, subnet, subnet.gateway_ip)
+    subnet = allocations.lock_subnet(subnet)
+    return allocations.take(port, subnet, subnet.gateway_ip)
 
 
 # --- the network's DHCP port --------------------------------------------------------------------------
@@ -514,7 +389,7 @@ def dhcp_port_add_address(*, network: Network, subnet: Subnet) -> None:
         )
     if port.fixed_ips.filter(subnet=subnet).exists():
         return
-    if _take_lowest(port, subnet) is None:
+    if allocations.take_lowest(port, subnet) is None:
         log.warning("subnet %s has no free address for its network's DHCP server", subnet.pk)
 
 

@@ -47,7 +47,11 @@ def _lock_project(project: Project) -> None:
         raise Project.DoesNotExist(f"project {project.pk} does not exist")
 
 
-_PROJECT_LOCK = CompiledQuery(lambda _shape, *, pk: Project.objects.select_for_update().filter(pk=pk).values_list("pk"))
+# NO KEY UPDATE: quota checks of a project wait for each other, but not the foreign-key checks of rows
+# that refer to the project (an instance's actions and events, written by other transactions meanwhile).
+_PROJECT_LOCK = CompiledQuery(
+    lambda _shape, *, pk: Project.objects.select_for_update(no_key=True).filter(pk=pk).values_list("pk")
+)
 
 
 def instance_quota_check(*, project: Project, user, instances: int = 1, cores: int = 0, ram: int = 0) -> None:

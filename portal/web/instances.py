@@ -20,19 +20,18 @@ from .forms import LaunchForm
 from .graphs import GRAPH_RANGES
 from .instance_actions import BUTTONS, perform, resize
 from .launch import launch
-from .presenters import csrf_input, present
+from .presenters import present, render_rows
 
 
 @require_GET
 @portal_view
 def instance_list(request: HttpRequest) -> HttpResponse:
     ctx = request.ctx
-    csrf = csrf_input(request)
-    views = [present(instance, ctx, csrf=csrf) for instance in instances_listed(ctx)]
+    views = [present(instance, ctx) for instance in instances_listed(ctx)]
     return page(
         request,
         "portal/instances.html",
-        {"section": "instances", "views": views, "rendered_at": timezone.now().isoformat()},
+        {"section": "instances", "rows": render_rows(request, views), "rendered_at": timezone.now().isoformat()},
     )
 
 

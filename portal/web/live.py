@@ -32,7 +32,7 @@ from portal.states import VmState
 
 from .context import portal_view
 from .detail import detail_context
-from .presenters import csrf_input, present
+from .presenters import present, render_rows
 
 # A write's updated_at is taken before its transaction commits; looking back a little catches rows that
 # committed after a poll had already passed their time. Rows already sent are not sent twice.
@@ -130,8 +130,8 @@ def instance_list_events(request: HttpRequest) -> StreamingHttpResponse:
             if instance.vm_state == VmState.DELETED:
                 payload = {"uuid": key, "deleted": True}
             else:
-                view = present(instance, ctx, csrf=csrf_input(request))
-                html = render_to_string("portal/_instance_row.html", {"view": view}, request=request)
+                view = present(instance, ctx)
+                html = render_rows(request, [view])
                 payload = {"uuid": key, "status": view.status, "task_state": view.task_state, "html": html}
             yield instance.updated_at, instance.updated_at, key, payload
 

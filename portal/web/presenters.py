@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.middleware.csrf import get_token
+from django.template import engines
+from django.template.loader import render_to_string
 from django.urls import get_script_prefix, reverse
+from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
+from markupsafe import Markup
 
 from portal.auth.context import RequestContext
 from portal.models import Instance
@@ -35,8 +40,7 @@ _STEP_LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class Button:
+class Button(NamedTuple):  # a tuple: a row's set of buttons is a key of _row_buttons, hashed for every row
     action: str
     label: str
     danger: bool
@@ -52,7 +56,7 @@ class InstanceView:
     task_state: str
     power: str
     addresses: list[str]
-    buttons: list[Button]
+    buttons: tuple[Button, ...]
     can_console: bool
     host: str | None  # None when the viewer may not see hosts
     fault: object | None
@@ -60,40 +64,50 @@ class InstanceView:
     # A build's or a move's progress (the API's ``progress``) and its step in words, while it has one.
     progress: int | None = None
     step: str = ""
-    # The page's CSRF field, for a list whose rows each have a form per action.
-    csrf_input: str = ""
 
     @property
     def uuid(self) -> str:
         return str(self.instance.uuid)
 
     @property
+    def row_buttons(self) -> Markup:
+        """The buttons of the instance's row on the list."""
+        return _row_buttons(self.buttons).replace(_NAME, self.instance.name)  # Markup: the name is escaped
+
+    @property
+    def progress_html(self) -> SafeString:
+        return render_to_string("portal/_progress.html", {"view": self})
+
+    @property
     def busy(self) -> bool:
         return bool(self.task_state)
 
-    # The instance's links, from URLs reversed once (a list of 1,000 rows would reverse some 12,000).
-    @functools.cached_property
-    def url(self) -> str:
-        return _links(get_script_prefix())[0].replace(_PLACEHOLDER, self.uuid)
 
-    @functools.cached_property
-    def console_url(self) -> str:
-        return _links(get_script_prefix())[1].replace(_PLACEHOLDER, self.uuid)
+class _Link(NamedTuple):
+    """An instance's URL, as ``reverse`` writes it, cut where its uuid goes."""
 
-    @functools.cached_property
-    def action_url(self) -> str:
-        return _links(get_script_prefix())[2].replace(_PLACEHOLDER, self.uuid)
+    head: str
+    tail: str
+
+    def __call__(self, uuid) -> str:
+        return f"{self.head}{uuid}{self.tail}"
+
+
+class _Links(NamedTuple):
+    page: _Link
+    console: _Link
+    action: _Link
 
 
 _PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 
 
 @functools.lru_cache(maxsize=8)
-def _links(_script_prefix: str) -> tuple[str, str, str]:
-    """An instance's page, console and action URLs with a placeholder uuid, for the script prefix (which
-    ``reverse`` puts in front)."""
+def _links(_script_prefix: str) -> _Links:
+    """An instance's links, reversed once for the script prefix (which ``reverse`` puts in front): a list
+    of 1,000 rows would otherwise reverse 3,000 URLs."""
     names = ("portal:instance", "portal:console", "portal:instance-action")
-    return tuple(reverse(name, args=[_PLACEHOLDER]) for name in names)  # type: ignore[return-value]
+    return _Links(*(_Link(*reverse(name, args=[_PLACEHOLDER]).split(_PLACEHOLDER)) for name in names))
 
 
 def csrf_input(request) -> SafeString:
@@ -101,13 +115,24 @@ def csrf_input(request) -> SafeString:
     return format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', get_token(request))
 
 
-def present(instance: Instance, ctx: RequestContext, *, csrf: str = "") -> InstanceView:
-    actions = available_actions(instance.vm_state, instance.task_state) if ctx.can_write else []
-    buttons = []
-    for action in actions:
-        spec = BUTTONS.get(action)
-        if spec is not None and (ctx.is_admin or not spec.admin_only):
-            buttons.append(Button(action=action, label=spec.label, danger=spec.danger, confirm=spec.confirm))
+def render_rows(request, views: list[InstanceView]) -> SafeString:
+    """The instance list's rows (``templates/jinja2/portal/_instance_rows.html``): the list page's, or one
+    for its live stream. A Jinja2 template, which writes a thousand rows in a fraction of the time
+    Django's template language takes."""
+    zone = timezone.get_current_timezone()
+    context = {
+        "views": views,
+        "links": _links(get_script_prefix()),
+        "minute": lambda moment: moment.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+        "csrf_input": csrf_input(request),
+    }
+    return mark_safe(_rows_template().render(context))  # noqa: S308 - the template escapes what it writes
+
+
+def present(instance: Instance, ctx: RequestContext) -> InstanceView:
+    buttons, can_resize = (
+        _buttons(instance.vm_state, instance.task_state, ctx.is_admin) if ctx.can_write else ((), False)
+    )
     status = api_status(instance.vm_state, instance.task_state)
     show_fault = instance.vm_state in (VmState.ERROR, VmState.DELETED)
     return InstanceView(
@@ -124,10 +149,37 @@ def present(instance: Instance, ctx: RequestContext, *, csrf: str = "") -> Insta
         can_console=console_permitted(ctx) and instance_has_console(instance),
         host=(instance.host.name if instance.host_id else "") if ctx.is_admin else None,
         fault=latest_fault(instance) if show_fault else None,
-        can_resize="resize" in actions,
-        csrf_input=csrf,
+        can_resize=can_resize,
         **_progress(instance),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _buttons(vm_state: str, task_state: str | None, is_admin: bool) -> tuple[tuple[Button, ...], bool]:
+    """The buttons of an instance in this state for a viewer who may change it, and whether it may be
+    resized: the same for every instance in the state."""
+    actions = available_actions(vm_state, task_state)
+    buttons = tuple(
+        Button(action=action, label=spec.label, danger=spec.danger, confirm=spec.confirm)
+        for action, spec in ((action, BUTTONS.get(action)) for action in actions)
+        if spec is not None and (is_admin or not spec.admin_only)
+    )
+    return buttons, "resize" in actions
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_buttons(buttons: tuple[Button, ...]) -> Markup:
+    """A list row's ``buttons`` (``templates/jinja2/portal/_instance_buttons.html``) with a placeholder for
+    the instance's name: written once per set of buttons, not once per row."""
+    template = engines["jinja2"].env.get_template("portal/_instance_buttons.html")
+    return template.module.buttons(buttons, _NAME)
+
+
+_NAME = "\x00name\x00"  # what no escaping changes and no label holds
+
+
+def _rows_template():
+    return engines["jinja2"].env.get_template("portal/_instance_rows.html")
 
 
 def _progress(instance: Instance) -> dict:

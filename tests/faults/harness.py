@@ -107,9 +107,9 @@ class FaultCluster(Cluster):
             env = {"CLOUD_PUBLIC_URL": self.gate.url, **env}
         return super()._start(name, argv, **env)
 
-    def start(self, *hosts: str) -> FaultCluster:
+    def start(self, *hosts: str, conductor_workers: int = 2) -> FaultCluster:
         self.start_api(self.api_port)
-        self.start_conductor()
+        self.start_conductor(concurrency=conductor_workers)
         self.start_beat()
         for host in hosts:
             self.start_compute(host)
@@ -188,10 +188,11 @@ def fault_of(instance_uuid: str) -> InstanceFault | None:
 
 
 class HostRowLock:
-    """Holds a ``FOR KEY SHARE`` lock on a compute host's row from another connection: a conductor that
-    claims that host (``SELECT … FOR UPDATE``) waits on it, in the middle of scheduling, for as long as
-    the test wants. The host's heartbeats (an ``UPDATE`` of columns that are not keys) go on meanwhile:
-    blocked, they would fill the conductor's workers before the request reaches one."""
+    """Holds a ``FOR SHARE`` lock on a compute host's row from another connection: a conductor that
+    claims that host (``SELECT … FOR NO KEY UPDATE``) waits on it, in the middle of scheduling, for as
+    long as the test wants. The host's heartbeats (an ``UPDATE`` of the row) wait as well, each holding a
+    worker of the conductor: start it with workers to spare (``FaultCluster.start(conductor_workers=…)``)
+    so that the request still reaches one."""
 
     def __init__(self, host: str):
         self.host = host
@@ -202,7 +203,7 @@ class HostRowLock:
     def _hold(self):
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SELECT id FROM portal_computehost WHERE name = %s FOR KEY SHARE", [self.host])
+                cursor.execute("SELECT id FROM portal_computehost WHERE name = %s FOR SHARE", [self.host])
                 assert cursor.fetchone() is not None, self.host
                 self.held.set()
                 self.release.wait(120)
@@ -225,7 +226,7 @@ class HostRowLock:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND wait_event_type = 'Lock' AND query ILIKE %s AND pid <> pg_backend_pid()",
-                ["SELECT%portal_computehost%FOR UPDATE%"],
+                ["SELECT%portal_computehost%FOR NO KEY UPDATE%"],
             )
             return cursor.fetchone()[0]
 

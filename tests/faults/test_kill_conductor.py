@@ -26,7 +26,7 @@ def test_kill_conductor_mid_scheduling(broker, tenant, image, faults, tmp_path):
     # on a busy machine (the harness's usual down time).
     cluster = FaultCluster(tmp_path, broker_url=broker_for(broker, tmp_path, faults), SERVICE_DOWN_TIME="20")
     faults.append(cluster)
-    cluster.start(HOST)
+    cluster.start(HOST, conductor_workers=6)  # the host's beats, once a second, wait on the row too
 
     with HostRowLock(HOST):
         server_id = boot(cluster, tenant.session, image, name="victim")

@@ -12,7 +12,18 @@ from portal.conductor import tasks
 from portal.models import ComputeHost, Image, Instance, InstanceFault, Migration, Port, QuotaLimit
 from portal.selectors.hosts import claimed_usage
 from portal.selectors.quotas import instance_usage
-from portal.services import actions, host_requests, instance_ports, lifecycle, moves, networks, quotas, reaper, shelving
+from portal.services import (
+    actions,
+    host_requests,
+    instance_ports,
+    lifecycle,
+    moves,
+    networks,
+    ports,
+    quotas,
+    reaper,
+    shelving,
+)
 from portal.services import instances as instance_services
 from portal.states import TaskState, VmState
 from tests.factories import FlavorFactory, ImageFactory, InstanceFactory, MembershipFactory
@@ -373,7 +384,7 @@ def _with_port(cloud) -> Port:
     """The server on a network: one port of its own, bound to its host."""
     network = networks.network_create(project=cloud.ctx.project, user_is_admin=False, name="n")
     networks.subnet_create(project=cloud.ctx.project, user_is_admin=False, network=network, cidr="10.80.0.0/24")
-    port = networks.port_create(
+    port = ports.port_create(
         project=cloud.ctx.project,
         user_is_admin=False,
         network=network,

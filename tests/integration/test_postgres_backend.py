@@ -1,6 +1,7 @@
 """The project's PostgreSQL backend (``portal/db/postgresql``) against the real server: timestamps read
-by psycopg's compiled loader are what Django's would give, and an idle connection's health check sends
-nothing yet still finds a connection the server ended."""
+by psycopg's compiled loader are what Django's would give, an idle connection's health check sends
+nothing yet still finds a connection the server ended, and the statements the project builds once are
+prepared while Django's are not."""
 
 from __future__ import annotations
 
@@ -65,3 +66,27 @@ def test_a_connection_the_server_ended_is_found_and_replaced(other):
     with other.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != pid
+
+
+def prepared_statements(wrapper) -> list[str]:
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_compiled_query_is_prepared_on_its_second_run_and_django_queries_never():
+    """The queries whose SQL is built once per process are planned once per connection."""
+    from portal.models import Flavor
+    from portal.selectors.rows import CompiledQuery
+
+    query = CompiledQuery(lambda _shape, *, flavorid: Flavor.objects.filter(flavorid=flavorid).values_list("name"))
+    for _ in range(3):
+        list(Flavor.objects.filter(name="m1.tiny").values_list("pk"))
+    query.rows("one", flavorid="none")
+    assert not [s for s in prepared_statements(connection) if "portal_flavor" in s]
+    query.rows("one", flavorid="none")
+    prepared = [s for s in prepared_statements(connection) if "portal_flavor" in s]
+    assert len(prepared) == 1 and '"flavorid" = $1' in prepared[0], prepared
+    for flavorid in ("a", "b", "c"):
+        assert query.rows("one", flavorid=flavorid) == []
+    assert len([s for s in prepared_statements(connection) if "portal_flavor" in s]) == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.models import Instance, Migration, Role
+from portal.models import Instance, InstanceActionEvent, Migration, Role
 from tests.http import ApiUser
 from tests.images import public_image
 from tests.libvirt_hosts import start_compute_on
@@ -15,6 +15,22 @@ from tests.system.conftest import TWO_HOSTS
 from tests.system.test_live_migration import boot, delete_all, wait_status, wait_ticking
 
 pytestmark = pytest.mark.system
+
+
+def where_it_is(cluster, admin, server_id: str) -> str:
+    """What the hosts' libvirtds, the server and its events say of a guest that is not where it should be."""
+    events = list(
+        InstanceActionEvent.objects.filter(action__instance__uuid=server_id)
+        .order_by("id")
+        .values_list("event", "result", "host", "details")
+    )
+    states = {name: cluster.libvirt_hosts.domain_states(name) for name in TWO_HOSTS}
+    power = admin.server(server_id).get("OS-EXT-STS:power_state")
+    tail = admin.post(f"/servers/{server_id}/action", {"os-getConsoleOutput": {"length": 5}}).text
+    return (
+        f"domains (state, reason) by host: {states}\nthe server's power state: {power}\n"
+        f"its console's last lines: {tail}\nits events: {events}\n{cluster.logs()}\n{cluster.libvirt_hosts.logs()}"
+    )
 
 
 def test_a_guest_on_shared_storage_moves_without_its_disk(
@@ -58,8 +74,11 @@ def test_a_guest_on_shared_storage_moves_without_its_disk(
         assert (migration.status, migration.block_migration) == ("completed", False)
         # The same disk file, never copied, and the same boot counting on.
         assert disk.stat().st_ino == inode
-        wait_ticking(admin, server_id, after=before + 2, boot_id=boot_id)
-        assert server_id in cluster.libvirt_hosts.domain_uuids(second)
+        try:
+            wait_ticking(admin, server_id, after=before + 2, boot_id=boot_id)
+            assert server_id in cluster.libvirt_hosts.domain_uuids(second)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{where_it_is(cluster, admin, server_id)}") from None
         wait_until(lambda: server_id not in cluster.libvirt_hosts.domain_uuids(first), 30, message="source let go")
     finally:
         delete_all(admin, cluster, [server_id])

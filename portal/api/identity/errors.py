@@ -11,6 +11,8 @@ from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from portal.db.contention import gave_way
+
 log = logging.getLogger(__name__)
 
 UNAUTHENTICATED = "The request you have made requires authentication."
@@ -48,6 +50,14 @@ class Conflict(IdentityError):
     default_detail = "Conflict occurred attempting to store the resource."
 
 
+class GaveWay(IdentityError):
+    """PostgreSQL ended the request's transaction to break a deadlock: nothing was kept; try again."""
+
+    status_code = 503
+    default_detail = "The request conflicted with a concurrent one and was not carried out; try it again."
+    wait = 1
+
+
 class NotImplementedHere(IdentityError):
     status_code = 501
     default_detail = (
@@ -71,6 +81,9 @@ def identity_exception_handler(exc, context):
         exc = ValidationFailed("Invalid input: a value holds a NUL character, or is too large.")
     elif isinstance(exc, drf.ParseError):
         exc = ValidationFailed("Malformed request body: expecting JSON.")
+    elif gave_way(exc):
+        log.warning("An identity request gave way to a concurrent one: %s", exc)
+        exc = GaveWay()
     elif isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
         exc = Unauthorized()
     if not isinstance(exc, drf.APIException):

@@ -1,6 +1,7 @@
 """Two conductor tasks that lock the same rows in the other order deadlock on PostgreSQL, which ends one
-of them: that one runs again (``retrying_deadlocks``) and both finish. A live migration's arrival and a
-host's network report did exactly this (the ports, then the hosts' network state, and the other way)."""
+of them: that one runs again (``retrying_deadlocks``) and both finish. The project's own writers take
+their locks in one order (a network's ports, then its hosts' network state); this is what is left if two
+ever do not."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ import requests
 from django.db import OperationalError, connection, transaction
 
 from portal.models import IPAllocation, Network, Port, Role, Subnet
-from portal.services.networks import network_create, network_delete, port_create, subnet_create
+from portal.services.networks import network_create, network_delete, subnet_create
+from portal.services.ports import port_create
 from tests.factories import MembershipFactory
 from tests.processes import Cluster, free_port, purge_broker
 

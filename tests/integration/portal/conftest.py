@@ -59,3 +59,16 @@ def image_dir(settings, tmp_path):
     directory.mkdir()
     settings.CLOUD = {**settings.CLOUD, "IMAGE_DIR": directory}
     return directory
+
+
+@pytest.fixture(autouse=True)
+def no_connections_left(request, django_db_blocker):
+    """A test with a live server (streams still sleeping in its threads keep their connections) leaves
+    no other session on the test database, which must stay droppable."""
+    yield
+    if "live_server" not in request.fixturenames:
+        return
+    from tests.processes import close_other_sessions
+
+    with django_db_blocker.unblock():
+        close_other_sessions()

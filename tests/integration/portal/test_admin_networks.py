@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from portal.models import ComputeHost, HostNetworkState, Network, Port, Project, QuotaLimit, Subnet
 from portal.services import networks as network_services
+from portal.services import ports as port_services
 from portal.services.network_errors import OverQuota
 
 pytestmark = pytest.mark.integration
@@ -90,7 +91,7 @@ def test_vxlan_networks_get_a_vni_and_change_only_what_may_change(admin_client, 
 def test_deleting_a_network_with_ports_is_refused_with_a_message(admin_client, project):
     network = network_services.network_create(project=project, user_is_admin=True, name="busy")
     network_services.subnet_create(project=project, user_is_admin=True, network=network, cidr="10.80.0.0/24")
-    port = network_services.port_create(project=project, user_is_admin=True, network=network)
+    port = port_services.port_create(project=project, user_is_admin=True, network=network)
 
     response = admin_client.post(f"/admin/portal/network/{network.pk}/delete/", {"post": "yes"}, follow=True)
     page = errors_on(response.content.decode())

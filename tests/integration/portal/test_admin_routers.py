@@ -12,6 +12,7 @@ import pytest
 from portal.models import ComputeHost, FloatingIP, Port, Project, Router
 from portal.services import floating_ips as floating_ip_services
 from portal.services import networks as network_services
+from portal.services import ports as port_services
 from portal.services import routers as router_services
 
 from .test_admin_networks import errors_on
@@ -125,7 +126,7 @@ def test_floating_ips_are_looked_at_disassociated_and_released_not_edited(admin_
     router_services.router_add_interface(
         router=router, project=project, user_is_admin=True, subnet_id=str(nets["subnet"].pk)
     )
-    port = network_services.port_create(project=project, user_is_admin=True, network=nets["own"])
+    port = port_services.port_create(project=project, user_is_admin=True, network=nets["own"])
     floating_ip = floating_ip_services.floating_ip_create(
         project=project, user_is_admin=True, floating_network=nets["external"], port=port
     )

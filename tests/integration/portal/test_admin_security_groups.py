@@ -9,6 +9,7 @@ import pytest
 
 from portal.models import Project, QuotaLimit, SecurityGroup, SecurityGroupRule
 from portal.services import networks as network_services
+from portal.services import ports as port_services
 from portal.services import security_groups as group_services
 from portal.services.network_errors import OverQuota
 
@@ -48,7 +49,7 @@ def test_an_admin_creates_renames_and_deletes_a_group_through_the_services(admin
 
     # In use: the service refuses, shown as a message on the group's page.
     network = network_services.network_create(project=project, user_is_admin=True, name="n")
-    port = network_services.port_create(project=project, user_is_admin=True, network=network)
+    port = port_services.port_create(project=project, user_is_admin=True, network=network)
     port.security_groups.add(group)
     response = admin_client.post(f"/admin/portal/securitygroup/{group.pk}/delete/", {"post": "yes"}, follow=True)
     assert "in use" in html.unescape(response.content.decode())
@@ -57,7 +58,7 @@ def test_an_admin_creates_renames_and_deletes_a_group_through_the_services(admin
     response = admin_client.post(f"/admin/portal/securitygroup/{group.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302 and not SecurityGroup.objects.filter(pk=group.pk).exists()
     # An admin may delete a project's default group, once no port is in it.
-    network_services.port_delete(port=port)
+    port_services.port_delete(port=port)
     default = SecurityGroup.objects.get(project=project, is_default=True)
     response = admin_client.post(f"/admin/portal/securitygroup/{default.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302 and not SecurityGroup.objects.filter(pk=default.pk).exists()

@@ -100,16 +100,6 @@ def member(transactional_db, settings):
     time.sleep(0.1)
 
 
-@pytest.fixture(autouse=True)
-def no_connections_left(django_db_blocker):
-    """Streams still sleeping in the server's threads keep connections; the test database must be droppable."""
-    yield
-    from tests.processes import close_other_sessions
-
-    with django_db_blocker.unblock():
-        close_other_sessions()
-
-
 def test_the_list_stream_sends_each_change_as_a_rendered_row(live_server, member):
     host = ComputeHost.objects.create(name="live-hv")
     instance = InstanceFactory(
@@ -273,7 +263,7 @@ def test_the_detail_stream_follows_the_floating_ips_of_its_ports(live_server, me
     """A floating IP associated with the instance's port, or taken off it, changes neither the instance row
     nor its ports."""
     from portal.models import Port
-    from portal.services import floating_ips, routers
+    from portal.services import floating_ips, ports, routers
     from portal.services import networks as network_services
 
     project = member.project
@@ -286,7 +276,7 @@ def test_the_detail_stream_follows_the_floating_ips_of_its_ports(live_server, me
     )
     routers.router_add_interface(router=router, project=project, user_is_admin=False, subnet_id=str(subnet.pk))
     instance = InstanceFactory(project=project, user=member.user, networks="ports")
-    port = network_services.port_create(
+    port = ports.port_create(
         project=project, user_is_admin=False, network=own, device_id=str(instance.uuid), device_owner="compute:nova"
     )
     floating_ip = floating_ips.floating_ip_create(project=project, user_is_admin=False, floating_network=external)

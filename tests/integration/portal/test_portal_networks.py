@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from portal.models import Instance, Network, Port, Role, Subnet
 from portal.services import instance_ports
 from portal.services import networks as network_services
+from portal.services import ports as port_services
 
 from .conftest import PortalUser
 from .test_portal_forms import field_errors, launch
@@ -68,9 +69,9 @@ def running(user, host, **fields) -> Instance:
 
 def test_the_networks_page_lists_the_projects_and_the_shared_networks(portal_member, stranger, nets):
     own, shared = nets["own"], nets["shared"]
-    network_services.port_create(project=portal_member.project, user_is_admin=False, network=own)
-    network_services.port_create(project=stranger.project, user_is_admin=False, network=shared)
-    network_services.port_create(project=portal_member.project, user_is_admin=False, network=shared)
+    port_services.port_create(project=portal_member.project, user_is_admin=False, network=own)
+    port_services.port_create(project=stranger.project, user_is_admin=False, network=shared)
+    port_services.port_create(project=portal_member.project, user_is_admin=False, network=shared)
 
     response = portal_member.client.get("/networks/")
     assert response.status_code == 200
@@ -128,7 +129,7 @@ def test_bad_network_input_is_shown_at_its_field_and_leaves_nothing(portal_membe
 
 def test_deleting_networks_and_subnets(portal_member, stranger, nets):
     own = nets["own"]
-    port = network_services.port_create(project=portal_member.project, user_is_admin=False, network=own)
+    port = port_services.port_create(project=portal_member.project, user_is_admin=False, network=own)
     response = portal_member.client.post(f"/networks/{own.pk}/delete", follow=True)
     assert page_messages(response) == [
         "Network own-net still has ports (instances or ports on it): detach or delete them first."
@@ -139,7 +140,7 @@ def test_deleting_networks_and_subnets(portal_member, stranger, nets):
         f"Unable to complete operation on subnet {subnet.pk}: One or more ports have an IP allocation from this subnet."
     )
     assert page_messages(response) == [in_use]
-    network_services.port_delete(port=port)
+    port_services.port_delete(port=port)
     response = portal_member.client.post(f"/networks/subnets/{subnet.pk}/delete", follow=True)
     assert (
         page_messages(response) == ["Deleted subnet 10.30.0.0/24."] and not Subnet.objects.filter(pk=subnet.pk).exists()
@@ -243,7 +244,7 @@ def test_a_network_request_refused_is_a_form_error(portal_member, flavor, image,
         project=portal_member.project, user_is_admin=False, network=full, cidr="10.70.0.0/29",
         allocation_pools=[{"start": "10.70.0.5", "end": "10.70.0.5"}], enable_dhcp=False,
     )  # fmt: skip
-    network_services.port_create(project=portal_member.project, user_is_admin=False, network=full)
+    port_services.port_create(project=portal_member.project, user_is_admin=False, network=full)
     response = launch(portal_member, image=str(image.pk), network="chosen", networks=[str(full.pk)])
     assert response.status_code == 400
     assert field_errors(response.content.decode(), "networks") == [
@@ -353,7 +354,7 @@ def test_the_networks_page_takes_the_same_queries_for_any_number_of_networks(por
     for number in range(3):
         for extra in range(1 if number == 0 else 4):
             network = make_network(portal_member.project, f"n{number}-{extra}", f"10.{90 + number}.{extra}.0/24")
-            network_services.port_create(project=portal_member.project, user_is_admin=False, network=network)
+            port_services.port_create(project=portal_member.project, user_is_admin=False, network=network)
         with CaptureQueriesContext(connection) as queries:
             page = portal_member.client.get("/networks/").content.decode()
         counts.append(len(queries))

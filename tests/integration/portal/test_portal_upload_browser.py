@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.test import Client
 
 from portal.models import Image
-from tests.browser import launch_chromium
+from tests.browser import chromium, session_cookie
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("image_dir")]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 SIZE = 6 * 1024 * 1024
-
-
-@contextmanager
-def chromium():
-    """Playwright's sync API runs an event loop in this thread, where Django refuses ORM calls: the test
-    makes its rows before the browser starts and reads them after it stopped."""
-    from playwright import sync_api as playwright_api
-
-    with playwright_api.sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def session_cookie(user, url: str) -> list[dict]:
-    client = Client()
-    client.force_login(user)
-    return [
-        {"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value, "url": url}
-    ]
-
-
-@pytest.fixture(autouse=True)
-def no_connections_left(django_db_blocker):
-    yield
-    from tests.processes import close_other_sessions
-
-    with django_db_blocker.unblock():
-        close_other_sessions()
 
 
 def test_an_upload_shows_its_progress_then_the_result(live_server, member):

@@ -149,3 +149,38 @@ def test_admin_sets_limits_through_the_service(admin_client, db):
     )
     assert response.status_code == 302
     assert QuotaClassLimit.objects.get(class_name="default", resource="cores").hard_limit == 64
+
+
+def test_a_quota_check_makes_other_quota_checks_wait_but_not_rows_that_refer_to_the_project(transactional_db):
+    """The project's lock serialises quota checks, while another transaction may still write rows that
+    refer to the project (an action, an event, a limit): their foreign-key checks do not wait for it."""
+    import threading
+
+    from django.db import OperationalError, connection
+
+    project = MembershipFactory().project
+    outcomes: dict[str, str] = {}
+
+    def elsewhere(name, work):
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '1s'")
+                work()
+            outcomes[name] = "done"
+        except OperationalError as error:
+            outcomes[name] = "waited" if "lock timeout" in str(error) else str(error)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        quotas.instance_quota_check(project=project, user=None)
+        for name, work in {
+            "refers": lambda: QuotaLimit.objects.create(project=project, resource="cores", hard_limit=4),
+            "checks": lambda: quotas.instance_quota_check(project=project, user=None),
+        }.items():
+            thread = threading.Thread(target=elsewhere, args=(name, work))
+            thread.start()
+            thread.join(10)
+    assert outcomes == {"refers": "done", "checks": "waited"}
+    assert QuotaLimit.objects.filter(project=project, resource="cores").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -93,6 +94,24 @@ def in_thread(fn):
             connection.close()
 
     return run
+
+
+def at_once(*calls) -> list[BaseException]:
+    """Runs each call in a thread of its own, with its own database connection: what they raised."""
+    errors: list[BaseException] = []
+
+    def run(call):
+        try:
+            in_thread(call)()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return errors
 
 
 def schedule(instance):

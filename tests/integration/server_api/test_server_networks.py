@@ -5,15 +5,18 @@ to the server's host, following it, released with it."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 from django.utils import timezone
 
 from compute_tasks import rpc
 from portal.models import ComputeHost, HostNetworkState, Instance, Network, Port
-from portal.services import host_requests, instance_ports, lifecycle, network_sync
+from portal.services import host_requests, instance_ports, lifecycle, network_sync, ports, scheduling
 from portal.states import VmState
 from tests.integration.network_api.helpers import network, port, subnet
+from tests.integration.scheduling.conftest import at_once, make_host
 
 from .helpers import BASE, boot, booted, v
 
@@ -355,3 +358,111 @@ def test_a_user_mode_nic_shows_on_the_labelled_network(member, flavor, image, se
     )
     server = member.client.get(f"{BASE}/servers/{instance.uuid}", **v("2.47")).json()["server"]
     assert list(server["addresses"]) == [settings.CLOUD["NETWORK"]["label"]]
+
+
+def _report(generation: int, plugged: list[str]) -> None:
+    network_sync.network_state_applied(
+        rpc.NetworkStateApplied(host="hv1", generation=generation, plugged_ports=plugged)
+    )
+
+
+def test_a_hosts_report_and_a_change_to_its_port_at_once_both_finish(
+    transactional_db, member, flavor, image, net, monkeypatch
+):
+    """A change to a port locks the port, then the hosts' network state (``hosts_changed``); a host's
+    report at the same moment must take them in that order too, or PostgreSQL ends one of the two."""
+    monkeypatch.setattr(rpc, "apply_network_state", lambda host, plan: None)
+    server = _placed(booted(member, flavor, image, networks=[{"uuid": net["id"]}]), "hv1")
+    (port,) = _ports(server)
+    generation = HostNetworkState.objects.get(host__name="hv1").generation
+    holding_port = threading.Event()
+    network_changed = network_sync.network_changed
+
+    def slow_network_changed(network_id):
+        holding_port.set()
+        time.sleep(0.5)  # the report starts meanwhile, with the port still locked here
+        network_changed(network_id)
+
+    monkeypatch.setattr(network_sync, "network_changed", slow_network_changed)
+
+    def report():
+        holding_port.wait(10)
+        _report(generation, [str(port.pk)])
+
+    assert at_once(lambda: ports.port_unbind(port=port), report) == []
+    port.refresh_from_db()
+    assert (port.host_id, port.status) == (None, "DOWN")  # the report came second: hv1 no longer has it
+    assert HostNetworkState.objects.get(host__name="hv1").applied_generation == generation
+
+
+def test_a_report_overtaken_while_it_wrote_its_ports_is_undone(
+    transactional_db, member, flavor, image, net, monkeypatch
+):
+    """Two reports of one host handled at once: the older one, overtaken between its first look at the
+    host's state and its lock on it, leaves nothing of what it wrote."""
+    monkeypatch.setattr(rpc, "apply_network_state", lambda host, plan: None)
+    server = _placed(booted(member, flavor, image, networks=[{"uuid": net["id"]}]), "hv1")
+    (port,) = _ports(server)
+    host = ComputeHost.objects.get(name="hv1")
+    network_sync.hosts_changed([host.pk])
+    older = HostNetworkState.objects.get(host=host).generation
+    network_sync.hosts_changed([host.pk])
+    newer = older + 1
+    older_looked, newer_done = threading.Event(), threading.Event()
+    ports_as_reported = network_sync._ports_as_reported
+
+    def after_the_newer(host, report):
+        if report.generation == older:
+            older_looked.set()
+            newer_done.wait(10)
+        ports_as_reported(host, report)
+
+    monkeypatch.setattr(network_sync, "_ports_as_reported", after_the_newer)
+
+    def newer_report():
+        older_looked.wait(10)
+        try:
+            _report(newer, [])
+        finally:
+            newer_done.set()
+
+    assert at_once(lambda: _report(older, [str(port.pk)]), newer_report) == []
+    port.refresh_from_db()
+    assert port.status == "DOWN"  # as the newer report has it
+    assert HostNetworkState.objects.get(host=host).applied_generation == newer
+
+
+def test_a_claim_on_a_host_and_a_new_port_bound_to_it_at_once_both_finish(
+    transactional_db, member, flavor, image, net, monkeypatch
+):
+    """A claim locks its host's row, then (its server's ports following it there) the host's network
+    state. A port written onto the host locks that state, and at commit PostgreSQL checks the port's
+    reference to the host with a KEY SHARE lock on the host's row: a claim's lock must not stand in its
+    way, or the two deadlock and PostgreSQL ends one (an API request: a 500)."""
+    monkeypatch.setattr(rpc, "apply_network_state", lambda host, plan: None)
+    monkeypatch.setattr(rpc, "build_and_run_instance", lambda host, build: None)
+    host = make_host("hv1")
+    HostNetworkState.objects.create(host=host)
+    server = booted(member, flavor, image, networks=[{"uuid": net["id"]}])
+    network = Network.objects.get(pk=net["id"])
+    writer_holds_state = threading.Event()
+    hosts_changed = network_sync.hosts_changed
+
+    def hosts_changed_then_wait(host_ids):
+        hosts_changed(host_ids)
+        if threading.current_thread().name == "writer":
+            writer_holds_state.set()
+            time.sleep(0.5)  # the claim locks the host's row meanwhile, then waits for the state
+
+    monkeypatch.setattr(network_sync, "hosts_changed", hosts_changed_then_wait)
+
+    def write_port():
+        threading.current_thread().name = "writer"
+        ports.port_create(project=member.project, user_is_admin=True, network=network, host=host)
+
+    def claim():
+        writer_holds_state.wait(10)
+        assert scheduling.schedule_and_build(instance_uuid=str(server.uuid)) == "hv1"
+
+    assert at_once(write_port, claim) == []
+    assert Port.objects.filter(network=network, host=host).count() == 2  # the new port and the server's

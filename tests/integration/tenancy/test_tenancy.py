@@ -27,8 +27,8 @@ from portal.models import Aggregate, ComputeHost, InstanceAction, InstanceTag, K
 from portal.services import floating_ips as floating_ip_services
 from portal.services import routers as router_services
 from portal.services import security_groups as group_services
-from portal.services.networks import network_create, port_create, subnet_create
-from portal.services.ports import port_update
+from portal.services.networks import network_create, subnet_create
+from portal.services.ports import port_create, port_update
 from tests.conftest import Caller
 from tests.factories import FlavorFactory, ImageFactory, InstanceFactory
 

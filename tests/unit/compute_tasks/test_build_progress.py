@@ -9,7 +9,8 @@ from compute_tasks import images as image_cache
 from compute_tasks import rpc
 from compute_tasks.config import HostConfig
 from compute_tasks.drivers.fake import FakeDriver
-from compute_tasks.manager import ComputeManager, _BuildSteps
+from compute_tasks.manager import ComputeManager
+from compute_tasks.progress import BuildSteps
 from tests.unit.compute_tasks.test_compute_images import PAYLOAD, server, spec  # noqa: F401 - fixture
 from tests.unit.compute_tasks.test_compute_manager import RecordingReporter, make_request
 
@@ -77,7 +78,7 @@ def test_a_slow_build_reports_the_step_it_is_in_once_the_quiet_time_is_over(mana
 
 
 def test_without_a_quiet_time_every_step_goes_out_at_once(reporter):
-    steps = _BuildSteps(reporter, make_request(), "hv-test", quiet=0)
+    steps = BuildSteps(reporter, make_request(), "hv-test", quiet=0)
     steps.begin(rpc.BUILD_STEP_BLOCK_DEVICE_MAPPING)
     for received in range(10, 1001, 10):
         steps.downloaded(received, 1000)
@@ -90,7 +91,7 @@ def test_without_a_quiet_time_every_step_goes_out_at_once(reporter):
 
 
 def test_download_percents_go_out_every_five_points_at_most(reporter):
-    steps = _BuildSteps(reporter, make_request(), "hv-test", quiet=0, interval=0)
+    steps = BuildSteps(reporter, make_request(), "hv-test", quiet=0, interval=0)
     steps.begin(rpc.BUILD_STEP_BLOCK_DEVICE_MAPPING)
     for received in range(1, 201):
         steps.downloaded(received, 200)

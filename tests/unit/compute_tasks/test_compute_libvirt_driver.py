@@ -11,6 +11,7 @@ import subprocess
 import uuid
 
 import libvirt  # noqa: E402
+import libvirt_qemu
 import pytest
 
 from compute_tasks import rpc  # noqa: E402
@@ -124,6 +125,18 @@ def test_a_hostile_name_is_kept_verbatim(driver, base_image):
     driver.spawn(request, base_image)
 
     assert libvirt.open(URI).lookupByUUIDString(request.instance_uuid).name() == request.domain_name
+
+
+def test_a_guest_announces_itself_only_where_it_has_nics_on_a_wire(driver, base_image):
+    # QEMU's announce-self is asked of a QEMU hypervisor only: libvirt's test driver has no monitor.
+    request = make_request(driver)
+    driver.spawn(request, base_image)
+
+    driver.announce(ref_for(request))
+
+    dom = libvirt.open(URI).lookupByUUIDString(request.instance_uuid)
+    with pytest.raises(libvirt.libvirtError):  # what announcing here would meet
+        libvirt_qemu.qemuMonitorCommand(dom, '{"execute": "announce-self"}', 0)
 
 
 def test_power_off_and_on(driver, base_image):

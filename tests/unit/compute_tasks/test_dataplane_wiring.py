@@ -75,7 +75,10 @@ class Reporter(RecordingReporter):
 
 
 class CountingPlane(NullDataplane):
-    """The null data plane, counting the instances whose ports were plugged, and plugging only those."""
+    """The null data plane, counting the instances whose ports were plugged, and plugging only those; its
+    guests announce themselves as a real data plane's do."""
+
+    _announce = Dataplane._announce
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -183,6 +186,29 @@ def test_a_lasting_problem_is_reported_once(setup):
     manager.check_network()
     errors = [m.error for m in reporter.sent]
     assert errors == ["", "RuntimeError: the namespace is gone"]
+
+
+def test_a_guest_whose_port_was_just_plugged_announces_itself_once(setup, caplog):
+    manager, _reporter, plane = setup
+    request = make_request()
+    manager.build_and_run_instance(request)  # running, as after a live migration's arrival
+    plan, port = plan_with(request.instance_uuid)
+    _stranger_plan, stranger_port = plan_with(str(uuid.uuid4()), generation=2)  # no guest of that name here
+    plan.networks[0].ports.append(stranger_port)
+
+    def announced():
+        return [instance for method, instance in manager.driver.calls if method == "announce"]
+
+    manager.apply_network_state(plan)
+    assert announced() == []  # its tap is not there yet
+    plane.up |= {port.port_id, stranger_port.port_id}
+    manager.check_network()
+    assert sorted(announced()) == sorted([request.instance_uuid, stranger_port.instance_uuid])
+    assert "could not announce itself" in caplog.text  # the stranger's failure stops nothing
+    manager.apply_network_state(plan)
+    manager.check_network()
+    manager.start_instance(ref_for(request))
+    assert len(announced()) == 2  # plugged already: once each
 
 
 def test_the_null_data_plane_reports_every_planned_port_plugged(tmp_path):
