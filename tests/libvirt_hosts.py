@@ -63,6 +63,14 @@ class LibvirtHosts:
         return "\n".join(f"===== libvirtd of {name} =====\n{host.log_tail()}" for name, host in self.hosts.items())
 
 
+def holds(cluster: Cluster, name: str, instance_uuid: str) -> bool:
+    """Whether host ``name`` still has anything of an instance: its domain or its directory. A host removes
+    them in that order, so a test waiting for a leftover to go waits on this, not on the domain alone."""
+    if instance_uuid in cluster.libvirt_hosts.domain_uuids(name):
+        return True
+    return cluster.instance_dir(name, instance_uuid).exists()
+
+
 def start_compute_on(cluster: Cluster, name: str, host: LibvirtHost, **env: str) -> Process:
     """A compute worker for host ``name`` driving its private libvirtd, enrolled with its console address."""
     cluster.qemu_log_dirs.append(host.qemu_log_dir)
