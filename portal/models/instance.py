@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import uuid
 
 from django.conf import settings
@@ -10,6 +12,14 @@ from .flavor import Flavor
 from .host import ComputeHost
 from .identity import Project
 from .image import Image
+
+
+class InstanceQuerySet(models.QuerySet):
+    def for_change(self) -> InstanceQuerySet:
+        """The rows locked for a change that keeps their key (``FOR NO KEY UPDATE``, as an ``UPDATE`` of
+        other columns locks them): changes of one instance wait for each other, while rows that refer to
+        it (its actions, faults, ports, volumes, migrations) may still be written by other transactions."""
+        return self.select_for_update(of=("self",), no_key=True)
 
 
 class Instance(models.Model):
@@ -96,6 +106,8 @@ class Instance(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     launched_at = models.DateTimeField(null=True, blank=True)
     terminated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InstanceQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -44,7 +44,7 @@ def build_progress(*, report: rpc.BuildProgress) -> bool:
     with transaction.atomic():
         # The one check of who may say this: the host the server is placed on, while it is built.
         instance = (
-            Instance.objects.select_for_update(of=("self",))
+            Instance.objects.for_change()
             .filter(uuid=instance_uuid, vm_state=VmState.BUILDING, task_state__in=BUILD_STEPS, host__name=report.host)
             .first()
         )

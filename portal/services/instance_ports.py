@@ -308,7 +308,7 @@ INTERFACE_VM_STATES = frozenset({VmState.ACTIVE, VmState.PAUSED, VmState.STOPPED
 
 def _interface_instance(ctx: RequestContext, instance: Instance, verb: str) -> Instance:
     """The instance, locked, if it may have a NIC plugged or unplugged now."""
-    locked = Instance.objects.select_for_update(of=("self",)).select_related("host").get(pk=instance.pk)
+    locked = Instance.objects.for_change().select_related("host").get(pk=instance.pk)
     if locked.locked and not ctx.is_admin:
         raise lifecycle.InstanceLocked(f"Instance {locked.uuid} is locked")
     if locked.vm_state not in INTERFACE_VM_STATES or locked.task_state is not None:

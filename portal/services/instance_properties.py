@@ -53,7 +53,7 @@ def validate_tags(tags: Iterable[Any]) -> list[str]:
 
 
 def _locked_row(instance: Instance) -> Instance:
-    return Instance.objects.select_for_update().get(pk=instance.pk)
+    return Instance.objects.for_change().get(pk=instance.pk)
 
 
 def _check_editable(row: Instance, what: str, *, idle: bool) -> None:

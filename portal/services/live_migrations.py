@@ -105,7 +105,7 @@ def _place_live(migration_id: int, request_id: str) -> str | None:
     )
     if migration is None or migration.status != Migration.Status.QUEUED:
         return None
-    instance = Instance.objects.select_for_update(of=("self",)).select_related("image").get(pk=migration.instance_id)
+    instance = Instance.objects.for_change().select_related("image").get(pk=migration.instance_id)
     if instance.task_state != TaskState.MIGRATING:
         return None
     chosen, explanation = select_destination(
@@ -459,7 +459,7 @@ def _place_evacuation(migration_id: int, request_id: str) -> str | None:
     )
     if migration is None or migration.status != Migration.Status.ACCEPTED:
         return None
-    instance = Instance.objects.select_for_update(of=("self",)).select_related("image").get(pk=migration.instance_id)
+    instance = Instance.objects.for_change().select_related("image").get(pk=migration.instance_id)
     if instance.task_state != TaskState.REBUILDING or instance.host_id != migration.source_host_id:
         return None
     chosen, explanation = select_destination(

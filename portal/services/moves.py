@@ -244,7 +244,7 @@ def _place_move(migration_id: int, request_id: str) -> str | None:
     )
     if migration is None or migration.status != Migration.Status.PRE_MIGRATING:
         return None
-    instance = Instance.objects.select_for_update(of=("self",)).select_related("image").get(pk=migration.instance_id)
+    instance = Instance.objects.for_change().select_related("image").get(pk=migration.instance_id)
     if instance.task_state != TaskState.RESIZE_PREP:
         return None
     same_host = migration.migration_type == Migration.Type.RESIZE and settings.CLOUD["ALLOW_RESIZE_TO_SAME_HOST"]

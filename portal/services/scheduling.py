@@ -91,7 +91,7 @@ PENDING_COLUMNS = Columns(Instance, related={"image": every_field(Image), "serve
 
 
 def _pending(shape: str, *, reservation_id: str = "", pk: int = 0) -> QuerySet:
-    rows = Instance.objects.select_for_update(of=("self",))
+    rows = Instance.objects.for_change()
     rows = rows.annotate(has_volumes=HAS_VOLUMES)
     rows = rows.filter(task_state=TaskState.SCHEDULING, vm_state=VmState.BUILDING, host__isnull=True)
     rows = rows.filter(reservation_id=reservation_id) if shape == "request" else rows.filter(pk=pk)
@@ -413,12 +413,7 @@ def build_failed(*, report: rpc.BuildFailed) -> None:
     max_attempts = settings.SCHEDULER["MAX_ATTEMPTS"]
     reschedule = False
     with transaction.atomic():
-        instance = (
-            Instance.objects.select_for_update(of=("self",))
-            .select_related("host")
-            .filter(uuid=report.instance_uuid)
-            .first()
-        )
+        instance = Instance.objects.for_change().select_related("host").filter(uuid=report.instance_uuid).first()
         if instance is None or instance.task_state not in (*BUILD_STEPS, TaskState.REBUILDING):
             return  # a duplicate report, or the instance moved on (deleted, reaped)
         if instance.host is not None and instance.host.name != report.host:

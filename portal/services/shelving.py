@@ -229,9 +229,7 @@ def unshelve_server(*, instance_uuid: str, request_id: str = "", host: str = "")
 
 
 def _place_unshelve(instance_uuid: str, request_id: str, host: str) -> str | None:
-    instance = (
-        Instance.objects.select_for_update(of=("self",)).select_related("image").filter(uuid=instance_uuid).first()
-    )
+    instance = Instance.objects.for_change().select_related("image").filter(uuid=instance_uuid).first()
     if instance is None or instance.task_state != TaskState.UNSHELVING or instance.host_id is not None:
         return None
     chosen, explanation = select_destination(instance, requested_host=host)

@@ -176,7 +176,7 @@ def _check_instance(instance: Instance, ctx: RequestContext, verb: str, vm_state
 
 
 def _locked_instance(instance: Instance) -> Instance:
-    return Instance.objects.select_for_update(of=("self",)).select_related("host").get(pk=instance.pk)
+    return Instance.objects.for_change().select_related("host").get(pk=instance.pk)
 
 
 # A page that lists volumes waits this long for Cinder at most, then says it could not ask.
