@@ -24,7 +24,7 @@ DATABASE_FILE_MODE = 0o600
 
 
 class DatabaseSchemaEditor(schema.DatabaseSchemaEditor):
-    def _create_index_sql(self, model, *, expressions=None, **kwargs):  # noqa: ANN001, ANN202 - Django's
+    def _create_index_sql(self, model, *, expressions=None, **kwargs):
         if expressions is not None:
             expressions = copy.deepcopy(expressions)
             for node in _walk(expressions):
