@@ -8,7 +8,7 @@ import logging
 from datetime import UTC, datetime
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from compute_tasks import rpc
@@ -195,26 +195,27 @@ def _stray_domains(beat: rpc.Heartbeat) -> tuple[list[str], list[str]]:
     reported = {d.instance_uuid for d in beat.domains}
     if not reported:
         return [], []
+    # A move in progress has the guest (or what the source keeps of it) on both of its hosts. Read in the
+    # same statement as the instances: a move that ends between two reads would show the instance still
+    # on its source and no longer moving, and the guest that just arrived would be removed.
+    moving = Migration.objects.filter(
+        Q(source_host__name=beat.host) | Q(dest_host__name=beat.host),
+        status__in=Migration.ACTIVE_STATUSES,
+        instance=OuterRef("pk"),
+    )
     known = {
         str(row["uuid"]): row
-        for row in Instance.objects.filter(uuid__in=list(reported)).values(
-            "uuid", "vm_state", "updated_at", "host__name"
-        )
-    }
-    # A move in progress has the guest (or what the source keeps of it) on both of its hosts.
-    moving = {
-        str(value)
-        for value in Migration.objects.filter(
-            Q(source_host__name=beat.host) | Q(dest_host__name=beat.host),
-            status__in=Migration.ACTIVE_STATUSES,
-            instance__uuid__in=list(reported),
-        ).values_list("instance__uuid", flat=True)
+        for row in Instance.objects.filter(uuid__in=list(reported))
+        .annotate(moving=Exists(moving))
+        .values("uuid", "vm_state", "updated_at", "host__name", "moving")
     }
     strays, removals = [], []
-    for instance_uuid in sorted(reported - moving):
+    for instance_uuid in sorted(reported):
         row = known.get(instance_uuid)
         if row is None:
             strays.append(f"instance-{instance_uuid}")
+            continue
+        if row["moving"]:
             continue
         elsewhere = row["vm_state"] == VmState.DELETED or row["host__name"] != beat.host
         if elsewhere and row["updated_at"] < sent_at:
