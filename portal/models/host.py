@@ -2,8 +2,10 @@ import uuid
 
 from django.db import models
 
+from .locking import ChangeLocking
 
-class LiveHosts(models.Manager):
+
+class LiveHosts(models.Manager.from_queryset(ChangeLocking)):
     def get_queryset(self):
         return super().get_queryset().filter(deleted_at__isnull=True)
 

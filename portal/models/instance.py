@@ -12,14 +12,7 @@ from .flavor import Flavor
 from .host import ComputeHost
 from .identity import Project
 from .image import Image
-
-
-class InstanceQuerySet(models.QuerySet):
-    def for_change(self) -> InstanceQuerySet:
-        """The rows locked for a change that keeps their key (``FOR NO KEY UPDATE``, as an ``UPDATE`` of
-        other columns locks them): changes of one instance wait for each other, while rows that refer to
-        it (its actions, faults, ports, volumes, migrations) may still be written by other transactions."""
-        return self.select_for_update(of=("self",), no_key=True)
+from .locking import ChangeLocking
 
 
 class Instance(models.Model):
@@ -107,7 +100,7 @@ class Instance(models.Model):
     launched_at = models.DateTimeField(null=True, blank=True)
     terminated_at = models.DateTimeField(null=True, blank=True)
 
-    objects = InstanceQuerySet.as_manager()
+    objects = ChangeLocking.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

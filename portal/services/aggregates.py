@@ -44,7 +44,7 @@ class AggregateHostNotFound(Exception):
 def _lock(aggregate: Aggregate, hosts: Iterable[ComputeHost] = ()) -> tuple[Aggregate, list[ComputeHost]]:
     locked = Aggregate.objects.select_for_update().get(pk=aggregate.pk)
     host_ids = sorted({h.pk for h in hosts} | set(locked.hosts.values_list("pk", flat=True)))
-    rows = list(ComputeHost.objects.select_for_update(no_key=True).filter(pk__in=host_ids).order_by("pk"))
+    rows = list(ComputeHost.objects.for_change().filter(pk__in=host_ids).order_by("pk"))
     return locked, rows
 
 

@@ -44,7 +44,7 @@ def compute_host_update(
     if runs_routers is not _UNSET:  # the reaper moves the routers of a host no longer trusted with them
         fields["runs_routers"] = bool(runs_routers)
     with transaction.atomic():
-        locked = ComputeHost.objects.select_for_update(no_key=True).get(pk=host.pk)
+        locked = ComputeHost.objects.for_change().get(pk=host.pk)
         for name, value in fields.items():
             setattr(locked, name, value)
         if fields:
@@ -60,7 +60,7 @@ def compute_host_delete(*, host: ComputeHost) -> None:
     with transaction.atomic():
         # Aggregates before the host, in the order every aggregate change takes its locks.
         aggregates = list(Aggregate.objects.select_for_update().filter(hosts=host).order_by("pk"))
-        locked = ComputeHost.objects.select_for_update(no_key=True).filter(pk=host.pk).first()
+        locked = ComputeHost.objects.for_change().filter(pk=host.pk).first()
         if locked is None:
             raise ComputeHost.DoesNotExist(host.pk)
         if Instance.objects.filter(host=locked).exclude(vm_state=VmState.DELETED).exists():

@@ -167,7 +167,7 @@ def host_enroll_many(
     names = list(dict.fromkeys(names))
     now = timezone.now()
     with transaction.atomic():
-        hosts = {host.name: host for host in ComputeHost.objects.select_for_update(no_key=True).filter(name__in=names)}
+        hosts = {host.name: host for host in ComputeHost.objects.for_change().filter(name__in=names)}
         new = [ComputeHost(name=name, console_address=console_address) for name in names if name not in hosts]
         for host in ComputeHost.objects.bulk_create(new):
             hosts[host.name] = host

@@ -34,7 +34,7 @@ from . import lifecycle
 from .actions import NotAllowed, host_of
 from .host_requests import build_request
 from .instances import InvalidRequest
-from .moves import begin_migration
+from .moves import begin_migration, locked_migration
 from .scheduling import LostRace, select_destination
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,7 @@ def live_migrate_server(*, migration_id: int, request_id: str = "") -> str | Non
 
 
 def _place_live(migration_id: int, request_id: str) -> str | None:
-    migration = (
-        Migration.objects.select_for_update(of=("self",)).select_related("source_host").filter(pk=migration_id).first()
-    )
+    migration = locked_migration(migration_id)
     if migration is None or migration.status != Migration.Status.QUEUED:
         return None
     instance = Instance.objects.for_change().select_related("image").get(pk=migration.instance_id)
@@ -454,9 +452,7 @@ def evacuate_server(*, migration_id: int, request_id: str = "") -> str | None:
 
 
 def _place_evacuation(migration_id: int, request_id: str) -> str | None:
-    migration = (
-        Migration.objects.select_for_update(of=("self",)).select_related("source_host").filter(pk=migration_id).first()
-    )
+    migration = locked_migration(migration_id)
     if migration is None or migration.status != Migration.Status.ACCEPTED:
         return None
     instance = Instance.objects.for_change().select_related("image").get(pk=migration.instance_id)

@@ -238,10 +238,14 @@ def move_server(*, migration_id: int, request_id: str = "") -> str | None:
     return None
 
 
+def locked_migration(migration_id: int) -> Migration | None:
+    """A migration being placed, its row locked (not its source host's), with its source host."""
+    rows = Migration.objects.select_for_update(of=("self",)).select_related("source_host")
+    return rows.filter(pk=migration_id).first()
+
+
 def _place_move(migration_id: int, request_id: str) -> str | None:
-    migration = (
-        Migration.objects.select_for_update(of=("self",)).select_related("source_host").filter(pk=migration_id).first()
-    )
+    migration = locked_migration(migration_id)
     if migration is None or migration.status != Migration.Status.PRE_MIGRATING:
         return None
     instance = Instance.objects.for_change().select_related("image").get(pk=migration.instance_id)

@@ -199,10 +199,7 @@ def _place_batch(instance: Instance, request_id: str, previous_failure: str, use
     # transaction writing a row that refers to the host (a port bound there) checks that reference at
     # commit without waiting for a claim, which may itself be waiting for that transaction.
     locked = dict(
-        ComputeHost.objects.select_for_update(no_key=True)
-        .filter(name__in=set(chosen))
-        .order_by("name")
-        .values_list("name", "pk")
+        ComputeHost.objects.for_change().filter(name__in=set(chosen)).order_by("name").values_list("name", "pk")
     )
     fresh = host_state_snapshots(instance_uuids=named, host_ids=list(locked.values()))
     vanished = len(locked) < len(set(chosen))
@@ -336,7 +333,7 @@ def select_destination(
     if decision.failed is not None:
         return None, decision.failed.explanation
     name = decision.selections[0].hosts[0].host
-    host = ComputeHost.objects.select_for_update(no_key=True).get(name=name)
+    host = ComputeHost.objects.for_change().get(name=name)
     fresh = host_state_snapshots(instance_uuids=named, host_ids=[host.pk])
     if recheck_placements(fresh, [spec], [name], now=time.time(), config=config) is not None:
         raise LostRace
